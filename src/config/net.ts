@@ -1,0 +1,93 @@
+// Address and CIDR helpers on top of ipaddr.js: every address the config holds goes through here.
+import ipaddr from 'ipaddr.js';
+
+export type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+export function parseIp(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
+  if (!ipaddr.isValid(text)) return null;
+  const addr = ipaddr.parse(text);
+  // Reject the legacy forms ipaddr.js tolerates (010.1, 0x7f.1): only dotted quads and IPv6.
+  if (addr.kind() === 'ipv4' && !ipaddr.IPv4.isValidFourPartDecimal(text)) return null;
+  return addr;
+}
+
+export function parseCidr(text: string): Cidr | null {
+  try {
+    const [addr, bits] = ipaddr.parseCIDR(text);
+    if (addr.kind() === 'ipv4' && !ipaddr.IPv4.isValidFourPartDecimal(text.split('/')[0] ?? '')) return null;
+    return [addr, bits];
+  } catch {
+    return null;
+  }
+}
+
+export function cidrContains(outer: Cidr, inner: Cidr): boolean {
+  const [outerAddr, outerBits] = outer;
+  const [innerAddr, innerBits] = inner;
+  if (outerAddr.kind() !== innerAddr.kind()) return false;
+  return innerBits >= outerBits && innerAddr.match(outer);
+}
+
+export function ipInCidr(ip: string, cidr: Cidr): boolean {
+  const addr = parseIp(ip);
+  if (!addr || addr.kind() !== cidr[0].kind()) return false;
+  return addr.match(cidr);
+}
+
+/** Ranges a relay ACL or a private listener may live in: RFC 1918, CGNAT (used by some VPNs), loopback, ULA. */
+const PRIVATE_RANGES: Cidr[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '127.0.0.0/8', 'fc00::/7', '::1/128'].map(
+  (text) => ipaddr.parseCIDR(text),
+);
+
+export function isPrivateCidr(cidr: Cidr): boolean {
+  return PRIVATE_RANGES.some((range) => cidrContains(range, cidr));
+}
+
+export function isPrivateIp(ip: string): boolean {
+  const addr = parseIp(ip);
+  if (!addr) return false;
+  return isPrivateCidr([addr, addr.kind() === 'ipv4' ? 32 : 128]);
+}
+
+export function isUnspecifiedIp(ip: string): boolean {
+  const addr = parseIp(ip);
+  return addr !== null && addr.range() === 'unspecified';
+}
+
+export function isLoopbackIp(ip: string): boolean {
+  const addr = parseIp(ip);
+  return addr !== null && addr.range() === 'loopback';
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Parses `1.2.3.4:25` or `[2001:db8::1]:25`; the host must be an IP literal. */
+export function parseHostPort(text: string): HostPort | null {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(text);
+  if (!match) return null;
+  const host = match[1] ?? match[2] ?? '';
+  const port = Number(match[3]);
+  const addr = parseIp(host);
+  if (!addr || port < 1 || port > 65535) return null;
+  if (match[1] !== undefined && addr.kind() !== 'ipv6') return null;
+  if (match[2] !== undefined && addr.kind() !== 'ipv4') return null;
+  return { host: addr.toString(), port };
+}
+
+export function formatHostPort({ host, port }: HostPort): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
+
+/** A fully qualified domain name: at least two labels, letters-digits-hyphens, a non-numeric TLD, no trailing dot. */
+export function isFqdn(name: string): boolean {
+  if (name.length > 253 || name.endsWith('.')) return false;
+  const labels = name.split('.');
+  if (labels.length < 2) return false;
+  if (!labels.every((label) => LABEL.test(label))) return false;
+  return /[a-z]/i.test(labels[labels.length - 1] ?? '');
+}

@@ -1,0 +1,54 @@
+// `mailproxy demo` (`npm start`): the whole appliance on loopback with a built-in config, printing each
+// message the backend stand-in and the "internet" MX receive, until Ctrl-C.
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import { DEMO_DOMAIN, DEMO_PORTS, INTERNET_DOMAIN, LOOPBACK, startTopology } from './topology';
+import type { ReceivedMessage } from '../testpeers/smtp-sink';
+
+function describe(where: string, message: ReceivedMessage): string {
+  const xclient = Object.entries(message.xclient)
+    .map(([key, value]) => `${key}=${value}`)
+    .join(' ');
+  return [
+    `--- ${where} received a message`,
+    `    from ${message.remoteAddress}  MAIL FROM:<${message.mailFrom}>  RCPT TO:${message.rcptTo.map((rcpt) => `<${rcpt}>`).join(',')}`,
+    `    XCLIENT: ${xclient || '(none)'}`,
+    `    Subject: ${message.subject}`,
+  ].join('\n');
+}
+
+export async function runDemo(io: { stdout: Writable; stderr: Writable }, stateDir = path.resolve('.demo'), signal?: AbortSignal): Promise<number> {
+  const say = (text: string) => io.stdout.write(`${text}\n`);
+  const verbose = process.env.MAILPROXY_DEMO_VERBOSE === '1';
+  const topology = await startTopology({
+    stateDir,
+    ports: DEMO_PORTS,
+    backend: { onMessage: (message) => say(describe(`backend stand-in ${LOOPBACK.backend}:${DEMO_PORTS.backend}`, message)) },
+    internet: { onMessage: (message) => say(describe(`internet MX ${LOOPBACK.internet}:${DEMO_PORTS.internetMx}`, message)) },
+    ...(verbose ? { echo: (name: string, line: string) => io.stderr.write(`[${name}] ${line}\n`) } : {}),
+  });
+  const inbound = `${topology.inbound.host}:${topology.inbound.port}`;
+  const outbound = `${topology.outbound.host}:${topology.outbound.port}`;
+  say(`mailproxy demo is running (config: ${topology.configPath}, rendered instances: ${topology.instancesDir})
+  haraka-in   ${inbound}   public MX for ${DEMO_DOMAIN}, forwards to the backend stand-in ${LOOPBACK.backend}:${DEMO_PORTS.backend}
+  haraka-out  ${outbound}   relays for ${LOOPBACK.backend} only, delivers by MX (DNS on ${LOOPBACK.dns}:${DEMO_PORTS.dns}) to ${LOOPBACK.internet}:${DEMO_PORTS.internetMx}
+
+Send a message in (internet -> haraka-in -> backend):
+  swaks --server ${inbound} --from someone@${INTERNET_DOMAIN} --to alice@${DEMO_DOMAIN}
+  node bin/mailproxy.js send --server ${inbound} --from someone@${INTERNET_DOMAIN} --to alice@${DEMO_DOMAIN}
+Send a message out (backend -> haraka-out -> internet):
+  swaks --server ${outbound} --local-interface ${LOOPBACK.backend} --from alice@${DEMO_DOMAIN} --to bob@${INTERNET_DOMAIN}
+  node bin/mailproxy.js send --server ${outbound} --local-address ${LOOPBACK.backend} --from alice@${DEMO_DOMAIN} --to bob@${INTERNET_DOMAIN}
+Press Ctrl-C to stop (MAILPROXY_DEMO_VERBOSE=1 shows Haraka's logs).`);
+
+  await new Promise<void>((resolve) => {
+    const finish = () => resolve();
+    process.once('SIGINT', finish);
+    process.once('SIGTERM', finish);
+    signal?.addEventListener('abort', finish, { once: true });
+  });
+  say('stopping...');
+  await topology.stop();
+  say('stopped.');
+  return 0;
+}

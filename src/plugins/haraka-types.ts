@@ -1,0 +1,20 @@
+// The slice of Haraka's plugin API our plugins use. Haraka copies a package plugin's exports onto its
+// plugin object, so hook functions run with `this` bound to that object.
+
+export interface HarakaConfig {
+  get(name: string, type?: string | object, callback?: () => void): unknown;
+  get(name: string, options: object, callback?: () => void): unknown;
+}
+
+export interface HarakaPlugin {
+  name: string;
+  config: HarakaConfig;
+  register_hook(hook: string, method: string, priority?: number): void;
+  loginfo(...args: unknown[]): void;
+  logwarn(...args: unknown[]): void;
+  logerror(...args: unknown[]): void;
+  logdebug(...args: unknown[]): void;
+  [key: string]: unknown;
+}
+
+export type Next = (code?: number, message?: unknown) => void;

@@ -1,0 +1,24 @@
+// The role table: one row per Haraka instance, the single task it does and the plugins that do it.
+// The instance directories (and, later, the systemd units) are rendered from these rows.
+
+export type RoleName = 'haraka-in' | 'haraka-out';
+
+export interface Role {
+  name: RoleName;
+  summary: string;
+  /** Plugin names as written to config/plugins, in hook order. Never `xclient`: that plugin ACCEPTS XCLIENT. */
+  plugins: readonly string[];
+}
+
+export const ROLES: readonly Role[] = [
+  {
+    name: 'haraka-in',
+    summary: 'public MX: accepts mail for our domains and forwards it to the backend',
+    plugins: ['mailproxy-dns', 'tls', 'rcpt_to.in_host_list', 'queue/smtp_forward'],
+  },
+  {
+    name: 'haraka-out',
+    summary: 'closed relay on the WireGuard address: delivers the backend’s outbound mail to the internet',
+    plugins: ['mailproxy-dns', 'relay', 'mailproxy-outbound'],
+  },
+];
