@@ -91,7 +91,7 @@ export function loadConfigText(text: string): LoadResult {
         key: '(yaml)',
         value: undefined,
         message: error.message.split('\n')[0] ?? error.message,
-        line: error.linePos?.[0]?.line ?? null,
+        line: counter.linePos(error.pos[0]).line,
       })),
     };
   }

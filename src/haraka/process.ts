@@ -27,8 +27,11 @@ export interface StartOptions {
 
 export function startHaraka(options: StartOptions): HarakaProcess {
   // `-c DIR` must be the first two arguments.
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
+  // Test runners set NODE_ENV=test, which makes Haraka's outbound send an empty HELO name.
+  for (const name of ['NODE_ENV', 'VITEST', 'VITEST_MODE', 'VITEST_POOL_ID', 'VITEST_WORKER_ID']) delete env[name];
   const child = spawn(process.execPath, [harakaBin(), '-c', options.instanceDir], {
-    env: { ...process.env, ...options.env },
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let buffer = '';

@@ -182,7 +182,7 @@ function forwardFiles(config: Config, options: RenderOptions): Record<string, st
         ],
       },
     ]),
-    'smtp_forward.timeout': renderList(
+    'queue/smtp_forward.timeout': renderList(
       header(options, RESTART) + '\nSeconds Haraka gives the forwarder for one message before answering 4xx itself.',
       [String(Math.ceil(config.backend.timeout))],
     ),

@@ -14,11 +14,11 @@ export const ROLES: readonly Role[] = [
   {
     name: 'haraka-in',
     summary: 'public MX: accepts mail for our domains and forwards it to the backend',
-    plugins: ['mailproxy-dns', 'tls', 'rcpt_to.in_host_list', 'queue/smtp_forward'],
+    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'tls', 'rcpt_to.in_host_list', 'queue/smtp_forward'],
   },
   {
     name: 'haraka-out',
     summary: 'closed relay on the WireGuard address: delivers the backend’s outbound mail to the internet',
-    plugins: ['mailproxy-dns', 'relay', 'mailproxy-outbound'],
+    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'relay', 'mailproxy-outbound'],
   },
 ];
