@@ -46,6 +46,13 @@ const backend = z
     timeout: seconds(1, 600)
       .default(60)
       .describe('Seconds to wait for any one backend reply (banner, EHLO, MAIL, RCPT, end of data) before answering 4xx.'),
+    require_xclient: z
+      .boolean()
+      .default(true)
+      .describe('Refuse (4xx) rather than forward without XCLIENT, which would show the backend the proxy’s address instead of the sender’s.'),
+    rdns_timeout: seconds(0.1, 30)
+      .default(3)
+      .describe('Seconds to spend finding the client’s forward-confirmed reverse DNS name for XCLIENT NAME; then [TEMPUNAVAIL].'),
   })
   .prefault({});
 

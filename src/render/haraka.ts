@@ -170,21 +170,27 @@ function outboundIni(config: Config, role: Role, options: RenderOptions): string
 }
 
 function forwardFiles(config: Config, options: RenderOptions): Record<string, string> {
+  const backend = config.backend;
+  // Haraka's own limit for one hook of this plugin; ours (connect + each reply) always fire first.
+  const hookLimit = Math.ceil(backend.rdns_timeout + backend.connect_timeout + 8 * backend.timeout + 5);
   return {
-    'smtp_forward.ini': renderIni(header(options, WATCHED), [
+    'mailproxy-forward.ini': renderIni(header(options, WATCHED), [
       {
         name: 'main',
         entries: [
-          { key: 'host', value: config.backend.host },
-          { key: 'port', value: config.backend.port },
-          { key: 'enable_tls', value: false, why: 'WireGuard already encrypts the path to the backend.' },
-          { key: 'enable_outbound', value: false, why: 'haraka-in only forwards inbound mail.' },
+          { key: 'host', value: backend.host },
+          { key: 'port', value: backend.port },
+          { key: 'bind', value: config.wireguard.address, why: 'Connect from the WireGuard address: the one host the backend trusts with XCLIENT.' },
+          { key: 'connect_timeout', value: backend.connect_timeout },
+          { key: 'timeout', value: backend.timeout },
+          { key: 'require_xclient', value: backend.require_xclient },
+          { key: 'rdns_timeout', value: backend.rdns_timeout },
         ],
       },
     ]),
-    'queue/smtp_forward.timeout': renderList(
-      header(options, RESTART) + '\nSeconds Haraka gives the forwarder for one message before answering 4xx itself.',
-      [String(Math.ceil(config.backend.timeout))],
+    'mailproxy-forward.timeout': renderList(
+      `${header(options, RESTART)}\nSeconds Haraka allows one hook of mailproxy-forward; the plugin's own timers answer 4xx well before.`,
+      [String(hookLimit)],
     ),
   };
 }
@@ -256,7 +262,7 @@ function instanceFiles(config: Config, role: Role, options: RenderOptions): Reco
   if (role.plugins.includes('rcpt_to.in_host_list')) {
     files.host_list = renderList(`${header(options, WATCHED)}\nDomains haraka-in accepts mail for.`, config.domains.map((domain) => domain.toLowerCase()));
   }
-  if (role.plugins.includes('queue/smtp_forward')) Object.assign(files, forwardFiles(config, options));
+  if (role.plugins.includes('mailproxy-forward')) Object.assign(files, forwardFiles(config, options));
   if (role.plugins.includes('relay')) Object.assign(files, relayFiles(config, options));
   if (role.plugins.includes('mailproxy-outbound')) files['mailproxy-outbound.ini'] = outboundRoutingIni(config, options);
   return files;

@@ -14,7 +14,7 @@ export const ROLES: readonly Role[] = [
   {
     name: 'haraka-in',
     summary: 'public MX: accepts mail for our domains and forwards it to the backend',
-    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'tls', 'rcpt_to.in_host_list', 'queue/smtp_forward'],
+    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'tls', 'mailproxy-forward', 'rcpt_to.in_host_list'],
   },
   {
     name: 'haraka-out',

@@ -73,9 +73,9 @@ describe('haraka-in with the backend down', () => {
     await withTopology({ backend: false, instances: ['haraka-in'], tweak: (config) => void (config.backend = { ...config.backend, timeout: 5 }) }, async (t) => {
       const session = await openSession(t.inbound.host, t.inbound.port);
       await session.command('MAIL FROM:<sender@example.net>');
+      const started = Date.now();
       const rcpt = await session.command('RCPT TO:<alice@demo.test>');
       let final = rcpt;
-      const started = Date.now();
       if (rcpt.code === 250) {
         expect((await session.command('DATA')).code).toBe(354);
         session.write(dataPayload(message('backend down', 'nobody home')));

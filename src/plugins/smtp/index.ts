@@ -2,9 +2,16 @@
 // Haraka answers a message over the size limit with 550 (at MAIL FROM ... SIZE= and after DATA); RFC 5321
 // and RFC 1870 say 552, and senders treat 552 as "too big", not "unknown user". Core checks the size
 // before any hook runs, so the reply itself is rewritten here.
+// Haraka also answers every refused message with 450 or 550, whatever the reason; mailproxy-forward
+// leaves the backend's real code in the transaction notes and it is sent instead.
 import type { HarakaPlugin } from '../haraka-types';
+import { REPLY_CODE_NOTE } from '../reply-code';
 
-type Respond = (this: unknown, code: number, msg: unknown, func?: () => void) => unknown;
+interface ConnectionLike {
+  transaction?: { notes?: Record<string, unknown> } | null;
+}
+
+type Respond = (this: ConnectionLike, code: number, msg: unknown, func?: () => void) => unknown;
 
 const TOO_BIG = 'Message too big!';
 let patched = false;
@@ -19,8 +26,14 @@ export function register(this: HarakaPlugin): void {
     return;
   }
   const original = proto.respond;
-  proto.respond = function respond(this: unknown, code: number, msg: unknown, func?: () => void) {
+  proto.respond = function respond(this: ConnectionLike, code: number, msg: unknown, func?: () => void) {
     if (code === 550 && msg === TOO_BIG) return original.call(this, 552, '5.3.4 Message size exceeds fixed maximum message size', func);
+    const notes = this.transaction?.notes;
+    const wanted = notes?.[REPLY_CODE_NOTE];
+    if (notes && typeof wanted === 'number' && code >= 400 && Math.floor(wanted / 100) === Math.floor(code / 100)) {
+      delete notes[REPLY_CODE_NOTE];
+      return original.call(this, wanted, msg, func);
+    }
     return original.call(this, code, msg, func);
   };
   patched = true;

@@ -1,0 +1,344 @@
+// mailproxy-forward (haraka-in): forwards each message to the backend over WireGuard, in the same backend
+// session that checked its recipients, with the client's identity passed by XCLIENT.
+//
+//   client RCPT ─▶ (first one) connect from the WireGuard address, EHLO, XCLIENT ..., EHLO, MAIL FROM
+//               ─▶ RCPT TO at the backend: its reply (code and enhanced status) is the client's reply
+//   client DATA ─▶ DATA, body streamed in large writes, end-of-data reply is the client's reply
+//
+// Fail closed: no XCLIENT, a refused XCLIENT, an unreachable or silent backend all give the client 4xx.
+// Haraka's 250 is sent only after the backend's 250, so mail is never accepted and dropped.
+// Haraka treats a plugin that throws as "carry on": every hook here catches and answers DENYSOFT.
+import type { HarakaPlugin, Next } from '../haraka-types';
+import { REPLY_CODE_NOTE } from '../reply-code';
+import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
+import { forwardConfirmedName } from './fcrdns';
+import { xclientAttributes, xclientCommands, type ClientFacts } from './xclient';
+
+interface ForwardIni {
+  main: {
+    host: string;
+    port: number;
+    bind?: string;
+    connect_timeout: number;
+    timeout: number;
+    require_xclient: boolean;
+    rdns_timeout: number;
+  };
+}
+
+interface Settings {
+  host: string;
+  port: number;
+  bind: string | undefined;
+  connectTimeoutMs: number;
+  replyTimeoutMs: number;
+  requireXclient: boolean;
+  rdnsTimeoutMs: number;
+  heloName: string;
+}
+
+interface Address {
+  /** A property since Haraka 3.2 (it was a method before). */
+  address: string;
+  host: string | null;
+}
+
+interface Transaction {
+  uuid: string;
+  mail_from: Address;
+  rcpt_to: Address[];
+  notes: Record<string, unknown>;
+  message_stream: { pipe(destination: NodeJS.WritableStream, options: object): void; once(event: string, fn: (err: Error) => void): void };
+  results: { add(plugin: unknown, result: object): void };
+}
+
+interface Connection {
+  uuid: string;
+  remote: { ip: string; port: number; host?: string };
+  local: { ip: string; port: number };
+  hello: { verb: string | null; host: string | null };
+  notes: Record<string, unknown>;
+  transaction: Transaction | null;
+  results: { add(plugin: unknown, result: object): void };
+  loginfo(plugin: unknown, message: string): void;
+  logwarn(plugin: unknown, message: string): void;
+  logerror(plugin: unknown, message: string): void;
+}
+
+interface ForwardPlugin extends HarakaPlugin {
+  settings: Settings;
+  localDomains: Set<string>;
+  load_forward_ini(): void;
+  load_host_list(): void;
+}
+
+/** Per client connection: the backend session and the state of its current transaction. */
+interface BackendState {
+  session: BackendSession;
+  pipelining: boolean;
+  /** MAIL FROM accepted by the backend for the current client transaction. */
+  mailOpen: boolean;
+  /** Recipients the backend accepted in the current transaction. */
+  accepted: number;
+}
+
+const STATE = 'mailproxy_forward';
+const NAME = 'mailproxy_forward_name';
+const MAIL_PARAMS = 'mailproxy_mail_params';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const constants = require('haraka-constants') as { OK: number; DENY: number; DENYSOFT: number; CONT: number };
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const DSN = require('haraka-dsn') as DsnModule;
+
+interface DsnModule {
+  create(code: number, msg: string | string[], subject?: number, detail?: number): unknown;
+}
+
+export function register(this: ForwardPlugin): void {
+  this.load_forward_ini();
+  this.load_host_list();
+  this.register_hook('connect', 'start_name_lookup');
+  this.register_hook('mail', 'remember_mail_params');
+  this.register_hook('rcpt', 'check_recipient');
+  this.register_hook('queue', 'forward_message');
+  this.register_hook('reset_transaction', 'reset_backend_transaction');
+  this.register_hook('disconnect', 'close_backend');
+}
+
+export function load_forward_ini(this: ForwardPlugin): void {
+  const cfg = this.config.get('mailproxy-forward.ini', { booleans: ['+main.require_xclient'] }, () => this.load_forward_ini()) as ForwardIni;
+  const me = this.config.get('me') as string | null;
+  this.settings = {
+    host: String(cfg.main.host),
+    port: Number(cfg.main.port),
+    bind: cfg.main.bind ? String(cfg.main.bind) : undefined,
+    connectTimeoutMs: Number(cfg.main.connect_timeout) * 1000,
+    replyTimeoutMs: Number(cfg.main.timeout) * 1000,
+    requireXclient: cfg.main.require_xclient,
+    rdnsTimeoutMs: Number(cfg.main.rdns_timeout ?? 3) * 1000,
+    heloName: me ?? 'localhost',
+  };
+}
+
+export function load_host_list(this: ForwardPlugin): void {
+  const list = this.config.get('host_list', 'list', () => this.load_host_list()) as string[];
+  this.localDomains = new Set(list.map((domain) => domain.toLowerCase()));
+}
+
+export function start_name_lookup(this: ForwardPlugin, next: Next, connection: Connection): void {
+  // Started at connect so the lookup runs while the client talks; awaited (bounded) at the first RCPT.
+  connection.notes[NAME] = forwardConfirmedName(connection.remote.ip, this.settings.rdnsTimeoutMs).catch(() => '[TEMPUNAVAIL]');
+  next();
+}
+
+export function remember_mail_params(this: ForwardPlugin, next: Next, connection: Connection, params: [Address, Record<string, string>?]): void {
+  // MAIL FROM parameters the backend must see again (BODY=8BITMIME, SMTPUTF8).
+  if (connection.transaction) connection.transaction.notes[MAIL_PARAMS] = params[1] ?? {};
+  next();
+}
+
+function dsnFrom(reply: Reply): unknown {
+  const first = reply.lines[0] ?? '';
+  const enhanced = /^([245])\.(\d{1,3})\.(\d{1,3})\s+/.exec(first);
+  const texts = reply.lines.map((line) => line.replace(/^[245]\.\d{1,3}\.\d{1,3}\s+/, ''));
+  if (enhanced && Number(enhanced[1]) === Math.floor(reply.code / 100)) {
+    return DSN.create(reply.code, texts.length === 1 ? (texts[0] as string) : texts, Number(enhanced[2]), Number(enhanced[3]));
+  }
+  return DSN.create(reply.code, texts.length === 1 ? (texts[0] as string) : texts);
+}
+
+function tempFailure(message: string): unknown {
+  return DSN.create(451, message, 4, 1);
+}
+
+function isOk(reply: Reply, code = 2): boolean {
+  return Math.floor(reply.code / 100) === code;
+}
+
+async function openBackend(plugin: ForwardPlugin, connection: Connection): Promise<BackendState> {
+  const settings = plugin.settings;
+  const session = await BackendSession.connect({
+    host: settings.host,
+    port: settings.port,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    replyTimeoutMs: settings.replyTimeoutMs,
+    ...(settings.bind ? { localAddress: settings.bind } : {}),
+  });
+  try {
+    const banner = await session.read();
+    if (!isOk(banner)) throw new BackendError(`backend greeted with ${banner.code}`, banner);
+    let ehlo = await session.command(`EHLO ${settings.heloName}`);
+    if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO with ${ehlo.code}`, ehlo);
+    let capabilities = parseCapabilities(ehlo);
+    const advertised = capabilities.get('XCLIENT');
+    if (advertised) {
+      const facts: ClientFacts = {
+        name: await (connection.notes[NAME] as Promise<string> | undefined ?? Promise.resolve('[UNAVAILABLE]')),
+        ip: connection.remote.ip,
+        port: connection.remote.port,
+        helo: connection.hello.host ?? null,
+        esmtp: (connection.hello.verb ?? '').toUpperCase() === 'EHLO',
+        login: typeof connection.notes.auth_user === 'string' ? connection.notes.auth_user : null,
+        destAddr: connection.local.ip,
+        destPort: connection.local.port,
+      };
+      for (const command of xclientCommands(xclientAttributes(facts, new Set(advertised)))) {
+        const reply = await session.command(command);
+        // Postfix answers XCLIENT with a new 220 greeting.
+        if (!isOk(reply)) throw new BackendError(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, null);
+      }
+      ehlo = await session.command(`EHLO ${settings.heloName}`);
+      if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO after XCLIENT with ${ehlo.code}`, ehlo);
+      capabilities = parseCapabilities(ehlo);
+      connection.results.add(plugin, { pass: 'xclient' });
+    } else if (settings.requireXclient) {
+      throw new BackendError('backend does not offer XCLIENT to this host (see smtpd_authorized_xclient_hosts)', null);
+    } else {
+      connection.results.add(plugin, { skip: 'xclient(not offered; degraded delivery allowed)' });
+      connection.logwarn(plugin, 'backend does not offer XCLIENT: forwarding without the client identity');
+    }
+    return { session, pipelining: capabilities.has('PIPELINING'), mailOpen: false, accepted: 0 };
+  } catch (err) {
+    session.destroy();
+    throw err;
+  }
+}
+
+function mailFromLine(transaction: Transaction): string {
+  const params = (transaction.notes[MAIL_PARAMS] as Record<string, string> | undefined) ?? {};
+  const extra: string[] = [];
+  for (const [key, value] of Object.entries(params)) {
+    const name = key.toUpperCase();
+    if (name === 'BODY' && /^(7BIT|8BITMIME)$/i.test(value)) extra.push(`BODY=${value.toUpperCase()}`);
+    if (name === 'SMTPUTF8') extra.push('SMTPUTF8');
+  }
+  return `MAIL FROM:<${transaction.mail_from.address}>${extra.map((param) => ` ${param}`).join('')}`;
+}
+
+async function backendFor(plugin: ForwardPlugin, connection: Connection): Promise<BackendState> {
+  const existing = connection.notes[STATE] as BackendState | undefined;
+  if (existing?.session.usable) return existing;
+  const state = await openBackend(plugin, connection);
+  connection.notes[STATE] = state;
+  return state;
+}
+
+function dropBackend(connection: Connection): void {
+  const state = connection.notes[STATE] as BackendState | undefined;
+  if (!state) return;
+  state.session.destroy();
+  delete connection.notes[STATE];
+}
+
+export function check_recipient(this: ForwardPlugin, next: Next, connection: Connection, params: [Address]): void {
+  const [recipient] = params;
+  const transaction = connection.transaction;
+  const domain = (recipient?.host ?? '').toLowerCase();
+  // Not ours: the next rcpt plugin (rcpt_to.in_host_list) refuses it; the backend never hears of it.
+  if (!transaction || !this.localDomains.has(domain)) return next();
+  (async () => {
+    const state = await backendFor(this, connection);
+    const lines = state.mailOpen ? [] : [mailFromLine(transaction)];
+    lines.push(`RCPT TO:<${recipient.address}>`);
+    let replies: Reply[];
+    if (state.pipelining) {
+      replies = await state.session.send(...lines);
+    } else {
+      replies = [];
+      for (const line of lines) {
+        const reply = await state.session.command(line);
+        replies.push(reply);
+        if (!isOk(reply)) break;
+      }
+    }
+    if (!state.mailOpen) {
+      const mailReply = replies.shift() as Reply;
+      if (!isOk(mailReply)) {
+        transaction.results.add(this, { fail: `backend MAIL FROM ${mailReply.code}` });
+        return next(isOk(mailReply, 5) ? constants.DENY : constants.DENYSOFT, dsnFrom(mailReply));
+      }
+      state.mailOpen = true;
+    }
+    const rcptReply = replies.shift() as Reply;
+    if (isOk(rcptReply)) {
+      state.accepted += 1;
+      transaction.results.add(this, { pass: `rcpt ${recipient.address}` });
+      return next(constants.OK);
+    }
+    transaction.results.add(this, { fail: `backend RCPT ${rcptReply.code}` });
+    return next(isOk(rcptReply, 5) ? constants.DENY : constants.DENYSOFT, dsnFrom(rcptReply));
+  })().catch((err: Error) => {
+    connection.results.add(this, { err: err.message });
+    connection.logerror(this, `recipient check failed: ${err.message}`);
+    dropBackend(connection);
+    next(constants.DENYSOFT, tempFailure('Backend temporarily unavailable, try again later'));
+  });
+}
+
+export function forward_message(this: ForwardPlugin, next: Next, connection: Connection): void {
+  const transaction = connection.transaction;
+  const state = connection.notes[STATE] as BackendState | undefined;
+  if (!transaction || !state || !state.mailOpen || state.accepted === 0 || !state.session.usable) {
+    connection.logerror(this, 'no open backend transaction at queue time');
+    dropBackend(connection);
+    return next(constants.DENYSOFT, tempFailure('Backend temporarily unavailable, try again later'));
+  }
+  (async () => {
+    const go = await state.session.command('DATA');
+    if (go.code !== 354) {
+      state.mailOpen = false;
+      return refuse(this, next, transaction, go);
+    }
+    await new Promise<void>((resolve, reject) => {
+      const writer = state.session.bodyWriter();
+      writer.once('finish', resolve);
+      writer.once('error', reject);
+      transaction.message_stream.once('error', reject);
+      transaction.message_stream.pipe(writer, { dot_stuffed: false, ending_dot: true });
+    });
+    const done = await state.session.read();
+    state.mailOpen = false;
+    state.accepted = 0;
+    if (isOk(done)) {
+      transaction.results.add(this, { pass: `backend ${done.code}` });
+      return next(constants.OK, `Queued by backend: ${done.lines.join(' ')}`);
+    }
+    return refuse(this, next, transaction, done);
+  })().catch((err: Error) => {
+    connection.results.add(this, { err: err.message });
+    connection.logerror(this, `forwarding failed: ${err.message}`);
+    dropBackend(connection);
+    next(constants.DENYSOFT, tempFailure('Backend temporarily unavailable, try again later'));
+  });
+}
+
+function refuse(plugin: ForwardPlugin, next: Next, transaction: Transaction, reply: Reply): void {
+  transaction.results.add(plugin, { fail: `backend ${reply.code}` });
+  transaction.notes[REPLY_CODE_NOTE] = reply.code;
+  next(isOk(reply, 5) ? constants.DENY : constants.DENYSOFT, dsnFrom(reply));
+}
+
+export function reset_backend_transaction(this: ForwardPlugin, next: Next, connection: Connection): void {
+  const state = connection.notes[STATE] as BackendState | undefined;
+  if (state?.mailOpen && state.session.usable) {
+    state.mailOpen = false;
+    state.accepted = 0;
+    state.session.command('RSET').then(
+      (reply) => {
+        if (!isOk(reply)) dropBackend(connection);
+      },
+      () => dropBackend(connection),
+    );
+  }
+  next();
+}
+
+export function close_backend(this: ForwardPlugin, next: Next, connection: Connection): void {
+  const state = connection.notes[STATE] as BackendState | undefined;
+  if (state) {
+    state.session.quit();
+    delete connection.notes[STATE];
+  }
+  next();
+}
