@@ -87,8 +87,17 @@ export function loopbackConfig(stateDir: string, ports: TopologyPorts, tls: { ke
 export function loopbackZone(): Zone {
   return {
     MX: { [INTERNET_DOMAIN]: [{ exchange: `mx.${INTERNET_DOMAIN}`, preference: 10 }] },
-    A: { [`mx.${INTERNET_DOMAIN}`]: [LOOPBACK.internet], 'mx.demo.test': ['127.0.0.1'] },
-    PTR: { '1.0.0.127.in-addr.arpa': ['localhost.demo.test'] },
+    A: {
+      [`mx.${INTERNET_DOMAIN}`]: [LOOPBACK.internet],
+      'mx.demo.test': ['127.0.0.1'],
+      'client9.example.net': ['127.0.0.9'],
+      'liar.example.net': ['127.0.0.11'],
+    },
+    PTR: {
+      // A client with forward-confirmed reverse DNS, and one whose PTR name points elsewhere.
+      '9.0.0.127.in-addr.arpa': ['client9.example.net'],
+      '10.0.0.127.in-addr.arpa': ['liar.example.net'],
+    },
   };
 }
 

@@ -24,6 +24,10 @@ export interface SinkOptions {
   xclient?: boolean;
   /** Return an SMTP error text like '550 5.1.1 no such user' to refuse a recipient. */
   rejectRecipient?: (address: string) => string | null;
+  /** Return an SMTP error text to refuse a message at end of data. */
+  rejectMessage?: (raw: Buffer) => string | null;
+  /** Accept connections but never greet (a hung backend). */
+  silent?: boolean;
   /** TLS key and cert: offered over STARTTLS when given. */
   tls?: { key: Buffer | string; cert: Buffer | string };
   onMessage?: (message: ReceivedMessage) => void;
@@ -73,6 +77,7 @@ export async function startSmtpSink(options: SinkOptions): Promise<SmtpSink> {
     useXClient: options.xclient ?? false,
     size: options.size ?? 0,
     ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
+    ...(options.silent ? { onConnect: () => undefined } : {}),
     onRcptTo(address, _session, callback) {
       const refusal = options.rejectRecipient?.(address.address) ?? null;
       callback(refusal ? smtpError(refusal) : undefined);
@@ -93,6 +98,8 @@ export async function startSmtpSink(options: SinkOptions): Promise<SmtpSink> {
           raw,
           subject: subjectOf(raw),
         };
+        const refusal = options.rejectMessage?.(raw) ?? null;
+        if (refusal) return callback(smtpError(refusal));
         messages.push(message);
         options.onMessage?.(message);
         for (const wake of waiters.splice(0)) wake();

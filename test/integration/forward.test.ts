@@ -1,0 +1,137 @@
+// mailproxy-forward in a real haraka-in against a scriptable backend (smtp-server): XCLIENT contents,
+// live recipient checks, exact backend codes, fail-closed behaviour. test/e2e repeats the essentials
+// against a real Postfix.
+import { describe, expect, it } from 'vitest';
+import { dataPayload, message, openSession, type SmtpScript } from '../helpers/smtp-client';
+import { useTopology, withTopology } from '../helpers/topology';
+
+async function sendVia(session: SmtpScript, rcpts: string[], subject: string) {
+  const mail = await session.command('MAIL FROM:<sender@example.net>');
+  const replies = [];
+  for (const rcpt of rcpts) replies.push(await session.command(`RCPT TO:<${rcpt}>`));
+  let final = null;
+  if (replies.some((reply) => reply.code === 250)) {
+    const data = await session.command('DATA');
+    if (data.code === 354) {
+      session.write(dataPayload(message(subject, 'body')));
+      final = await session.reply();
+    } else {
+      final = data;
+    }
+  }
+  return { mail, replies, final };
+}
+
+describe('mailproxy-forward against a backend that checks recipients', () => {
+  const topology = useTopology({
+    instances: ['haraka-in'],
+    backend: {
+      rejectRecipient: (address) => (address.startsWith('nobody@') ? '550 5.1.1 <nobody@demo.test>: Recipient address rejected: User unknown' : address.startsWith('full@') ? '452 4.2.2 Mailbox full' : null),
+      rejectMessage: (raw) => (raw.includes('Subject: spam') ? '554 5.7.1 Message rejected as spam' : null),
+    },
+  });
+
+  it('passes the client identity with XCLIENT: forward-confirmed NAME, ADDR, PORT, HELO, PROTO', async () => {
+    const t = topology();
+    const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9', helo: 'client9.example.net' });
+    const { final } = await sendVia(session, ['alice@demo.test'], 'xclient');
+    expect(final?.code).toBe(250);
+    session.close();
+    const received = t.backend!.messages.find((m) => m.subject === 'xclient');
+    expect(received?.xclient).toMatchObject({ NAME: 'client9.example.net', ADDR: '127.0.0.9', HELO: 'client9.example.net', PROTO: 'ESMTP' });
+    expect(Number(received?.xclient.PORT)).toBeGreaterThan(0);
+    expect(received?.remoteAddress).toBe('127.0.0.9');
+    expect(final?.text).toContain('Queued by backend');
+  });
+
+  it('sends NAME=[UNAVAILABLE] when the PTR name does not point back at the client', async () => {
+    const t = topology();
+    const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.10', helo: 'liar.example.net' });
+    await sendVia(session, ['alice@demo.test'], 'liar');
+    session.close();
+    const received = (await t.backend!.waitForMessages(1)) && t.backend!.messages.find((m) => m.subject === 'liar');
+    // smtp-server stores [UNAVAILABLE] as an empty NAME; the Postfix e2e test sees client=unknown[...].
+    expect(received?.xclient).toHaveProperty('NAME', '');
+    expect(received?.xclient.ADDR).toBe('127.0.0.10');
+  });
+
+  it('gives valid recipients 250 and unknown ones the backend’s 550, and delivers only to the valid one', async () => {
+    const t = topology();
+    const session = await openSession(t.inbound.host, t.inbound.port);
+    const { replies, final } = await sendVia(session, ['alice@demo.test', 'nobody@demo.test', 'full@demo.test', 'bob@demo.test'], 'mixed');
+    expect(replies.map((reply) => reply.code)).toEqual([250, 550, 452, 250]);
+    expect(replies[1]?.text).toContain('5.1.1');
+    expect(replies[1]?.text).toContain('User unknown');
+    expect(replies[2]?.text).toContain('4.2.2');
+    expect(final?.code).toBe(250);
+    session.close();
+    const received = t.backend!.messages.find((m) => m.subject === 'mixed');
+    expect(received?.rcptTo).toEqual(['alice@demo.test', 'bob@demo.test']);
+  });
+
+  it('passes the backend’s end-of-data refusal with its exact code', async () => {
+    const t = topology();
+    const session = await openSession(t.inbound.host, t.inbound.port);
+    const { final } = await sendVia(session, ['alice@demo.test'], 'spam');
+    expect(final?.code).toBe(554);
+    expect(final?.text).toContain('5.7.1 Message rejected as spam');
+    // The session and the backend session go on.
+    const next = await sendVia(session, ['alice@demo.test'], 'ham after spam');
+    expect(next.final?.code).toBe(250);
+    session.close();
+    expect(t.backend!.messages.map((m) => m.subject)).not.toContain('spam');
+  });
+
+  it('carries several messages over one client session, each with XCLIENT', async () => {
+    const t = topology();
+    const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
+    for (const subject of ['one', 'two', 'three']) expect((await sendVia(session, ['alice@demo.test'], subject)).final?.code).toBe(250);
+    await session.command('RSET');
+    expect((await sendVia(session, ['alice@demo.test'], 'after rset')).final?.code).toBe(250);
+    session.close();
+    for (const subject of ['one', 'two', 'three', 'after rset']) {
+      expect(t.backend!.messages.find((m) => m.subject === subject)?.xclient.ADDR, subject).toBe('127.0.0.9');
+    }
+  });
+});
+
+describe('mailproxy-forward fails closed', () => {
+  it('answers 4xx and delivers nothing when the backend does not offer XCLIENT', async () => {
+    await withTopology({ instances: ['haraka-in'], backend: { xclient: false } }, async (t) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      const { replies } = await sendVia(session, ['alice@demo.test'], 'no xclient');
+      expect(replies[0]?.code).toBe(451);
+      session.close();
+      expect(t.backend!.messages).toHaveLength(0);
+      expect(t.haraka['haraka-in']?.output()).toContain('backend does not offer XCLIENT');
+    });
+  });
+
+  it('forwards without XCLIENT only when require_xclient is off', async () => {
+    await withTopology(
+      { instances: ['haraka-in'], backend: { xclient: false }, tweak: (config) => void (config.backend = { ...config.backend, require_xclient: false }) },
+      async (t) => {
+        const session = await openSession(t.inbound.host, t.inbound.port);
+        expect((await sendVia(session, ['alice@demo.test'], 'degraded')).final?.code).toBe(250);
+        session.close();
+        expect(t.backend!.messages[0]?.xclient).toEqual({});
+      },
+    );
+  });
+
+  it('answers 4xx when the backend accepts the connection but never greets', async () => {
+    await withTopology(
+      { instances: ['haraka-in'], backend: { silent: true }, tweak: (config) => void (config.backend = { ...config.backend, timeout: 1 }) },
+      async (t) => {
+        const session = await openSession(t.inbound.host, t.inbound.port);
+        await session.command('MAIL FROM:<sender@example.net>');
+        const started = Date.now();
+        const rcpt = await session.command('RCPT TO:<alice@demo.test>');
+        console.info(`silent backend: ${rcpt.code} after ${Date.now() - started} ms (backend.timeout 1 s)`);
+        expect(rcpt.code).toBe(451);
+        expect((await session.command('NOOP')).code).toBe(250);
+        session.close();
+      },
+    );
+  });
+});
