@@ -2,7 +2,7 @@
 // live recipient checks, exact backend codes, fail-closed behaviour. test/e2e repeats the essentials
 // against a real Postfix.
 import { describe, expect, it } from 'vitest';
-import { dataPayload, message, openSession, type SmtpScript } from '../helpers/smtp-client';
+import { dataPayload, message, openSession, type SmtpScript } from '../../src/smtp/script';
 import { useTopology, withTopology } from '../helpers/topology';
 
 async function sendVia(session: SmtpScript, rcpts: string[], subject: string) {

@@ -1,7 +1,7 @@
 // haraka-in with real Haraka processes on loopback: what reaches the backend, what is refused, and how.
 import { describe, expect, it } from 'vitest';
 import { LOOPBACK } from '../../src/demo/topology';
-import { dataPayload, message, openSession } from '../helpers/smtp-client';
+import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { useTopology, withTopology } from '../helpers/topology';
 
 const MAX_SIZE = 20_000;

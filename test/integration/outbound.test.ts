@@ -1,7 +1,7 @@
 // haraka-out with real Haraka on loopback: relays for the ACL only.
 import { describe, expect, it } from 'vitest';
 import { LOOPBACK, INTERNET_DOMAIN } from '../../src/demo/topology';
-import { dataPayload, message, openSession } from '../helpers/smtp-client';
+import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { useTopology } from '../helpers/topology';
 
 describe('haraka-out', () => {

@@ -29,30 +29,40 @@ function expandIpv6(ip: string): string {
   return [...headParts, ...Array(missing).fill('0'), ...tailParts].map((part) => part.padStart(4, '0')).join(':');
 }
 
-export async function forwardConfirmedName(rawIp: string, timeoutMs: number): Promise<string> {
+export interface ClientName {
+  /** The first PTR name, for Haraka's remote.host; 'NXDOMAIN' or 'DNSERROR' like Haraka's own lookup. */
+  ptr: string;
+  /** The XCLIENT NAME value. */
+  xclientName: string;
+}
+
+export async function lookupClientName(rawIp: string, timeoutMs: number): Promise<ClientName> {
   const ip = normalise(rawIp);
   const ipv6 = ip.includes(':');
   const same = (candidate: string) => (ipv6 ? expandIpv6(candidate.toLowerCase()) === expandIpv6(ip) : candidate === ip);
-  const lookup = async (): Promise<string> => {
+  const lookup = async (): Promise<ClientName> => {
     let names: string[];
     try {
       names = await dns.reverse(ip);
     } catch (err) {
-      return PERMANENT.has((err as NodeJS.ErrnoException).code ?? '') ? '[UNAVAILABLE]' : '[TEMPUNAVAIL]';
+      return PERMANENT.has((err as NodeJS.ErrnoException).code ?? '')
+        ? { ptr: 'NXDOMAIN', xclientName: '[UNAVAILABLE]' }
+        : { ptr: 'DNSERROR', xclientName: '[TEMPUNAVAIL]' };
     }
+    const ptr = (names[0] ?? 'NXDOMAIN').replace(/\.$/, '');
     let temporary = false;
     for (const name of names.slice(0, MAX_NAMES)) {
       try {
-        if ((await addressesOf(name, ipv6)).some(same)) return name.replace(/\.$/, '');
+        if ((await addressesOf(name, ipv6)).some(same)) return { ptr, xclientName: name.replace(/\.$/, '') };
       } catch {
         temporary = true;
       }
     }
-    return temporary ? '[TEMPUNAVAIL]' : '[UNAVAILABLE]';
+    return { ptr, xclientName: temporary ? '[TEMPUNAVAIL]' : '[UNAVAILABLE]' };
   };
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<string>((resolve) => {
-    timer = setTimeout(() => resolve('[TEMPUNAVAIL]'), timeoutMs);
+  const timeout = new Promise<ClientName>((resolve) => {
+    timer = setTimeout(() => resolve({ ptr: 'DNSERROR', xclientName: '[TEMPUNAVAIL]' }), timeoutMs);
   });
   try {
     return await Promise.race([lookup(), timeout]);

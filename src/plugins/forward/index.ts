@@ -11,7 +11,7 @@
 import type { HarakaPlugin, Next } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
-import { forwardConfirmedName } from './fcrdns';
+import { lookupClientName } from './fcrdns';
 import { xclientAttributes, xclientCommands, type ClientFacts } from './xclient';
 
 interface ForwardIni {
@@ -80,6 +80,8 @@ interface BackendState {
   mailOpen: boolean;
   /** Recipients the backend accepted in the current transaction. */
   accepted: number;
+  /** The backend's reply to DATA, sent when the client said DATA so it overlaps the body upload. */
+  dataReply: Promise<Reply> | null;
 }
 
 const STATE = 'mailproxy_forward';
@@ -98,9 +100,10 @@ interface DsnModule {
 export function register(this: ForwardPlugin): void {
   this.load_forward_ini();
   this.load_host_list();
-  this.register_hook('connect', 'start_name_lookup');
+  this.register_hook('lookup_rdns', 'lookup_client_name');
   this.register_hook('mail', 'remember_mail_params');
   this.register_hook('rcpt', 'check_recipient');
+  this.register_hook('data', 'start_backend_data');
   this.register_hook('queue', 'forward_message');
   this.register_hook('reset_transaction', 'reset_backend_transaction');
   this.register_hook('disconnect', 'close_backend');
@@ -126,10 +129,19 @@ export function load_host_list(this: ForwardPlugin): void {
   this.localDomains = new Set(list.map((domain) => domain.toLowerCase()));
 }
 
-export function start_name_lookup(this: ForwardPlugin, next: Next, connection: Connection): void {
-  // Started at connect so the lookup runs while the client talks; awaited (bounded) at the first RCPT.
-  connection.notes[NAME] = forwardConfirmedName(connection.remote.ip, this.settings.rdnsTimeoutMs).catch(() => '[TEMPUNAVAIL]');
-  next();
+export function lookup_client_name(this: ForwardPlugin, next: Next, connection: Connection): void {
+  // Replaces Haraka's own reverse lookup (one PTR query, not two), bounded by rdns_timeout, and also
+  // forward-confirms the name for XCLIENT NAME.
+  lookupClientName(connection.remote.ip, this.settings.rdnsTimeoutMs).then(
+    (name) => {
+      connection.notes[NAME] = name.xclientName;
+      next(constants.OK, name.ptr);
+    },
+    () => {
+      connection.notes[NAME] = '[TEMPUNAVAIL]';
+      next(constants.OK, 'DNSERROR');
+    },
+  );
 }
 
 export function remember_mail_params(this: ForwardPlugin, next: Next, connection: Connection, params: [Address, Record<string, string>?]): void {
@@ -174,7 +186,7 @@ async function openBackend(plugin: ForwardPlugin, connection: Connection): Promi
     const advertised = capabilities.get('XCLIENT');
     if (advertised) {
       const facts: ClientFacts = {
-        name: await (connection.notes[NAME] as Promise<string> | undefined ?? Promise.resolve('[UNAVAILABLE]')),
+        name: typeof connection.notes[NAME] === 'string' ? connection.notes[NAME] : '[UNAVAILABLE]',
         ip: connection.remote.ip,
         port: connection.remote.port,
         helo: connection.hello.host ?? null,
@@ -198,7 +210,7 @@ async function openBackend(plugin: ForwardPlugin, connection: Connection): Promi
       connection.results.add(plugin, { skip: 'xclient(not offered; degraded delivery allowed)' });
       connection.logwarn(plugin, 'backend does not offer XCLIENT: forwarding without the client identity');
     }
-    return { session, pipelining: capabilities.has('PIPELINING'), mailOpen: false, accepted: 0 };
+    return { session, pipelining: capabilities.has('PIPELINING'), mailOpen: false, accepted: 0, dataReply: null };
   } catch (err) {
     session.destroy();
     throw err;
@@ -276,6 +288,15 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
   });
 }
 
+export function start_backend_data(this: ForwardPlugin, next: Next, connection: Connection): void {
+  const state = connection.notes[STATE] as BackendState | undefined;
+  if (state?.mailOpen && state.accepted > 0 && state.session.usable && !state.dataReply) {
+    state.dataReply = state.session.command('DATA');
+    state.dataReply.catch(() => undefined); // awaited (and reported) at queue time
+  }
+  next();
+}
+
 export function forward_message(this: ForwardPlugin, next: Next, connection: Connection): void {
   const transaction = connection.transaction;
   const state = connection.notes[STATE] as BackendState | undefined;
@@ -285,7 +306,8 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
     return next(constants.DENYSOFT, tempFailure('Backend temporarily unavailable, try again later'));
   }
   (async () => {
-    const go = await state.session.command('DATA');
+    const go = await (state.dataReply ?? state.session.command('DATA'));
+    state.dataReply = null;
     if (go.code !== 354) {
       state.mailOpen = false;
       return refuse(this, next, transaction, go);
@@ -321,7 +343,11 @@ function refuse(plugin: ForwardPlugin, next: Next, transaction: Transaction, rep
 
 export function reset_backend_transaction(this: ForwardPlugin, next: Next, connection: Connection): void {
   const state = connection.notes[STATE] as BackendState | undefined;
-  if (state?.mailOpen && state.session.usable) {
+  if (state?.dataReply) {
+    // The backend is inside DATA waiting for a body that will not come (the client left or the message
+    // was refused here): only closing the connection makes it discard the transaction.
+    dropBackend(connection);
+  } else if (state?.mailOpen && state.session.usable) {
     state.mailOpen = false;
     state.accepted = 0;
     state.session.command('RSET').then(

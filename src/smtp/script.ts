@@ -1,4 +1,4 @@
-// A scripted SMTP client for tests that need exact replies to each command (reply codes, multi-line
+// A scripted SMTP client for tests and benchmarks that need exact replies to each command (reply codes, multi-line
 // replies), which a full client library hides.
 import net from 'node:net';
 

@@ -1,0 +1,213 @@
+// `npm run bench`: throughput, latency and memory of haraka-in's forwarding, against a baseline measured
+// in the same run. A script that prints figures, never a test.
+//
+//   direct      load generator -> smtp-sink                        (the ceiling)
+//   mailproxy   load generator -> haraka-in (mailproxy-forward) -> smtp-sink
+//   stock       load generator -> haraka-in (queue/smtp_forward) -> smtp-sink
+//
+// haraka-in is pinned to CPU 0 with taskset; the load generator and the sink share the other CPU.
+// Options (env): BENCH_MESSAGES (default 2000), BENCH_CONCURRENCY (50), BENCH_SIZE (4096 bytes),
+// BENCH_SERIAL (300 messages over one connection).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { makeSelfSigned } from '../src/certs/selfsigned';
+import { parseConfig } from '../src/config/load';
+import { LOOPBACK, loopbackConfig, loopbackZone } from '../src/demo/topology';
+import { startHaraka, waitForBanner, type HarakaProcess } from '../src/haraka/process';
+import { ensureStateDirs } from '../src/haraka/state';
+import { renderInstances } from '../src/render/haraka';
+import { writeRendered } from '../src/render/write';
+import { dataPayload, SmtpScript } from '../src/smtp/script';
+import { startDnsServer } from '../src/testpeers/dns-server';
+
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
+const SIZE = Number(process.env.BENCH_SIZE ?? 4096);
+const SERIAL = Number(process.env.BENCH_SERIAL ?? 300);
+const BASE_PORT = 20000 + Math.floor(Math.random() * 20000);
+
+function messageOfSize(bytes: number): string {
+  const header = 'From: load@example.net\r\nTo: alice@demo.test\r\nSubject: bench\r\n\r\n';
+  const line = `${'x'.repeat(76)}\r\n`;
+  return header + line.repeat(Math.max(1, Math.ceil((bytes - header.length) / line.length)));
+}
+
+async function expectCode(session: SmtpScript, line: string | null, code: number): Promise<void> {
+  const reply = line === null ? await session.reply() : await session.command(line);
+  if (reply.code !== code) throw new Error(`${line ?? '(data)'}: ${reply.code} ${reply.text}`);
+}
+
+async function oneMessage(session: SmtpScript, payload: string): Promise<void> {
+  await expectCode(session, 'MAIL FROM:<load@example.net>', 250);
+  await expectCode(session, 'RCPT TO:<alice@demo.test>', 250);
+  await expectCode(session, 'DATA', 354);
+  session.write(payload);
+  await expectCode(session, null, 250);
+}
+
+interface LoadResult {
+  /** messages/s measured by smtp-source */
+  rate: number;
+  /** messages/s of the Node client that measures latency */
+  clientRate: number;
+  p50: number;
+  p99: number;
+  failures: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/** Postfix's smtp-source: N messages, one per connection, C sessions at a time; returns messages/s. */
+function smtpSourceRate(port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(
+      'taskset',
+      ['-c', '1', '/usr/sbin/smtp-source', '-s', String(CONCURRENCY), '-m', String(MESSAGES), '-l', String(SIZE), '-f', 'load@example.net', '-t', 'alice@demo.test', `${host}:${port}`],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => (stderr += chunk));
+    child.once('exit', (code) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (code === 0) resolve(MESSAGES / seconds);
+      else reject(new Error(`smtp-source exited ${code}: ${stderr.slice(-500)}`));
+    });
+  });
+}
+
+/** N messages, one per connection, C connections at a time. Latency: connect to the 250 after DATA. */
+async function load(port: number, host: string): Promise<LoadResult> {
+  const payload = dataPayload(messageOfSize(SIZE));
+  const latencies: number[] = [];
+  let next = 0;
+  let failures = 0;
+  const started = process.hrtime.bigint();
+  const worker = async () => {
+    while (next < MESSAGES) {
+      next += 1;
+      const t0 = process.hrtime.bigint();
+      try {
+        const session = await SmtpScript.connect(host, port, '127.0.0.9');
+        await expectCode(session, null, 220);
+        await expectCode(session, 'EHLO load.example.net', 250);
+        await oneMessage(session, payload);
+        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        session.write('QUIT\r\n');
+        session.close();
+      } catch {
+        failures += 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  latencies.sort((a, b) => a - b);
+  return { rate: await smtpSourceRate(port, host), clientRate: latencies.length / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), failures };
+}
+
+/** ms per message, SERIAL messages one after another over a single connection. */
+async function serial(port: number, host: string): Promise<number> {
+  const payload = dataPayload(messageOfSize(SIZE));
+  const session = await SmtpScript.connect(host, port, '127.0.0.9');
+  await expectCode(session, null, 220);
+  await expectCode(session, 'EHLO load.example.net', 250);
+  await oneMessage(session, payload); // warm up the backend session
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < SERIAL; i++) await oneMessage(session, payload);
+  const ms = Number(process.hrtime.bigint() - started) / 1e6 / SERIAL;
+  session.close();
+  return ms;
+}
+
+function peakRssMb(pid: number | undefined): number {
+  if (!pid) return NaN;
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /VmHWM:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) / 1024 : NaN;
+}
+
+function startSink(port: number): ChildProcess {
+  // smtp-sink (from postfix): a fast C sink; advertises PIPELINING and XCLIENT NAME HELO.
+  const args = ['-u', 'nobody', `${LOOPBACK.backend}:${port}`, '1024'];
+  return spawn('taskset', ['-c', '1', '/usr/sbin/smtp-sink', ...args], { stdio: 'ignore' });
+}
+
+async function startHarakaIn(root: string, variant: 'mailproxy' | 'stock', backendPort: number, dnsPort: number, inPort: number): Promise<HarakaProcess> {
+  const dir = path.join(root, variant);
+  const pair = makeSelfSigned(path.join(dir, 'tls'), 'mx.demo.test');
+  const input = loopbackConfig(path.join(dir, 'state'), { inbound: inPort, outbound: inPort + 1, backend: backendPort, internetMx: 1, dns: dnsPort }, {
+    key: pair.keyPath,
+    cert: pair.certPath,
+  });
+  input.log_level = 'warn';
+  const config = parseConfig(stringify(input), 'bench.yaml');
+  const files = renderInstances(config, { source: 'bench.yaml' });
+  if (variant === 'stock') {
+    const plugins = files.get('haraka-in/config/plugins') ?? '';
+    files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', 'queue/smtp_forward\n'));
+    files.set('haraka-in/config/smtp_forward.ini', `host=${LOOPBACK.backend}\nport=${backendPort}\nenable_outbound=false\n`);
+    // The stock plugin only accepts recipients through rcpt_to.in_host_list, which is rendered already.
+  }
+  await writeRendered(dir, files);
+  ensureStateDirs(config, 'haraka-in');
+  const proc = startHaraka({ name: `haraka-in (${variant})`, instanceDir: path.join(dir, 'haraka-in'), prefix: ['taskset', '-c', '0'] });
+  await waitForBanner(LOOPBACK.inbound, inPort, { process: proc });
+  return proc;
+}
+
+function row(name: string, result: LoadResult, rss?: number): string {
+  const memory = rss === undefined ? '' : `  peak RSS ${rss.toFixed(0)} MB`;
+  return `${name.padEnd(34)} ${result.rate.toFixed(0).padStart(6)} msg/s (smtp-source)  latency client: ${result.clientRate.toFixed(0).padStart(5)} msg/s, p50 ${result.p50.toFixed(1).padStart(6)} ms  p99 ${result.p99.toFixed(1).padStart(6)} ms  failures ${result.failures}${memory}`;
+}
+
+async function main(): Promise<void> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-'));
+  const sinkPort = BASE_PORT;
+  const dns = await startDnsServer(loopbackZone(), LOOPBACK.dns, 0);
+  const sink = startSink(sinkPort);
+  const procs: HarakaProcess[] = [];
+  try {
+    await waitForBanner(LOOPBACK.backend, sinkPort);
+    console.log(`mailproxy bench: ${MESSAGES} messages of ${SIZE} bytes, ${CONCURRENCY} connections, one message per connection; haraka-in on CPU 0`);
+    const direct = await load(sinkPort, LOOPBACK.backend);
+    console.log(row('direct to smtp-sink', direct));
+
+    const ours = await startHarakaIn(root, 'mailproxy', sinkPort, dns.port, BASE_PORT + 10);
+    procs.push(ours);
+    const oursResult = await load(BASE_PORT + 10, LOOPBACK.inbound);
+    const oursRss = peakRssMb(ours.child.pid);
+    console.log(row('haraka-in, mailproxy-forward', oursResult, oursRss));
+    const oursSerial = await serial(BASE_PORT + 10, LOOPBACK.inbound);
+    await ours.stop();
+
+    const stock = await startHarakaIn(root, 'stock', sinkPort, dns.port, BASE_PORT + 20);
+    procs.push(stock);
+    const stockResult = await load(BASE_PORT + 20, LOOPBACK.inbound);
+    console.log(row('haraka-in, stock queue/smtp_forward', stockResult, peakRssMb(stock.child.pid)));
+    const stockSerial = await serial(BASE_PORT + 20, LOOPBACK.inbound);
+    await stock.stop();
+
+    const directSerial = await serial(sinkPort, LOOPBACK.backend);
+    console.log('');
+    console.log(`ratio mailproxy / stock smtp_forward:  ${(oursResult.rate / stockResult.rate).toFixed(2)}x   (target >= 3)`);
+    console.log(`ratio mailproxy / direct to sink:      ${(oursResult.rate / direct.rate).toFixed(2)}    (target >= 0.5)`);
+    console.log(`peak RSS haraka-in (mailproxy):        ${oursRss.toFixed(0)} MB (target < 100)`);
+    console.log(`single connection, ${SERIAL} messages:  mailproxy ${oursSerial.toFixed(2)} ms/msg, stock ${stockSerial.toFixed(2)} ms/msg, direct ${directSerial.toFixed(2)} ms/msg (target <= 2)`);
+  } finally {
+    for (const proc of procs) await proc.stop();
+    sink.kill();
+    await dns.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
