@@ -1,0 +1,87 @@
+// haraka-out's delivery: retries, durability across kill -9, bounces, and routing of our own domains.
+import { describe, expect, it } from 'vitest';
+import { INTERNET_DOMAIN, LOOPBACK } from '../../src/demo/topology';
+import { dataPayload, message, openSession } from '../../src/smtp/script';
+import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
+import type { Topology } from '../../src/demo/topology';
+import { withTopology } from '../helpers/topology';
+
+const FAST_RETRIES = (config: { outbound?: object }) => void (config.outbound = { ...config.outbound, retry_intervals: [5, 5, 5] });
+
+async function relay(t: Topology, from: string, to: string, subject: string): Promise<void> {
+  const session = await openSession(t.outbound.host, t.outbound.port, { localAddress: LOOPBACK.backend });
+  expect((await session.command(`MAIL FROM:<${from}>`)).code).toBe(250);
+  expect((await session.command(`RCPT TO:<${to}>`)).code).toBe(250);
+  expect((await session.command('DATA')).code).toBe(354);
+  session.write(dataPayload(message(subject, 'outbound body')));
+  expect((await session.reply()).code).toBe(250);
+  session.close();
+}
+
+async function waitForLog(t: Topology, pattern: RegExp, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(t.haraka['haraka-out']?.output() ?? '')) {
+    if (Date.now() > deadline) throw new Error(`haraka-out never logged ${pattern}:\n${t.haraka['haraka-out']?.output().slice(-3000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('haraka-out delivery', () => {
+  it('queues while the MX is down, retries, and delivers once it is back', async () => {
+    await withTopology({ instances: ['haraka-out'], internet: false, tweak: FAST_RETRIES }, async (t) => {
+      await relay(t, 'alice@demo.test', `bob@${INTERNET_DOMAIN}`, 'retry me');
+      await waitForLog(t, /Temp failing/);
+      const mx: SmtpSink = await startSmtpSink({ host: LOOPBACK.internet, port: t.config.outbound.mx_port });
+      try {
+        const [delivered] = await mx.waitForMessages(1, 30_000);
+        expect(delivered?.subject).toBe('retry me');
+      } finally {
+        await mx.close();
+      }
+    });
+  });
+
+  it('loses nothing to kill -9: the queue reloads on start and delivers', async () => {
+    await withTopology({ instances: ['haraka-out'], internet: false, tweak: FAST_RETRIES }, async (t) => {
+      await relay(t, 'alice@demo.test', `bob@${INTERNET_DOMAIN}`, 'survive kill -9');
+      await waitForLog(t, /Temp failing/);
+      const mx = await startSmtpSink({ host: LOOPBACK.internet, port: t.config.outbound.mx_port });
+      try {
+        await t.restart('haraka-out', 'SIGKILL');
+        const [delivered] = await mx.waitForMessages(1, 30_000);
+        expect(delivered?.subject).toBe('survive kill -9');
+      } finally {
+        await mx.close();
+      }
+    });
+  });
+
+  it('sends one DSN back to the backend for a permanent failure, and never bounces a bounce', async () => {
+    await withTopology(
+      { instances: ['haraka-out'], internet: { rejectRecipient: () => '550 5.1.1 no such user here' } },
+      async (t) => {
+        await relay(t, 'alice@demo.test', `nobody@${INTERNET_DOMAIN}`, 'will bounce');
+        await relay(t, '', `nobody@${INTERNET_DOMAIN}`, 'bounce of a bounce');
+        const [dsn] = await t.backend!.waitForMessages(1, 20_000);
+        expect(dsn?.mailFrom).toBe('');
+        expect(dsn?.rcptTo).toEqual(['alice@demo.test']);
+        expect(dsn?.raw.toString('utf8')).toContain('550 5.1.1 no such user here');
+        expect(dsn?.remoteAddress).toBe(LOOPBACK.wireguard);
+        // Haraka logs the null-sender message's failure as a double bounce and sends nothing for it.
+        await waitForLog(t, /Double bounce/);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(t.backend!.messages).toHaveLength(1);
+      },
+    );
+  });
+
+  it('routes mail for our own domains straight back to the backend, from the WireGuard address', async () => {
+    await withTopology({ instances: ['haraka-out'] }, async (t) => {
+      await relay(t, 'alice@demo.test', 'carol@demo.test', 'internal');
+      const [received] = await t.backend!.waitForMessages(1, 15_000);
+      expect(received?.rcptTo).toEqual(['carol@demo.test']);
+      expect(received?.remoteAddress).toBe(LOOPBACK.wireguard);
+      expect(t.internet!.messages).toHaveLength(0);
+    });
+  });
+});
