@@ -56,6 +56,23 @@ describe('haraka-out delivery', () => {
     });
   });
 
+  it('shuts down gracefully on SIGINT with the queue intact, and delivers after the restart', async () => {
+    await withTopology({ instances: ['haraka-out'], internet: false, tweak: FAST_RETRIES }, async (t) => {
+      await relay(t, 'alice@demo.test', `bob@${INTERNET_DOMAIN}`, 'survive SIGINT');
+      await waitForLog(t, /Temp failing/);
+      const before = t.haraka['haraka-out']!;
+      const mx = await startSmtpSink({ host: LOOPBACK.internet, port: t.config.outbound.mx_port });
+      try {
+        await t.restart('haraka-out', 'SIGINT');
+        expect(await before.exited).toBe(0);
+        const [delivered] = await mx.waitForMessages(1, 30_000);
+        expect(delivered?.subject).toBe('survive SIGINT');
+      } finally {
+        await mx.close();
+      }
+    });
+  });
+
   it('sends one DSN back to the backend for a permanent failure, and never bounces a bounce', async () => {
     await withTopology(
       { instances: ['haraka-out'], internet: { rejectRecipient: () => '550 5.1.1 no such user here' } },

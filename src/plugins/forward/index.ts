@@ -85,6 +85,7 @@ interface BackendState {
 }
 
 const STATE = 'mailproxy_forward';
+const SAFE_HELO = /^[\x21-\x7e]{1,255}$/;
 const NAME = 'mailproxy_forward_name';
 const MAIL_PARAMS = 'mailproxy_mail_params';
 
@@ -200,7 +201,11 @@ async function openBackend(plugin: ForwardPlugin, connection: Connection): Promi
         // Postfix answers XCLIENT with a new 220 greeting.
         if (!isOk(reply)) throw new BackendError(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, null);
       }
-      ehlo = await session.command(`EHLO ${settings.heloName}`);
+      // Postfix takes the HELO name from the EHLO that must follow XCLIENT, not from XCLIENT HELO=, so
+      // that EHLO carries the client's name when it is one safe token (Haraka keeps only the first word
+      // of HELO and refuses control characters; anything else outside printable ASCII is not sent raw).
+      const heloForBackend = SAFE_HELO.test(facts.helo ?? '') ? (facts.helo as string) : settings.heloName;
+      ehlo = await session.command(`EHLO ${heloForBackend}`);
       if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO after XCLIENT with ${ehlo.code}`, ehlo);
       capabilities = parseCapabilities(ehlo);
       connection.results.add(plugin, { pass: 'xclient' });

@@ -1,0 +1,161 @@
+// haraka-in's forwarder against a real Postfix backend (the Mailcow stand-in): what XCLIENT delivers is
+// read from Postfix's own log (`client=NAME[IP]`) and from the message it delivered.
+import { execFile } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOOPBACK } from '../../src/demo/topology';
+import type { Topology } from '../../src/demo/topology';
+import { freePort } from '../helpers/ports';
+import { missingPeers, requirePeers } from '../helpers/peers';
+import { postfixUnavailableReason, startPostfix, type PostfixInstance } from '../fixtures/postfix';
+import { withTopology } from '../helpers/topology';
+
+const SWAKS = '/usr/bin/swaks';
+const runnable = requirePeers('haraka-in against real Postfix', missingPeers([SWAKS, '/usr/sbin/postfix'], [postfixUnavailableReason()]));
+
+interface Swaks {
+  code: number;
+  output: string;
+}
+
+function swaks(server: string, port: number, args: string[]): Promise<Swaks> {
+  return new Promise((resolve) => {
+    execFile(SWAKS, ['--server', server, '--port', String(port), '--timeout', '20', '--from', 'sender@example.net', ...args], { encoding: 'utf8', timeout: 40_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, output: `${stdout}${stderr}` });
+    });
+  });
+}
+
+/** Every reply code swaks received for the given command, e.g. replyCodes(out, 'RCPT TO'). */
+function replyAfter(output: string, command: RegExp): string[] {
+  const lines = output.split('\n');
+  const replies: string[] = [];
+  lines.forEach((line, index) => {
+    if (command.test(line)) {
+      const reply = lines.slice(index + 1).find((candidate) => /^(<-|<\*\*) +\d{3}[ -]/.test(candidate.trim()) || /^\s*(<-|<\*\*)/.test(candidate));
+      if (reply) replies.push(reply.trim());
+    }
+  });
+  return replies;
+}
+
+describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
+  let postfix: PostfixInstance;
+  let inboundV6Port = 0;
+
+  beforeAll(async () => {
+    postfix = await startPostfix({
+      listenHost: LOOPBACK.backend,
+      port: 0,
+      domains: ['demo.test'],
+      users: ['alice', 'bob'],
+      xclientHosts: [LOOPBACK.wireguard],
+      // The full SMTP dialog with the forwarder goes to the log, so tests can read the XCLIENT line itself.
+      // inet_protocols=all: a Postfix without IPv6 refuses IPv6 XCLIENT addresses as bad syntax.
+      extraMainCf: { debug_peer_list: LOOPBACK.wireguard, debug_peer_level: '2', inet_protocols: 'all' },
+    });
+    inboundV6Port = await freePort('::1');
+  });
+  afterAll(async () => {
+    await postfix?.stop();
+  });
+
+  async function withHarakaIn<T>(body: (t: Topology) => Promise<T>, port = () => postfix.port): Promise<T> {
+    return withTopology(
+      {
+        instances: ['haraka-in'],
+        backend: false,
+        internet: false,
+        tweak: (config) => {
+          config.backend = { ...config.backend, port: port() };
+          config.inbound = { ...config.inbound, listen: [...(config.inbound?.listen ?? []), `[::1]:${inboundV6Port}`] };
+        },
+      },
+      body,
+    );
+  }
+
+  it('passes the client from 127.0.0.9 with its forward-confirmed name and HELO', async () => {
+    await withHarakaIn(async (t) => {
+      const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.9', '--ehlo', 'client9.example.net', '--to', 'alice@demo.test', '--header', 'Subject: e2e ipv4']);
+      expect(sent.code, sent.output).toBe(0);
+      const match = await postfix.waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=client9\.example\.net\[127\.0\.0\.9\]/);
+      const [message] = (await postfix.waitForDelivered(1)).filter((m) => m.content.includes('Subject: e2e ipv4'));
+      expect(message?.content).toMatch(new RegExp(`^Received: from client9\\.example\\.net \\(client9\\.example\\.net \\[127\\.0\\.0\\.9\\]\\)\\s+by backend\\.test \\(Postfix\\) with ESMTP id ${match[1]}`, 'm'));
+    });
+  });
+
+  it('passes an IPv6 client (::1) with the IPV6: prefix Postfix requires', async () => {
+    await withHarakaIn(async () => {
+      const sent = await swaks('::1', inboundV6Port, ['--ehlo', 'v6client.example.net', '--to', 'bob@demo.test', '--header', 'Subject: e2e ipv6']);
+      expect(sent.code, sent.output).toBe(0);
+      const match = await postfix.waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=[^\s[]+\[::1\]/);
+      const log = await postfix.log();
+      expect(log).toMatch(/XCLIENT [^\n]*ADDR=IPV6:::1/);
+      await postfix.waitForLog(new RegExp(`${match[1]}: to=<bob@demo\\.test>.*status=sent`));
+      const delivered = (await postfix.delivered()).find((m) => m.content.includes('Subject: e2e ipv6'));
+      expect(delivered?.content).toMatch(/^Received: from v6client\.example\.net \([^\n]*\[IPv6:::1\]\)/m);
+    });
+  });
+
+  it('gives a valid and an unknown recipient 250 and 550 in one transaction, and delivers only the valid one', async () => {
+    await withHarakaIn(async (t) => {
+      const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.9', '--to', 'alice@demo.test,nobody@demo.test', '--header', 'Subject: e2e mixed']);
+      expect(sent.code, sent.output).toBe(0);
+      const rcptReplies = replyAfter(sent.output, /-> RCPT TO/);
+      expect(rcptReplies[0]).toMatch(/^<- +250 /);
+      expect(rcptReplies[1]).toMatch(/^<\*\* +550 5\.1\.1 <nobody@demo\.test>/);
+      const delivered = (await postfix.delivered()).filter((m) => m.content.includes('Subject: e2e mixed'));
+      await postfix.waitForLog(/to=<alice@demo\.test>.*status=sent/);
+      const after = (await postfix.delivered()).filter((m) => m.content.includes('Subject: e2e mixed'));
+      expect([...delivered, ...after].map((m) => m.recipient)).not.toContain('nobody@demo.test');
+      expect(after.map((m) => m.recipient)).toEqual(['alice@demo.test']);
+    });
+  });
+
+  it('sends a hostile HELO xtext-encoded inside XCLIENT, never as extra attributes', async () => {
+    await withHarakaIn(async (t) => {
+      const hostile = 'evil=ADDR+6.6.6.6';
+      const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.9', '--ehlo', hostile, '--to', 'alice@demo.test', '--header', 'Subject: e2e hostile helo']);
+      expect(sent.code, sent.output).toBe(0);
+      await postfix.waitForLog(/client=client9\.example\.net\[127\.0\.0\.9\]/);
+      const xclientLines = (await postfix.log()).split('\n').filter((line) => /< [^:]*: XCLIENT /.test(line) && line.includes('evil'));
+      expect(xclientLines.length).toBeGreaterThan(0);
+      for (const line of xclientLines) {
+        expect(line).toContain('HELO=evil+3DADDR+2B6.6.6.6');
+        expect(line.match(/ ADDR=/g)).toHaveLength(1);
+        expect(line).toMatch(/ ADDR=127\.0\.0\.9$/);
+      }
+    });
+  });
+
+  it('answers 4xx when the backend does not offer XCLIENT, and delivers nothing', async () => {
+    const noXclient = await startPostfix({ listenHost: LOOPBACK.backend, port: 0, domains: ['demo.test'], users: ['alice'], xclientHosts: [LOOPBACK.wireguard], advertiseXclient: false });
+    try {
+      await withHarakaIn(
+        async (t) => {
+          const sent = await swaks(t.inbound.host, t.inbound.port, ['--to', 'alice@demo.test']);
+          expect(replyAfter(sent.output, /-> RCPT TO/)[0]).toMatch(/^<\*\* +451 4\.4\.1 /);
+          expect(await noXclient.delivered()).toEqual([]);
+        },
+        () => noXclient.port,
+      );
+    } finally {
+      await noXclient.stop();
+    }
+  });
+
+  it('answers 4xx in under 2 s when the backend is down', async () => {
+    const closedPort = await freePort(LOOPBACK.backend);
+    await withHarakaIn(
+      async (t) => {
+        const started = Date.now();
+        const sent = await swaks(t.inbound.host, t.inbound.port, ['--to', 'alice@demo.test']);
+        const elapsed = Date.now() - started;
+        console.info(`backend down: whole swaks session answered in ${elapsed} ms`);
+        expect(replyAfter(sent.output, /-> RCPT TO/)[0]).toMatch(/^<\*\* +451 /);
+        expect(elapsed).toBeLessThan(2000);
+      },
+      () => closedPort,
+    );
+  });
+});
