@@ -85,6 +85,13 @@ const outbound = z
       .boolean()
       .default(false)
       .describe('Deliver to MX hosts at this machine’s own or loopback addresses. Only loopback test rigs need it.'),
+    mta_sts: z
+      .boolean()
+      .default(true)
+      .describe('Honour recipient domains’ MTA-STS policies (RFC 8461): in enforce mode deliver only over verified TLS to the MX hosts the policy names.'),
+    mta_sts_port: port
+      .default(443)
+      .describe('HTTPS port of MTA-STS policy hosts. Always 443 on the internet; test rigs use another.'),
     mx_port: port
       .default(25)
       .describe('Port of the MX servers haraka-out delivers to. Always 25 on the internet; test rigs use another.'),

@@ -46,6 +46,8 @@ export interface TopologyOptions {
   /** Which instances to start. */
   instances?: ('haraka-in' | 'haraka-out')[];
   echo?: (name: string, line: string) => void;
+  /** Extra environment for the Haraka processes (tests pass NODE_EXTRA_CA_CERTS for their test CA). */
+  harakaEnv?: NodeJS.ProcessEnv;
 }
 
 export interface Topology {
@@ -143,6 +145,7 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
       const proc = startHaraka({
         name,
         instanceDir: path.join(instancesDir, name),
+        ...(options.harakaEnv ? { env: options.harakaEnv } : {}),
         ...(echo ? { echo: (line: string) => echo(name, line) } : {}),
       });
       haraka[name] = proc;

@@ -75,6 +75,7 @@ export function fetchPolicyText(domain: string, options: FetchPolicyOptions): Pr
 
   return new Promise<string>((resolve, reject) => {
     let settled = false;
+    let timer: NodeJS.Timeout | undefined;
     const finish = (err: Error | null, body?: string): void => {
       if (settled) return;
       settled = true;
@@ -100,7 +101,7 @@ export function fetchPolicyText(domain: string, options: FetchPolicyOptions): Pr
       rejectUnauthorized: true,
       agent: false,
     });
-    const timer = setTimeout(() => finish(fail(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(() => finish(fail(`timed out after ${timeoutMs} ms`)), timeoutMs);
 
     request.on('error', (err) => finish(err));
     request.on('response', (response: IncomingMessage) => {

@@ -216,7 +216,21 @@ function relayFiles(config: Config, options: RenderOptions): Record<string, stri
 
 function outboundRoutingIni(config: Config, options: RenderOptions): string {
   return renderIni(header(options, WATCHED), [
-    { name: 'main', entries: [{ key: 'mx_port', value: config.outbound.mx_port }] },
+    {
+      name: 'main',
+      entries: [
+        { key: 'mx_port', value: config.outbound.mx_port },
+        { key: 'dns_servers', value: config.dns.servers.join(','), why: 'Empty: the system resolver.' },
+      ],
+    },
+    {
+      name: 'mta_sts',
+      entries: [
+        { key: 'enabled', value: config.outbound.mta_sts },
+        { key: 'port', value: config.outbound.mta_sts_port },
+        { key: 'cache_file', value: path.posix.join(stateDirFor(config, 'haraka-out'), 'mta-sts-cache.json') },
+      ],
+    },
     {
       name: 'backend',
       entries: [

@@ -2,12 +2,21 @@
 // - Our own domains go straight back to the backend over WireGuard, never out through haraka-in's
 //   public address, so mail cannot circle between the two instances.
 // - Everything else goes to its MX found in DNS (port `mx_port`, 25 except on test rigs).
+// - MTA-STS (RFC 8461): for a domain whose policy is `enforce`, only MX hosts the policy names are used,
+//   and Haraka's force-TLS is switched on for the domain: STARTTLS is required and the certificate must
+//   verify for the MX name, or the delivery is temp-failed. A cached policy keeps applying when DNS or
+//   the policy host fails, so a fetch failure never downgrades an enforce domain to plaintext.
+import dns from 'node:dns';
+import path from 'node:path';
 import type { HarakaPlugin, Next } from '../haraka-types';
+import { createMtaStsResolver, type MtaStsResolver, type PolicyDecision } from '../../mtasts/cache';
+import { mxMatches } from '../../mtasts/policy';
 
 interface OutboundIni {
-  main: { mx_port?: number };
+  main: { mx_port?: number; dns_servers?: string };
   backend: { host?: string; port?: number; bind?: string };
   local: { domains?: string[] };
+  mta_sts: { enabled?: boolean; port?: number; cache_file?: string };
 }
 
 interface Mx {
@@ -17,44 +26,110 @@ interface Mx {
   bind?: string;
 }
 
-interface MxPlugin extends HarakaPlugin {
+interface HMail {
+  loginfo(msg: string): void;
+  logwarn(msg: string): void;
+  logerror(msg: string): void;
+}
+
+interface RoutePlugin extends HarakaPlugin {
   cfg: OutboundIni;
   localDomains: Set<string>;
+  mtaSts: MtaStsResolver | null;
   load_outbound_ini(): void;
 }
 
-export function register(this: MxPlugin): void {
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const constants = require('haraka-constants') as { OK: number; DENYSOFT: number };
+
+export function register(this: RoutePlugin): void {
   this.load_outbound_ini();
   this.register_hook('get_mx', 'route');
 }
 
-export function load_outbound_ini(this: MxPlugin): void {
-  this.cfg = this.config.get('mailproxy-outbound.ini', { booleans: [] }, () => this.load_outbound_ini()) as OutboundIni;
+export function load_outbound_ini(this: RoutePlugin): void {
+  this.cfg = this.config.get('mailproxy-outbound.ini', { booleans: ['-mta_sts.enabled'] }, () => this.load_outbound_ini()) as OutboundIni;
   this.localDomains = new Set((this.cfg.local?.domains ?? []).map((domain) => domain.toLowerCase()));
+  const sts = this.cfg.mta_sts ?? {};
+  if (!sts.enabled) {
+    this.mtaSts = null;
+    return;
+  }
+  const configured = String(this.cfg.main.dns_servers ?? '')
+    .split(',')
+    .map((server) => server.trim())
+    .filter(Boolean);
+  this.mtaSts = createMtaStsResolver({
+    servers: configured.length > 0 ? configured : dns.getServers(),
+    port: Number(sts.port ?? 443),
+    ...(sts.cache_file ? { cacheFile: path.resolve(String(sts.cache_file)) } : {}),
+  });
 }
 
-export function route(this: MxPlugin, next: Next, hmail: { logerror(msg: string): void }, domain: string): void {
-  const { OK } = require('haraka-constants') as { OK: number };
+/** Haraka's outbound TLS settings (a singleton): its force_tls_hosts list is what makes TLS mandatory. */
+function setForcedTls(domain: string, forced: boolean): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const outboundTls = require('haraka/outbound/tls') as { cfg?: { force_tls_hosts?: string[] } };
+  if (!outboundTls.cfg) return;
+  const list = outboundTls.cfg.force_tls_hosts ?? [];
+  const present = list.includes(domain);
+  if (forced && !present) outboundTls.cfg.force_tls_hosts = [...list, domain];
+  if (!forced && present) outboundTls.cfg.force_tls_hosts = list.filter((entry) => entry !== domain);
+}
+
+async function lookupMx(domain: string): Promise<Mx[]> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const netUtils = require('haraka-net-utils') as { get_mx(domain: string): Promise<Mx[]> };
+  const exchanges = await netUtils.get_mx(domain);
+  return exchanges.sort((a, b) => a.priority - b.priority);
+}
+
+function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: PolicyDecision): Mx[] | string {
+  if (decision.error) hmail.logwarn(`MTA-STS ${domain}: ${decision.error}`);
+  if (decision.mode !== 'enforce') {
+    setForcedTls(domain, false);
+    if (decision.mode === 'testing') {
+      const strays = exchanges.filter((mx) => !decision.mx.some((pattern) => mxMatches(pattern, mx.exchange)));
+      for (const mx of strays) hmail.loginfo(`MTA-STS ${domain} (testing): MX ${mx.exchange} is not in the policy`);
+    }
+    return exchanges;
+  }
+  const allowed = exchanges.filter((mx) => decision.mx.some((pattern) => mxMatches(pattern, mx.exchange)));
+  if (allowed.length === 0) return `MTA-STS policy of ${domain} (enforce) names none of its MX hosts`;
+  setForcedTls(domain, true);
+  hmail.loginfo(`MTA-STS ${domain}: enforce (${decision.source}), TLS required to ${allowed.map((mx) => mx.exchange).join(', ')}`);
+  return allowed;
+}
+
+export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: string): void {
   const name = domain.toLowerCase();
   if (this.localDomains.has(name)) {
     const { host, port, bind } = this.cfg.backend;
     const mx: Mx = { exchange: String(host), priority: 0, port: Number(port) };
     if (bind) mx.bind = bind;
-    return next(OK, [mx]);
+    return next(constants.OK, [mx]);
   }
   const mxPort = Number(this.cfg.main.mx_port ?? 25);
-  if (mxPort === 25) return next();
-  const netUtils = require('haraka-net-utils') as { get_mx(domain: string): Promise<Mx[]> };
-  netUtils
-    .get_mx(name)
-    .then((exchanges) => {
-      if (exchanges.length === 0) return next();
-      for (const mx of exchanges) mx.port = mxPort;
-      exchanges.sort((a, b) => a.priority - b.priority);
-      next(OK, exchanges);
-    })
-    .catch((err: Error) => {
-      hmail.logerror(`MX lookup for ${name} failed: ${err.message}`);
-      next();
-    });
+  (async () => {
+    const decision = this.mtaSts ? await this.mtaSts.policyFor(name) : null;
+    let exchanges: Mx[];
+    try {
+      exchanges = await lookupMx(name);
+    } catch (err) {
+      hmail.logwarn(`MX lookup for ${name} failed: ${(err as Error).message}`);
+      if (decision?.mode === 'enforce') return next(constants.DENYSOFT, `MX lookup for ${name} failed (MTA-STS enforce)`);
+      // Let Haraka's own lookup produce its usual temp-fail or bounce for this DNS answer.
+      return next();
+    }
+    if (exchanges.length === 0) return next();
+    for (const mx of exchanges) mx.port = mxPort;
+    if (!decision) return next(constants.OK, exchanges);
+    const result = applyPolicy(hmail, name, exchanges, decision);
+    if (typeof result === 'string') return next(constants.DENYSOFT, result);
+    return next(constants.OK, result);
+  })().catch((err: Error) => {
+    // Fail closed: an unexpected error must not turn into a plaintext delivery.
+    hmail.logerror(`routing ${name} failed: ${err.message}`);
+    next(constants.DENYSOFT, `routing failed: ${err.message}`);
+  });
 }

@@ -1,0 +1,105 @@
+// haraka-out honours MTA-STS: for an enforce-mode domain it delivers only over TLS with a certificate that
+// verifies for the MX name, temp-fails otherwise, and keeps enforcing from its cache when the policy host
+// and the TXT record disappear.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeSelfSigned } from '../../src/certs/selfsigned';
+import { makeTestCa, type TestCa } from '../../src/certs/testca';
+import { LOOPBACK, type Topology } from '../../src/demo/topology';
+import { dataPayload, message, openSession } from '../../src/smtp/script';
+import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
+import { withTopology } from '../helpers/topology';
+
+const DOMAIN = 'secure.example';
+const MX = `mx.${DOMAIN}`;
+const POLICY_HOST = '127.0.0.5';
+
+describe('MTA-STS enforce mode in haraka-out', () => {
+  let dir = '';
+  let ca: TestCa;
+  let policyServer: https.Server;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-mtasts-'));
+    ca = makeTestCa(path.join(dir, 'ca'));
+    policyServer = https.createServer(ca.issue([`mta-sts.${DOMAIN}`]), (request, response) => {
+      if (request.url !== '/.well-known/mta-sts.txt') return void response.writeHead(404).end();
+      response.writeHead(200, { 'content-type': 'text/plain' }).end(`version: STSv1\r\nmode: enforce\r\nmx: ${MX}\r\nmax_age: 86400\r\n`);
+    });
+    await new Promise<void>((resolve) => policyServer.listen(0, POLICY_HOST, resolve));
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => policyServer?.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function relay(t: Topology): Promise<void> {
+    const session = await openSession(t.outbound.host, t.outbound.port, { localAddress: LOOPBACK.backend });
+    await session.command('MAIL FROM:<alice@demo.test>');
+    expect((await session.command(`RCPT TO:<carol@${DOMAIN}>`)).code).toBe(250);
+    await session.command('DATA');
+    session.write(dataPayload(message('mta-sts', 'must travel over verified TLS')));
+    expect((await session.reply()).code).toBe(250);
+    session.close();
+  }
+
+  async function waitForCount(t: Topology, pattern: RegExp, count: number): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    const seen = () => (t.haraka['haraka-out']?.output().match(new RegExp(pattern.source, 'g')) ?? []).length;
+    while (seen() < count) {
+      if (Date.now() > deadline) throw new Error(`expected ${count} x ${pattern}:\n${t.haraka['haraka-out']?.output().slice(-3000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  it('temp-fails without TLS and with an unverifiable certificate, keeps enforcing from its cache, and delivers once TLS verifies', async () => {
+    await withTopology(
+      {
+        instances: ['haraka-out'],
+        internet: false,
+        harakaEnv: { NODE_EXTRA_CA_CERTS: ca.caPath },
+        tweak: (config) =>
+          void (config.outbound = { ...config.outbound, retry_intervals: [5, 5, 5, 5], mta_sts_port: (policyServer.address() as AddressInfo).port }),
+      },
+      async (t) => {
+        t.dns.zone.MX = { ...t.dns.zone.MX, [DOMAIN]: [{ exchange: MX, preference: 10 }] };
+        t.dns.zone.A = { ...t.dns.zone.A, [MX]: [LOOPBACK.internet], [`mta-sts.${DOMAIN}`]: [POLICY_HOST] };
+        t.dns.zone.TXT = { ...t.dns.zone.TXT, [`_mta-sts.${DOMAIN}`]: ['v=STSv1; id=20261123;'] };
+        const port = t.config.outbound.mx_port;
+
+        // 1. The MX offers no STARTTLS: an enforce domain must not get the message in plaintext.
+        let mx: SmtpSink = await startSmtpSink({ host: LOOPBACK.internet, port, name: MX });
+        await relay(t);
+        await waitForCount(t, /Temp failing/, 1);
+        expect(t.haraka['haraka-out']?.output()).toContain('No TLS available but required');
+        expect(mx.messages).toHaveLength(0);
+        await mx.close();
+
+        // 2. The policy host and the TXT record vanish; the cached policy still applies. The MX now offers
+        //    TLS, but with a self-signed certificate that does not verify.
+        await new Promise((resolve) => policyServer.close(resolve));
+        delete t.dns.zone.TXT![`_mta-sts.${DOMAIN}`];
+        const selfSigned = makeSelfSigned(path.join(dir, 'selfsigned'), MX);
+        mx = await startSmtpSink({ host: LOOPBACK.internet, port, name: MX, tls: { key: readFileSync(selfSigned.keyPath), cert: readFileSync(selfSigned.certPath) } });
+        await waitForCount(t, /Temp failing/, 2);
+        expect(t.haraka['haraka-out']?.output()).toMatch(/self-signed certificate|failed TLS verification/i);
+        expect(mx.messages).toHaveLength(0);
+        await mx.close();
+
+        // 3. A certificate from a trusted CA for the MX name: delivered, over TLS.
+        mx = await startSmtpSink({ host: LOOPBACK.internet, port, name: MX, tls: ca.issue([MX]) });
+        try {
+          const [delivered] = await mx.waitForMessages(1, 30_000);
+          expect(delivered?.rcptTo).toEqual([`carol@${DOMAIN}`]);
+          expect(delivered?.secure).toBe(true);
+        } finally {
+          await mx.close();
+        }
+      },
+    );
+  });
+});
