@@ -50,6 +50,10 @@ const backend = z
       .boolean()
       .default(true)
       .describe('Refuse (4xx) rather than forward without XCLIENT, which would show the backend the proxy’s address instead of the sender’s.'),
+    starttls: z
+      .boolean()
+      .default(false)
+      .describe('Use STARTTLS to the backend (certificate not verified), and refuse (4xx) when it is not offered. WireGuard already encrypts the path.'),
     rdns_timeout: seconds(0.1, 30)
       .default(3)
       .describe('Seconds to spend finding the client’s forward-confirmed reverse DNS name for XCLIENT NAME; then [TEMPUNAVAIL].'),

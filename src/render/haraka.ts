@@ -184,6 +184,7 @@ function forwardFiles(config: Config, options: RenderOptions): Record<string, st
           { key: 'connect_timeout', value: backend.connect_timeout },
           { key: 'timeout', value: backend.timeout },
           { key: 'require_xclient', value: backend.require_xclient },
+          { key: 'starttls', value: backend.starttls },
           { key: 'rdns_timeout', value: backend.rdns_timeout },
         ],
       },

@@ -1,7 +1,11 @@
 // mailproxy-forward in a real haraka-in against a scriptable backend (smtp-server): XCLIENT contents,
 // live recipient checks, exact backend codes, fail-closed behaviour. test/e2e repeats the essentials
 // against a real Postfix.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { makeSelfSigned } from '../../src/certs/selfsigned';
 import { dataPayload, message, openSession, type SmtpScript } from '../../src/smtp/script';
 import { useTopology, withTopology } from '../helpers/topology';
 
@@ -117,6 +121,26 @@ describe('mailproxy-forward fails closed', () => {
         expect(t.backend!.messages[0]?.xclient).toEqual({});
       },
     );
+  });
+
+  it('uses STARTTLS to the backend when backend.starttls is on, and refuses when it is not offered', async () => {
+    const certDir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-backend-tls-'));
+    const pair = makeSelfSigned(certDir, 'backend.test');
+    const tls = { key: readFileSync(pair.keyPath), cert: readFileSync(pair.certPath) };
+    rmSync(certDir, { recursive: true, force: true });
+    const starttls = (config: { backend?: object }) => void (config.backend = { ...config.backend, starttls: true });
+    await withTopology({ instances: ['haraka-in'], backend: { tls }, tweak: starttls }, async (t) => {
+      const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
+      expect((await sendVia(session, ['alice@demo.test'], 'over tls')).final?.code).toBe(250);
+      session.close();
+      expect(t.backend!.messages[0]).toMatchObject({ secure: true, xclient: { ADDR: '127.0.0.9' } });
+    });
+    await withTopology({ instances: ['haraka-in'], tweak: starttls }, async (t) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      expect((await sendVia(session, ['alice@demo.test'], 'no tls offered')).replies[0]?.code).toBe(451);
+      session.close();
+      expect(t.backend!.messages).toHaveLength(0);
+    });
   });
 
   it('answers 4xx when the backend accepts the connection but never greets', async () => {

@@ -2,6 +2,7 @@
 // long before Haraka's plugin timeout. Commands are written whole (pipelined groups in one write) and the
 // body is coalesced into large writes; TCP_NODELAY is on, so nothing waits for delayed ACKs.
 import net from 'node:net';
+import tls from 'node:tls';
 import { Writable } from 'node:stream';
 
 export interface Reply {
@@ -52,13 +53,46 @@ export class BackendSession {
   private timer: NodeJS.Timeout | null = null;
 
   private constructor(
-    readonly socket: net.Socket,
+    private socket: net.Socket,
     private readonly replyTimeoutMs: number,
   ) {
+    this.attach(socket);
+  }
+
+  private attach(socket: net.Socket): void {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.fail(new BackendError(`backend connection error: ${err.message}`)));
     socket.on('close', () => this.fail(CLOSED));
+  }
+
+  /** STARTTLS, then the same session over TLS. The backend is reached over WireGuard, so by default its
+   * certificate is not verified (a home server rarely has one for its WireGuard address). */
+  async startTls(options: tls.ConnectionOptions = { rejectUnauthorized: false }): Promise<void> {
+    const reply = await this.command('STARTTLS');
+    if (Math.floor(reply.code / 100) !== 2) throw new BackendError(`backend refused STARTTLS with ${reply.code}`, reply);
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('error');
+    plain.removeAllListeners('close');
+    const secure = tls.connect({ ...options, socket: plain });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new BackendError(`backend TLS handshake took over ${this.replyTimeoutMs} ms`)), this.replyTimeoutMs);
+      secure.once('secureConnect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      secure.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new BackendError(`backend TLS handshake failed: ${err.message}`));
+      });
+    }).catch((err: Error) => {
+      this.fail(err, true);
+      secure.destroy();
+      throw err;
+    });
+    this.socket = secure;
+    this.attach(secure);
   }
 
   static connect(options: ConnectOptions): Promise<BackendSession> {

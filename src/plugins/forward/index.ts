@@ -23,6 +23,7 @@ interface ForwardIni {
     timeout: number;
     require_xclient: boolean;
     rdns_timeout: number;
+    starttls: boolean;
   };
 }
 
@@ -33,6 +34,7 @@ interface Settings {
   connectTimeoutMs: number;
   replyTimeoutMs: number;
   requireXclient: boolean;
+  starttls: boolean;
   rdnsTimeoutMs: number;
   heloName: string;
 }
@@ -111,7 +113,7 @@ export function register(this: ForwardPlugin): void {
 }
 
 export function load_forward_ini(this: ForwardPlugin): void {
-  const cfg = this.config.get('mailproxy-forward.ini', { booleans: ['+main.require_xclient'] }, () => this.load_forward_ini()) as ForwardIni;
+  const cfg = this.config.get('mailproxy-forward.ini', { booleans: ['+main.require_xclient', '-main.starttls'] }, () => this.load_forward_ini()) as ForwardIni;
   const me = this.config.get('me') as string | null;
   this.settings = {
     host: String(cfg.main.host),
@@ -120,6 +122,7 @@ export function load_forward_ini(this: ForwardPlugin): void {
     connectTimeoutMs: Number(cfg.main.connect_timeout) * 1000,
     replyTimeoutMs: Number(cfg.main.timeout) * 1000,
     requireXclient: cfg.main.require_xclient,
+    starttls: cfg.main.starttls,
     rdnsTimeoutMs: Number(cfg.main.rdns_timeout ?? 3) * 1000,
     heloName: me ?? 'localhost',
   };
@@ -184,6 +187,14 @@ async function openBackend(plugin: ForwardPlugin, connection: Connection): Promi
     let ehlo = await session.command(`EHLO ${settings.heloName}`);
     if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO with ${ehlo.code}`, ehlo);
     let capabilities = parseCapabilities(ehlo);
+    if (settings.starttls) {
+      if (!capabilities.has('STARTTLS')) throw new BackendError('backend does not offer STARTTLS (backend.starttls is on)', null);
+      await session.startTls();
+      ehlo = await session.command(`EHLO ${settings.heloName}`);
+      if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO after STARTTLS with ${ehlo.code}`, ehlo);
+      capabilities = parseCapabilities(ehlo);
+      connection.results.add(plugin, { pass: 'backend_tls' });
+    }
     const advertised = capabilities.get('XCLIENT');
     if (advertised) {
       const facts: ClientFacts = {
