@@ -12,6 +12,7 @@ import { runDemo } from './demo/run';
 import { renderInstances } from './render/haraka';
 import { writeRendered } from './render/write';
 import { sendMessage } from './smtp/send';
+import { runQueueCommand } from './queue/command';
 
 export interface CliIo {
   stdout: Writable;
@@ -26,6 +27,13 @@ commands:
   send   --server HOST:PORT --from ADDR --to ADDR [--to ADDR] [--subject S] [--body TEXT]
          [--local-address IP] [--helo NAME] [--starttls]
                                      send one test message
+  queue list|count --config FILE [--json] [--log FILE]
+                                     haraka-out's queue: domain, age, attempts, last error (from --log,
+                                     e.g. \`journalctl -u mailproxy-haraka-out -o cat > FILE\`)
+  queue flush --config FILE [--instances DIR]
+                                     retry every deferred message now (SIGHUP to the running haraka-out)
+  queue delete ID --config FILE [--instances DIR] [--force]
+                                     remove one message (file name, id or the uuid from its 250 reply)
   demo                               run the whole appliance on loopback (what \`npm start\` does)
   config docs                        print the config reference (docs/CONFIG.md)
 `;
@@ -94,6 +102,8 @@ async function run(command: string | undefined, args: string[], io: CliIo): Prom
       print(`server said: ${result.response}`);
       return result.rejected.length ? 1 : 0;
     }
+    case 'queue':
+      return runQueueCommand(args, io);
     case 'demo':
       return runDemo(io);
     case 'config': {

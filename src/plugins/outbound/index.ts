@@ -7,6 +7,7 @@
 //   verify for the MX name, or the delivery is temp-failed. A cached policy keeps applying when DNS or
 //   the policy host fails, so a fetch failure never downgrades an enforce domain to plaintext.
 import dns from 'node:dns';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { HarakaPlugin, Next } from '../haraka-types';
 import { createMtaStsResolver, type MtaStsResolver, type PolicyDecision } from '../../mtasts/cache';
@@ -27,6 +28,7 @@ interface Mx {
 }
 
 interface HMail {
+  path?: string;
   loginfo(msg: string): void;
   logwarn(msg: string): void;
   logerror(msg: string): void;
@@ -40,11 +42,21 @@ interface RoutePlugin extends HarakaPlugin {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const constants = require('haraka-constants') as { OK: number; DENYSOFT: number };
+const constants = require('haraka-constants') as { OK: number; DENY: number; DENYSOFT: number; CONT: number };
+
+/** Deliveries whose queue file `mailproxy queue delete` removed: dropped without a bounce. */
+const deleted = new WeakSet<object>();
 
 export function register(this: RoutePlugin): void {
   this.load_outbound_ini();
   this.register_hook('get_mx', 'route');
+  this.register_hook('bounce', 'drop_deleted');
+}
+
+/** No bounce for a message an operator deleted from the queue (its body is gone anyway). */
+export function drop_deleted(this: RoutePlugin, next: Next, hmail: HMail): void {
+  if (deleted.has(hmail)) return next(constants.OK);
+  next();
 }
 
 export function load_outbound_ini(this: RoutePlugin): void {
@@ -103,6 +115,13 @@ function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: Po
 
 export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: string): void {
   const name = domain.toLowerCase();
+  if (hmail.path && !existsSync(hmail.path)) {
+    // `mailproxy queue delete` removed the file: Haraka still holds the envelope in memory and would
+    // connect and stall on the missing body; end the delivery here instead.
+    deleted.add(hmail);
+    hmail.loginfo(`queue file ${hmail.path} was deleted: dropping this delivery`);
+    return next(constants.DENY, 'deleted from the queue');
+  }
   if (this.localDomains.has(name)) {
     const { host, port, bind } = this.cfg.backend;
     const mx: Mx = { exchange: String(host), priority: 0, port: Number(port) };

@@ -1,0 +1,66 @@
+// `mailproxy queue list|count|flush|delete`: the CLI edge of the queue tools.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { formatConfigError, loadConfigText } from '../config/load';
+import { stateDirFor } from '../render/haraka';
+import { formatDeleteResult, formatQueueCount, formatQueueListing, queueJson } from './format';
+import { countQueue, deleteMessage, findHarakaPid, flushQueue, listQueue } from './tools';
+
+export async function runQueueCommand(argv: string[], io: { stdout: Writable; stderr: Writable }): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      instances: { type: 'string', default: 'instances' },
+      json: { type: 'boolean', default: false },
+      log: { type: 'string' },
+      force: { type: 'boolean', default: false },
+    },
+  });
+  const [action, target] = positionals;
+  if (!values.config) throw Object.assign(new Error('--config FILE is required'), { code: 'ERR_PARSE_ARGS_USAGE' });
+  const loaded = loadConfigText(readFileSync(values.config, 'utf8'));
+  if (!loaded.ok) {
+    io.stderr.write(`${loaded.errors.map((error) => formatConfigError(path.basename(values.config as string), error)).join('\n')}\n`);
+    return 1;
+  }
+  const queueDir = path.join(stateDirFor(loaded.config, 'haraka-out'), 'queue');
+  const instanceDir = path.resolve(values.instances, 'haraka-out');
+  const print = (text: string) => io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  switch (action) {
+    case 'list': {
+      const log = values.log ? readFileSync(values.log === '-' ? 0 : values.log, 'utf8') : undefined;
+      const listing = await listQueue(queueDir, log === undefined ? {} : { log });
+      print(values.json ? queueJson(listing) : formatQueueListing(listing));
+      return 0;
+    }
+    case 'count': {
+      const count = await countQueue(queueDir);
+      print(values.json ? queueJson(count) : formatQueueCount(count));
+      return 0;
+    }
+    case 'flush': {
+      const pid = await findHarakaPid(instanceDir);
+      if (pid === null) {
+        io.stderr.write(`mailproxy: no running haraka-out found for ${instanceDir} (is it running? is --instances right?)\n`);
+        return 1;
+      }
+      await flushQueue(pid);
+      print(`asked haraka-out (pid ${pid}) to retry every deferred message now`);
+      return 0;
+    }
+    case 'delete': {
+      if (!target) throw Object.assign(new Error('usage: mailproxy queue delete ID --config FILE'), { code: 'ERR_PARSE_ARGS_USAGE' });
+      // With haraka-out stopped nothing can race the delete, so no --force is needed.
+      const running = (await findHarakaPid(instanceDir)) !== null;
+      const result = await deleteMessage(queueDir, target, { force: values.force || !running });
+      print(values.json ? queueJson(result) : formatDeleteResult(result, target));
+      return result.removed.length > 0 ? 0 : 1;
+    }
+    default:
+      throw Object.assign(new Error('usage: mailproxy queue list|count|flush|delete'), { code: 'ERR_PARSE_ARGS_USAGE' });
+  }
+}

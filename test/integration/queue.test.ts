@@ -1,0 +1,208 @@
+// `mailproxy queue` against a real haraka-out: messages it cannot deliver stay in its queue directory,
+// which we list, count, flush (SIGHUP) and delete from while Haraka keeps running.
+import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli';
+import { INTERNET_DOMAIN, LOOPBACK, type Topology } from '../../src/demo/topology';
+import { harakaBin } from '../../src/haraka/process';
+import type { ConfigInput } from '../../src/config/schema';
+import { formatQueueTable } from '../../src/queue/format';
+import { transactionUuid, type QueueEntry } from '../../src/queue/qfile';
+import { countQueue, deleteMessage, findHarakaPid, flushQueue, listQueue } from '../../src/queue/tools';
+import { dataPayload, message, openSession } from '../../src/smtp/script';
+import { useTopology, withTopology } from '../helpers/topology';
+
+// Long retry intervals: nothing retries by itself during a test, so every new attempt is our flush.
+const tweak = (config: ConfigInput) => {
+  if (config.outbound) config.outbound.retry_intervals = [3600, 3600, 3600];
+};
+
+const queueDir = (t: Topology) => path.join(t.config.state_dir, 'haraka-out', 'queue');
+const instanceDir = (t: Topology) => path.join(t.instancesDir, 'haraka-out');
+const out = (t: Topology) => t.haraka['haraka-out']!;
+
+/** Relays one message through haraka-out from the backend's address; returns the transaction uuid of the 250 reply. */
+async function send(t: Topology, rcpt: string, subject: string): Promise<string> {
+  const session = await openSession(t.outbound.host, t.outbound.port, { localAddress: LOOPBACK.backend });
+  expect((await session.command('MAIL FROM:<alice@demo.test>')).code).toBe(250);
+  expect((await session.command(`RCPT TO:<${rcpt}>`)).code).toBe(250);
+  expect((await session.command('DATA')).code).toBe(354);
+  session.write(dataPayload(message(subject, 'queued for a while')));
+  const reply = await session.reply();
+  session.close();
+  expect(reply.code).toBe(250);
+  const uuid = /Message Queued \(([^)]+)\)/.exec(reply.text)?.[1];
+  if (!uuid) throw new Error(`no uuid in ${reply.text}`);
+  return uuid;
+}
+
+async function waitFor<T>(what: string, t: Topology, probe: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${out(t).output().slice(-4000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The queued message of a transaction once it has failed `attempts` times. */
+function deferred(t: Topology, uuid: string, attempts: number): Promise<QueueEntry> {
+  return waitFor(`${uuid} with ${attempts} attempt(s)`, t, async () => {
+    const listing = await listQueue(queueDir(t), { log: out(t).output() });
+    return listing.entries.find((entry) => entry.uuid && transactionUuid(entry.uuid) === uuid && entry.attempts >= attempts);
+  });
+}
+
+describe('mailproxy queue on a running haraka-out (no internet: deliveries temp-fail)', () => {
+  const topology = useTopology({ instances: ['haraka-out'], backend: false, internet: false, tweak });
+  let first: QueueEntry;
+  let firstUuid = '';
+
+  it('lists a deferred message as Haraka wrote it', async () => {
+    const t = topology();
+    firstUuid = await send(t, `bob@${INTERNET_DOMAIN}`, 'first');
+    first = await deferred(t, firstUuid, 1);
+    expect(first).toMatchObject({
+      domain: INTERNET_DOMAIN,
+      mailFrom: 'alice@demo.test',
+      recipients: [`bob@${INTERNET_DOMAIN}`],
+      attempts: 1,
+      pid: out(t).child.pid,
+      lastError: 'Tried all MXs',
+      lastErrorSource: 'log',
+    });
+    expect(first.uuid).toBe(`${firstUuid}.1`);
+    expect(Date.now() - first.queuedAt.getTime()).toBeLessThan(60_000);
+    const wait = first.nextAttempt!.getTime() - Date.now();
+    expect(wait).toBeGreaterThan(3500_000);
+    expect(wait).toBeLessThanOrEqual(3600_000);
+    expect(first.size).toBeGreaterThan(100);
+
+    // Haraka 3.3.4 does not write the failure into the file: without its log there is no lastError.
+    const fileOnly = (await listQueue(queueDir(t))).entries.find((entry) => entry.id === first.id);
+    expect(fileOnly?.lastError).toBeNull();
+
+    expect(await countQueue(queueDir(t))).toEqual({ total: 1, byDomain: { [INTERNET_DOMAIN]: 1 }, problems: 0, errorFiles: 0, inProgress: 0 });
+    const table = formatQueueTable([first]);
+    expect(table).toContain(first.id);
+    expect(table).toContain('Tried all MXs');
+
+    // Haraka's own reader agrees (`haraka -c DIR --qlist`, read-only).
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const name of ['NODE_ENV', 'VITEST', 'VITEST_MODE', 'VITEST_POOL_ID', 'VITEST_WORKER_ID']) delete env[name];
+    const { stdout } = await promisify(execFile)(process.execPath, [harakaBin(), '-c', instanceDir(t), '--qlist'], { env, timeout: 30_000 });
+    expect(stdout).toContain(`Q: ${first.file} rcpt:1 from:<alice@demo.test> domain:${INTERNET_DOMAIN}`);
+  });
+
+  it('finds haraka-out by its -c dir and flushes it with SIGHUP: an immediate new attempt', async () => {
+    const t = topology();
+    const pid = await findHarakaPid(instanceDir(t));
+    expect(pid).toBe(out(t).child.pid);
+    const mark = out(t).output().length;
+    await flushQueue(pid!);
+    const retried = await deferred(t, firstUuid, 2);
+    expect(retried.id).toBe(first.id);
+    expect(retried.file).not.toBe(first.file);
+    expect(retried.nextAttempt!.getTime() - Date.now()).toBeGreaterThan(3500_000);
+    const after = out(t).output().slice(mark);
+    expect(after).toContain('[core] Flushing the temp fail queue');
+    expect(after).toMatch(/Temp failing \S+ for 3600 seconds: Tried all MXs/);
+    expect(out(t).child.exitCode).toBeNull();
+    first = retried;
+  });
+
+  it('deletes one message while Haraka runs: gone for good, no bounce, the other one still retried', async () => {
+    const t = topology();
+    const keptUuid = await send(t, `carol@${INTERNET_DOMAIN}`, 'second');
+    const kept = await deferred(t, keptUuid, 1);
+
+    const result = await deleteMessage(queueDir(t), first.id);
+    expect(result).toEqual({ matched: [first.file], removed: [first.file], refused: [], vanished: [] });
+    expect((await listQueue(queueDir(t))).entries.map((entry) => entry.id)).toEqual([kept.id]);
+
+    // Haraka still holds the deleted message in memory: make it retry now and watch it give up.
+    const mark = out(t).output().length;
+    await flushQueue(out(t).child.pid!);
+    await waitFor('Haraka to drop the deleted message', t, async () =>
+      /was deleted: dropping this delivery[\s\S]*Not sending bounce/.test(out(t).output().slice(mark)),
+    );
+    await deferred(t, keptUuid, 2);
+    expect(out(t).child.exitCode).toBeNull();
+    // No bounce was queued for the sender, and nothing else appeared.
+    const listing = await listQueue(queueDir(t));
+    expect(listing.entries.map((entry) => entry.id)).toEqual([kept.id]);
+    expect(listing.problems).toEqual([]);
+    expect(listing.errorFiles).toEqual([]);
+    expect(readdirSync(queueDir(t))).toHaveLength(1);
+    expect(out(t).output()).not.toMatch(/delivered file=/);
+  });
+
+  it('is what `mailproxy queue list|count|flush` prints for the running instance', async () => {
+    const t = topology();
+    const uuid = await send(t, `cli@${INTERNET_DOMAIN}`, 'cli');
+    await deferred(t, uuid, 1);
+    const run = async (...argv: string[]) => {
+      const stdout = new PassThrough();
+      const stderr = new PassThrough();
+      let text = '';
+      stdout.on('data', (chunk) => (text += chunk));
+      stderr.on('data', (chunk) => (text += chunk));
+      const code = await main(['queue', ...argv, '--config', t.configPath, '--instances', t.instancesDir], { stdout, stderr });
+      return { code, text };
+    };
+    const list = await run('list', '--json');
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.text).entries.some((entry: { recipients: string[] }) => entry.recipients.includes(`cli@${INTERNET_DOMAIN}`))).toBe(true);
+    const count = await run('count');
+    expect(count.code).toBe(0);
+    expect(count.text).toContain(INTERNET_DOMAIN);
+    const flush = await run('flush');
+    expect(flush.text).toMatch(/asked haraka-out \(pid \d+\)/);
+    expect(flush.code).toBe(0);
+  });
+});
+
+describe('mailproxy queue when the MX comes back', () => {
+  it('never delivers a deleted message, while the flushed one is delivered', async () => {
+    let busy = true;
+    await withTopology(
+      {
+        instances: ['haraka-out'],
+        backend: false,
+        internet: { rejectRecipient: () => (busy ? '450 4.2.1 mailbox busy' : null) },
+        tweak,
+      },
+      async (t) => {
+        const dropUuid = await send(t, `bob@${INTERNET_DOMAIN}`, 'to be deleted');
+        const keepUuid = await send(t, `carol@${INTERNET_DOMAIN}`, 'to be delivered');
+        const drop = await deferred(t, dropUuid, 1);
+        await deferred(t, keepUuid, 1);
+        // The remote's reply, from the log, since the file does not carry it.
+        expect(drop.lastError).toBe(`Some recipients temp failed: <bob@${INTERNET_DOMAIN}> (<bob@${INTERNET_DOMAIN}> 450 4.2.1 mailbox busy)`);
+
+        expect((await deleteMessage(queueDir(t), drop.id)).removed).toEqual([drop.file]);
+        busy = false;
+        const mark = out(t).output().length;
+        await flushQueue((await findHarakaPid(instanceDir(t)))!);
+        const [delivered] = await t.internet!.waitForMessages(1, 20_000);
+        expect(delivered?.subject).toBe('to be delivered');
+        // The deleted one: mailproxy-outbound sees its file is gone and ends the delivery before any
+        // connection is made (Haraka alone would connect and stall on the missing body), without a bounce.
+        await waitFor(
+          'Haraka to drop the deleted message',
+          t,
+          async () => /was deleted: dropping this delivery[\s\S]*Not sending bounce/.test(out(t).output().slice(mark)),
+        );
+        expect(out(t).output().slice(mark)).not.toContain('Reading from the data stream failed');
+        expect(t.internet!.messages.map((received) => received.subject)).toEqual(['to be delivered']);
+        expect(readdirSync(queueDir(t))).toEqual([]);
+        expect(out(t).child.exitCode).toBeNull();
+      },
+    );
+  }, 60_000);
+});
