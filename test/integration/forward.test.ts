@@ -159,3 +159,37 @@ describe('mailproxy-forward fails closed', () => {
     );
   });
 });
+
+describe('mailproxy-forward and SMTP smuggling', () => {
+  const topology = useTopology({ instances: ['haraka-in'] });
+
+  for (const [name, ending] of [
+    ['<LF>.<LF>', '\n.\n'],
+    ['<LF>.<CRLF>', '\n.\r\n'],
+    ['<CR>.<CR>', '\r.\r'],
+  ] as const) {
+    it(`never lets a message smuggled with ${name} reach the backend`, async () => {
+      const t = topology();
+      const before = t.backend!.messages.length;
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      await session.command('MAIL FROM:<sender@example.net>');
+      expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+      expect((await session.command('DATA')).code).toBe(354);
+      const smuggled = `MAIL FROM:<admin@demo.test>\r\nRCPT TO:<alice@demo.test>\r\nDATA\r\nSubject: smuggled ${name}\r\n\r\nforged\r\n.\r\n`;
+      session.write(`Subject: carrier ${name}\r\n\r\nhello${ending}${smuggled}`);
+      const replies: number[] = [];
+      for (;;) {
+        const reply = await session.reply(2000).catch(() => null);
+        if (!reply) break;
+        replies.push(reply.code);
+      }
+      session.close();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const subjects = t.backend!.messages.slice(before).map((m) => m.subject);
+      expect(subjects.filter((subject) => subject.startsWith('smuggled'))).toEqual([]);
+      // Either the whole thing was refused, or it was delivered as one message with the bytes inside it.
+      if (subjects.length > 0) expect(subjects).toEqual([`carrier ${name}`]);
+      expect(replies.filter((code) => code === 250).length).toBeLessThanOrEqual(1);
+    });
+  }
+});

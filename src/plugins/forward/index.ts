@@ -379,7 +379,9 @@ export function reset_backend_transaction(this: ForwardPlugin, next: Next, conne
 export function close_backend(this: ForwardPlugin, next: Next, connection: Connection): void {
   const state = connection.notes[STATE] as BackendState | undefined;
   if (state) {
-    state.session.quit();
+    // Inside DATA a QUIT would be read as body text: only closing the connection aborts the message.
+    if (state.dataReply) state.session.destroy();
+    else state.session.quit();
     delete connection.notes[STATE];
   }
   next();
