@@ -54,11 +54,6 @@ export function isUnspecifiedIp(ip: string): boolean {
   return addr !== null && addr.range() === 'unspecified';
 }
 
-export function isLoopbackIp(ip: string): boolean {
-  const addr = parseIp(ip);
-  return addr !== null && addr.range() === 'loopback';
-}
-
 export interface HostPort {
   host: string;
   port: number;

@@ -92,7 +92,3 @@ export async function startDnsServer(zone: Zone, host = '127.0.0.1', port = 0): 
   };
 }
 
-/** The PTR name of an IPv4 address, e.g. 127.0.0.9 -> 9.0.0.127.in-addr.arpa. */
-export function ptrName(ipv4: string): string {
-  return `${ipv4.split('.').reverse().join('.')}.in-addr.arpa`;
-}

@@ -12,14 +12,3 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-export async function freePorts<K extends string>(names: readonly K[], host = '127.0.0.1'): Promise<Record<K, number>> {
-  const out = {} as Record<K, number>;
-  const seen = new Set<number>();
-  for (const name of names) {
-    let port = await freePort(host);
-    while (seen.has(port)) port = await freePort(host);
-    seen.add(port);
-    out[name] = port;
-  }
-  return out;
-}

@@ -32,10 +32,6 @@ export async function withTopology<T>(
   }
 }
 
-export function harakaLog(topology: Topology, name: 'haraka-in' | 'haraka-out'): string {
-  return topology.haraka[name]?.output() ?? '';
-}
-
 /** One topology shared by the tests of a describe block: started in beforeAll, stopped in afterAll. */
 export function useTopology(options: Omit<TopologyOptions, 'stateDir' | 'ports'> = {}): () => Topology {
   let topology: Topology | null = null;
