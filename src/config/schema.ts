@@ -81,10 +81,17 @@ const outbound = z
       .describe('Allow relay_acl entries outside private ranges. Leave false unless you know why you need it.'),
     concurrency: z.number().int().min(1).max(1000).default(20).describe('Most deliveries haraka-out runs at once.'),
     retry_intervals: z
-      .array(z.number().int().min(1).max(86400))
+      .array(z.number().int().min(5).max(86400))
       .min(1)
-      .default([60, 300, 900, 1800, 3600, 7200, 14400, 28800, 28800, 28800, 28800, 28800, 28800, 28800])
-      .describe('Seconds to wait before each retry of a temporarily failed delivery; after the last one the message bounces.'),
+      .default([60, 300, 900, 1800, 3600, 7200, 14400, 28800])
+      .describe('Seconds to wait before each retry of a temporarily failed delivery; the last one repeats until max_queue_lifetime (Haraka needs at least 5).'),
+    max_queue_lifetime: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86400)
+      .default(5 * 86400)
+      .describe('Seconds a message may stay queued (Postfix’s default: 5 days); then the sender gets a bounce. 0: no retries.'),
     allow_local_mx: z
       .boolean()
       .default(false)

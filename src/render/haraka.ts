@@ -133,6 +133,22 @@ function logIni(config: Config, options: RenderOptions): string {
   ]);
 }
 
+/**
+ * Haraka's temp_fail_intervals: the configured waits, the last one repeated, as long as the message's
+ * total time in the queue stays within the lifetime. After the last retry Haraka bounces the message.
+ */
+export function temporaryFailureIntervals(intervals: readonly number[], lifetime: number): string {
+  const schedule: number[] = [];
+  let total = 0;
+  for (let index = 0; ; index++) {
+    const wait = intervals[Math.min(index, intervals.length - 1)] as number;
+    if (total + wait > lifetime) break;
+    schedule.push(wait);
+    total += wait;
+  }
+  return schedule.length === 0 ? 'none' : schedule.map((wait) => `${wait}s`).join(',');
+}
+
 function outboundIni(config: Config, role: Role, options: RenderOptions): string {
   if (role.name === 'haraka-in') {
     return renderIni(header(options, RESTART), [
@@ -156,7 +172,7 @@ function outboundIni(config: Config, role: Role, options: RenderOptions): string
         { key: 'enable_tls', value: true },
         {
           key: 'temp_fail_intervals',
-          value: config.outbound.retry_intervals.map((secondsValue) => `${secondsValue}s`).join(','),
+          value: temporaryFailureIntervals(config.outbound.retry_intervals, config.outbound.max_queue_lifetime),
         },
         {
           key: 'local_mx_ok',

@@ -6,7 +6,7 @@ import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
 import type { Topology } from '../../src/demo/topology';
 import { withTopology } from '../helpers/topology';
 
-const FAST_RETRIES = (config: { outbound?: object }) => void (config.outbound = { ...config.outbound, retry_intervals: [5, 5, 5] });
+const FAST_RETRIES = (config: { outbound?: object }) => void (config.outbound = { ...config.outbound, retry_intervals: [5], max_queue_lifetime: 15 });
 
 async function relay(t: Topology, from: string, to: string, subject: string): Promise<void> {
   const session = await openSession(t.outbound.host, t.outbound.port, { localAddress: LOOPBACK.backend });
@@ -88,6 +88,19 @@ describe('haraka-out delivery', () => {
         await waitForLog(t, /Double bounce/);
         await new Promise((resolve) => setTimeout(resolve, 500));
         expect(t.backend!.messages).toHaveLength(1);
+      },
+    );
+  });
+
+  it('bounces a message whose queue lifetime ran out, with a DSN back to the backend', async () => {
+    await withTopology(
+      { instances: ['haraka-out'], internet: false, tweak: (config) => void (config.outbound = { ...config.outbound, retry_intervals: [5], max_queue_lifetime: 5 }) },
+      async (t) => {
+        await relay(t, 'alice@demo.test', `bob@${INTERNET_DOMAIN}`, 'expires');
+        const [dsn] = await t.backend!.waitForMessages(1, 20_000);
+        expect(dsn?.mailFrom).toBe('');
+        expect(dsn?.rcptTo).toEqual(['alice@demo.test']);
+        expect(dsn?.raw.toString('utf8')).toMatch(/Subject: expires|bob@example\.net/);
       },
     );
   });

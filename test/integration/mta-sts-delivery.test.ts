@@ -63,7 +63,7 @@ describe('MTA-STS enforce mode in haraka-out', () => {
         internet: false,
         harakaEnv: { NODE_EXTRA_CA_CERTS: ca.caPath },
         tweak: (config) =>
-          void (config.outbound = { ...config.outbound, retry_intervals: [5, 5, 5, 5], mta_sts_port: (policyServer.address() as AddressInfo).port }),
+          void (config.outbound = { ...config.outbound, retry_intervals: [5], max_queue_lifetime: 20, mta_sts_port: (policyServer.address() as AddressInfo).port }),
       },
       async (t) => {
         t.dns.zone.MX = { ...t.dns.zone.MX, [DOMAIN]: [{ exchange: MX, preference: 10 }] };

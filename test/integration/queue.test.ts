@@ -18,7 +18,7 @@ import { useTopology, withTopology } from '../helpers/topology';
 
 // Long retry intervals: nothing retries by itself during a test, so every new attempt is our flush.
 const tweak = (config: ConfigInput) => {
-  if (config.outbound) config.outbound.retry_intervals = [3600, 3600, 3600];
+  if (config.outbound) Object.assign(config.outbound, { retry_intervals: [3600], max_queue_lifetime: 3 * 3600 });
 };
 
 const queueDir = (t: Topology) => path.join(t.config.state_dir, 'haraka-out', 'queue');

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load';
 import { configDocs } from '../../src/config/docs';
-import { renderInstances } from '../../src/render/haraka';
+import { renderInstances, temporaryFailureIntervals } from '../../src/render/haraka';
 import { MANIFEST, writeRendered } from '../../src/render/write';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -67,7 +67,10 @@ describe('rendered Haraka instances, read back through haraka-config itself', ()
 
     const outboundIni = outbound.get('outbound.ini', { booleans: ['-local_mx_ok', '+enable_tls'] }).main;
     expect(outboundIni).toMatchObject({ concurrency_max: 20, local_mx_ok: false, enable_tls: true });
-    expect(outboundIni.temp_fail_intervals).toMatch(/^60s,300s,/);
+    expect(outboundIni.temp_fail_intervals).toMatch(/^60s,300s,900s,1800s,3600s,7200s,14400s,28800s,28800s,/);
+    const waits = String(outboundIni.temp_fail_intervals).split(',').map((wait) => parseInt(wait, 10));
+    expect(waits.reduce((sum, wait) => sum + wait, 0)).toBeLessThanOrEqual(432000);
+    expect(waits.reduce((sum, wait) => sum + wait, 0) + 28800).toBeGreaterThan(432000);
     expect(inbound.get('outbound.ini', { booleans: ['-disabled'] }).main.disabled).toBe(true);
     expect(outbound.get('queue_dir')).toBe('/var/lib/mailproxy/haraka-out/queue');
   });
@@ -85,6 +88,14 @@ describe('rendered Haraka instances, read back through haraka-config itself', ()
 
   it('is deterministic', () => {
     expect([...render()]).toEqual([...render()]);
+  });
+});
+
+describe('the retry schedule', () => {
+  it('repeats the last interval within the queue lifetime, and says none for no retries', () => {
+    expect(temporaryFailureIntervals([5], 15)).toBe('5s,5s,5s');
+    expect(temporaryFailureIntervals([60, 300], 1000)).toBe('60s,300s,300s,300s');
+    expect(temporaryFailureIntervals([60], 0)).toBe('none');
   });
 });
 
