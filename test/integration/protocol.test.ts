@@ -1,0 +1,49 @@
+// Bad SMTP input gets the right reply code and the session (or at least the server) goes on.
+import { describe, expect, it } from 'vitest';
+import { dataPayload, message, openSession } from '../../src/smtp/script';
+import { useTopology } from '../helpers/topology';
+
+describe('haraka-in answers bad commands and keeps serving', () => {
+  const topology = useTopology({ instances: ['haraka-in'] });
+
+  it('answers each bad command with its code and the session goes on', async () => {
+    const t = topology();
+    const session = await openSession(t.inbound.host, t.inbound.port);
+    const cases: [string, number][] = [
+      ['FROBNICATE', 500],
+      ['RCPT TO:<alice@demo.test>', 503],
+      ['DATA', 503],
+      ['MAIL FROM:not-an-address', 501],
+      ['MAIL FROM:<a@b@c>', 501],
+    ];
+    for (const [command, code] of cases) expect((await session.command(command)).code, command).toBe(code);
+    expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+    expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+    // Haraka treats a second MAIL as a new transaction: the recipient above is forgotten (and the
+    // backend transaction behind it is reset).
+    expect((await session.command('MAIL FROM:<again@example.net>')).code).toBe(250);
+    expect((await session.command('DATA')).code).toBe(503);
+    expect((await session.command('RCPT TO:<not an address>')).code).toBe(501);
+    expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+    expect((await session.command('NOOP')).code).toBe(250);
+    expect((await session.command('DATA')).code).toBe(354);
+    session.write(dataPayload(message('after the errors', 'still fine')));
+    expect((await session.reply()).code).toBe(250);
+    expect((await session.command('QUIT')).code).toBe(221);
+    session.close();
+    const received = (await t.backend!.waitForMessages(1)).find((m) => m.subject === 'after the errors');
+    expect(received?.mailFrom).toBe('again@example.net');
+  });
+
+  it('drops a client that sends an over-long command line, and serves the next one', async () => {
+    const t = topology();
+    const session = await openSession(t.inbound.host, t.inbound.port);
+    const reply = await session.command(`MAIL FROM:<${'a'.repeat(600)}@example.net>`);
+    expect(reply.code).toBe(521);
+    await expect(session.reply(2000)).rejects.toThrow();
+    session.close();
+    const next = await openSession(t.inbound.host, t.inbound.port);
+    expect((await next.command('NOOP')).code).toBe(250);
+    next.close();
+  });
+});
