@@ -11,27 +11,14 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PostfixInstance, postfixUnavailableReason, startPostfix } from '../fixtures/postfix';
+import { missingPeers, requirePeers } from '../helpers/peers';
 
 const SWAKS = '/usr/bin/swaks';
 const DOMAIN = 'example.test';
 const LISTEN = '127.0.0.2';
 const FORWARDER = '127.0.0.3'; // the "mailproxy" source address, authorized for XCLIENT
 
-const unavailable = postfixUnavailableReason() ?? (fs.existsSync(SWAKS) ? null : `${SWAKS} not found (apt-get install swaks)`);
-const inCI = process.env.CI === 'true';
-
-if (unavailable) {
-  if (inCI) {
-    it('Postfix e2e prerequisites are present (required when CI=true)', () => {
-      throw new Error(`CI=true but the real-Postfix test peer cannot run: ${unavailable}`);
-    });
-  } else {
-    console.warn(
-      `\n${'!'.repeat(78)}\n!!! SKIPPING Postfix e2e fixture tests: ${unavailable}\n` +
-        `!!! (this would FAIL with CI=true)\n${'!'.repeat(78)}\n`,
-    );
-  }
-}
+const runnable = requirePeers('the real-Postfix test peer', missingPeers([SWAKS], [postfixUnavailableReason()]));
 
 interface SwaksResult {
   code: number;
@@ -95,7 +82,7 @@ function smtpDialog(pf: PostfixInstance, commands: string[]): Promise<string[]> 
   });
 }
 
-describe.skipIf(unavailable !== null)('real Postfix test peer (test/fixtures/postfix.ts)', () => {
+describe.runIf(runnable)('real Postfix test peer (test/fixtures/postfix.ts)', () => {
   let pf: PostfixInstance | undefined; // XCLIENT authorized for FORWARDER
   let pfNoX: PostfixInstance | undefined; // XCLIENT disabled
   let startMs = 0;
