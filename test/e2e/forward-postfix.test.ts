@@ -8,6 +8,7 @@ import { freePort } from '../helpers/ports';
 import { missingPeers, requirePeers } from '../helpers/peers';
 import { postfixUnavailableReason, startPostfix, type PostfixInstance } from '../fixtures/postfix';
 import { withTopology } from '../helpers/topology';
+import { openSession } from '../../src/smtp/script';
 
 const SWAKS = '/usr/bin/swaks';
 const runnable = requirePeers('haraka-in against real Postfix', missingPeers([SWAKS, '/usr/sbin/postfix'], [postfixUnavailableReason()]));
@@ -125,6 +126,28 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
         expect(line.match(/ ADDR=/g)).toHaveLength(1);
         expect(line).toMatch(/ ADDR=127\.0\.0\.9$/);
       }
+    });
+  });
+
+  it('is no open relay: address tricks get 5xx from haraka-in or from Postfix, and nothing is delivered', async () => {
+    await withHarakaIn(async (t) => {
+      const before = (await postfix.delivered()).length;
+      const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
+      expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+      for (const rcpt of [
+        'bob@example.net',
+        'bob%example.net@demo.test',
+        'example.net!bob@demo.test',
+        '"bob@example.net"@demo.test',
+        '@demo.test:bob@example.net',
+        'bob@[127.0.0.2]',
+        'bob@example.net.',
+      ]) {
+        const reply = await session.command(`RCPT TO:<${rcpt}>`);
+        expect(Math.floor(reply.code / 100), `RCPT TO:<${rcpt}>: ${reply.code} ${reply.text}`).toBe(5);
+      }
+      session.close();
+      expect((await postfix.delivered()).length).toBe(before);
     });
   });
 
