@@ -1,6 +1,6 @@
 // `mailproxy check`: validate the config, render it to a temp dir and ask Haraka itself to load each
 // instance's plugin list, so a plugin that cannot be resolved is caught before deploy.
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { formatConfigError, loadConfigText } from './config/load';
@@ -18,6 +18,9 @@ export async function checkConfig(text: string, source: string): Promise<CheckRe
   const result = loadConfigText(text);
   if (!result.ok) return { ok: false, lines: result.errors.map((error) => formatConfigError(source, error)) };
   const lines = [`${source}: config is valid`];
+  for (const [key, file] of [['tls.key', result.config.tls.key], ['tls.cert', result.config.tls.cert]] as const) {
+    if (!existsSync(file)) lines.push(`warning: ${key}: ${file} does not exist yet; haraka-in offers no STARTTLS until it does`);
+  }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-check-'));
   try {
     await writeRendered(dir, renderInstances(result.config, { source }));

@@ -38,6 +38,7 @@ describe('mailproxy check', () => {
     expect(result.code).toBe(0);
     expect(result.out).toContain('haraka-in: Haraka loaded plugins');
     expect(result.out).toContain('haraka-out: Haraka loaded plugins');
+    expect(result.out).toContain('warning: tls.cert: /etc/mailproxy/tls/fullchain.pem does not exist yet');
   });
 
   it('exits non-zero naming the key, the value, the expectation and the line', async () => {
