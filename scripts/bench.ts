@@ -4,6 +4,7 @@
 //   direct      load generator -> smtp-sink                        (the ceiling)
 //   mailproxy   load generator -> haraka-in (mailproxy-forward) -> smtp-sink
 //   stock       load generator -> haraka-in (queue/smtp_forward) -> smtp-sink
+//   discard     load generator -> haraka-in (queue/discard): Haraka's own ceiling, no forwarding at all
 //
 // haraka-in is pinned to CPU 0 with taskset; the load generator and the sink share the other CPU.
 // Options (env): BENCH_MESSAGES (default 2000), BENCH_CONCURRENCY (50), BENCH_SIZE (4096 bytes),
@@ -138,7 +139,9 @@ function startSink(port: number): ChildProcess {
   return spawn('taskset', ['-c', '1', '/usr/sbin/smtp-sink', ...args], { stdio: 'ignore' });
 }
 
-async function startHarakaIn(root: string, variant: 'mailproxy' | 'stock', backendPort: number, dnsPort: number, inPort: number): Promise<HarakaProcess> {
+type Variant = 'mailproxy' | 'stock' | 'discard';
+
+async function startHarakaIn(root: string, variant: Variant, backendPort: number, dnsPort: number, inPort: number): Promise<HarakaProcess> {
   const dir = path.join(root, variant);
   const pair = makeSelfSigned(path.join(dir, 'tls'), 'mx.demo.test');
   const input = loopbackConfig(path.join(dir, 'state'), { inbound: inPort, outbound: inPort + 1, backend: backendPort, internetMx: 1, dns: dnsPort }, {
@@ -154,9 +157,19 @@ async function startHarakaIn(root: string, variant: 'mailproxy' | 'stock', backe
     files.set('haraka-in/config/smtp_forward.ini', `host=${LOOPBACK.backend}\nport=${backendPort}\nenable_outbound=false\n`);
     // The stock plugin only accepts recipients through rcpt_to.in_host_list, which is rendered already.
   }
+  if (variant === 'discard') {
+    const plugins = files.get('haraka-in/config/plugins') ?? '';
+    files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', '').concat('queue/discard\n'));
+  }
   await writeRendered(dir, files);
   ensureStateDirs(config, 'haraka-in');
-  const proc = startHaraka({ name: `haraka-in (${variant})`, instanceDir: path.join(dir, 'haraka-in'), prefix: ['taskset', '-c', '0'] });
+  const proc = startHaraka({
+    name: `haraka-in (${variant})`,
+    instanceDir: path.join(dir, 'haraka-in'),
+    prefix: ['taskset', '-c', '0'],
+    // queue/discard only drops messages when told to, so nothing is dropped by accident.
+    ...(variant === 'discard' ? { env: { YES_REALLY_DO_DISCARD: '1' } } : {}),
+  });
   await waitForBanner(LOOPBACK.inbound, inPort, { process: proc });
   return proc;
 }
@@ -193,12 +206,20 @@ async function main(): Promise<void> {
     const stockSerial = await serial(BASE_PORT + 20, LOOPBACK.inbound);
     await stock.stop();
 
+    const discard = await startHarakaIn(root, 'discard', sinkPort, dns.port, BASE_PORT + 30);
+    procs.push(discard);
+    const discardResult = await load(BASE_PORT + 30, LOOPBACK.inbound);
+    console.log(row('haraka-in, queue/discard (ceiling)', discardResult, peakRssMb(discard.child.pid)));
+    const discardSerial = await serial(BASE_PORT + 30, LOOPBACK.inbound);
+    await discard.stop();
+
     const directSerial = await serial(sinkPort, LOOPBACK.backend);
     console.log('');
     console.log(`ratio mailproxy / stock smtp_forward:  ${(oursResult.rate / stockResult.rate).toFixed(2)}x   (target >= 3)`);
     console.log(`ratio mailproxy / direct to sink:      ${(oursResult.rate / direct.rate).toFixed(2)}    (target >= 0.5)`);
+    console.log(`ratio mailproxy / Haraka's ceiling:    ${(oursResult.rate / discardResult.rate).toFixed(2)}    (queue/discard: no forwarding at all)`);
     console.log(`peak RSS haraka-in (mailproxy):        ${oursRss.toFixed(0)} MB (target < 100)`);
-    console.log(`single connection, ${SERIAL} messages:  mailproxy ${oursSerial.toFixed(2)} ms/msg, stock ${stockSerial.toFixed(2)} ms/msg, direct ${directSerial.toFixed(2)} ms/msg (target <= 2)`);
+    console.log(`single connection, ${SERIAL} messages:  mailproxy ${oursSerial.toFixed(2)} ms/msg, stock ${stockSerial.toFixed(2)} ms/msg, discard ${discardSerial.toFixed(2)} ms/msg, direct ${directSerial.toFixed(2)} ms/msg (target <= 2)`);
   } finally {
     for (const proc of procs) await proc.stop();
     sink.kill();
