@@ -33,6 +33,15 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * RFC 8461 §5.1: refresh a policy in use before it expires, so that a policy host that happens to be down
+ * when max_age runs out does not drop the domain to "no policy". A failed refresh keeps the cached policy.
+ */
+function dueForRefresh(entry: CachedPolicy, now: number): boolean {
+  const refreshAfterMs = Math.min(entry.policy.maxAge / 2, 86_400) * 1000;
+  return now >= entry.fetchedAt + refreshAfterMs;
+}
+
 export class MtaStsResolver {
   private cache: Record<string, CachedPolicy> | undefined;
   private readonly inFlight = new Map<string, Promise<PolicyDecision>>();
@@ -69,7 +78,7 @@ export class MtaStsResolver {
     // A missing, invalid or ambiguous record means "no policy available" (§3.1), but a removed or spoofed-away
     // record must not downgrade a domain whose cached policy is still within its max_age.
     if (txtId === null) return cached ? this.fromCache(cached) : { mode: 'no-policy', mx: [], source: 'none' };
-    if (cached && cached.id === txtId) return this.fromCache(cached);
+    if (cached && cached.id === txtId && !dueForRefresh(cached, now)) return this.fromCache(cached);
 
     let fresh: CachedPolicy;
     try {

@@ -47,6 +47,17 @@ function memoryStore(initial: Record<string, CachedPolicy> = {}) {
 }
 
 describe('MtaStsResolver', () => {
+  it('refreshes a policy in use after half its max_age, and keeps the cached one when the refresh fails', async () => {
+    const { state, resolver } = rig();
+    await resolver.policyFor('example.net');
+    state.clock += (DAY / 2) * 1000 + 1;
+    state.body = new Error('policy host down');
+    expect(await resolver.policyFor('example.net')).toMatchObject({ mode: 'enforce', source: 'cache', error: 'policy host down' });
+    state.body = TESTING;
+    expect(await resolver.policyFor('example.net')).toMatchObject({ mode: 'testing', source: 'fresh' });
+    expect(state.fetches).toEqual(['example.net', 'example.net', 'example.net']);
+  });
+
   it('fetches a new policy, then serves it from the cache while the id is unchanged', async () => {
     const { state, resolver } = rig();
     expect(await resolver.policyFor('Example.NET.')).toEqual({
