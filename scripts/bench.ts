@@ -191,35 +191,34 @@ async function main(): Promise<void> {
     const direct = await load(sinkPort, LOOPBACK.backend);
     console.log(row('direct to smtp-sink', direct));
 
-    const ours = await startHarakaIn(root, 'mailproxy', sinkPort, dns.port, BASE_PORT + 10);
-    procs.push(ours);
-    const oursResult = await load(BASE_PORT + 10, LOOPBACK.inbound);
-    const oursRss = peakRssMb(ours.child.pid);
-    console.log(row('haraka-in, mailproxy-forward', oursResult, oursRss));
-    const oursSerial = await serial(BASE_PORT + 10, LOOPBACK.inbound);
-    await ours.stop();
-
-    const stock = await startHarakaIn(root, 'stock', sinkPort, dns.port, BASE_PORT + 20);
-    procs.push(stock);
-    const stockResult = await load(BASE_PORT + 20, LOOPBACK.inbound);
-    console.log(row('haraka-in, stock queue/smtp_forward', stockResult, peakRssMb(stock.child.pid)));
-    const stockSerial = await serial(BASE_PORT + 20, LOOPBACK.inbound);
-    await stock.stop();
-
-    const discard = await startHarakaIn(root, 'discard', sinkPort, dns.port, BASE_PORT + 30);
-    procs.push(discard);
-    const discardResult = await load(BASE_PORT + 30, LOOPBACK.inbound);
-    console.log(row('haraka-in, queue/discard (ceiling)', discardResult, peakRssMb(discard.child.pid)));
-    const discardSerial = await serial(BASE_PORT + 30, LOOPBACK.inbound);
-    await discard.stop();
+    const labels: Record<Variant, string> = {
+      mailproxy: 'haraka-in, mailproxy-forward',
+      stock: 'haraka-in, stock queue/smtp_forward',
+      discard: 'haraka-in, queue/discard (ceiling)',
+    };
+    const measured = {} as Record<Variant, { result: LoadResult; rss: number; serialMs: number }>;
+    for (const [index, variant] of (['mailproxy', 'stock', 'discard'] as const).entries()) {
+      const port = BASE_PORT + 10 * (index + 1);
+      const proc = await startHarakaIn(root, variant, sinkPort, dns.port, port);
+      procs.push(proc);
+      const result = await load(port, LOOPBACK.inbound);
+      const rss = peakRssMb(proc.child.pid);
+      console.log(row(labels[variant], result, rss));
+      measured[variant] = { result, rss, serialMs: await serial(port, LOOPBACK.inbound) };
+      await proc.stop();
+    }
+    const { mailproxy: ours, stock, discard } = measured;
 
     const directSerial = await serial(sinkPort, LOOPBACK.backend);
     console.log('');
-    console.log(`ratio mailproxy / stock smtp_forward:  ${(oursResult.rate / stockResult.rate).toFixed(2)}x   (target >= 3)`);
-    console.log(`ratio mailproxy / direct to sink:      ${(oursResult.rate / direct.rate).toFixed(2)}    (target >= 0.5)`);
-    console.log(`ratio mailproxy / Haraka's ceiling:    ${(oursResult.rate / discardResult.rate).toFixed(2)}    (queue/discard: no forwarding at all)`);
-    console.log(`peak RSS haraka-in (mailproxy):        ${oursRss.toFixed(0)} MB (target < 100)`);
-    console.log(`single connection, ${SERIAL} messages:  mailproxy ${oursSerial.toFixed(2)} ms/msg, stock ${stockSerial.toFixed(2)} ms/msg, discard ${discardSerial.toFixed(2)} ms/msg, direct ${directSerial.toFixed(2)} ms/msg (target <= 2)`);
+    console.log(`ratio mailproxy / stock smtp_forward:  ${(ours.result.rate / stock.result.rate).toFixed(2)}x   (target >= 3)`);
+    console.log(`ratio mailproxy / direct to sink:      ${(ours.result.rate / direct.rate).toFixed(2)}    (target >= 0.5)`);
+    console.log(`ratio mailproxy / Haraka's ceiling:    ${(ours.result.rate / discard.result.rate).toFixed(2)}    (queue/discard: no forwarding at all)`);
+    console.log(`peak RSS haraka-in (mailproxy):        ${ours.rss.toFixed(0)} MB (target < 100)`);
+    console.log(
+      `single connection, ${SERIAL} messages:  mailproxy ${ours.serialMs.toFixed(2)} ms/msg, stock ${stock.serialMs.toFixed(2)} ms/msg, ` +
+        `discard ${discard.serialMs.toFixed(2)} ms/msg, direct ${directSerial.toFixed(2)} ms/msg (target <= 2)`,
+    );
   } finally {
     for (const proc of procs) await proc.stop();
     sink.kill();
