@@ -8,7 +8,8 @@
 //
 // haraka-in is pinned to CPU 0 with taskset; the load generator and the sink share the other CPU.
 // Options (env): BENCH_MESSAGES (default 2000), BENCH_CONCURRENCY (50), BENCH_SIZE (4096 bytes),
-// BENCH_SERIAL (300 messages over one connection).
+// BENCH_SERIAL (300 messages over one connection). Last, haraka-out relays the same number of messages from
+// the backend's address to a loopback MX (rate and peak RSS).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { makeSelfSigned } from '../src/certs/selfsigned';
 import { parseConfig } from '../src/config/load';
-import { LOOPBACK, loopbackConfig, loopbackZone } from '../src/demo/topology';
+import { LOOPBACK, loopbackConfig, loopbackZone, startTopology } from '../src/demo/topology';
 import { startHaraka, waitForBanner, type HarakaProcess } from '../src/haraka/process';
 import { ensureStateDirs } from '../src/haraka/state';
 import { renderInstances } from '../src/render/haraka';
@@ -41,9 +42,9 @@ async function expectCode(session: SmtpScript, line: string | null, code: number
   if (reply.code !== code) throw new Error(`${line ?? '(data)'}: ${reply.code} ${reply.text}`);
 }
 
-async function oneMessage(session: SmtpScript, payload: string): Promise<void> {
+async function oneMessage(session: SmtpScript, payload: string, rcpt = 'alice@demo.test'): Promise<void> {
   await expectCode(session, 'MAIL FROM:<load@example.net>', 250);
-  await expectCode(session, 'RCPT TO:<alice@demo.test>', 250);
+  await expectCode(session, `RCPT TO:<${rcpt}>`, 250);
   await expectCode(session, 'DATA', 354);
   session.write(payload);
   await expectCode(session, null, 250);
@@ -179,6 +180,38 @@ function row(name: string, result: LoadResult, rss?: number): string {
   return `${name.padEnd(34)} ${result.rate.toFixed(0).padStart(6)} msg/s (smtp-source)  latency client: ${result.clientRate.toFixed(0).padStart(5)} msg/s, p50 ${result.p50.toFixed(1).padStart(6)} ms  p99 ${result.p99.toFixed(1).padStart(6)} ms  failures ${result.failures}${memory}`;
 }
 
+/** haraka-out relaying N messages from the backend's address (C at a time) to an MX: rate and peak RSS. */
+async function outboundRun(root: string): Promise<void> {
+  const topology = await startTopology({
+    stateDir: path.join(root, 'outbound'),
+    ports: { inbound: BASE_PORT + 40, outbound: BASE_PORT + 41, backend: BASE_PORT + 42, internetMx: BASE_PORT + 43, dns: BASE_PORT + 44 },
+    instances: ['haraka-out'],
+    tweak: (config) => void (config.log_level = 'warn'),
+  });
+  try {
+    const payload = dataPayload(messageOfSize(SIZE));
+    let next = 0;
+    const started = process.hrtime.bigint();
+    const worker = async () => {
+      while (next < MESSAGES) {
+        next += 1;
+        const session = await SmtpScript.connect(topology.outbound.host, topology.outbound.port, LOOPBACK.backend);
+        await expectCode(session, null, 220);
+        await expectCode(session, 'EHLO backend.test', 250);
+        await oneMessage(session, payload, 'bob@example.net');
+        session.close();
+      }
+    };
+    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    await topology.internet?.waitForMessages(MESSAGES, 300_000);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const rss = peakRssMb(topology.haraka['haraka-out']?.child.pid);
+    console.log(`haraka-out: ${MESSAGES} messages relayed and delivered to the MX in ${seconds.toFixed(1)} s (${(MESSAGES / seconds).toFixed(0)} msg/s), peak RSS ${rss.toFixed(0)} MB`);
+  } finally {
+    await topology.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-'));
   const sinkPort = BASE_PORT;
@@ -210,6 +243,7 @@ async function main(): Promise<void> {
     const { mailproxy: ours, stock, discard } = measured;
 
     const directSerial = await serial(sinkPort, LOOPBACK.backend);
+    await outboundRun(root);
     console.log('');
     console.log(`ratio mailproxy / stock smtp_forward:  ${(ours.result.rate / stock.result.rate).toFixed(2)}x   (target >= 3)`);
     console.log(`ratio mailproxy / direct to sink:      ${(ours.result.rate / direct.rate).toFixed(2)}    (target >= 0.5)`);
