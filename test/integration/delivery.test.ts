@@ -1,5 +1,9 @@
 // haraka-out's delivery: retries, durability across kill -9, bounces, and routing of our own domains.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { makeSelfSigned } from '../../src/certs/selfsigned';
 import { INTERNET_DOMAIN, LOOPBACK } from '../../src/demo/topology';
 import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
@@ -103,6 +107,21 @@ describe('haraka-out delivery', () => {
         expect(dsn?.raw.toString('utf8')).toMatch(/Subject: expires|bob@example\.net/);
       },
     );
+  });
+
+  it('uses STARTTLS opportunistically when the MX offers it, even with a certificate that does not verify', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-mx-tls-'));
+    try {
+      const pair = makeSelfSigned(dir, `mx.${INTERNET_DOMAIN}`);
+      const tls = { key: readFileSync(pair.keyPath), cert: readFileSync(pair.certPath) };
+      await withTopology({ instances: ['haraka-out'], internet: { tls } }, async (t) => {
+        await relay(t, 'alice@demo.test', `bob@${INTERNET_DOMAIN}`, 'opportunistic');
+        const [delivered] = await t.internet!.waitForMessages(1, 15_000);
+        expect(delivered?.secure).toBe(true);
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('routes mail for our own domains straight back to the backend, from the WireGuard address', async () => {
