@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -107,12 +107,17 @@ describe('writing rendered files', () => {
     const again = await writeRendered(dir, render());
     expect(again.written).toEqual([]);
 
+    const more = new Map(render());
+    more.set('haraka-out/config/sub/dir/extra', 'x\n');
+    await writeRendered(dir, more);
     const fewer = new Map(render());
     fewer.delete('haraka-out/config/relay_acl_allow');
     const userFile = path.join(dir, 'haraka-out/config/not-ours');
     writeFileSync(userFile, 'keep me\n');
     const report = await writeRendered(dir, fewer);
-    expect(report.removed).toEqual(['haraka-out/config/relay_acl_allow']);
+    expect(report.removed).toEqual(['haraka-out/config/relay_acl_allow', 'haraka-out/config/sub/dir/extra']);
+    expect(listFiles(dir).some((file) => file.includes('/sub/'))).toBe(false);
+    expect(existsSync(path.join(dir, 'haraka-out/config/sub'))).toBe(false);
     expect(listFiles(dir)).not.toContain('haraka-out/config/relay_acl_allow');
     expect(readFileSync(userFile, 'utf8')).toBe('keep me\n');
     expect(readFileSync(path.join(dir, MANIFEST), 'utf8')).not.toContain('relay_acl_allow');
