@@ -129,6 +129,32 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
     });
   });
 
+  it('splits an XCLIENT that would be too long into several commands, ADDR last, and Postfix takes them', async () => {
+    await withHarakaIn(async (t) => {
+      // A client whose forward-confirmed name and HELO are both long (but within Postfix's 255).
+      const longName = `${'n'.repeat(60)}.${'a'.repeat(60)}.${'m'.repeat(60)}.${'e'.repeat(40)}.example.net`;
+      t.dns.zone.PTR = { ...t.dns.zone.PTR, '12.0.0.127.in-addr.arpa': [longName] };
+      t.dns.zone.A = { ...t.dns.zone.A, [longName]: ['127.0.0.12'] };
+      const longHelo = `${'h'.repeat(60)}.${'e'.repeat(60)}.${'l'.repeat(60)}.${'o'.repeat(50)}.example.net`;
+      const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.12', '--ehlo', longHelo, '--to', 'alice@demo.test', '--header', 'Subject: e2e split']);
+      expect(sent.code, sent.output).toBe(0);
+      await postfix.waitForLog(new RegExp(`client=${longName.replace(/\./g, '\\.')}\\[127\\.0\\.0\\.12\\]`));
+      const xclientLines = (await postfix.log()).split('\n').filter((line) => /< [^:]*: XCLIENT /.test(line) && /nnnn|ADDR=127\.0\.0\.12/.test(line));
+      expect(xclientLines).toHaveLength(2);
+      expect(xclientLines[0]).not.toContain('ADDR=');
+      expect(xclientLines[1]).toMatch(/ ADDR=127\.0\.0\.12$/);
+    });
+  });
+
+  it('sends an over-long HELO as [UNAVAILABLE] instead of failing the delivery', async () => {
+    await withHarakaIn(async (t) => {
+      const tooLong = `${'h'.repeat(60)}.${'e'.repeat(60)}.${'l'.repeat(60)}.${'o'.repeat(60)}.${'x'.repeat(60)}.example.net`;
+      const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.9', '--ehlo', tooLong, '--to', 'alice@demo.test', '--header', 'Subject: e2e long helo']);
+      expect(sent.code, sent.output).toBe(0);
+      expect(await postfix.log()).toMatch(/XCLIENT NAME=client9\.example\.net HELO=\[UNAVAILABLE\]/);
+    });
+  });
+
   it('is no open relay: address tricks get 5xx from haraka-in or from Postfix, and nothing is delivered', async () => {
     await withHarakaIn(async (t) => {
       const before = (await postfix.delivered()).length;

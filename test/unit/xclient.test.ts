@@ -40,6 +40,12 @@ describe('XCLIENT attributes', () => {
     expect(xclientAddr('::ffff:192.0.2.9')).toBe('192.0.2.9');
   });
 
+  it('sends [UNAVAILABLE] for a NAME or HELO longer than Postfix takes (255)', () => {
+    const pairs = Object.fromEntries(xclientAttributes({ ...facts, helo: 'h'.repeat(256), name: 'n'.repeat(256) }, ALL));
+    expect(pairs).toMatchObject({ HELO: '[UNAVAILABLE]', NAME: '[UNAVAILABLE]' });
+    expect(Object.fromEntries(xclientAttributes({ ...facts, helo: 'h'.repeat(255) }, ALL)).HELO).toHaveLength(255);
+  });
+
   it('uses [UNAVAILABLE] for a missing HELO and SMTP for HELO clients', () => {
     const pairs = Object.fromEntries(xclientAttributes({ ...facts, helo: null, esmtp: false }, ALL));
     expect(pairs.HELO).toBe('[UNAVAILABLE]');
@@ -57,7 +63,7 @@ describe('XCLIENT attributes', () => {
   });
 
   it('splits into several commands when one would be too long, ADDR in the last', () => {
-    const commands = xclientCommands(xclientAttributes({ ...facts, helo: 'h'.repeat(300), name: `${'n'.repeat(250)}.example` }, ALL));
+    const commands = xclientCommands(xclientAttributes({ ...facts, helo: 'h'.repeat(250), name: `${'n'.repeat(240)}.example` }, ALL));
     expect(commands.length).toBeGreaterThan(1);
     for (const command of commands) expect(command.length).toBeLessThanOrEqual(MAX_XCLIENT_LINE);
     expect(commands.at(-1)).toMatch(/ ADDR=192\.0\.2\.9$/);

@@ -19,6 +19,13 @@ export interface ClientFacts {
 /** Longest XCLIENT command line we send (RFC 5321's 512 octets including CRLF). */
 export const MAX_XCLIENT_LINE = 510;
 
+/** Postfix refuses longer NAME/HELO values ("501 5.5.4 Error: attribute value too long"). */
+export const MAX_XCLIENT_NAME = 255;
+
+function hostnameValue(value: string | null): string {
+  return value === null || value === '' || value.length > MAX_XCLIENT_NAME ? '[UNAVAILABLE]' : value;
+}
+
 /** RFC 3461 xtext: printable ASCII except '+' and '=' as is, everything else (spaces, controls, UTF-8 bytes) as +HH. */
 export function xtext(value: string): string {
   let out = '';
@@ -38,8 +45,8 @@ export function xclientAddr(ip: string): string {
 /** Attribute=value pairs for the client, limited to what the backend advertised, in sending order. */
 export function xclientAttributes(facts: ClientFacts, advertised: ReadonlySet<string>): [string, string][] {
   const all: [string, string | null][] = [
-    ['NAME', facts.name],
-    ['HELO', facts.helo === null || facts.helo === '' ? '[UNAVAILABLE]' : facts.helo],
+    ['NAME', hostnameValue(facts.name)],
+    ['HELO', hostnameValue(facts.helo)],
     ['PROTO', facts.esmtp ? 'ESMTP' : 'SMTP'],
     ['LOGIN', facts.login],
     ['DESTADDR', xclientAddr(facts.destAddr)],
