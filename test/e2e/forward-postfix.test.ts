@@ -155,6 +155,15 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
     });
   });
 
+  it('delivers for clients with unusual HELOs (UTF-8, a bad address literal, xtext specials)', async () => {
+    await withHarakaIn(async (t) => {
+      for (const [helo, subject] of [['hé.example.net', 'utf8 helo'], ['[not-an-address]', 'bad literal helo'], ['a=b+c', 'xtext helo']]) {
+        const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.9', '--ehlo', helo as string, '--to', 'alice@demo.test', '--header', `Subject: e2e ${subject}`]);
+        expect(sent.code, `${helo}: ${sent.output}`).toBe(0);
+      }
+    });
+  });
+
   it('is no open relay: address tricks get 5xx from haraka-in or from Postfix, and nothing is delivered', async () => {
     await withHarakaIn(async (t) => {
       const before = (await postfix.delivered()).length;
