@@ -1,14 +1,15 @@
 // The XCLIENT NAME of a client: its forward-confirmed reverse DNS name (a PTR name whose A/AAAA records
 // include the client's address), [UNAVAILABLE] when there is none, [TEMPUNAVAIL] when DNS failed.
 import { promises as dns } from 'node:dns';
+import ipaddr from 'ipaddr.js';
 
 const PERMANENT = new Set<string>([dns.NOTFOUND, dns.NODATA, dns.BADNAME, dns.FORMERR]);
 /** Most PTR names we try to confirm: a hostile zone may return hundreds. */
 const MAX_NAMES = 5;
 
+/** One spelling per address (IPv4-mapped IPv6 unwrapped), so PTR answers compare by value. */
 function normalise(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  return (mapped ? mapped[1] : ip)!.toLowerCase();
+  return ipaddr.isValid(ip) ? ipaddr.process(ip).toNormalizedString() : ip.toLowerCase();
 }
 
 async function addressesOf(name: string, ipv6: boolean): Promise<string[]> {
@@ -18,15 +19,6 @@ async function addressesOf(name: string, ipv6: boolean): Promise<string[]> {
     if (PERMANENT.has((err as NodeJS.ErrnoException).code ?? '')) return [];
     throw err;
   }
-}
-
-function expandIpv6(ip: string): string {
-  // Compare IPv6 addresses in one spelling.
-  const [head = '', tail = ''] = ip.split('::');
-  const headParts = head ? head.split(':') : [];
-  const tailParts = tail ? tail.split(':') : [];
-  const missing = ip.includes('::') ? 8 - headParts.length - tailParts.length : 0;
-  return [...headParts, ...Array(missing).fill('0'), ...tailParts].map((part) => part.padStart(4, '0')).join(':');
 }
 
 export interface ClientName {
@@ -39,11 +31,11 @@ export interface ClientName {
 export async function lookupClientName(rawIp: string, timeoutMs: number): Promise<ClientName> {
   const ip = normalise(rawIp);
   const ipv6 = ip.includes(':');
-  const same = (candidate: string) => (ipv6 ? expandIpv6(candidate.toLowerCase()) === expandIpv6(ip) : candidate === ip);
+  const same = (candidate: string) => normalise(candidate) === ip;
   const lookup = async (): Promise<ClientName> => {
     let names: string[];
     try {
-      names = await dns.reverse(ip);
+      names = await dns.reverse(ipaddr.isValid(rawIp) ? ipaddr.process(rawIp).toString() : rawIp);
     } catch (err) {
       return PERMANENT.has((err as NodeJS.ErrnoException).code ?? '')
         ? { ptr: 'NXDOMAIN', xclientName: '[UNAVAILABLE]' }

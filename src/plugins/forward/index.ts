@@ -164,8 +164,17 @@ function dsnFrom(reply: Reply): unknown {
   return DSN.create(reply.code, texts.length === 1 ? (texts[0] as string) : texts);
 }
 
-function tempFailure(message: string): unknown {
-  return DSN.create(451, message, 4, 1);
+/** A backend refusal keeps its class: 5xx denies, 4xx defers. */
+function refusalCode(reply: Reply): number {
+  return isOk(reply, 5) ? constants.DENY : constants.DENYSOFT;
+}
+
+/** Fail closed: drop the backend session and defer, whatever went wrong. */
+function backendUnavailable(plugin: ForwardPlugin, connection: Connection, next: Next, what: string, err?: Error): void {
+  if (err) connection.results.add(plugin, { err: err.message });
+  connection.logerror(plugin, err ? `${what}: ${err.message}` : what);
+  dropBackend(connection);
+  next(constants.DENYSOFT, DSN.create(451, 'Backend temporarily unavailable, try again later', 4, 1));
 }
 
 function isOk(reply: Reply, code = 2): boolean {
@@ -284,7 +293,7 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
       const mailReply = replies.shift() as Reply;
       if (!isOk(mailReply)) {
         transaction.results.add(this, { fail: `backend MAIL FROM ${mailReply.code}` });
-        return next(isOk(mailReply, 5) ? constants.DENY : constants.DENYSOFT, dsnFrom(mailReply));
+        return next(refusalCode(mailReply), dsnFrom(mailReply));
       }
       state.mailOpen = true;
     }
@@ -295,13 +304,8 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
       return next(constants.OK);
     }
     transaction.results.add(this, { fail: `backend RCPT ${rcptReply.code}` });
-    return next(isOk(rcptReply, 5) ? constants.DENY : constants.DENYSOFT, dsnFrom(rcptReply));
-  })().catch((err: Error) => {
-    connection.results.add(this, { err: err.message });
-    connection.logerror(this, `recipient check failed: ${err.message}`);
-    dropBackend(connection);
-    next(constants.DENYSOFT, tempFailure('Backend temporarily unavailable, try again later'));
-  });
+    return next(refusalCode(rcptReply), dsnFrom(rcptReply));
+  })().catch((err: Error) => backendUnavailable(this, connection, next, 'recipient check failed', err));
 }
 
 export function start_backend_data(this: ForwardPlugin, next: Next, connection: Connection): void {
@@ -317,9 +321,7 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
   const transaction = connection.transaction;
   const state = connection.notes[STATE] as BackendState | undefined;
   if (!transaction || !state || !state.mailOpen || state.accepted === 0 || !state.session.usable) {
-    connection.logerror(this, 'no open backend transaction at queue time');
-    dropBackend(connection);
-    return next(constants.DENYSOFT, tempFailure('Backend temporarily unavailable, try again later'));
+    return backendUnavailable(this, connection, next, 'no open backend transaction at queue time');
   }
   (async () => {
     const go = await (state.dataReply ?? state.session.command('DATA'));
@@ -343,18 +345,13 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
       return next(constants.OK, `Queued by backend: ${done.lines.join(' ')}`);
     }
     return refuse(this, next, transaction, done);
-  })().catch((err: Error) => {
-    connection.results.add(this, { err: err.message });
-    connection.logerror(this, `forwarding failed: ${err.message}`);
-    dropBackend(connection);
-    next(constants.DENYSOFT, tempFailure('Backend temporarily unavailable, try again later'));
-  });
+  })().catch((err: Error) => backendUnavailable(this, connection, next, 'forwarding failed', err));
 }
 
 function refuse(plugin: ForwardPlugin, next: Next, transaction: Transaction, reply: Reply): void {
   transaction.results.add(plugin, { fail: `backend ${reply.code}` });
   transaction.notes[REPLY_CODE_NOTE] = reply.code;
-  next(isOk(reply, 5) ? constants.DENY : constants.DENYSOFT, dsnFrom(reply));
+  next(refusalCode(reply), dsnFrom(reply));
 }
 
 export function reset_backend_transaction(this: ForwardPlugin, next: Next, connection: Connection): void {

@@ -1,5 +1,6 @@
 // Pure XCLIENT building per Postfix's XCLIENT_README: which attributes, how values are encoded, how the
 // command is split when it would be too long.
+import ipaddr from 'ipaddr.js';
 
 export interface ClientFacts {
   /** Forward-confirmed reverse DNS name, or [UNAVAILABLE] / [TEMPUNAVAIL]. */
@@ -37,9 +38,8 @@ export function xtext(value: string): string {
 
 /** ADDR value: IPv4 as is (IPv4-mapped IPv6 unwrapped), IPv6 with the IPV6: prefix Postfix requires. */
 export function xclientAddr(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped) return mapped[1] as string;
-  return ip.includes(':') ? `IPV6:${ip}` : ip;
+  const address = ipaddr.isValid(ip) ? ipaddr.process(ip).toString() : ip;
+  return address.includes(':') ? `IPV6:${address}` : address;
 }
 
 /** Attribute=value pairs for the client, limited to what the backend advertised, in sending order. */
