@@ -235,10 +235,7 @@ function outboundRoutingIni(config: Config, options: RenderOptions): string {
   return renderIni(header(options, WATCHED), [
     {
       name: 'main',
-      entries: [
-        { key: 'mx_port', value: config.outbound.mx_port },
-        { key: 'dns_servers', value: config.dns.servers.join(','), why: 'Empty: the system resolver.' },
-      ],
+      entries: [{ key: 'mx_port', value: config.outbound.mx_port }],
     },
     {
       name: 'mta_sts',

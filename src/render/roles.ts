@@ -6,7 +6,8 @@ export type RoleName = 'haraka-in' | 'haraka-out';
 export interface Role {
   name: RoleName;
   summary: string;
-  /** Plugin names as written to config/plugins, in hook order. Never `xclient`: that plugin ACCEPTS XCLIENT. */
+  /** Plugin names as written to config/plugins, in hook order. Never `xclient`: that plugin ACCEPTS XCLIENT.
+   * mailproxy-dns comes first: the others resolve through the servers it sets. */
   plugins: readonly string[];
 }
 

@@ -14,7 +14,7 @@ import { createMtaStsResolver, type MtaStsResolver, type PolicyDecision } from '
 import { mxMatches } from '../../mtasts/policy';
 
 interface OutboundIni {
-  main: { mx_port?: number; dns_servers?: string };
+  main: { mx_port?: number };
   backend: { host?: string; port?: number; bind?: string };
   local: { domains?: string[] };
   mta_sts: { enabled?: boolean; port?: number; cache_file?: string };
@@ -67,12 +67,9 @@ export function load_outbound_ini(this: RoutePlugin): void {
     this.mtaSts = null;
     return;
   }
-  const configured = String(this.cfg.main.dns_servers ?? '')
-    .split(',')
-    .map((server) => server.trim())
-    .filter(Boolean);
   this.mtaSts = createMtaStsResolver({
-    servers: configured.length > 0 ? configured : dns.getServers(),
+    // mailproxy-dns, loaded before this plugin, has already pointed node:dns at the configured servers.
+    servers: dns.getServers(),
     port: Number(sts.port ?? 443),
     ...(sts.cache_file ? { cacheFile: path.resolve(String(sts.cache_file)) } : {}),
   });
