@@ -1,12 +1,11 @@
 // The `mailproxy` command. Thin: parses arguments and calls modules; returns an exit code (only the bin
 // shim calls process.exit).
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { checkConfig } from './check';
 import { configDocs } from './config/docs';
-import { formatConfigError, loadConfigText } from './config/load';
+import { loadConfigFile, readConfigFile, UsageError } from './cli-support';
 import { parseHostPort } from './config/net';
 import { runDemo } from './demo/run';
 import { renderInstances } from './render/haraka';
@@ -38,32 +37,22 @@ commands:
   config docs                        print the config reference (docs/CONFIG.md)
 `;
 
-class UsageError extends Error {}
-
-function readConfig(file: string | undefined) {
-  if (!file) throw new UsageError('--config FILE is required');
-  return { text: readFileSync(file, 'utf8'), source: path.basename(file) };
-}
 
 async function run(command: string | undefined, args: string[], io: CliIo): Promise<number> {
   const print = (text: string) => io.stdout.write(`${text}\n`);
   switch (command) {
     case 'check': {
       const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
-      const { text, source } = readConfig(values.config);
+      const { text, source } = readConfigFile(values.config);
       const report = await checkConfig(text, source);
       (report.ok ? io.stdout : io.stderr).write(`${report.lines.join('\n')}\n`);
       return report.ok ? 0 : 1;
     }
     case 'render': {
       const { values } = parseArgs({ args, options: { config: { type: 'string' }, out: { type: 'string', default: 'instances' } } });
-      const { text, source } = readConfig(values.config);
-      const loaded = loadConfigText(text);
-      if (!loaded.ok) {
-        io.stderr.write(`${loaded.errors.map((error) => formatConfigError(source, error)).join('\n')}\n`);
-        return 1;
-      }
-      const report = await writeRendered(values.out, renderInstances(loaded.config, { source }));
+      const loaded = loadConfigFile(values.config, io.stderr);
+      if (!loaded) return 1;
+      const report = await writeRendered(values.out, renderInstances(loaded.config, { source: loaded.source }));
       for (const file of report.written) print(`wrote ${path.join(values.out, file)}`);
       for (const file of report.removed) print(`removed ${path.join(values.out, file)}`);
       print(`${report.written.length} written, ${report.removed.length} removed, ${report.unchanged.length} unchanged`);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { formatConfigError, loadConfigText } from '../config/load';
+import { loadConfigFile, UsageError } from '../cli-support';
 import { stateDirFor } from '../render/haraka';
 import { formatDeleteResult, formatQueueCount, formatQueueListing, queueJson } from './format';
 import { countQueue, deleteMessage, findHarakaPid, flushQueue, listQueue } from './tools';
@@ -21,12 +21,8 @@ export async function runQueueCommand(argv: string[], io: { stdout: Writable; st
     },
   });
   const [action, target] = positionals;
-  if (!values.config) throw Object.assign(new Error('--config FILE is required'), { code: 'ERR_PARSE_ARGS_USAGE' });
-  const loaded = loadConfigText(readFileSync(values.config, 'utf8'));
-  if (!loaded.ok) {
-    io.stderr.write(`${loaded.errors.map((error) => formatConfigError(path.basename(values.config as string), error)).join('\n')}\n`);
-    return 1;
-  }
+  const loaded = loadConfigFile(values.config, io.stderr);
+  if (!loaded) return 1;
   const queueDir = path.join(stateDirFor(loaded.config, 'haraka-out'), 'queue');
   const instanceDir = path.resolve(values.instances, 'haraka-out');
   const print = (text: string) => io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
@@ -53,7 +49,7 @@ export async function runQueueCommand(argv: string[], io: { stdout: Writable; st
       return 0;
     }
     case 'delete': {
-      if (!target) throw Object.assign(new Error('usage: mailproxy queue delete ID --config FILE'), { code: 'ERR_PARSE_ARGS_USAGE' });
+      if (!target) throw new UsageError('usage: mailproxy queue delete ID --config FILE');
       // With haraka-out stopped nothing can race the delete, so no --force is needed.
       const running = (await findHarakaPid(instanceDir)) !== null;
       const result = await deleteMessage(queueDir, target, { force: values.force || !running });
@@ -61,6 +57,6 @@ export async function runQueueCommand(argv: string[], io: { stdout: Writable; st
       return result.removed.length > 0 ? 0 : 1;
     }
     default:
-      throw Object.assign(new Error('usage: mailproxy queue list|count|flush|delete'), { code: 'ERR_PARSE_ARGS_USAGE' });
+      throw new UsageError('usage: mailproxy queue list|count|flush|delete');
   }
 }
