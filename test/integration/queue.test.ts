@@ -50,11 +50,12 @@ async function waitFor<T>(what: string, t: Topology, probe: () => Promise<T | nu
   }
 }
 
-/** The queued message of a transaction once it has failed `attempts` times. */
+/** The queued message of a transaction once it has failed `attempts` times and Haraka has logged why. */
 function deferred(t: Topology, uuid: string, attempts: number): Promise<QueueEntry> {
   return waitFor(`${uuid} with ${attempts} attempt(s)`, t, async () => {
     const listing = await listQueue(queueDir(t), { log: out(t).output() });
-    return listing.entries.find((entry) => entry.uuid && transactionUuid(entry.uuid) === uuid && entry.attempts >= attempts);
+    // Haraka renames the file before it logs the reason, so wait for both.
+    return listing.entries.find((entry) => entry.uuid && transactionUuid(entry.uuid) === uuid && entry.attempts >= attempts && entry.lastError !== null);
   });
 }
 
@@ -200,6 +201,8 @@ describe('mailproxy queue when the MX comes back', () => {
         );
         expect(out(t).output().slice(mark)).not.toContain('Reading from the data stream failed');
         expect(t.internet!.messages.map((received) => received.subject)).toEqual(['to be delivered']);
+        // Haraka unlinks a delivered message's file asynchronously, after logging the delivery.
+        await waitFor('the queue to empty', t, async () => readdirSync(queueDir(t)).length === 0);
         expect(readdirSync(queueDir(t))).toEqual([]);
         expect(out(t).child.exitCode).toBeNull();
       },
