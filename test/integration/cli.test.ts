@@ -1,35 +1,16 @@
 // The mailproxy command, called in-process through main() with captured output.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli';
+import { describe, expect, it } from 'vitest';
 import { checkPluginOrder, harakaBin } from '../../src/haraka/process';
+import { runCli } from '../helpers/cli';
+import { useTempDirs } from '../helpers/tmp';
 
 const root = path.resolve(__dirname, '../..');
 const example = path.join(root, 'mailproxy.example.yaml');
 
-async function run(...argv: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (chunk) => (out += chunk));
-  stderr.on('data', (chunk) => (err += chunk));
-  const code = await main(argv, { stdout, stderr });
-  return { code, out, err };
-}
-
-const temps: string[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-cli-'));
-  temps.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const run = (...argv: string[]) => runCli(argv);
+const tempDir = useTempDirs('mailproxy-cli-');
 
 describe('mailproxy check', () => {
   it('validates the example config and has Haraka load both instances', async () => {

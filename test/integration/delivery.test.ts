@@ -31,49 +31,36 @@ async function waitForLog(t: Topology, pattern: RegExp, timeoutMs = 15_000): Pro
 }
 
 describe('haraka-out delivery', () => {
-  it('queues while the MX is down, retries, and delivers once it is back', async () => {
+  /** Relays a message while the MX is down, waits for the first temp failure, starts the MX, lets `meanwhile`
+   * run (a restart), and expects the message delivered. */
+  async function deliveredAfterOutage(subject: string, meanwhile: (t: Topology) => Promise<void> = async () => undefined): Promise<void> {
     await withTopology({ instances: ['haraka-out'], internet: false, tweak: FAST_RETRIES }, async (t) => {
-      await relay(t, 'alice@demo.test', `bob@${INTERNET_DOMAIN}`, 'retry me');
+      await relay(t, 'alice@demo.test', `bob@${INTERNET_DOMAIN}`, subject);
       await waitForLog(t, /Temp failing/);
       const mx: SmtpSink = await startSmtpSink({ host: LOOPBACK.internet, port: t.config.outbound.mx_port });
       try {
+        await meanwhile(t);
         const [delivered] = await mx.waitForMessages(1, 30_000);
-        expect(delivered?.subject).toBe('retry me');
+        expect(delivered?.subject).toBe(subject);
       } finally {
         await mx.close();
       }
     });
+  }
+
+  it('queues while the MX is down, retries, and delivers once it is back', async () => {
+    await deliveredAfterOutage('retry me');
   });
 
   it('loses nothing to kill -9: the queue reloads on start and delivers', async () => {
-    await withTopology({ instances: ['haraka-out'], internet: false, tweak: FAST_RETRIES }, async (t) => {
-      await relay(t, 'alice@demo.test', `bob@${INTERNET_DOMAIN}`, 'survive kill -9');
-      await waitForLog(t, /Temp failing/);
-      const mx = await startSmtpSink({ host: LOOPBACK.internet, port: t.config.outbound.mx_port });
-      try {
-        await t.restart('haraka-out', 'SIGKILL');
-        const [delivered] = await mx.waitForMessages(1, 30_000);
-        expect(delivered?.subject).toBe('survive kill -9');
-      } finally {
-        await mx.close();
-      }
-    });
+    await deliveredAfterOutage('survive kill -9', async (t) => void (await t.restart('haraka-out', 'SIGKILL')));
   });
 
   it('shuts down gracefully on SIGINT with the queue intact, and delivers after the restart', async () => {
-    await withTopology({ instances: ['haraka-out'], internet: false, tweak: FAST_RETRIES }, async (t) => {
-      await relay(t, 'alice@demo.test', `bob@${INTERNET_DOMAIN}`, 'survive SIGINT');
-      await waitForLog(t, /Temp failing/);
+    await deliveredAfterOutage('survive SIGINT', async (t) => {
       const before = t.haraka['haraka-out']!;
-      const mx = await startSmtpSink({ host: LOOPBACK.internet, port: t.config.outbound.mx_port });
-      try {
-        await t.restart('haraka-out', 'SIGINT');
-        expect(await before.exited).toBe(0);
-        const [delivered] = await mx.waitForMessages(1, 30_000);
-        expect(delivered?.subject).toBe('survive SIGINT');
-      } finally {
-        await mx.close();
-      }
+      await t.restart('haraka-out', 'SIGINT');
+      expect(await before.exited).toBe(0);
     });
   });
 

@@ -4,9 +4,7 @@ import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli';
 import { INTERNET_DOMAIN, LOOPBACK, type Topology } from '../../src/demo/topology';
 import { harakaBin } from '../../src/haraka/process';
 import type { ConfigInput } from '../../src/config/schema';
@@ -14,6 +12,7 @@ import { formatQueueTable } from '../../src/queue/format';
 import { transactionUuid, type QueueEntry } from '../../src/queue/qfile';
 import { countQueue, deleteMessage, findHarakaPid, flushQueue, listQueue } from '../../src/queue/tools';
 import { dataPayload, message, openSession } from '../../src/smtp/script';
+import { runCli } from '../helpers/cli';
 import { useTopology, withTopology } from '../helpers/topology';
 
 // Long retry intervals: nothing retries by itself during a test, so every new attempt is our flush.
@@ -147,15 +146,7 @@ describe('mailproxy queue on a running haraka-out (no internet: deliveries temp-
     const t = topology();
     const uuid = await send(t, `cli@${INTERNET_DOMAIN}`, 'cli');
     await deferred(t, uuid, 1);
-    const run = async (...argv: string[]) => {
-      const stdout = new PassThrough();
-      const stderr = new PassThrough();
-      let text = '';
-      stdout.on('data', (chunk) => (text += chunk));
-      stderr.on('data', (chunk) => (text += chunk));
-      const code = await main(['queue', ...argv, '--config', t.configPath, '--instances', t.instancesDir], { stdout, stderr });
-      return { code, text };
-    };
+    const run = (...argv: string[]) => runCli(['queue', ...argv, '--config', t.configPath, '--instances', t.instancesDir]);
     const list = await run('list', '--json');
     expect(list.code).toBe(0);
     expect(JSON.parse(list.text).entries.some((entry: { recipients: string[] }) => entry.recipients.includes(`cli@${INTERNET_DOMAIN}`))).toBe(true);

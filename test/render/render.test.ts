@@ -1,7 +1,7 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useTempDirs } from '../helpers/tmp';
 import { parseConfig } from '../../src/config/load';
 import { configDocs } from '../../src/config/docs';
 import { renderInstances, temporaryFailureIntervals } from '../../src/render/haraka';
@@ -15,15 +15,7 @@ const exampleText = readFileSync(path.join(root, 'mailproxy.example.yaml'), 'utf
 const example = parseConfig(exampleText, 'mailproxy.example.yaml');
 const render = () => renderInstances(example, { source: 'mailproxy.example.yaml' });
 
-const temps: string[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-render-'));
-  temps.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = useTempDirs('mailproxy-render-');
 
 function listFiles(dir: string, prefix = ''): string[] {
   return readdirSync(dir)
