@@ -9,6 +9,7 @@ import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
 import type { Topology } from '../../src/demo/topology';
 import { withTopology } from '../helpers/topology';
+import { eventually } from '../helpers/poll';
 
 const FAST_RETRIES = (config: { outbound?: object }) => void (config.outbound = { ...config.outbound, retry_intervals: [5], max_queue_lifetime: 15 });
 
@@ -22,12 +23,9 @@ async function relay(t: Topology, from: string, to: string, subject: string): Pr
   session.close();
 }
 
-async function waitForLog(t: Topology, pattern: RegExp, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pattern.test(t.haraka['haraka-out']?.output() ?? '')) {
-    if (Date.now() > deadline) throw new Error(`haraka-out never logged ${pattern}:\n${t.haraka['haraka-out']?.output().slice(-3000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+async function waitForLog(t: Topology, pattern: RegExp): Promise<void> {
+  const output = () => t.haraka['haraka-out']?.output() ?? '';
+  await eventually(`haraka-out to log ${pattern}`, () => pattern.test(output()), { context: () => output().slice(-3000) });
 }
 
 describe('haraka-out delivery', () => {

@@ -5,21 +5,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/poll';
 
 const root = path.resolve(__dirname, '../..');
 const bin = path.join(root, 'bin/mailproxy.js');
 const run = promisify(execFile);
 
-function waitForOutput(read: () => string, pattern: RegExp, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const poll = () => {
-      if (pattern.test(read())) return resolve();
-      if (Date.now() > deadline) return reject(new Error(`demo output never matched ${pattern}:\n${read()}`));
-      setTimeout(poll, 50);
-    };
-    poll();
-  });
+async function waitForOutput(read: () => string, pattern: RegExp, timeoutMs: number): Promise<void> {
+  await eventually(`demo output matching ${pattern}`, () => pattern.test(read()), { timeoutMs, context: read });
 }
 
 describe('the demo', () => {

@@ -13,6 +13,7 @@ import { LOOPBACK, type Topology } from '../../src/demo/topology';
 import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
 import { withTopology } from '../helpers/topology';
+import { eventually } from '../helpers/poll';
 
 const DOMAIN = 'secure.example';
 const MX = `mx.${DOMAIN}`;
@@ -48,12 +49,9 @@ describe('MTA-STS enforce mode in haraka-out', () => {
   }
 
   async function waitForCount(t: Topology, pattern: RegExp, count: number): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    const seen = () => (t.haraka['haraka-out']?.output().match(new RegExp(pattern.source, 'g')) ?? []).length;
-    while (seen() < count) {
-      if (Date.now() > deadline) throw new Error(`expected ${count} x ${pattern}:\n${t.haraka['haraka-out']?.output().slice(-3000)}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    const output = () => t.haraka['haraka-out']?.output() ?? '';
+    const seen = () => (output().match(new RegExp(pattern.source, 'g')) ?? []).length;
+    await eventually(`${count} x ${pattern}`, () => seen() >= count, { timeoutMs: 30_000, context: () => output().slice(-3000) });
   }
 
   it('temp-fails without TLS and with an unverifiable certificate, keeps enforcing from its cache, and delivers once TLS verifies', async () => {

@@ -13,6 +13,7 @@ import { transactionUuid, type QueueEntry } from '../../src/queue/qfile';
 import { countQueue, deleteMessage, findHarakaPid, flushQueue, listQueue } from '../../src/queue/tools';
 import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { runCli } from '../helpers/cli';
+import { eventually } from '../helpers/poll';
 import { useTopology, withTopology } from '../helpers/topology';
 
 // Long retry intervals: nothing retries by itself during a test, so every new attempt is our flush.
@@ -39,14 +40,8 @@ async function send(t: Topology, rcpt: string, subject: string): Promise<string>
   return uuid;
 }
 
-async function waitFor<T>(what: string, t: Topology, probe: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${out(t).output().slice(-4000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+function waitFor<T>(what: string, t: Topology, probe: () => Promise<T | null | undefined | false>): Promise<T> {
+  return eventually(what, probe, { context: () => out(t).output().slice(-4000) });
 }
 
 /** The queued message of a transaction once it has failed `attempts` times and Haraka has logged why. */
