@@ -42,7 +42,7 @@ interface RoutePlugin extends HarakaPlugin {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const constants = require('haraka-constants') as { OK: number; DENY: number; DENYSOFT: number; CONT: number };
+const constants = require('haraka-constants') as { OK: number; DENY: number; DENYSOFT: number };
 
 /** Deliveries whose queue file `mailproxy queue delete` removed: dropped without a bounce. */
 const deleted = new WeakSet<object>();
@@ -95,15 +95,16 @@ async function lookupMx(domain: string): Promise<Mx[]> {
 
 function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: PolicyDecision): Mx[] | string {
   if (decision.error) hmail.logwarn(`MTA-STS ${domain}: ${decision.error}`);
+  const named = (mx: Mx) => decision.mx.some((pattern) => mxMatches(pattern, mx.exchange));
   if (decision.mode !== 'enforce') {
     setForcedTls(domain, false);
     if (decision.mode === 'testing') {
-      const strays = exchanges.filter((mx) => !decision.mx.some((pattern) => mxMatches(pattern, mx.exchange)));
+      const strays = exchanges.filter((mx) => !named(mx));
       for (const mx of strays) hmail.loginfo(`MTA-STS ${domain} (testing): MX ${mx.exchange} is not in the policy`);
     }
     return exchanges;
   }
-  const allowed = exchanges.filter((mx) => decision.mx.some((pattern) => mxMatches(pattern, mx.exchange)));
+  const allowed = exchanges.filter(named);
   if (allowed.length === 0) return `MTA-STS policy of ${domain} (enforce) names none of its MX hosts`;
   setForcedTls(domain, true);
   hmail.loginfo(`MTA-STS ${domain}: enforce (${decision.source}), TLS required to ${allowed.map((mx) => mx.exchange).join(', ')}`);
