@@ -14,16 +14,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { stringify } from 'yaml';
-import { makeSelfSigned } from '../src/certs/selfsigned';
-import { parseConfig } from '../src/config/load';
-import { LOOPBACK, loopbackConfig, loopbackZone, startTopology } from '../src/demo/topology';
-import { startHaraka, waitForBanner, type HarakaProcess } from '../src/haraka/process';
-import { ensureStateDirs } from '../src/haraka/state';
-import { renderInstances } from '../src/render/haraka';
-import { writeRendered } from '../src/render/write';
+import { LOOPBACK, startTopology, type Topology } from '../src/demo/topology';
+import { waitForBanner } from '../src/haraka/process';
 import { dataPayload, SmtpScript } from '../src/smtp/script';
-import { startDnsServer } from '../src/testpeers/dns-server';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
@@ -142,37 +135,28 @@ function startSink(port: number): ChildProcess {
 
 type Variant = 'mailproxy' | 'stock' | 'discard';
 
-async function startHarakaIn(root: string, variant: Variant, backendPort: number, dnsPort: number, inPort: number): Promise<HarakaProcess> {
-  const dir = path.join(root, variant);
-  const pair = makeSelfSigned(path.join(dir, 'tls'), 'mx.demo.test');
-  const input = loopbackConfig(path.join(dir, 'state'), { inbound: inPort, outbound: inPort + 1, backend: backendPort, internetMx: 1, dns: dnsPort }, {
-    key: pair.keyPath,
-    cert: pair.certPath,
-  });
-  input.log_level = 'warn';
-  const config = parseConfig(stringify(input), 'bench.yaml');
-  const files = renderInstances(config, { source: 'bench.yaml' });
-  if (variant === 'stock') {
-    const plugins = files.get('haraka-in/config/plugins') ?? '';
-    files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', 'queue/smtp_forward\n'));
-    files.set('haraka-in/config/smtp_forward.ini', `host=${LOOPBACK.backend}\nport=${backendPort}\nenable_outbound=false\n`);
-    // The stock plugin only accepts recipients through rcpt_to.in_host_list, which is rendered already.
-  }
-  if (variant === 'discard') {
-    const plugins = files.get('haraka-in/config/plugins') ?? '';
-    files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', '').concat('queue/discard\n'));
-  }
-  await writeRendered(dir, files);
-  ensureStateDirs(config, 'haraka-in');
-  const proc = startHaraka({
-    name: `haraka-in (${variant})`,
-    instanceDir: path.join(dir, 'haraka-in'),
-    prefix: ['taskset', '-c', '0'],
+/** haraka-in on CPU 0 in front of the sink, with mailproxy-forward or a plugin swapped in for it. */
+async function startHarakaIn(root: string, variant: Variant, backendPort: number, firstPort: number): Promise<Topology> {
+  return startTopology({
+    stateDir: path.join(root, variant),
+    ports: { inbound: firstPort, outbound: firstPort + 1, backend: backendPort, internetMx: firstPort + 2, dns: firstPort + 3 },
+    instances: ['haraka-in'],
+    backend: false,
+    internet: false,
+    tweak: (config) => void (config.log_level = 'warn'),
+    harakaPrefix: ['taskset', '-c', '0'],
     // queue/discard only drops messages when told to, so nothing is dropped by accident.
-    ...(variant === 'discard' ? { env: { YES_REALLY_DO_DISCARD: '1' } } : {}),
+    ...(variant === 'discard' ? { harakaEnv: { YES_REALLY_DO_DISCARD: '1' } } : {}),
+    transformFiles: (files) => {
+      const plugins = files.get('haraka-in/config/plugins') ?? '';
+      if (variant === 'stock') {
+        // The stock plugin only accepts recipients through rcpt_to.in_host_list, which is rendered already.
+        files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', 'queue/smtp_forward\n'));
+        files.set('haraka-in/config/smtp_forward.ini', `host=${LOOPBACK.backend}\nport=${backendPort}\nenable_outbound=false\n`);
+      }
+      if (variant === 'discard') files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', '').concat('queue/discard\n'));
+    },
   });
-  await waitForBanner(LOOPBACK.inbound, inPort, { process: proc });
-  return proc;
 }
 
 function row(name: string, result: LoadResult, rss?: number): string {
@@ -215,9 +199,8 @@ async function outboundRun(root: string): Promise<void> {
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-'));
   const sinkPort = BASE_PORT;
-  const dns = await startDnsServer(loopbackZone(), LOOPBACK.dns, 0);
   const sink = startSink(sinkPort);
-  const procs: HarakaProcess[] = [];
+  const running: Topology[] = [];
   try {
     await waitForBanner(LOOPBACK.backend, sinkPort);
     console.log(`mailproxy bench: ${MESSAGES} messages of ${SIZE} bytes, ${CONCURRENCY} connections, one message per connection; haraka-in on CPU 0`);
@@ -232,13 +215,14 @@ async function main(): Promise<void> {
     const measured = {} as Record<Variant, { result: LoadResult; rss: number; serialMs: number }>;
     for (const [index, variant] of (['mailproxy', 'stock', 'discard'] as const).entries()) {
       const port = BASE_PORT + 10 * (index + 1);
-      const proc = await startHarakaIn(root, variant, sinkPort, dns.port, port);
-      procs.push(proc);
+      const topology = await startHarakaIn(root, variant, sinkPort, port);
+      running.push(topology);
+      const proc = topology.haraka['haraka-in']!;
       const result = await load(port, LOOPBACK.inbound);
       const rss = peakRssMb(proc.child.pid);
       console.log(row(labels[variant], result, rss));
       measured[variant] = { result, rss, serialMs: await serial(port, LOOPBACK.inbound) };
-      await proc.stop();
+      await topology.stop();
     }
     const { mailproxy: ours, stock, discard } = measured;
 
@@ -254,9 +238,8 @@ async function main(): Promise<void> {
         `discard ${discard.serialMs.toFixed(2)} ms/msg, direct ${directSerial.toFixed(2)} ms/msg (target <= 2)`,
     );
   } finally {
-    for (const proc of procs) await proc.stop();
+    for (const topology of running) await topology.stop();
     sink.kill();
-    await dns.close();
     rmSync(root, { recursive: true, force: true });
   }
 }

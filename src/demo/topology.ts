@@ -48,6 +48,10 @@ export interface TopologyOptions {
   echo?: (name: string, line: string) => void;
   /** Extra environment for the Haraka processes (tests pass NODE_EXTRA_CA_CERTS for their test CA). */
   harakaEnv?: NodeJS.ProcessEnv;
+  /** A command to run each Haraka under (the benchmark pins haraka-in to a CPU with taskset). */
+  harakaPrefix?: string[];
+  /** Change the rendered files before they are written (the benchmark swaps in other plugins). */
+  transformFiles?: (files: Map<string, string>) => void;
 }
 
 export interface Topology {
@@ -120,7 +124,9 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     if (!loaded.ok) throw new Error(loaded.errors.map((error) => formatConfigError(configPath, error)).join('\n'));
     const config = loaded.config;
     const instancesDir = path.join(stateDir, 'instances');
-    await writeRendered(instancesDir, renderInstances(config, { source: configPath }));
+    const files = renderInstances(config, { source: configPath });
+    options.transformFiles?.(files);
+    await writeRendered(instancesDir, files);
 
     const dns = await startDnsServer(loopbackZone(), LOOPBACK.dns, ports.dns);
     started.push({ stop: () => dns.close() });
@@ -146,6 +152,7 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
         name,
         instanceDir: path.join(instancesDir, name),
         ...(options.harakaEnv ? { env: options.harakaEnv } : {}),
+        ...(options.harakaPrefix ? { prefix: options.harakaPrefix } : {}),
         ...(echo ? { echo: (line: string) => echo(name, line) } : {}),
       });
       haraka[name] = proc;
