@@ -287,10 +287,10 @@ function instanceFiles(config: Config, role: Role, options: RenderOptions): Reco
   // Both instances read tls.ini: haraka-in for STARTTLS, haraka-out for its outbound TLS client.
   files['tls.ini'] = tlsIni(config, options);
   files['dhparams.pem'] = FFDHE2048_PEM;
-  if (role.plugins.includes('rcpt_to.in_host_list')) {
+  if (role.plugins.includes('mailproxy-forward')) {
     files.host_list = renderList(`${header(options, WATCHED)}\nDomains haraka-in accepts mail for.`, config.domains.map((domain) => domain.toLowerCase()));
+    Object.assign(files, forwardFiles(config, options));
   }
-  if (role.plugins.includes('mailproxy-forward')) Object.assign(files, forwardFiles(config, options));
   if (role.plugins.includes('relay')) Object.assign(files, relayFiles(config, options));
   if (role.plugins.includes('mailproxy-outbound')) files['mailproxy-outbound.ini'] = outboundRoutingIni(config, options);
   return files;

@@ -15,7 +15,7 @@ export const ROLES: readonly Role[] = [
   {
     name: 'haraka-in',
     summary: 'public MX: accepts mail for our domains and forwards it to the backend',
-    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'tls', 'mailproxy-forward', 'rcpt_to.in_host_list'],
+    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'tls', 'mailproxy-forward'],
   },
   {
     name: 'haraka-out',

@@ -85,6 +85,25 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
     });
   });
 
+  it('sends XCLIENT straight after the banner once Postfix has advertised it, and Postfix takes it', async () => {
+    await withHarakaIn(async (t) => {
+      const logBefore = (await postfix.log()).length;
+      for (const [address, helo] of [['127.0.0.9', 'first.example.net'], ['127.0.0.10', 'second.example.net']] as const) {
+        const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', address, '--ehlo', helo, '--to', 'alice@demo.test', '--header', `Subject: e2e ${helo}`]);
+        expect(sent.code, sent.output).toBe(0);
+      }
+      const match = await postfix.waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=[^\s[]+\[127\.0\.0\.10\]/);
+      await postfix.waitForLog(new RegExp(`${match[1]}: to=<alice@demo\\.test>.*status=sent`));
+      const dialog = (await postfix.log()).slice(logBefore).split('\n').filter((line) => line.includes(`< `) && line.includes(`[${LOOPBACK.wireguard}]: `));
+      const commands = dialog.map((line) => line.replace(/^.*\]: /, '').split(' ')[0]);
+      // The first session learns XCLIENT from EHLO; the second one sends it first.
+      expect(commands.filter((command) => command === 'XCLIENT')).toHaveLength(2);
+      expect(dialog.filter((line) => line.endsWith(`EHLO ${t.config.hostname}`))).toHaveLength(1);
+      const delivered = (await postfix.delivered()).find((m) => m.content.includes('Subject: e2e second.example.net'));
+      expect(delivered?.content).toMatch(/^Received: from second\.example\.net \([^\n]*\[127\.0\.0\.10\]\)/m);
+    });
+  });
+
   it('passes an IPv6 client (::1) with the IPV6: prefix Postfix requires', async () => {
     await withHarakaIn(async () => {
       const sent = await swaks('::1', inboundV6Port, ['--ehlo', 'v6client.example.net', '--to', 'bob@demo.test', '--header', 'Subject: e2e ipv6']);

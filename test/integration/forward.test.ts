@@ -6,7 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeSelfSigned } from '../../src/certs/selfsigned';
+import { LOOPBACK } from '../../src/demo/topology';
 import { dataPayload, message, openSession, type SmtpScript } from '../../src/smtp/script';
+import { startSmtpSink } from '../../src/testpeers/smtp-sink';
 import { useTopology, withTopology } from '../helpers/topology';
 
 async function sendVia(session: SmtpScript, rcpts: string[], subject: string) {
@@ -157,6 +159,40 @@ describe('mailproxy-forward fails closed', () => {
         session.close();
       },
     );
+  });
+
+  it('stops trusting remembered XCLIENT support when the backend withdraws it, and learns it again', async () => {
+    // Later sessions send XCLIENT without a first EHLO; a refusal must send them back to EHLO, never on
+    // without XCLIENT.
+    await withTopology({ instances: ['haraka-in'], backend: false }, async (t) => {
+      const backendAt = { host: LOOPBACK.backend, port: t.config.backend.port };
+      const sendOne = async (subject: string) => {
+        const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
+        const result = await sendVia(session, ['alice@demo.test'], subject);
+        session.close();
+        return result;
+      };
+      const first = await startSmtpSink({ ...backendAt, xclient: true });
+      expect((await sendOne('learns xclient')).final?.code).toBe(250);
+      await first.close();
+
+      const withdrawn = await startSmtpSink({ ...backendAt, xclient: false });
+      expect((await sendOne('withdrawn')).replies[0]?.code).toBe(451);
+      await withdrawn.close();
+      expect(withdrawn.messages).toHaveLength(0);
+      const log = t.haraka['haraka-in']!.output();
+      expect(log).toContain('asking the backend again with EHLO');
+      expect(log).toContain('backend does not offer XCLIENT');
+
+      const restored = await startSmtpSink({ ...backendAt, xclient: true });
+      expect((await sendOne('restored')).final?.code).toBe(250);
+      expect((await sendOne('restored again')).final?.code).toBe(250);
+      await restored.close();
+      expect(restored.messages.map((m) => [m.subject, m.xclient.ADDR, m.xclient.HELO])).toEqual([
+        ['restored', '127.0.0.9', 'client.test'],
+        ['restored again', '127.0.0.9', 'client.test'],
+      ]);
+    });
   });
 });
 

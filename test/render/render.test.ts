@@ -42,7 +42,7 @@ describe('rendered Haraka instances, read back through haraka-config itself', ()
     expect(inbound.get('host_list', 'list')).toEqual(['example.com']);
     const plugins = inbound.get('plugins', 'list') as string[];
     expect(plugins).not.toContain('xclient');
-    expect(plugins).toContain('rcpt_to.in_host_list');
+    expect(plugins).toContain('mailproxy-forward');
     expect(outbound.get('plugins', 'list')).toContain('relay');
 
     const connection = inbound.get('connection.ini', { booleans: ['+headers.show_version', '+haproxy.enabled'] });

@@ -12,6 +12,14 @@ function normalise(ip: string): string {
   return ipaddr.isValid(ip) ? ipaddr.process(ip).toNormalizedString() : ip.toLowerCase();
 }
 
+/** The in-addr.arpa / ip6.arpa name of an address. */
+function reverseName(ip: string): string {
+  const bytes = ipaddr.process(ip).toByteArray();
+  if (bytes.length === 4) return `${bytes.reverse().join('.')}.in-addr.arpa`;
+  const nibbles = bytes.flatMap((byte) => [byte >> 4, byte & 15]).map((nibble) => nibble.toString(16));
+  return `${nibbles.reverse().join('.')}.ip6.arpa`;
+}
+
 async function addressesOf(name: string, ipv6: boolean): Promise<string[]> {
   try {
     return ipv6 ? await dns.resolve6(name) : await dns.resolve4(name);
@@ -35,7 +43,8 @@ export async function lookupClientName(rawIp: string, timeoutMs: number): Promis
   const lookup = async (): Promise<ClientName> => {
     let names: string[];
     try {
-      names = await dns.reverse(ipaddr.isValid(rawIp) ? ipaddr.process(rawIp).toString() : rawIp);
+      // A PTR query, not dns.reverse: that one falls back to /etc/hosts and turns a DNS outage into NXDOMAIN.
+      names = ipaddr.isValid(rawIp) ? await dns.resolvePtr(reverseName(rawIp)) : [];
     } catch (err) {
       return PERMANENT.has((err as NodeJS.ErrnoException).code ?? '')
         ? { ptr: 'NXDOMAIN', xclientName: '[UNAVAILABLE]' }
@@ -61,4 +70,46 @@ export async function lookupClientName(rawIp: string, timeoutMs: number): Promis
   } finally {
     clearTimeout(timer);
   }
+}
+
+export type ClientNameLookup = (rawIp: string, timeoutMs: number) => Promise<ClientName>;
+
+export interface ClientNameCacheOptions {
+  ttlMs: number;
+  maxEntries: number;
+  now?: () => number;
+}
+
+function isTemporary(name: ClientName): boolean {
+  return name.ptr === 'DNSERROR' || name.xclientName === '[TEMPUNAVAIL]';
+}
+
+/**
+ * lookupClientName with a small cache per client address, the job a local caching resolver would do:
+ * Haraka asks on every connection and senders come back in bursts, so a burst from one address costs one
+ * PTR and one A/AAAA query, and concurrent connections from it share the lookup in flight. Temporary
+ * failures are not kept; the oldest entry goes when the cache is full.
+ */
+export function cachedClientNameLookup(options: ClientNameCacheOptions, lookup: ClientNameLookup = lookupClientName): ClientNameLookup {
+  const now = options.now ?? Date.now;
+  const entries = new Map<string, { expires: number; name: Promise<ClientName> }>();
+  const forget = (key: string, name: Promise<ClientName>) => {
+    if (entries.get(key)?.name === name) entries.delete(key);
+  };
+  return (rawIp, timeoutMs) => {
+    const key = normalise(rawIp);
+    const hit = entries.get(key);
+    if (hit && hit.expires > now()) return hit.name;
+    entries.delete(key);
+    const name = lookup(rawIp, timeoutMs);
+    entries.set(key, { expires: now() + options.ttlMs, name });
+    if (entries.size > options.maxEntries) entries.delete(entries.keys().next().value as string);
+    name.then(
+      (result) => {
+        if (isTemporary(result)) forget(key, name);
+      },
+      () => forget(key, name),
+    );
+    return name;
+  };
 }

@@ -1,7 +1,7 @@
 // mailproxy-forward (haraka-in): forwards each message to the backend over WireGuard, in the same backend
 // session that checked its recipients, with the client's identity passed by XCLIENT.
 //
-//   client RCPT ─▶ (first one) connect from the WireGuard address, EHLO, XCLIENT ..., EHLO, MAIL FROM
+//   client RCPT ─▶ (first one) connect from the WireGuard address, [EHLO,] XCLIENT ..., EHLO, MAIL FROM
 //               ─▶ RCPT TO at the backend: its reply (code and enhanced status) is the client's reply
 //   client DATA ─▶ DATA, body streamed in large writes, end-of-data reply is the client's reply
 //
@@ -11,7 +11,7 @@
 import type { HarakaPlugin, Next } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
-import { lookupClientName } from './fcrdns';
+import { cachedClientNameLookup } from './fcrdns';
 import { xclientAttributes, xclientCommands, type ClientFacts } from './xclient';
 
 interface ForwardIni {
@@ -133,6 +133,9 @@ export function load_host_list(this: ForwardPlugin): void {
   this.localDomains = new Set(list.map((domain) => domain.toLowerCase()));
 }
 
+/** Client names are kept a minute, as long as the TTL of the test zone and well under real PTR TTLs. */
+const lookupClientName = cachedClientNameLookup({ ttlMs: 60_000, maxEntries: 10_000 });
+
 export function lookup_client_name(this: ForwardPlugin, next: Next, connection: Connection): void {
   // Replaces Haraka's own reverse lookup (one PTR query, not two), bounded by rdns_timeout, and also
   // forward-confirms the name for XCLIENT NAME.
@@ -181,7 +184,46 @@ function isOk(reply: Reply, code = 2): boolean {
   return Math.floor(reply.code / 100) === code;
 }
 
+/** A refused XCLIENT: with remembered attributes, the cue to start over with EHLO. */
+class XclientRefused extends BackendError {}
+
+/**
+ * The XCLIENT attributes the backend advertised in its last EHLO. Later sessions send XCLIENT straight
+ * after the banner (XCLIENT_README allows it at any time outside a transaction), saving one round trip
+ * over WireGuard per client session. Forgotten when the backend refuses it: that session starts over
+ * with EHLO and takes what the backend advertises now. Not used with STARTTLS, which needs EHLO first.
+ */
+let rememberedXclient: Set<string> | null = null;
+
 async function openBackend(plugin: ForwardPlugin, connection: Connection): Promise<BackendState> {
+  const remembered = plugin.settings.starttls ? null : rememberedXclient;
+  if (remembered) {
+    try {
+      return await establishBackend(plugin, connection, remembered);
+    } catch (err) {
+      if (!(err instanceof XclientRefused)) throw err;
+      rememberedXclient = null;
+      connection.loginfo(plugin, `${err.message}; asking the backend again with EHLO`);
+    }
+  }
+  return establishBackend(plugin, connection, null);
+}
+
+function clientFacts(connection: Connection): ClientFacts {
+  return {
+    name: typeof connection.notes[NAME] === 'string' ? connection.notes[NAME] : '[UNAVAILABLE]',
+    ip: connection.remote.ip,
+    port: connection.remote.port,
+    helo: connection.hello.host ?? null,
+    esmtp: (connection.hello.verb ?? '').toUpperCase() === 'EHLO',
+    login: typeof connection.notes.auth_user === 'string' ? connection.notes.auth_user : null,
+    destAddr: connection.local.ip,
+    destPort: connection.local.port,
+  };
+}
+
+/** Connect, greet (EHLO, STARTTLS) unless the XCLIENT attributes are remembered, XCLIENT, EHLO again. */
+async function establishBackend(plugin: ForwardPlugin, connection: Connection, remembered: Set<string> | null): Promise<BackendState> {
   const settings = plugin.settings;
   const session = await BackendSession.connect({
     host: settings.host,
@@ -193,39 +235,36 @@ async function openBackend(plugin: ForwardPlugin, connection: Connection): Promi
   try {
     const banner = await session.read();
     if (!isOk(banner)) throw new BackendError(`backend greeted with ${banner.code}`, banner);
-    let ehlo = await session.command(`EHLO ${settings.heloName}`);
-    if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO with ${ehlo.code}`, ehlo);
-    let capabilities = parseCapabilities(ehlo);
-    if (settings.starttls) {
-      if (!capabilities.has('STARTTLS')) throw new BackendError('backend does not offer STARTTLS (backend.starttls is on)', null);
-      await session.startTls();
-      ehlo = await session.command(`EHLO ${settings.heloName}`);
-      if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO after STARTTLS with ${ehlo.code}`, ehlo);
+    let capabilities = new Map<string, string[]>();
+    let advertised = remembered;
+    if (!advertised) {
+      let ehlo = await session.command(`EHLO ${settings.heloName}`);
+      if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO with ${ehlo.code}`, ehlo);
       capabilities = parseCapabilities(ehlo);
-      connection.results.add(plugin, { pass: 'backend_tls' });
+      if (settings.starttls) {
+        if (!capabilities.has('STARTTLS')) throw new BackendError('backend does not offer STARTTLS (backend.starttls is on)', null);
+        await session.startTls();
+        ehlo = await session.command(`EHLO ${settings.heloName}`);
+        if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO after STARTTLS with ${ehlo.code}`, ehlo);
+        capabilities = parseCapabilities(ehlo);
+        connection.results.add(plugin, { pass: 'backend_tls' });
+      }
+      const offered = capabilities.get('XCLIENT');
+      advertised = offered ? new Set(offered) : null;
+      rememberedXclient = settings.starttls ? null : advertised;
     }
-    const advertised = capabilities.get('XCLIENT');
     if (advertised) {
-      const facts: ClientFacts = {
-        name: typeof connection.notes[NAME] === 'string' ? connection.notes[NAME] : '[UNAVAILABLE]',
-        ip: connection.remote.ip,
-        port: connection.remote.port,
-        helo: connection.hello.host ?? null,
-        esmtp: (connection.hello.verb ?? '').toUpperCase() === 'EHLO',
-        login: typeof connection.notes.auth_user === 'string' ? connection.notes.auth_user : null,
-        destAddr: connection.local.ip,
-        destPort: connection.local.port,
-      };
-      for (const command of xclientCommands(xclientAttributes(facts, new Set(advertised)))) {
+      const facts = clientFacts(connection);
+      for (const command of xclientCommands(xclientAttributes(facts, advertised))) {
         const reply = await session.command(command);
         // Postfix answers XCLIENT with a new 220 greeting.
-        if (!isOk(reply)) throw new BackendError(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, null);
+        if (!isOk(reply)) throw new XclientRefused(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, null);
       }
       // Postfix takes the HELO name from the EHLO that must follow XCLIENT, not from XCLIENT HELO=, so
       // that EHLO carries the client's name when it is one safe token (Haraka keeps only the first word
       // of HELO and refuses control characters; anything else outside printable ASCII is not sent raw).
       const heloForBackend = SAFE_HELO.test(facts.helo ?? '') ? (facts.helo as string) : settings.heloName;
-      ehlo = await session.command(`EHLO ${heloForBackend}`);
+      const ehlo = await session.command(`EHLO ${heloForBackend}`);
       if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO after XCLIENT with ${ehlo.code}`, ehlo);
       capabilities = parseCapabilities(ehlo);
       connection.results.add(plugin, { pass: 'xclient' });
@@ -272,7 +311,7 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
   const [recipient] = params;
   const transaction = connection.transaction;
   const domain = (recipient?.host ?? '').toLowerCase();
-  // Not ours: the next rcpt plugin (rcpt_to.in_host_list) refuses it; the backend never hears of it.
+  // Not ours: no plugin accepts it, so Haraka answers 550 (haraka-in never relays); the backend never hears of it.
   if (!transaction || !this.localDomains.has(domain)) return next();
   (async () => {
     const state = await backendFor(this, connection);
