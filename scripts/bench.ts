@@ -4,12 +4,16 @@
 //   direct      load generator -> smtp-sink                        (the ceiling)
 //   mailproxy   load generator -> haraka-in (mailproxy-forward) -> smtp-sink
 //   stock       load generator -> haraka-in (queue/smtp_forward) -> smtp-sink
-//   discard     load generator -> haraka-in (queue/discard): Haraka's own ceiling, no forwarding at all
+//   discard     load generator -> haraka-in (queue/discard): our haraka-in without forwarding
+//   bare        load generator -> Haraka with only mailproxy-dns, rcpt_to.in_host_list and queue/discard: its floor
 //
-// haraka-in is pinned to CPU 0 with taskset; the load generator and the sink share the other CPU.
+// Every haraka-in is pinned to CPU 0 with taskset (one is under load at a time); the load generator and
+// the sink share the other CPU. All of them run at once and the rounds alternate between them, so a
+// slow spell of this shared machine hits every variant alike; each variant is warmed up first (a
+// long-running MX is warm) and the median round is reported.
 // Options (env): BENCH_MESSAGES (default 2000), BENCH_CONCURRENCY (50), BENCH_SIZE (4096 bytes),
-// BENCH_SERIAL (300 messages over one connection). Last, haraka-out relays the same number of messages from
-// the backend's address to a loopback MX (rate and peak RSS).
+// BENCH_SERIAL (300 messages over one connection), BENCH_ROUNDS (3). Last, haraka-out relays
+// BENCH_MESSAGES messages from the backend's address to a loopback MX (rate and peak RSS).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -22,6 +26,8 @@ const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const SIZE = Number(process.env.BENCH_SIZE ?? 4096);
 const SERIAL = Number(process.env.BENCH_SERIAL ?? 300);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WARMUP = 500;
 const BASE_PORT = 20000 + Math.floor(Math.random() * 20000);
 
 function messageOfSize(bytes: number): string {
@@ -43,10 +49,8 @@ async function oneMessage(session: SmtpScript, payload: string, rcpt = 'alice@de
   await expectCode(session, null, 250);
 }
 
-interface LoadResult {
-  /** messages/s measured by smtp-source */
-  rate: number;
-  /** messages/s of the Node client that measures latency */
+interface LatencyResult {
+  /** messages/s of the Node client that measures latency (slower than smtp-source: only its percentiles matter) */
   clientRate: number;
   p50: number;
   p99: number;
@@ -57,27 +61,32 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}
+
 /** Postfix's smtp-source: N messages, one per connection, C sessions at a time; returns messages/s. */
-function smtpSourceRate(port: number, host: string): Promise<number> {
+function smtpSourceRate(port: number, host: string, messages = MESSAGES): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(
       'taskset',
-      ['-c', '1', '/usr/sbin/smtp-source', '-s', String(CONCURRENCY), '-m', String(MESSAGES), '-l', String(SIZE), '-f', 'load@example.net', '-t', 'alice@demo.test', `${host}:${port}`],
+      ['-c', '1', '/usr/sbin/smtp-source', '-s', String(CONCURRENCY), '-m', String(messages), '-l', String(SIZE), '-f', 'load@example.net', '-t', 'alice@demo.test', `${host}:${port}`],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';
     child.stderr?.on('data', (chunk) => (stderr += chunk));
     child.once('exit', (code) => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      if (code === 0) resolve(MESSAGES / seconds);
+      if (code === 0) resolve(messages / seconds);
       else reject(new Error(`smtp-source exited ${code}: ${stderr.slice(-500)}`));
     });
   });
 }
 
 /** N messages, one per connection, C connections at a time. Latency: connect to the 250 after DATA. */
-async function load(port: number, host: string): Promise<LoadResult> {
+async function latency(port: number, host: string): Promise<LatencyResult> {
   const payload = dataPayload(messageOfSize(SIZE));
   const latencies: number[] = [];
   let next = 0;
@@ -103,7 +112,7 @@ async function load(port: number, host: string): Promise<LoadResult> {
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   latencies.sort((a, b) => a - b);
-  return { rate: await smtpSourceRate(port, host), clientRate: latencies.length / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), failures };
+  return { clientRate: latencies.length / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), failures };
 }
 
 /** ms per message, SERIAL messages one after another over a single connection. */
@@ -133,7 +142,15 @@ function startSink(port: number): ChildProcess {
   return spawn('taskset', ['-c', '1', '/usr/sbin/smtp-sink', ...args], { stdio: 'ignore' });
 }
 
-type Variant = 'mailproxy' | 'stock' | 'discard';
+type Variant = 'mailproxy' | 'stock' | 'discard' | 'bare';
+
+const LABELS: Record<Variant | 'direct', string> = {
+  direct: 'direct to smtp-sink',
+  mailproxy: 'haraka-in, mailproxy-forward',
+  stock: 'haraka-in, stock queue/smtp_forward',
+  discard: 'haraka-in, queue/discard',
+  bare: 'bare Haraka, queue/discard',
+};
 
 /** haraka-in on CPU 0 in front of the sink, with mailproxy-forward or a plugin swapped in for it. */
 async function startHarakaIn(root: string, variant: Variant, backendPort: number, firstPort: number): Promise<Topology> {
@@ -146,22 +163,29 @@ async function startHarakaIn(root: string, variant: Variant, backendPort: number
     tweak: (config) => void (config.log_level = 'warn'),
     harakaPrefix: ['taskset', '-c', '0'],
     // queue/discard only drops messages when told to, so nothing is dropped by accident.
-    ...(variant === 'discard' ? { harakaEnv: { YES_REALLY_DO_DISCARD: '1' } } : {}),
+    ...(variant === 'discard' || variant === 'bare' ? { harakaEnv: { YES_REALLY_DO_DISCARD: '1' } } : {}),
     transformFiles: (files) => {
       const plugins = files.get('haraka-in/config/plugins') ?? '';
+      // Without mailproxy-forward, recipients are accepted by Haraka's rcpt_to.in_host_list (host_list is rendered).
       if (variant === 'stock') {
-        // The stock plugin only accepts recipients through rcpt_to.in_host_list, which is rendered already.
-        files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', 'queue/smtp_forward\n'));
+        files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', 'rcpt_to.in_host_list\nqueue/smtp_forward\n'));
         files.set('haraka-in/config/smtp_forward.ini', `host=${LOOPBACK.backend}\nport=${backendPort}\nenable_outbound=false\n`);
       }
-      if (variant === 'discard') files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', '').concat('queue/discard\n'));
+      if (variant === 'discard') files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', 'rcpt_to.in_host_list\nqueue/discard\n'));
+      // mailproxy-dns only points Haraka's own rDNS lookup at the loopback DNS server.
+      if (variant === 'bare') files.set('haraka-in/config/plugins', 'mailproxy-dns\nrcpt_to.in_host_list\nqueue/discard\n');
     },
   });
 }
 
-function row(name: string, result: LoadResult, rss?: number): string {
+function rateRow(name: string, rates: number[], rss?: number): string {
   const memory = rss === undefined ? '' : `  peak RSS ${rss.toFixed(0)} MB`;
-  return `${name.padEnd(34)} ${result.rate.toFixed(0).padStart(6)} msg/s (smtp-source)  latency client: ${result.clientRate.toFixed(0).padStart(5)} msg/s, p50 ${result.p50.toFixed(1).padStart(6)} ms  p99 ${result.p99.toFixed(1).padStart(6)} ms  failures ${result.failures}${memory}`;
+  const all = rates.map((rate) => rate.toFixed(0)).join(' ');
+  return `${name.padEnd(38)} ${median(rates).toFixed(0).padStart(6)} msg/s  (rounds: ${all})${memory}`;
+}
+
+function latencyRow(name: string, result: LatencyResult): string {
+  return `${name.padEnd(38)} p50 ${result.p50.toFixed(1).padStart(6)} ms  p99 ${result.p99.toFixed(1).padStart(6)} ms  (client ${result.clientRate.toFixed(0)} msg/s, failures ${result.failures})`;
 }
 
 /** haraka-out relaying N messages from the backend's address (C at a time) to an MX: rate and peak RSS. */
@@ -200,45 +224,53 @@ async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-'));
   const sinkPort = BASE_PORT;
   const sink = startSink(sinkPort);
-  const running: Topology[] = [];
+  const variants: Variant[] = ['mailproxy', 'stock', 'discard', 'bare'];
+  const running = new Map<Variant, Topology>();
   try {
     await waitForBanner(LOOPBACK.backend, sinkPort);
-    console.log(`mailproxy bench: ${MESSAGES} messages of ${SIZE} bytes, ${CONCURRENCY} connections, one message per connection; haraka-in on CPU 0`);
-    const direct = await load(sinkPort, LOOPBACK.backend);
-    console.log(row('direct to smtp-sink', direct));
+    for (const [index, variant] of variants.entries()) running.set(variant, await startHarakaIn(root, variant, sinkPort, BASE_PORT + 10 * (index + 1)));
+    const targets: [Variant | 'direct', string, number][] = [
+      ['direct', LOOPBACK.backend, sinkPort],
+      ...variants.map((variant): [Variant, string, number] => [variant, LOOPBACK.inbound, running.get(variant)!.inbound.port]),
+    ];
+    console.log(`mailproxy bench: ${MESSAGES} messages of ${SIZE} bytes, ${CONCURRENCY} connections, one message per connection, ${ROUNDS} alternating rounds after a warm-up; haraka-in on CPU 0`);
+    for (const [, host, port] of targets) await smtpSourceRate(port, host, WARMUP);
 
-    const labels: Record<Variant, string> = {
-      mailproxy: 'haraka-in, mailproxy-forward',
-      stock: 'haraka-in, stock queue/smtp_forward',
-      discard: 'haraka-in, queue/discard (ceiling)',
-    };
-    const measured = {} as Record<Variant, { result: LoadResult; rss: number; serialMs: number }>;
-    for (const [index, variant] of (['mailproxy', 'stock', 'discard'] as const).entries()) {
-      const port = BASE_PORT + 10 * (index + 1);
-      const topology = await startHarakaIn(root, variant, sinkPort, port);
-      running.push(topology);
-      const proc = topology.haraka['haraka-in']!;
-      const result = await load(port, LOOPBACK.inbound);
-      const rss = peakRssMb(proc.child.pid);
-      console.log(row(labels[variant], result, rss));
-      measured[variant] = { result, rss, serialMs: await serial(port, LOOPBACK.inbound) };
-      await topology.stop();
+    const rates = new Map<string, number[]>(targets.map(([name]) => [name, []]));
+    const serialMs = new Map<string, number[]>(targets.map(([name]) => [name, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, host, port] of targets) {
+        rates.get(name)!.push(await smtpSourceRate(port, host));
+        serialMs.get(name)!.push(await serial(port, host));
+      }
     }
-    const { mailproxy: ours, stock, discard } = measured;
+    console.log('\nrate (smtp-source, median of the rounds):');
+    for (const [name] of targets) {
+      const pid = name === 'direct' ? undefined : running.get(name)?.haraka['haraka-in']?.child.pid;
+      console.log(rateRow(LABELS[name], rates.get(name)!, pid === undefined ? undefined : peakRssMb(pid)));
+    }
+    console.log('\nlatency, connect to the 250 after end-of-data (Node client, same pattern):');
+    for (const [name, host, port] of targets) console.log(latencyRow(LABELS[name], await latency(port, host)));
+    console.log(`\nsingle connection, ${SERIAL} messages one after another (median of the rounds):`);
+    for (const [name] of targets) console.log(`${LABELS[name].padEnd(38)} ${median(serialMs.get(name)!).toFixed(2).padStart(6)} ms/msg  (rounds: ${serialMs.get(name)!.map((ms) => ms.toFixed(2)).join(' ')})`);
 
-    const directSerial = await serial(sinkPort, LOOPBACK.backend);
+    const rate = (name: string) => median(rates.get(name)!);
+    const ours = rate('mailproxy');
+    const oursRss = peakRssMb(running.get('mailproxy')?.haraka['haraka-in']?.child.pid);
+    for (const topology of running.values()) await topology.stop();
+    running.clear();
+    console.log('');
     await outboundRun(root);
     console.log('');
-    console.log(`ratio mailproxy / stock smtp_forward:  ${(ours.result.rate / stock.result.rate).toFixed(2)}x   (target >= 3)`);
-    console.log(`ratio mailproxy / direct to sink:      ${(ours.result.rate / direct.rate).toFixed(2)}    (target >= 0.5)`);
-    console.log(`ratio mailproxy / Haraka's ceiling:    ${(ours.result.rate / discard.result.rate).toFixed(2)}    (queue/discard: no forwarding at all)`);
-    console.log(`peak RSS haraka-in (mailproxy):        ${ours.rss.toFixed(0)} MB (target < 100)`);
-    console.log(
-      `single connection, ${SERIAL} messages:  mailproxy ${ours.serialMs.toFixed(2)} ms/msg, stock ${stock.serialMs.toFixed(2)} ms/msg, ` +
-        `discard ${discard.serialMs.toFixed(2)} ms/msg, direct ${directSerial.toFixed(2)} ms/msg (target <= 2)`,
-    );
+    console.log(`ratio mailproxy / stock smtp_forward:  ${(ours / rate('stock')).toFixed(2)}x   (target >= 3)`);
+    console.log(`ratio mailproxy / direct to sink:      ${(ours / rate('direct')).toFixed(2)}    (target >= 0.5)`);
+    console.log(`ratio mailproxy / haraka-in discard:   ${(ours / rate('discard')).toFixed(2)}    (the same haraka-in, no forwarding at all)`);
+    console.log(`ratio bare Haraka / direct to sink:    ${(rate('bare') / rate('direct')).toFixed(2)}    (Haraka's floor: no plugins but rcpt_to and discard)`);
+    console.log(`ratio bare Haraka / stock smtp_forward: ${(rate('bare') / rate('stock')).toFixed(2)}x`);
+    console.log(`peak RSS haraka-in (mailproxy):        ${oursRss.toFixed(0)} MB (target < 100)`);
+    console.log(`single connection, mailproxy:          ${median(serialMs.get('mailproxy')!).toFixed(2)} ms/msg (target <= 2; stock ${median(serialMs.get('stock')!).toFixed(2)})`);
   } finally {
-    for (const topology of running) await topology.stop();
+    for (const topology of running.values()) await topology.stop();
     sink.kill();
     rmSync(root, { recursive: true, force: true });
   }

@@ -4,8 +4,10 @@
 // before any hook runs, so the reply itself is rewritten here.
 // Haraka also answers every refused message with 450 or 550, whatever the reason; mailproxy-forward
 // leaves the backend's real code in the transaction notes and it is sent instead.
+// And it spares Haraka a failing unlink per message (unspooled-destroy.ts).
 import type { HarakaPlugin } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
+import { skipDestroyOfUnspooledStreams } from './unspooled-destroy';
 
 interface ConnectionLike {
   transaction?: { notes?: Record<string, unknown> } | null;
@@ -17,6 +19,10 @@ const TOO_BIG = 'Message too big!';
 let patched = false;
 
 export function register(this: HarakaPlugin): void {
+  const connectionIni = this.config.get('connection.ini') as { main?: { spool_after?: unknown } };
+  if (!skipDestroyOfUnspooledStreams(Number(connectionIni.main?.spool_after))) {
+    this.logwarn('cannot patch haraka-message-stream: every message costs a failing unlink');
+  }
   if (patched) return;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const connection = require('haraka/connection') as { Connection?: { prototype: { respond: Respond } } };
