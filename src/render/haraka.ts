@@ -283,6 +283,9 @@ function instanceFiles(config: Config, role: Role, options: RenderOptions): Reco
       },
     ]),
     queue_dir: renderList(header(options, RESTART), [path.posix.join(stateDirFor(config, role.name), 'queue')]),
+    // Haraka reads results.ini for every connection and transaction; a missing file is looked for again
+    // each time (three stat calls), an existing one comes from its cache.
+    'results.ini': renderIni(`${header(options, WATCHED)}\nHaraka's defaults: this file exists so that Haraka finds it in its cache.`, []),
   };
   // Both instances read tls.ini: haraka-in for STARTTLS, haraka-out for its outbound TLS client.
   files['tls.ini'] = tlsIni(config, options);
