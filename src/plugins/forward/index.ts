@@ -86,6 +86,15 @@ interface BackendState {
   dataReply: Promise<Reply> | null;
 }
 
+/**
+ * The XCLIENT attributes the backend advertised in its last EHLO. Later sessions send XCLIENT straight
+ * after the banner (XCLIENT_README allows it at any time outside a transaction), saving one round trip
+ * over WireGuard per client session. Forgotten when the backend refuses it: that session starts over
+ * with EHLO and takes what the backend advertises now. Not used with STARTTLS, which needs EHLO first;
+ * forgotten when the settings are reloaded (the backend may be another one).
+ */
+let rememberedXclient: Set<string> | null = null;
+
 const STATE = 'mailproxy_forward';
 const SAFE_HELO = /^[\x21-\x7e]{1,255}$/;
 const NAME = 'mailproxy_forward_name';
@@ -126,6 +135,7 @@ export function load_forward_ini(this: ForwardPlugin): void {
     rdnsTimeoutMs: Number(cfg.main.rdns_timeout ?? 3) * 1000,
     heloName: me ?? 'localhost',
   };
+  rememberedXclient = null;
 }
 
 export function load_host_list(this: ForwardPlugin): void {
@@ -187,13 +197,6 @@ function isOk(reply: Reply, code = 2): boolean {
 /** A refused XCLIENT: with remembered attributes, the cue to start over with EHLO. */
 class XclientRefused extends BackendError {}
 
-/**
- * The XCLIENT attributes the backend advertised in its last EHLO. Later sessions send XCLIENT straight
- * after the banner (XCLIENT_README allows it at any time outside a transaction), saving one round trip
- * over WireGuard per client session. Forgotten when the backend refuses it: that session starts over
- * with EHLO and takes what the backend advertises now. Not used with STARTTLS, which needs EHLO first.
- */
-let rememberedXclient: Set<string> | null = null;
 
 async function openBackend(plugin: ForwardPlugin, connection: Connection): Promise<BackendState> {
   const remembered = plugin.settings.starttls ? null : rememberedXclient;
