@@ -187,8 +187,11 @@ function outboundIni(config: Config, role: Role, options: RenderOptions): string
 
 function forwardFiles(config: Config, options: RenderOptions): Record<string, string> {
   const backend = config.backend;
-  // Haraka's own limit for one hook of this plugin; ours (connect + each reply) always fire first.
-  const hookLimit = Math.ceil(backend.rdns_timeout + backend.connect_timeout + 8 * backend.timeout + 5);
+  // Haraka's own limit for one hook of this plugin, above the worst case of ours so that ours always fire
+  // first: two connects (a refused early XCLIENT starts over with EHLO) and one reply timeout per reply,
+  // (1 + k) for the early try, (5 + k) for the full greeting with STARTTLS, 2 for MAIL+RCPT, where
+  // k <= 8 XCLIENT commands (at most one per attribute).
+  const hookLimit = Math.ceil(backend.rdns_timeout + 2 * backend.connect_timeout + 24 * backend.timeout + 5);
   return {
     'mailproxy-forward.ini': renderIni(header(options, WATCHED), [
       {

@@ -2,6 +2,7 @@
 // live recipient checks, exact backend codes, fail-closed behaviour. test/e2e repeats the essentials
 // against a real Postfix.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -26,6 +27,56 @@ async function sendVia(session: SmtpScript, rcpts: string[], subject: string) {
     }
   }
   return { mail, replies, final };
+}
+
+/** A scripted backend that, like some MTAs, takes XCLIENT only after EHLO; it records what it was sent. */
+async function startEhloFirstBackend(host: string, port: number) {
+  const commands: string[][] = [];
+  let delivered = 0;
+  const server = net.createServer((socket) => {
+    const seen: string[] = [];
+    commands.push(seen);
+    let inData = false;
+    let buffer = '';
+    socket.write('220 ehlo-first.test ESMTP\r\n');
+    socket.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString('latin1');
+      let end: number;
+      while ((end = buffer.indexOf('\r\n')) !== -1) {
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (inData) {
+          if (line === '.') {
+            inData = false;
+            delivered += 1;
+            socket.write('250 2.0.0 queued\r\n');
+          }
+          continue;
+        }
+        const verb = line.split(' ')[0]!.toUpperCase();
+        seen.push(verb);
+        if (verb === 'EHLO') {
+          socket.write('250-ehlo-first.test\r\n250-PIPELINING\r\n250 XCLIENT NAME ADDR PORT PROTO HELO\r\n');
+        } else if (verb === 'XCLIENT') {
+          socket.write(seen.includes('EHLO') ? '220 ehlo-first.test ESMTP\r\n' : '503 5.5.1 Error: send HELO/EHLO first\r\n');
+        } else if (verb === 'DATA') {
+          inData = true;
+          socket.write('354 go ahead\r\n');
+        } else if (verb === 'QUIT') {
+          socket.end('221 bye\r\n');
+        } else {
+          socket.write('250 2.1.0 ok\r\n');
+        }
+      }
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(port, host, resolve));
+  return {
+    commands,
+    delivered: () => delivered,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 describe('mailproxy-forward against a backend that checks recipients', () => {
@@ -192,6 +243,24 @@ describe('mailproxy-forward fails closed', () => {
         ['restored', '127.0.0.9', 'client.test'],
         ['restored again', '127.0.0.9', 'client.test'],
       ]);
+    });
+  });
+  it('stops sending XCLIENT before EHLO to a backend that takes it only after EHLO', async () => {
+    await withTopology({ instances: ['haraka-in'], backend: false }, async (t) => {
+      const backend = await startEhloFirstBackend(LOOPBACK.backend, t.config.backend.port);
+      try {
+        for (const subject of ['first', 'second', 'third']) {
+          const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
+          expect((await sendVia(session, ['alice@demo.test'], subject)).final?.code).toBe(250);
+          session.close();
+        }
+        expect(backend.delivered()).toBe(3);
+        const opening = backend.commands.map((verbs) => verbs.slice(0, 3).join(' '));
+        // First session: learns XCLIENT. Second: tries it early, is refused, starts over. Third: EHLO first.
+        expect(opening).toEqual(['EHLO XCLIENT EHLO', 'XCLIENT', 'EHLO XCLIENT EHLO', 'EHLO XCLIENT EHLO']);
+      } finally {
+        await backend.close();
+      }
     });
   });
 });

@@ -6,8 +6,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { skipDestroyOfUnspooledStreams } from '../../src/plugins/smtp/unspooled-destroy';
 import { useTempDirs } from '../helpers/tmp';
 
+// The class Haraka's transactions use.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const MessageStream = require('haraka-message-stream') as new (
+const MessageStream = (require('haraka-email-message') as { stream: unknown }).stream as new (
   cfg: object,
   id: string,
   headers?: string[],
@@ -17,9 +18,11 @@ const SPOOL_AFTER = 1024;
 
 async function filled(spoolDir: string, id: string, bytes: number) {
   const stream = new MessageStream({ main: { spool_dir: spoolDir, spool_after: SPOOL_AFTER } }, id);
-  stream.add_line('Subject: test\r\n');
+  stream.add_line('Subject: test\r\n'); // 15 bytes
   stream.add_line('\r\n');
-  for (let written = 0; written < bytes; written += 78) stream.add_line(`${'x'.repeat(76)}\r\n`);
+  let written = 17;
+  for (; written + 78 <= bytes; written += 78) stream.add_line(`${'x'.repeat(76)}\r\n`);
+  if (written < bytes) stream.add_line(`${'y'.repeat(bytes - written - 2)}\r\n`);
   await new Promise<void>((resolve) => stream.add_line_end(() => resolve()));
   return stream;
 }
@@ -31,6 +34,7 @@ describe('skipDestroyOfUnspooledStreams', () => {
   it('applies to Haraka’s own message stream', () => {
     expect(skipDestroyOfUnspooledStreams(SPOOL_AFTER)).toBe(true);
     expect(skipDestroyOfUnspooledStreams(0)).toBe(false);
+    expect(skipDestroyOfUnspooledStreams(Infinity)).toBe(false);
   });
 
   it('does not unlink a file that a message kept in memory never had', async () => {

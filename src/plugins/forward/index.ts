@@ -91,9 +91,12 @@ interface BackendState {
  * after the banner (XCLIENT_README allows it at any time outside a transaction), saving one round trip
  * over WireGuard per client session. Forgotten when the backend refuses it: that session starts over
  * with EHLO and takes what the backend advertises now. Not used with STARTTLS, which needs EHLO first;
- * forgotten when the settings are reloaded (the backend may be another one).
+ * forgotten when the settings are reloaded (the backend may be another one). Attributes the backend
+ * starts to offer later are learnt at the next refusal, reload or restart.
  */
 let rememberedXclient: Set<string> | null = null;
+/** False once the backend refused an early XCLIENT that it then took after EHLO: it wants EHLO first. */
+let earlyXclientWorks = true;
 
 const STATE = 'mailproxy_forward';
 const SAFE_HELO = /^[\x21-\x7e]{1,255}$/;
@@ -136,6 +139,7 @@ export function load_forward_ini(this: ForwardPlugin): void {
     heloName: me ?? 'localhost',
   };
   rememberedXclient = null;
+  earlyXclientWorks = true;
 }
 
 export function load_host_list(this: ForwardPlugin): void {
@@ -199,17 +203,19 @@ class XclientRefused extends BackendError {}
 
 
 async function openBackend(plugin: ForwardPlugin, connection: Connection): Promise<BackendState> {
-  const remembered = plugin.settings.starttls ? null : rememberedXclient;
-  if (remembered) {
-    try {
-      return await establishBackend(plugin, connection, remembered);
-    } catch (err) {
-      if (!(err instanceof XclientRefused)) throw err;
-      rememberedXclient = null;
-      connection.loginfo(plugin, `${err.message}; asking the backend again with EHLO`);
-    }
+  const remembered = plugin.settings.starttls || !earlyXclientWorks ? null : rememberedXclient;
+  if (!remembered) return establishBackend(plugin, connection, null);
+  try {
+    return await establishBackend(plugin, connection, remembered);
+  } catch (err) {
+    if (!(err instanceof XclientRefused)) throw err;
+    rememberedXclient = null;
+    connection.loginfo(plugin, `${err.message}; asking the backend again with EHLO`);
   }
-  return establishBackend(plugin, connection, null);
+  const state = await establishBackend(plugin, connection, null);
+  // Refused before EHLO, taken after it: this backend wants EHLO first, so stop trying early XCLIENT.
+  if (rememberedXclient) earlyXclientWorks = false;
+  return state;
 }
 
 function clientFacts(connection: Connection): ClientFacts {

@@ -1,8 +1,9 @@
 // Haraka's message stream unlinks its spool file whenever a transaction ends, even when the message was
 // small enough to stay in memory and no file was ever made: one failing unlink (and an ENOENT error
 // object with its stack trace) per message, about 4 % of haraka-in's CPU at 50 connections
-// (docs/BENCHMARKS.md). A stream opens its file only once it holds spool_after bytes, so below that
-// there is nothing to remove and destroy() has nothing else to do.
+// (node --cpu-prof, docs/BENCHMARKS.md). A stream opens its file only once it holds spool_after bytes
+// (or sets `spooling`, past them), so below that there is nothing to remove and destroy() has nothing
+// else to do. `spoolAfter` must be the stream's own limit: both come from connection.ini, read once.
 import path from 'node:path';
 
 interface MessageStreamLike {
@@ -13,12 +14,14 @@ interface MessageStreamLike {
 
 const PATCHED = Symbol.for('mailproxy.unspooled-destroy');
 
-/** Haraka's own copy of haraka-message-stream (a nested install would be a different module). */
+/** The message stream class Haraka's transactions use: haraka-email-message's, resolved from Haraka's own
+ * directory (a copy installed elsewhere would be a different module). */
 function messageStreamPrototype(): (MessageStreamLike & { [PATCHED]?: boolean }) | null {
   try {
     const harakaDir = path.dirname(require.resolve('haraka/package.json'));
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const MessageStream = require(require.resolve('haraka-message-stream', { paths: [harakaDir] })) as { prototype?: MessageStreamLike };
+    const emailMessage = require(require.resolve('haraka-email-message', { paths: [harakaDir] })) as { stream?: { prototype?: MessageStreamLike } };
+    const MessageStream = emailMessage.stream;
     return typeof MessageStream?.prototype?.destroy === 'function' ? MessageStream.prototype : null;
   } catch {
     return null;
@@ -28,7 +31,7 @@ function messageStreamPrototype(): (MessageStreamLike & { [PATCHED]?: boolean })
 /** Skips destroy() for streams that never reached spoolAfter bytes. False when it cannot be applied. */
 export function skipDestroyOfUnspooledStreams(spoolAfter: number): boolean {
   const proto = messageStreamPrototype();
-  if (!proto || !(spoolAfter > 0)) return false;
+  if (!proto || !Number.isFinite(spoolAfter) || spoolAfter <= 0) return false;
   if (proto[PATCHED]) return true;
   const destroy = proto.destroy;
   proto.destroy = function destroyIfSpooled(this: MessageStreamLike) {
