@@ -179,6 +179,11 @@ export class BackendSession {
     return Promise.all(replies);
   }
 
+  /** Writes raw bytes (a whole DATA payload); the reply that follows is read with read(). */
+  write(data: Buffer): void {
+    if (!this.failure) this.socket.write(data);
+  }
+
   async command(line: string): Promise<Reply> {
     const [reply] = await this.send(line);
     return reply as Reply;

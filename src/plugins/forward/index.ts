@@ -3,7 +3,7 @@
 //
 //   client RCPT ─▶ (first one) connect from the WireGuard address, [EHLO,] XCLIENT ..., EHLO, MAIL FROM
 //               ─▶ RCPT TO at the backend: its reply (code and enhanced status) is the client's reply
-//   client DATA ─▶ DATA, body streamed in large writes, end-of-data reply is the client's reply
+//   client DATA ─▶ DATA, body in one write (or streamed in large writes), end-of-data reply is the client's reply
 //
 // Fail closed: no XCLIENT, a refused XCLIENT, an unreachable or silent backend all give the client 4xx.
 // Haraka's 250 is sent only after the backend's 250, so mail is never accepted and dropped.
@@ -12,6 +12,7 @@ import type { HarakaPlugin, Next } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
 import { cachedClientNameLookup } from './fcrdns';
+import { captureLines, wireMessage, type CapturableStream, type Capture } from './wire-message';
 import { xclientAttributes, xclientCommands, type ClientFacts } from './xclient';
 
 interface ForwardIni {
@@ -50,7 +51,7 @@ interface Transaction {
   mail_from: Address;
   rcpt_to: Address[];
   notes: Record<string, unknown>;
-  message_stream: { pipe(destination: NodeJS.WritableStream, options: object): void; once(event: string, fn: (err: Error) => void): void };
+  message_stream: CapturableStream & { pipe(destination: NodeJS.WritableStream, options: object): void; once(event: string, fn: (err: Error) => void): void };
   results: { add(plugin: unknown, result: object): void };
 }
 
@@ -102,6 +103,9 @@ const STATE = 'mailproxy_forward';
 const SAFE_HELO = /^[\x21-\x7e]{1,255}$/;
 const NAME = 'mailproxy_forward_name';
 const MAIL_PARAMS = 'mailproxy_mail_params';
+const CAPTURE = 'mailproxy_capture';
+/** Messages up to this size go to the backend in one write built from the stored lines (wire-message.ts). */
+const CAPTURE_LIMIT = 256 * 1024;
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const constants = require('haraka-constants') as { OK: number; DENY: number; DENYSOFT: number; CONT: number };
@@ -116,7 +120,7 @@ export function register(this: ForwardPlugin): void {
   this.load_forward_ini();
   this.load_host_list();
   this.register_hook('lookup_rdns', 'lookup_client_name');
-  this.register_hook('mail', 'remember_mail_params');
+  this.register_hook('mail', 'prepare_transaction');
   this.register_hook('rcpt', 'check_recipient');
   this.register_hook('data', 'start_backend_data');
   this.register_hook('queue', 'forward_message');
@@ -165,9 +169,14 @@ export function lookup_client_name(this: ForwardPlugin, next: Next, connection: 
   );
 }
 
-export function remember_mail_params(this: ForwardPlugin, next: Next, connection: Connection, params: [Address, Record<string, string>?]): void {
-  // MAIL FROM parameters the backend must see again (BODY=8BITMIME, SMTPUTF8).
-  if (connection.transaction) connection.transaction.notes[MAIL_PARAMS] = params[1] ?? {};
+export function prepare_transaction(this: ForwardPlugin, next: Next, connection: Connection, params: [Address, Record<string, string>?]): void {
+  const transaction = connection.transaction;
+  if (transaction) {
+    // MAIL FROM parameters the backend must see again (BODY=8BITMIME, SMTPUTF8).
+    transaction.notes[MAIL_PARAMS] = params[1] ?? {};
+    // From MAIL on, so that the Received line Haraka stores before the data hook is captured too.
+    transaction.notes[CAPTURE] = captureLines(transaction.message_stream, CAPTURE_LIMIT);
+  }
   next();
 }
 
@@ -378,13 +387,19 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
       state.mailOpen = false;
       return refuse(this, next, transaction, go);
     }
-    await new Promise<void>((resolve, reject) => {
-      const writer = state.session.bodyWriter();
-      writer.once('finish', resolve);
-      writer.once('error', reject);
-      transaction.message_stream.once('error', reject);
-      transaction.message_stream.pipe(writer, { dot_stuffed: false, ending_dot: true });
-    });
+    const capture = transaction.notes[CAPTURE] as Capture | undefined;
+    const payload = capture ? wireMessage(transaction.message_stream, capture) : null;
+    if (payload) {
+      state.session.write(payload);
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        const writer = state.session.bodyWriter();
+        writer.once('finish', resolve);
+        writer.once('error', reject);
+        transaction.message_stream.once('error', reject);
+        transaction.message_stream.pipe(writer, { dot_stuffed: false, ending_dot: true });
+      });
+    }
     const done = await state.session.read();
     state.mailOpen = false;
     state.accepted = 0;
