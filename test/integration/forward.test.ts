@@ -139,6 +139,24 @@ describe('mailproxy-forward against a backend that checks recipients', () => {
     expect(t.backend!.messages.map((m) => m.subject)).not.toContain('spam');
   });
 
+  it('delivers a message over the 256 KB one-write limit intact through Haraka\'s pipe, dots and all', async () => {
+    const t = topology();
+    const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
+    const body = Array.from({ length: 4000 }, (_, i) => (i % 7 === 0 ? `.line ${i} starts with a dot` : `line ${i} ${'x'.repeat(70)}`)).join('\r\n');
+    expect(body.length).toBeGreaterThan(256 * 1024);
+    expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+    expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+    expect((await session.command('DATA')).code).toBe(354);
+    const text = message('large', body);
+    session.write(dataPayload(text));
+    expect((await session.reply()).code).toBe(250);
+    session.close();
+    const delivered = (await t.backend!.waitForMessages(1)).find((m) => m.subject === 'large');
+    const raw = delivered!.raw.toString('utf8');
+    expect(raw).toMatch(/^Received: from /);
+    expect(raw.endsWith(`${text}\r\n`)).toBe(true);
+  });
+
   it('carries several messages over one client session, each with XCLIENT', async () => {
     const t = topology();
     const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
