@@ -29,16 +29,26 @@ async function sendVia(session: SmtpScript, rcpts: string[], subject: string) {
   return { mail, replies, final };
 }
 
-/** A scripted backend that, like some MTAs, takes XCLIENT only after EHLO; it records what it was sent. */
-async function startEhloFirstBackend(host: string, port: number) {
+interface ScriptedBackendOptions {
+  /** Refuse XCLIENT before EHLO, as some MTAs do. */
+  ehloFirst?: boolean;
+  /** The reply to the n-th DATA command of the whole run (0-based); 354 by default. */
+  dataReply?: (n: number) => string;
+}
+
+/** A scripted backend with a strict transaction state (a second MAIL without RSET gets 503); it records
+ * the verbs it was sent, per connection. */
+async function startScriptedBackend(host: string, port: number, options: ScriptedBackendOptions = {}) {
   const commands: string[][] = [];
   let delivered = 0;
+  let dataCommands = 0;
   const server = net.createServer((socket) => {
     const seen: string[] = [];
     commands.push(seen);
     let inData = false;
+    let inTransaction = false;
     let buffer = '';
-    socket.write('220 ehlo-first.test ESMTP\r\n');
+    socket.write('220 scripted.test ESMTP\r\n');
     socket.on('data', (chunk: Buffer) => {
       buffer += chunk.toString('latin1');
       let end: number;
@@ -48,6 +58,7 @@ async function startEhloFirstBackend(host: string, port: number) {
         if (inData) {
           if (line === '.') {
             inData = false;
+            inTransaction = false;
             delivered += 1;
             socket.write('250 2.0.0 queued\r\n');
           }
@@ -56,16 +67,24 @@ async function startEhloFirstBackend(host: string, port: number) {
         const verb = line.split(' ')[0]!.toUpperCase();
         seen.push(verb);
         if (verb === 'EHLO') {
-          socket.write('250-ehlo-first.test\r\n250-PIPELINING\r\n250 XCLIENT NAME ADDR PORT PROTO HELO\r\n');
+          socket.write('250-scripted.test\r\n250-PIPELINING\r\n250 XCLIENT NAME ADDR PORT PROTO HELO\r\n');
         } else if (verb === 'XCLIENT') {
-          socket.write(seen.includes('EHLO') ? '220 ehlo-first.test ESMTP\r\n' : '503 5.5.1 Error: send HELO/EHLO first\r\n');
+          socket.write(options.ehloFirst && !seen.includes('EHLO') ? '503 5.5.1 Error: send HELO/EHLO first\r\n' : '220 scripted.test ESMTP\r\n');
+        } else if (verb === 'MAIL') {
+          socket.write(inTransaction ? '503 5.5.1 Error: nested MAIL command\r\n' : '250 2.1.0 ok\r\n');
+          inTransaction = true;
+        } else if (verb === 'RSET') {
+          inTransaction = false;
+          socket.write('250 2.0.0 ok\r\n');
         } else if (verb === 'DATA') {
-          inData = true;
-          socket.write('354 go ahead\r\n');
+          const reply = options.dataReply?.(dataCommands) ?? '354 go ahead';
+          dataCommands += 1;
+          inData = reply.startsWith('354');
+          socket.write(`${reply}\r\n`);
         } else if (verb === 'QUIT') {
           socket.end('221 bye\r\n');
         } else {
-          socket.write('250 2.1.0 ok\r\n');
+          socket.write('250 2.1.5 ok\r\n');
         }
       }
     });
@@ -266,7 +285,7 @@ describe('mailproxy-forward fails closed', () => {
   });
   it('stops sending XCLIENT before EHLO to a backend that takes it only after EHLO', async () => {
     await withTopology({ instances: ['haraka-in'], backend: false }, async (t) => {
-      const backend = await startEhloFirstBackend(LOOPBACK.backend, t.config.backend.port);
+      const backend = await startScriptedBackend(LOOPBACK.backend, t.config.backend.port, { ehloFirst: true });
       try {
         for (const subject of ['first', 'second', 'third']) {
           const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
@@ -277,6 +296,25 @@ describe('mailproxy-forward fails closed', () => {
         const opening = backend.commands.map((verbs) => verbs.slice(0, 3).join(' '));
         // First session: learns XCLIENT. Second: tries it early, is refused, starts over. Third: EHLO first.
         expect(opening).toEqual(['EHLO XCLIENT EHLO', 'XCLIENT', 'EHLO XCLIENT EHLO', 'EHLO XCLIENT EHLO']);
+      } finally {
+        await backend.close();
+      }
+    });
+  });
+  it('passes a refused DATA back with its code, and resets the backend before the next message', async () => {
+    await withTopology({ instances: ['haraka-in'], backend: false }, async (t) => {
+      const backend = await startScriptedBackend(LOOPBACK.backend, t.config.backend.port, { dataReply: (n) => (n === 0 ? '554 5.3.0 no data today' : '354 go ahead') });
+      try {
+        const session = await openSession(t.inbound.host, t.inbound.port);
+        const first = await sendVia(session, ['alice@demo.test'], 'refused');
+        expect(first.final?.code).toBe(554);
+        expect(first.final?.text).toContain('5.3.0 no data today');
+        expect((await sendVia(session, ['alice@demo.test'], 'accepted')).final?.code).toBe(250);
+        session.close();
+        expect(backend.delivered()).toBe(1);
+        const verbs = backend.commands.flat();
+        const firstData = verbs.indexOf('DATA');
+        expect(verbs.slice(firstData, firstData + 5)).toEqual(['DATA', 'RSET', 'MAIL', 'RCPT', 'DATA']);
       } finally {
         await backend.close();
       }

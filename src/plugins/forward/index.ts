@@ -48,6 +48,7 @@ interface Address {
 
 interface Transaction {
   uuid: string;
+  discard_data?: boolean;
   mail_from: Address;
   rcpt_to: Address[];
   notes: Record<string, unknown>;
@@ -83,7 +84,9 @@ interface BackendState {
   mailOpen: boolean;
   /** Recipients the backend accepted in the current transaction. */
   accepted: number;
-  /** The backend's reply to DATA, sent when the client said DATA so it overlaps the body upload. */
+  /** The backend's reply to DATA, sent when the client said DATA so it overlaps the body upload. Set
+   * until the end-of-data reply is read: while it is, the backend is inside DATA, where an RSET or QUIT
+   * would be read as a body line. */
   dataReply: Promise<Reply> | null;
 }
 
@@ -381,14 +384,15 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
     return backendUnavailable(this, connection, next, 'no open backend transaction at queue time');
   }
   (async () => {
-    const go = await (state.dataReply ?? state.session.command('DATA'));
-    state.dataReply = null;
+    state.dataReply ??= state.session.command('DATA');
+    const go = await state.dataReply;
     if (go.code !== 354) {
-      state.mailOpen = false;
+      // The backend's transaction is still open (a refused DATA does not end it): the reset hook RSETs it.
+      state.dataReply = null;
       return refuse(this, next, transaction, go);
     }
     const capture = transaction.notes[CAPTURE] as Capture | undefined;
-    const payload = capture ? wireMessage(transaction.message_stream, capture) : null;
+    const payload = capture ? wireMessage(transaction, transaction.message_stream, capture) : null;
     if (payload) {
       state.session.write(payload);
     } else {
@@ -401,6 +405,7 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
       });
     }
     const done = await state.session.read();
+    state.dataReply = null;
     state.mailOpen = false;
     state.accepted = 0;
     if (isOk(done)) {
@@ -420,8 +425,9 @@ function refuse(plugin: ForwardPlugin, next: Next, transaction: Transaction, rep
 export function reset_backend_transaction(this: ForwardPlugin, next: Next, connection: Connection): void {
   const state = connection.notes[STATE] as BackendState | undefined;
   if (state?.dataReply) {
-    // The backend is inside DATA waiting for a body that will not come (the client left or the message
-    // was refused here): only closing the connection makes it discard the transaction.
+    // The backend is inside DATA, waiting for a body that will not come (the client left or the message
+    // was refused here) or still taking one: only closing the connection aborts the transaction, and an
+    // RSET written now would land in the body.
     dropBackend(connection);
   } else if (state?.mailOpen && state.session.usable) {
     state.mailOpen = false;

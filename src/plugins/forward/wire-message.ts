@@ -16,9 +16,12 @@ export interface CapturableStream {
   add_line(line: Buffer | string): unknown;
   headers?: unknown;
   spooling?: unknown;
+  /** Bytes the stream was given by add_line (its own count). */
+  bytes_read?: unknown;
 }
 
 export interface Capture {
+  stream: CapturableStream;
   lines: Buffer[];
   bytes: number;
   /** False once the message outgrew the limit: the lines are dropped and the pipe is used. */
@@ -27,7 +30,7 @@ export interface Capture {
 
 /** Keeps a reference to every line Haraka stores in this stream, up to limitBytes. */
 export function captureLines(stream: CapturableStream, limitBytes: number): Capture {
-  const capture: Capture = { lines: [], bytes: 0, usable: true };
+  const capture: Capture = { stream, lines: [], bytes: 0, usable: true };
   const addLine = stream.add_line;
   stream.add_line = function addAndCapture(this: CapturableStream, line: Buffer | string) {
     if (capture.usable) {
@@ -60,9 +63,14 @@ function afterHeaderBlock(raw: Buffer): number {
   }
 }
 
-/** The whole DATA payload (ending dot included), or null when the pipe must be used. */
-export function wireMessage(stream: CapturableStream, capture: Capture): Buffer | null {
-  if (!capture.usable || stream.spooling !== false || !Array.isArray(stream.headers)) return null;
+/**
+ * The whole DATA payload (ending dot included), or null when the pipe must be used: the capture is not
+ * this stream's or missed a line (the stream counted other bytes), the stream went to disk, or the
+ * transaction discards its data (nothing stored: the pipe would never finish, so neither may we).
+ */
+export function wireMessage(transaction: { discard_data?: unknown }, stream: CapturableStream, capture: Capture): Buffer | null {
+  if (transaction.discard_data !== false || capture.stream !== stream || !capture.usable) return null;
+  if (stream.bytes_read !== capture.bytes || stream.spooling !== false || !Array.isArray(stream.headers)) return null;
   const headers = stream.headers as unknown[];
   if (!headers.every((header) => typeof header === 'string')) return null;
   const raw = Buffer.concat(capture.lines, capture.bytes);
