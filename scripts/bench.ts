@@ -13,8 +13,8 @@
 // long-running MX is warm) and the median round is reported.
 // Options (env): BENCH_MESSAGES (default 2000), BENCH_CONCURRENCY (50), BENCH_SIZE (4096 bytes),
 // BENCH_SERIAL (100 messages over one connection per round), BENCH_ROUNDS (3), BENCH_SERIAL_ROUNDS (9).
-// Last, haraka-out relays
-// BENCH_MESSAGES messages from the backend's address to a loopback MX (rate and peak RSS).
+// Last, haraka-out relays BENCH_MESSAGES messages from the backend's address to a loopback MX (rate and
+// peak RSS).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';

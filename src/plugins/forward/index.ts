@@ -213,7 +213,6 @@ function isOk(reply: Reply, code = 2): boolean {
 /** A refused XCLIENT: with remembered attributes, the cue to start over with EHLO. */
 class XclientRefused extends BackendError {}
 
-
 async function openBackend(plugin: ForwardPlugin, connection: Connection): Promise<BackendState> {
   const remembered = plugin.settings.starttls || !earlyXclientWorks ? null : rememberedXclient;
   if (!remembered) return establishBackend(plugin, connection, null);
