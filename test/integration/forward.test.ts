@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { makeSelfSigned } from '../../src/certs/selfsigned';
 import { LOOPBACK } from '../../src/demo/topology';
 import { dataPayload, message, openSession, type SmtpScript } from '../../src/smtp/script';
-import { startSmtpSink } from '../../src/testpeers/smtp-sink';
+import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
 import { useTopology, withTopology } from '../helpers/topology';
 
 async function sendVia(session: SmtpScript, rcpts: string[], subject: string) {
@@ -261,28 +261,37 @@ describe('mailproxy-forward fails closed', () => {
         session.close();
         return result;
       };
-      const first = await startSmtpSink({ ...backendAt, xclient: true });
-      expect((await sendOne('learns xclient')).final?.code).toBe(250);
-      await first.close();
-
-      const withdrawn = await startSmtpSink({ ...backendAt, xclient: false });
-      expect((await sendOne('withdrawn')).replies[0]?.code).toBe(451);
-      await withdrawn.close();
-      expect(withdrawn.messages).toHaveLength(0);
+      // Each stand-in is closed even when an assertion inside fails.
+      const withSink = async (xclient: boolean, body: (sink: SmtpSink) => Promise<void>) => {
+        const sink = await startSmtpSink({ ...backendAt, xclient });
+        try {
+          await body(sink);
+        } finally {
+          await sink.close();
+        }
+      };
+      await withSink(true, async () => {
+        expect((await sendOne('learns xclient')).final?.code).toBe(250);
+      });
+      await withSink(false, async (withdrawn) => {
+        expect((await sendOne('withdrawn')).replies[0]?.code).toBe(451);
+        expect(withdrawn.messages).toHaveLength(0);
+      });
       const log = t.haraka['haraka-in']!.output();
       expect(log).toContain('asking the backend again with EHLO');
       expect(log).toContain('backend does not offer XCLIENT');
 
-      const restored = await startSmtpSink({ ...backendAt, xclient: true });
-      expect((await sendOne('restored')).final?.code).toBe(250);
-      expect((await sendOne('restored again')).final?.code).toBe(250);
-      await restored.close();
-      expect(restored.messages.map((m) => [m.subject, m.xclient.ADDR, m.xclient.HELO])).toEqual([
-        ['restored', '127.0.0.9', 'client.test'],
-        ['restored again', '127.0.0.9', 'client.test'],
-      ]);
+      await withSink(true, async (restored) => {
+        expect((await sendOne('restored')).final?.code).toBe(250);
+        expect((await sendOne('restored again')).final?.code).toBe(250);
+        expect(restored.messages.map((m) => [m.subject, m.xclient.ADDR, m.xclient.HELO])).toEqual([
+          ['restored', '127.0.0.9', 'client.test'],
+          ['restored again', '127.0.0.9', 'client.test'],
+        ]);
+      });
     });
   });
+
   it('stops sending XCLIENT before EHLO to a backend that takes it only after EHLO', async () => {
     await withTopology({ instances: ['haraka-in'], backend: false }, async (t) => {
       const backend = await startScriptedBackend(LOOPBACK.backend, t.config.backend.port, { ehloFirst: true });
