@@ -17,7 +17,7 @@ export interface CheckReport {
 export async function checkConfig(text: string, source: string): Promise<CheckReport> {
   const result = loadConfigText(text);
   if (!result.ok) return { ok: false, lines: result.errors.map((error) => formatConfigError(source, error)) };
-  const lines = [`${source}: config is valid`];
+  const lines = [`${source}: config is valid`, ...result.warnings.map((warning) => `warning: ${formatConfigError(source, warning)}`)];
   for (const [key, file] of [['tls.key', result.config.tls.key], ['tls.cert', result.config.tls.cert]] as const) {
     if (!existsSync(file)) lines.push(`warning: ${key}: ${file} does not exist yet; haraka-in offers no STARTTLS until it does`);
   }

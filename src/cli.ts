@@ -1,28 +1,39 @@
 // The `mailproxy` command. Thin: parses arguments and calls modules; returns an exit code (only the bin
 // shim calls process.exit).
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { checkConfig } from './check';
 import { configDocs } from './config/docs';
-import { loadConfigFile, readConfigFile, UsageError } from './cli-support';
+import { DEFAULT_CONFIG_PATH, readConfigFile, UsageError } from './cli-support';
 import { parseHostPort } from './config/net';
 import { runDemo } from './demo/run';
-import { renderInstances } from './render/haraka';
-import { writeRendered } from './render/write';
+import { runRenderCommand } from './render/command';
+import { runNotesCommand } from './install/command';
 import { sendMessage } from './smtp/send';
 import { runQueueCommand } from './queue/command';
+import { runHealthCommand } from './health/command';
 
 export interface CliIo {
   stdout: Writable;
   stderr: Writable;
+  /** The environment external tools run with (`health` finds systemctl and wg on its PATH); process.env when absent. */
+  env?: NodeJS.ProcessEnv;
 }
+
+const CONFIG_DEFAULT = `--config FILE defaults to $MAILPROXY_CONFIG, then ${DEFAULT_CONFIG_PATH}.`;
 
 const USAGE = `usage: mailproxy <command> [options]
 
 commands:
   check  --config FILE               validate the config and have Haraka load both rendered instances
-  render --config FILE [--out DIR]   write both Haraka instance dirs (default --out: instances)
+  render --config FILE [--out DIR] [--units DIR | --system] [--root DIR]
+                                     write both Haraka instance dirs (default --out: system.instances_dir),
+                                     and the systemd units (mailproxy-haraka-in.service, ...) into --units
+                                     DIR, or with --system into system.units_dir; --root prefixes the
+                                     default dirs (an installer's throwaway root)
+  notes  --config FILE               the DNS records, backend settings and firewall rules the config needs
   send   --server HOST:PORT --from ADDR --to ADDR [--to ADDR] [--subject S] [--body TEXT]
          [--local-address IP] [--helo NAME] [--starttls]
                                      send one test message
@@ -33,9 +44,49 @@ commands:
                                      retry every deferred message now (SIGHUP to the running haraka-out)
   queue delete ID --config FILE [--instances DIR] [--force]
                                      remove one message (file name, id or the uuid from its 250 reply)
+  health --config FILE [--json] [--prometheus FILE]
+                                     both units, banners, STARTTLS and certificate, backend + XCLIENT,
+                                     WireGuard handshake, queue, disk; exit 0 OK, 1 WARNING, 2 CRITICAL,
+                                     3 UNKNOWN (usage errors too); --prometheus writes a textfile
   demo                               run the whole appliance on loopback (what \`npm start\` does)
   config docs                        print the config reference (docs/CONFIG.md)
+
+${CONFIG_DEFAULT}
+\`mailproxy <command> --help\` prints one command's usage, \`mailproxy --version\` the version.
+exit codes: 0 ok, 1 failed, 2 usage error; health: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios)
 `;
+
+/**
+ * One command's entries from USAGE (every entry whose first word is the command, with its continuation
+ * lines), as `mailproxy <command> --help` prints them; null for a command USAGE does not list.
+ */
+function commandUsage(command: string): string | null {
+  const lines: string[] = [];
+  let mine = false;
+  for (const line of USAGE.split('\n\ncommands:\n')[1]?.split('\n\n')[0]?.split('\n') ?? []) {
+    const entry = /^ {2}(\S+)/.exec(line);
+    if (entry) mine = entry[1] === command;
+    if (mine) lines.push(entry ? `  mailproxy ${line.slice(2)}` : `${' '.repeat(10)}${line}`);
+  }
+  if (!lines.length) return null;
+  const configNote = lines.some((line) => line.includes('--config')) ? `\n${CONFIG_DEFAULT}\n` : '';
+  return `usage:\n${lines.join('\n')}\n${configNote}`;
+}
+
+/** `--help` or `-h` anywhere among a command's arguments (before a `--`) asks for its usage instead. */
+function asksForHelp(args: string[]): boolean {
+  const end = args.indexOf('--');
+  return (end === -1 ? args : args.slice(0, end)).some((arg) => arg === '--help' || arg === '-h');
+}
+
+/** The version in the package.json next to the code (src/ in a checkout, dist/src/ once built). */
+function packageVersion(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+    if (path.dirname(dir) === dir) return 'unknown';
+  }
+}
 
 
 async function run(command: string | undefined, args: string[], io: CliIo): Promise<number> {
@@ -48,16 +99,10 @@ async function run(command: string | undefined, args: string[], io: CliIo): Prom
       (report.ok ? io.stdout : io.stderr).write(`${report.lines.join('\n')}\n`);
       return report.ok ? 0 : 1;
     }
-    case 'render': {
-      const { values } = parseArgs({ args, options: { config: { type: 'string' }, out: { type: 'string', default: 'instances' } } });
-      const loaded = loadConfigFile(values.config, io.stderr);
-      if (!loaded) return 1;
-      const report = await writeRendered(values.out, renderInstances(loaded.config, { source: loaded.source }));
-      for (const file of report.written) print(`wrote ${path.join(values.out, file)}`);
-      for (const file of report.removed) print(`removed ${path.join(values.out, file)}`);
-      print(`${report.written.length} written, ${report.removed.length} removed, ${report.unchanged.length} unchanged`);
-      return 0;
-    }
+    case 'render':
+      return runRenderCommand(args, io);
+    case 'notes':
+      return runNotesCommand(args, io);
     case 'send': {
       const { values } = parseArgs({
         args,
@@ -93,6 +138,8 @@ async function run(command: string | undefined, args: string[], io: CliIo): Prom
     }
     case 'queue':
       return runQueueCommand(args, io);
+    case 'health':
+      return runHealthCommand(args, io);
     case 'demo':
       return runDemo(io);
     case 'config': {
@@ -100,7 +147,6 @@ async function run(command: string | undefined, args: string[], io: CliIo): Prom
       io.stdout.write(configDocs());
       return 0;
     }
-    case undefined:
     case 'help':
     case '--help':
     case '-h':
@@ -114,10 +160,26 @@ async function run(command: string | undefined, args: string[], io: CliIo): Prom
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const [command, ...args] = argv;
   try {
+    // Before dispatching, so that every command, also one added later, answers --help the same way.
+    if (command === undefined) {
+      io.stderr.write(USAGE);
+      return 2;
+    }
+    if (command === '--version') {
+      io.stdout.write(`mailproxy ${packageVersion()}\n`);
+      return 0;
+    }
+    const helpFor = command === 'help' ? args[0] : !command.startsWith('-') && asksForHelp(args) ? command : undefined;
+    if (helpFor !== undefined) {
+      const usage = commandUsage(helpFor);
+      if (!usage) throw new UsageError(`unknown command: ${helpFor}`);
+      io.stdout.write(usage);
+      return 0;
+    }
     return await run(command, args, io);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.stderr.write(`mailproxy: ${(err as Error).message}\n\n${USAGE}`);
+      io.stderr.write(`mailproxy: ${(err as Error).message}\n\n${(command && commandUsage(command)) || USAGE}`);
       return 2;
     }
     io.stderr.write(`mailproxy: ${(err as Error).message}\n`);

@@ -1,18 +1,24 @@
 // Parses and validates config text. Pure: the caller reads the file. Every error names the key, the value,
 // what was expected and the line, so `mailproxy check` can be read without opening the schema.
-import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml';
-import type { z } from 'zod';
+import { isMap, isNode, isScalar, LineCounter, parseDocument, Scalar, type Document } from 'yaml';
+import { z } from 'zod';
 import { configSchema, type Config } from './schema';
-import { checkRules } from './rules';
+import { checkRules, checkWarnings, type RuleIssue } from './rules';
 
 export interface ConfigError {
   key: string;
   value: unknown;
   message: string;
   line: number | null;
+  /** Set for YAML syntax errors only: where the parser stopped. */
+  column?: number;
 }
 
-export type LoadResult = { ok: true; config: Config } | { ok: false; errors: ConfigError[] };
+/** The key of a YAML syntax error: the file is not YAML, so no config key is involved. */
+export const YAML_SYNTAX_KEY = '(yaml)';
+
+/** `warnings` are allowed but worth a second look, in the same shape as errors (`mailproxy check` prints them). */
+export type LoadResult = { ok: true; config: Config; warnings: ConfigError[] } | { ok: false; errors: ConfigError[] };
 
 export class ConfigInvalidError extends Error {
   constructor(
@@ -34,7 +40,8 @@ export function formatKey(path: readonly PropertyKey[]): string {
 }
 
 export function formatConfigError(source: string, error: ConfigError): string {
-  const where = error.line === null ? source : `${source}:${error.line}`;
+  const where = error.line === null ? source : `${source}:${error.line}${error.column === undefined ? '' : `:${error.column}`}`;
+  if (error.key === YAML_SYNTAX_KEY) return `${where}: YAML syntax error: ${error.message}`;
   const value = error.value === undefined ? 'missing' : JSON.stringify(error.value);
   return `${where}: ${error.key}: ${value}: ${error.message}`;
 }
@@ -66,6 +73,58 @@ function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
   return current;
 }
 
+type KeyTree = { properties?: Record<string, KeyTree>; items?: KeyTree };
+let keyTree: KeyTree | undefined; // the schema as JSON Schema (as docs/CONFIG.md is made), built on first use
+
+/** The keys the schema allows in the mapping at `path` (empty when there is no mapping there). */
+function keysAt(path: readonly PropertyKey[]): string[] {
+  keyTree ??= z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as KeyTree;
+  let node: KeyTree | undefined = keyTree;
+  for (const part of path) node = typeof part === 'number' ? node?.items : node?.properties?.[String(part)];
+  return Object.keys(node?.properties ?? {});
+}
+
+/** Edits (insert, delete, substitute, swap two neighbours) from a to b, ignoring case. */
+function editDistance(a: string, b: string): number {
+  const [s, t] = [a.toLowerCase(), b.toLowerCase()];
+  const width = t.length + 1;
+  const d: number[] = [];
+  const at = (i: number, j: number) => d[i * width + j] ?? Infinity;
+  for (let i = 0; i <= s.length; i++) {
+    for (let j = 0; j <= t.length; j++) {
+      if (i === 0 || j === 0) {
+        d[i * width + j] = i + j;
+        continue;
+      }
+      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (s[i - 1] === t[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && s[i - 1] === t[j - 2] && s[i - 2] === t[j - 1]) best = Math.min(best, at(i - 2, j - 2) + 1);
+      d[i * width + j] = best;
+    }
+  }
+  return at(s.length, t.length);
+}
+
+/** The valid key an unknown one is most likely a typo of: at most one edit away (two for longer keys). */
+function nearestKey(unknown: string, valid: string[]): string | null {
+  let best: string | null = null;
+  let bestDistance = unknown.length >= 6 ? 3 : 2;
+  for (const key of valid) {
+    const distance = editDistance(unknown, key);
+    if (distance < bestDistance) [best, bestDistance] = [key, distance];
+  }
+  return best;
+}
+
+/** A number or boolean written in quotes is a string in YAML: say so, since the value looks right. */
+function quotedScalarHint(issue: z.core.$ZodIssue, value: unknown, node: unknown): string | null {
+  if (issue.code !== 'invalid_type' || typeof value !== 'string') return null;
+  const quoted = isScalar(node) && (node.type === Scalar.QUOTE_DOUBLE || node.type === Scalar.QUOTE_SINGLE);
+  const why = quoted ? `the quotes make ${JSON.stringify(value)} a string: write ${value} without them` : `${JSON.stringify(value)} is a string`;
+  if (issue.expected === 'number' && value.trim() !== '' && Number.isFinite(Number(value))) return `expected a number; ${why}`;
+  if (issue.expected === 'boolean' && /^(true|false)$/i.test(value)) return `expected true or false; ${why}`;
+  return null;
+}
+
 function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'invalid_type':
@@ -84,55 +143,65 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 export function loadConfigText(text: string): LoadResult {
   const counter = new LineCounter();
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
+  const [syntax] = doc.errors;
+  if (syntax) {
+    // Only the first: the parser's later errors are mostly that one mistake seen again from the following
+    // lines (one bad indent makes every sibling after it "not at the same column").
+    let pos = syntax.pos[0];
+    while (text[pos] === ' ' || text[pos] === '\t') pos++; // at the item, not at the indent before it
+    const { line, col } = counter.linePos(pos);
     return {
       ok: false,
-      errors: doc.errors.map((error) => ({
-        key: '(yaml)',
-        value: undefined,
-        message: error.message.split('\n')[0] ?? error.message,
-        line: counter.linePos(error.pos[0]).line,
-      })),
+      errors: [{ key: YAML_SYNTAX_KEY, value: undefined, message: syntax.message.split('\n')[0] ?? syntax.message, line, column: col }],
     };
   }
   const data: unknown = doc.toJS() ?? {};
   const parsed = configSchema.safeParse(data);
   if (!parsed.success) {
     const errors: ConfigError[] = [];
+    // A misspelt key (`hostnme`) is reported once, with its suggestion, and the required key it was meant
+    // to be is not also reported as missing.
+    const meant = new Set<string>();
     for (const issue of parsed.error.issues) {
-      if (issue.code === 'unrecognized_keys') {
-        for (const key of issue.keys) {
-          errors.push({
-            key: formatKey([...issue.path, key]),
-            value: valueAt(data, [...issue.path, key]),
-            message: `unsupported key '${key}'${issue.path.length ? ` in '${formatKey(issue.path)}'` : ''}; see docs/CONFIG.md for the keys`,
-            line: lineOfKey(doc, counter, issue.path, key),
-          });
-        }
-        continue;
+      if (issue.code !== 'unrecognized_keys') continue;
+      const valid = keysAt(issue.path);
+      for (const key of issue.keys) {
+        const suggestion = nearestKey(key, valid);
+        const where = issue.path.length ? ` in '${formatKey(issue.path)}'` : '';
+        errors.push({
+          key: formatKey([...issue.path, key]),
+          value: valueAt(data, [...issue.path, key]),
+          message: suggestion
+            ? `unsupported key '${key}'${where}; did you mean '${suggestion}'? (every key: docs/CONFIG.md)`
+            : `unsupported key '${key}'${where}; see docs/CONFIG.md for the keys`,
+          line: lineOfKey(doc, counter, issue.path, key),
+        });
+        if (suggestion) meant.add(formatKey([...issue.path, suggestion]));
       }
+    }
+    for (const issue of parsed.error.issues) {
+      if (issue.code === 'unrecognized_keys') continue;
+      const value = valueAt(data, issue.path);
+      if (value === undefined && meant.has(formatKey(issue.path))) continue;
       errors.push({
         key: formatKey(issue.path),
-        value: valueAt(data, issue.path),
-        message: describeIssue(issue),
+        value,
+        message: quotedScalarHint(issue, value, doc.getIn(issue.path as unknown[], true)) ?? describeIssue(issue),
         line: lineOf(doc, counter, issue.path),
       });
     }
+    errors.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
     return { ok: false, errors };
   }
+  const located = (issue: RuleIssue): ConfigError => ({
+    key: formatKey(issue.path),
+    value: issue.value,
+    message: issue.message,
+    line: lineOf(doc, counter, issue.path),
+  });
   const ruleIssues = checkRules(parsed.data);
-  if (ruleIssues.length > 0) {
-    return {
-      ok: false,
-      errors: ruleIssues.map((issue) => ({
-        key: formatKey(issue.path),
-        value: issue.value,
-        message: issue.message,
-        line: lineOf(doc, counter, issue.path),
-      })),
-    };
-  }
-  return { ok: true, config: parsed.data };
+  if (ruleIssues.length > 0) return { ok: false, errors: ruleIssues.map(located) };
+  return { ok: true, config: parsed.data, warnings: checkWarnings(parsed.data).map(located) };
 }
 
 /** Throws ConfigInvalidError listing every problem; for callers that cannot go on without a valid config. */

@@ -39,6 +39,26 @@ const PRIVATE_RANGES: Cidr[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16',
   (text) => ipaddr.parseCIDR(text),
 );
 
+const LOOPBACK_RANGES: Cidr[] = ['127.0.0.0/8', '::1/128'].map((text) => ipaddr.parseCIDR(text));
+
+export function cidrOverlaps(a: Cidr, b: Cidr): boolean {
+  return cidrContains(a, b) || cidrContains(b, a);
+}
+
+export function overlapsLoopback(cidr: Cidr): boolean {
+  return LOOPBACK_RANGES.some((range) => cidrOverlaps(range, cidr));
+}
+
+export function isLoopbackCidr(cidr: Cidr): boolean {
+  return LOOPBACK_RANGES.some((range) => cidrContains(range, cidr));
+}
+
+/** How many addresses a CIDR covers, for messages: `256`, or `2^64` where a number would be unreadable. */
+export function cidrSize([addr, bits]: Cidr): string {
+  const free = (addr.kind() === 'ipv4' ? 32 : 128) - bits;
+  return free <= 32 ? String(2 ** free) : `2^${free}`;
+}
+
 export function isPrivateCidr(cidr: Cidr): boolean {
   return PRIVATE_RANGES.some((range) => cidrContains(range, cidr));
 }

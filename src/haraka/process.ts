@@ -2,18 +2,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
+import { HARAKA_NODE_ARGS } from './node-args';
 
 export function harakaBin(): string {
   return path.join(path.dirname(require.resolve('haraka/package.json')), 'bin', 'haraka');
 }
 
-/**
- * V8 flags every Haraka runs with (demo, tests, benchmarks and the systemd units). A small young
- * generation and a capped old space keep haraka-in near 85 MB at 50 concurrent sessions instead of
- * 110-120 MB, at no measurable cost in throughput (docs/BENCHMARKS.md). Messages over 1 MB are spooled
- * to disk (connection.ini spool_after), so the heap never holds large bodies.
- */
-export const HARAKA_NODE_ARGS = ['--max-semi-space-size=4', '--max-old-space-size=128'] as const;
+export { HARAKA_NODE_ARGS };
 
 export interface HarakaProcess {
   name: string;

@@ -45,7 +45,10 @@ export async function runQueueCommand(argv: string[], io: { stdout: Writable; st
         return 1;
       }
       await flushQueue(pid);
-      print(`asked haraka-out (pid ${pid}) to retry every deferred message now`);
+      // mailproxy-outbound puts a flushed message that fails again back on its old schedule, uncounted.
+      print(
+        `asked haraka-out (pid ${pid}) to retry every deferred message now; a retry that fails does not count as an attempt and keeps its place in the retry schedule`,
+      );
       return 0;
     }
     case 'delete': {

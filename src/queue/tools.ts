@@ -24,6 +24,8 @@
 // smtp.ini) that is outbound.flush_queue() with no domain, i.e. temp_fail_queue.drain(): every message
 // waiting for a retry is handed to delivery at once (log: "[core] Flushing the temp fail queue"). A
 // process without that handler is killed by SIGHUP, so flushQueue checks the pid is Haraka first.
+// Haraka would count each such retry that fails as an attempt (and bounce a message flushed while it
+// waits for its last one); mailproxy-outbound puts it back uncounted on the time its file named.
 import { constants as fsConstants } from 'node:fs';
 import { open, readFile, readdir, readlink, realpath, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';

@@ -4,6 +4,7 @@
 import path from 'node:path';
 import type { Config } from '../config/schema';
 import { formatHostPort } from '../config/net';
+import { bounceMessage } from './bounce';
 import { FFDHE2048_PEM } from './dhparams';
 import { renderIni, renderList, type IniSection } from './ini';
 import { ROLES, type Role, type RoleName } from './roles';
@@ -191,7 +192,13 @@ function forwardFiles(config: Config, options: RenderOptions): Record<string, st
   // first: two connects (a refused early XCLIENT starts over with EHLO) and one reply timeout per reply,
   // (1 + k) for the early try, (5 + k) for the full greeting with STARTTLS, 2 for MAIL+RCPT, where
   // k <= 8 XCLIENT commands (at most one per attribute).
-  const hookLimit = Math.ceil(backend.rdns_timeout + 2 * backend.connect_timeout + 24 * backend.timeout + 5);
+  const greetingLimit = backend.rdns_timeout + 2 * backend.connect_timeout + 24 * backend.timeout;
+  // The message data must reach the backend at 64 KB/s or better on average (a 25 MB message: 400 s), and
+  // it fails sooner when the backend takes nothing for backend.timeout.
+  const bodyTimeout = backend.timeout + Math.ceil(config.inbound.max_message_size / (64 * 1024));
+  // At the end of data: the DATA reply, the body, the end-of-data reply.
+  const messageLimit = backend.timeout + bodyTimeout + backend.data_timeout;
+  const hookLimit = Math.ceil(Math.max(greetingLimit, messageLimit) + 5);
   return {
     'mailproxy-forward.ini': renderIni(header(options, WATCHED), [
       {
@@ -202,6 +209,9 @@ function forwardFiles(config: Config, options: RenderOptions): Record<string, st
           { key: 'bind', value: config.wireguard.address, why: 'Connect from the WireGuard address: the one host the backend trusts with XCLIENT.' },
           { key: 'connect_timeout', value: backend.connect_timeout },
           { key: 'timeout', value: backend.timeout },
+          { key: 'data_timeout', value: backend.data_timeout, why: 'The wait for the reply after the end of data (content filters run then).' },
+          { key: 'body_timeout', value: bodyTimeout, why: 'The longest the message data may take to reach the backend: backend.timeout + max_message_size at 64 KB/s.' },
+          { key: 'keepalive', value: backend.keepalive, why: 'NOOP to the backend after this many quiet seconds while a transaction waits for its client.' },
           { key: 'require_xclient', value: backend.require_xclient },
           { key: 'starttls', value: backend.starttls },
           { key: 'rdns_timeout', value: backend.rdns_timeout },
@@ -298,7 +308,11 @@ function instanceFiles(config: Config, role: Role, options: RenderOptions): Reco
     Object.assign(files, forwardFiles(config, options));
   }
   if (role.plugins.includes('relay')) Object.assign(files, relayFiles(config, options));
-  if (role.plugins.includes('mailproxy-outbound')) files['mailproxy-outbound.ini'] = outboundRoutingIni(config, options);
+  if (role.plugins.includes('mailproxy-outbound')) {
+    files['mailproxy-outbound.ini'] = outboundRoutingIni(config, options);
+    // Haraka's own template is not in the instance, so its bounces came out empty. Read raw: no header comment.
+    files['outbound.bounce_message'] = bounceMessage();
+  }
   return files;
 }
 

@@ -7,7 +7,8 @@ export interface Role {
   name: RoleName;
   summary: string;
   /** Plugin names as written to config/plugins, in hook order. Never `xclient`: that plugin ACCEPTS XCLIENT.
-   * mailproxy-dns comes first: the others resolve through the servers it sets. */
+   * mailproxy-dns comes first: the others resolve through the servers it sets. mailproxy-notify (systemd
+   * readiness and watchdog) hooks no SMTP phase; it is last. */
   plugins: readonly string[];
 }
 
@@ -15,11 +16,11 @@ export const ROLES: readonly Role[] = [
   {
     name: 'haraka-in',
     summary: 'public MX: accepts mail for our domains and forwards it to the backend',
-    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'tls', 'mailproxy-forward'],
+    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'tls', 'mailproxy-forward', 'mailproxy-notify'],
   },
   {
     name: 'haraka-out',
     summary: 'closed relay on the WireGuard address: delivers the backend’s outbound mail to the internet',
-    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'relay', 'mailproxy-outbound'],
+    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'relay', 'mailproxy-outbound', 'mailproxy-notify'],
   },
 ];

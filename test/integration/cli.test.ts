@@ -1,7 +1,8 @@
 // The mailproxy command, called in-process through main() with captured output.
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { resolveConfigPath } from '../../src/cli-support';
 import { checkPluginOrder, harakaBin } from '../../src/haraka/process';
 import { runCli } from '../helpers/cli';
 import { useTempDirs } from '../helpers/tmp';
@@ -52,7 +53,7 @@ describe('mailproxy render', () => {
     expect(first.code).toBe(0);
     expect(first.out).toContain(`wrote ${path.join(out, 'haraka-in/config/smtp.ini')}`);
     const second = await run('render', '--config', example, '--out', out);
-    expect(second.out).toMatch(/^0 written, 0 removed, \d+ unchanged$/m);
+    expect(second.out).toMatch(/: 0 written, 0 removed, \d+ unchanged$/m);
   });
 
   it('refuses an invalid config and writes nothing', async () => {
@@ -68,5 +69,87 @@ describe('mailproxy render', () => {
     const result = await run('frobnicate');
     expect(result.code).toBe(2);
     expect(result.err).toContain('unknown command: frobnicate');
+  });
+});
+
+describe('mailproxy conventions (issue 15)', () => {
+  const version = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
+
+  it('prints its version', async () => {
+    const result = await run('--version');
+    expect(result).toMatchObject({ code: 0, out: `mailproxy ${version}\n`, err: '' });
+  });
+
+  it('prints usage and exits 2 when run bare, and 0 when asked for help', async () => {
+    const bare = await run();
+    expect(bare.code).toBe(2);
+    expect(bare.out).toBe('');
+    expect(bare.err).toContain('usage: mailproxy <command> [options]');
+    for (const ask of ['help', '--help', '-h']) {
+      const result = await run(ask);
+      expect(result, ask).toMatchObject({ code: 0, err: '' });
+      expect(result.out, ask).toContain('usage: mailproxy <command> [options]');
+      expect(result.out, ask).toContain('exit codes:');
+    }
+  });
+
+  it('prints each command’s usage with --help, exit 0, without running it', async () => {
+    for (const command of ['check', 'render', 'notes', 'send', 'queue', 'health', 'demo', 'config']) {
+      for (const argv of [[command, '--help'], [command, '-h'], ['help', command]]) {
+        const result = await run(...argv);
+        expect(result.err, argv.join(' ')).toBe('');
+        expect(result.code, argv.join(' ')).toBe(0);
+        expect(result.out, argv.join(' ')).toMatch(new RegExp(`^usage:\\n  mailproxy ${command} `));
+        expect(result.out, argv.join(' ')).not.toContain('usage: mailproxy <command>');
+      }
+    }
+    const queue = await run('queue', 'delete', '--help');
+    expect(queue.out).toContain('mailproxy queue delete ID');
+    expect(queue.out).toContain('mailproxy queue list|count');
+    const check = await run('check', '--config', example, '--help');
+    expect(check.out).toContain('$MAILPROXY_CONFIG');
+    expect(check.out).not.toContain('Haraka loaded plugins');
+    const unknown = await run('frobnicate', '--help');
+    expect(unknown.code).toBe(2);
+  });
+
+  it('keeps health’s own exit code 3 for its usage errors', async () => {
+    const result = await run('health', '--frobnicate');
+    expect(result.code).toBe(3);
+  });
+
+  it('reads the config from $MAILPROXY_CONFIG, then /etc/mailproxy/mailproxy.yaml', async () => {
+    expect(resolveConfigPath(undefined, {})).toEqual({ file: '/etc/mailproxy/mailproxy.yaml', from: 'default' });
+    expect(resolveConfigPath(undefined, { MAILPROXY_CONFIG: '/srv/m.yaml' })).toEqual({ file: '/srv/m.yaml', from: 'MAILPROXY_CONFIG' });
+    expect(resolveConfigPath('x.yaml', { MAILPROXY_CONFIG: '/srv/m.yaml' })).toEqual({ file: 'x.yaml', from: '--config' });
+    vi.stubEnv('MAILPROXY_CONFIG', example);
+    try {
+      const notes = await run('notes');
+      expect(notes.err).toBe('');
+      expect(notes.code).toBe(0);
+      expect(notes.out).toContain('mx.example.com');
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
+  it('says in one line that a config file is missing or not a file', async () => {
+    const dir = tempDir();
+    const missing = path.join(dir, 'nope.yaml');
+    for (const argv of [['check', '--config', missing], ['notes', '--config', missing], ['render', '--config', missing, '--out', dir]]) {
+      const result = await run(...argv);
+      expect(result.code, argv[0]).toBe(1);
+      expect(result.err, argv[0]).toBe(`mailproxy: config file ${missing} does not exist\n`);
+    }
+    const isDir = await run('check', '--config', dir);
+    expect(isDir.code).toBe(1);
+    expect(isDir.err).toBe(`mailproxy: cannot read config file ${dir}: it is a directory\n`);
+    vi.stubEnv('MAILPROXY_CONFIG', '');
+    try {
+      const fallback = resolveConfigPath(undefined);
+      expect(fallback.file).toBe('/etc/mailproxy/mailproxy.yaml');
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 });

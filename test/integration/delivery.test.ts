@@ -10,6 +10,7 @@ import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
 import type { Topology } from '../../src/demo/topology';
 import { withTopology } from '../helpers/topology';
 import { eventually } from '../helpers/poll';
+import { header, parseDsn, type ParsedDsn } from '../helpers/dsn';
 
 const FAST_RETRIES = (config: { outbound?: object }) => void (config.outbound = { ...config.outbound, retry_intervals: [5], max_queue_lifetime: 15 });
 
@@ -21,6 +22,26 @@ async function relay(t: Topology, from: string, to: string, subject: string): Pr
   session.write(dataPayload(message(subject, 'outbound body')));
   expect((await session.reply()).code).toBe(250);
   session.close();
+}
+
+/** The fields every bounce must carry, whatever the failure: a message a person can read and reply to. */
+function expectReadableDsn(dsn: ParsedDsn, rcpt: string, subject: string): void {
+  expect(header(dsn, 'From')).toBe('Mail Delivery System <MAILER-DAEMON@mx.demo.test>');
+  expect(header(dsn, 'To')).toBe('<alice@demo.test>');
+  expect(header(dsn, 'Subject')).toBe('Undelivered Mail Returned to Sender');
+  expect(header(dsn, 'Date')).toMatch(/^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}$/);
+  expect(header(dsn, 'Message-Id')).toMatch(/^<[^@\s]+@mx\.demo\.test>$/);
+  expect(header(dsn, 'MIME-Version')).toBe('1.0');
+  expect(header(dsn, 'Auto-Submitted')).toBe('auto-replied');
+  expect(dsn.reportType).toBe('delivery-status');
+  expect(dsn.human).toContain('This is the mail system at mx.demo.test.');
+  expect(dsn.human).toContain(`<${rcpt}>: `);
+  expect(dsn.human).toContain(`The subject of your message: ${subject}`);
+  expect(dsn.human).not.toMatch(/\?\s*$|\{\w+\}/m);
+  expect(dsn.perMessage.get('reporting-mta')).toBe('dns;mx.demo.test');
+  expect(dsn.recipients).toHaveLength(1);
+  expect(dsn.recipients[0]?.get('final-recipient')).toBe(`rfc822;${rcpt}`);
+  expect(dsn.recipients[0]?.get('action')).toBe('failed');
 }
 
 async function waitForLog(t: Topology, pattern: RegExp): Promise<void> {
@@ -71,8 +92,16 @@ describe('haraka-out delivery', () => {
         const [dsn] = await t.backend!.waitForMessages(1, 20_000);
         expect(dsn?.mailFrom).toBe('');
         expect(dsn?.rcptTo).toEqual(['alice@demo.test']);
-        expect(dsn?.raw.toString('utf8')).toContain('550 5.1.1 no such user here');
         expect(dsn?.remoteAddress).toBe(LOOPBACK.wireguard);
+        const report = parseDsn(dsn!.raw);
+        expectReadableDsn(report, `nobody@${INTERNET_DOMAIN}`, 'will bounce');
+        expect(report.human).toContain(
+          `<nobody@${INTERNET_DOMAIN}>: mx.${INTERNET_DOMAIN} (${LOOPBACK.internet}) answered: 550 5.1.1 no such user here (a permanent failure, at the first attempt)`,
+        );
+        const [rcpt] = report.recipients;
+        expect(rcpt?.get('status')).toBe('5.1.1');
+        expect(rcpt?.get('diagnostic-code')).toBe('smtp;550 5.1.1 no such user here');
+        expect(rcpt?.get('remote-mta')).toBe(`dns; mx.${INTERNET_DOMAIN}`);
         // Haraka logs the null-sender message's failure as a double bounce and sends nothing for it.
         await waitForLog(t, /Double bounce/);
         await new Promise((resolve) => setTimeout(resolve, 500));
@@ -89,7 +118,41 @@ describe('haraka-out delivery', () => {
         const [dsn] = await t.backend!.waitForMessages(1, 20_000);
         expect(dsn?.mailFrom).toBe('');
         expect(dsn?.rcptTo).toEqual(['alice@demo.test']);
-        expect(dsn?.raw.toString('utf8')).toMatch(/Subject: expires|bob@example\.net/);
+        const report = parseDsn(dsn!.raw);
+        expectReadableDsn(report, `bob@${INTERNET_DOMAIN}`, 'expires');
+        // No MX ever answered: no remote reply to quote, the delivery time ran out (RFC 3463 X.4.7).
+        expect(report.human).toMatch(
+          new RegExp(`<bob@example\\.net>: no mail server of example\\.net could be reached \\(a temporary failure, given up after 2 attempts over \\d+ seconds\\)`),
+        );
+        const [rcpt] = report.recipients;
+        expect(rcpt?.get('status')).toBe('5.4.7');
+        expect(rcpt?.has('diagnostic-code')).toBe(false);
+      },
+    );
+  });
+
+  it('bounces an expired message with the remote reply of its last attempt', async () => {
+    await withTopology(
+      {
+        instances: ['haraka-out'],
+        internet: { rejectRecipient: () => '452 4.2.2 mailbox full' },
+        tweak: (config) => void (config.outbound = { ...config.outbound, retry_intervals: [5], max_queue_lifetime: 5 }),
+      },
+      async (t) => {
+        await relay(t, 'alice@demo.test', `bob@${INTERNET_DOMAIN}`, 'mailbox full');
+        const [dsn] = await t.backend!.waitForMessages(1, 20_000);
+        const report = parseDsn(dsn!.raw);
+        expectReadableDsn(report, `bob@${INTERNET_DOMAIN}`, 'mailbox full');
+        expect(report.human).toMatch(
+          new RegExp(
+            `<bob@example\\.net>: mx\\.example\\.net \\(127\\.0\\.0\\.4\\) answered: 452 4\\.2\\.2 mailbox full \\(a temporary failure, given up after 2 attempts over \\d+ seconds\\)`,
+          ),
+        );
+        const [rcpt] = report.recipients;
+        // Given up: a permanent status now, with the remote's own reply as the diagnostic.
+        expect(rcpt?.get('status')).toBe('5.2.2');
+        expect(rcpt?.get('diagnostic-code')).toBe('smtp;452 4.2.2 mailbox full');
+        expect(rcpt?.get('remote-mta')).toBe(`dns; mx.${INTERNET_DOMAIN}`);
       },
     );
   });

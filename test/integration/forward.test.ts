@@ -2,101 +2,16 @@
 // live recipient checks, exact backend codes, fail-closed behaviour. test/e2e repeats the essentials
 // against a real Postfix.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeSelfSigned } from '../../src/certs/selfsigned';
 import { LOOPBACK } from '../../src/demo/topology';
-import { dataPayload, message, openSession, type SmtpScript } from '../../src/smtp/script';
+import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
+import { startScriptedBackend } from '../helpers/scripted-backend';
+import { sendVia } from '../helpers/send';
 import { useTopology, withTopology } from '../helpers/topology';
-
-async function sendVia(session: SmtpScript, rcpts: string[], subject: string) {
-  const mail = await session.command('MAIL FROM:<sender@example.net>');
-  const replies = [];
-  for (const rcpt of rcpts) replies.push(await session.command(`RCPT TO:<${rcpt}>`));
-  let final = null;
-  if (replies.some((reply) => reply.code === 250)) {
-    const data = await session.command('DATA');
-    if (data.code === 354) {
-      session.write(dataPayload(message(subject, 'body')));
-      final = await session.reply();
-    } else {
-      final = data;
-    }
-  }
-  return { mail, replies, final };
-}
-
-interface ScriptedBackendOptions {
-  /** Refuse XCLIENT before EHLO, as some MTAs do. */
-  ehloFirst?: boolean;
-  /** The reply to the n-th DATA command of the whole run (0-based); 354 by default. */
-  dataReply?: (n: number) => string;
-}
-
-/** A scripted backend with a strict transaction state (a second MAIL without RSET gets 503); it records
- * the verbs it was sent, per connection. */
-async function startScriptedBackend(host: string, port: number, options: ScriptedBackendOptions = {}) {
-  const commands: string[][] = [];
-  let delivered = 0;
-  let dataCommands = 0;
-  const server = net.createServer((socket) => {
-    const seen: string[] = [];
-    commands.push(seen);
-    let inData = false;
-    let inTransaction = false;
-    let buffer = '';
-    socket.write('220 scripted.test ESMTP\r\n');
-    socket.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString('latin1');
-      let end: number;
-      while ((end = buffer.indexOf('\r\n')) !== -1) {
-        const line = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        if (inData) {
-          if (line === '.') {
-            inData = false;
-            inTransaction = false;
-            delivered += 1;
-            socket.write('250 2.0.0 queued\r\n');
-          }
-          continue;
-        }
-        const verb = line.split(' ')[0]!.toUpperCase();
-        seen.push(verb);
-        if (verb === 'EHLO') {
-          socket.write('250-scripted.test\r\n250-PIPELINING\r\n250 XCLIENT NAME ADDR PORT PROTO HELO\r\n');
-        } else if (verb === 'XCLIENT') {
-          socket.write(options.ehloFirst && !seen.includes('EHLO') ? '503 5.5.1 Error: send HELO/EHLO first\r\n' : '220 scripted.test ESMTP\r\n');
-        } else if (verb === 'MAIL') {
-          socket.write(inTransaction ? '503 5.5.1 Error: nested MAIL command\r\n' : '250 2.1.0 ok\r\n');
-          inTransaction = true;
-        } else if (verb === 'RSET') {
-          inTransaction = false;
-          socket.write('250 2.0.0 ok\r\n');
-        } else if (verb === 'DATA') {
-          const reply = options.dataReply?.(dataCommands) ?? '354 go ahead';
-          dataCommands += 1;
-          inData = reply.startsWith('354');
-          socket.write(`${reply}\r\n`);
-        } else if (verb === 'QUIT') {
-          socket.end('221 bye\r\n');
-        } else {
-          socket.write('250 2.1.5 ok\r\n');
-        }
-      }
-    });
-    socket.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(port, host, resolve));
-  return {
-    commands,
-    delivered: () => delivered,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
 
 describe('mailproxy-forward against a backend that checks recipients', () => {
   const topology = useTopology({

@@ -12,6 +12,8 @@ import { makeTestCa, type TestCa } from '../../src/certs/testca';
 import { LOOPBACK, type Topology } from '../../src/demo/topology';
 import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
+import { startBrokenTlsMx } from '../helpers/broken-tls-mx';
+import { parseDsn } from '../helpers/dsn';
 import { withTopology } from '../helpers/topology';
 import { eventually } from '../helpers/poll';
 
@@ -54,6 +56,50 @@ describe('MTA-STS enforce mode in haraka-out', () => {
     await eventually(`${count} x ${pattern}`, () => seen() >= count, { timeoutMs: 30_000, context: () => output().slice(-3000) });
   }
 
+  function publishPolicy(t: Topology): void {
+    t.dns.zone.MX = { ...t.dns.zone.MX, [DOMAIN]: [{ exchange: MX, preference: 10 }] };
+    t.dns.zone.A = { ...t.dns.zone.A, [MX]: [LOOPBACK.internet], [`mta-sts.${DOMAIN}`]: [POLICY_HOST] };
+    t.dns.zone.TXT = { ...t.dns.zone.TXT, [`_mta-sts.${DOMAIN}`]: ['v=STSv1; id=20261123;'] };
+  }
+
+  // Runs before the test below, which takes the policy host down.
+  it('never retries a broken STARTTLS without TLS, and the deferrals and the bounce say why', async () => {
+    await withTopology(
+      {
+        instances: ['haraka-out'],
+        internet: false,
+        harakaEnv: { NODE_EXTRA_CA_CERTS: ca.caPath },
+        tweak: (config) =>
+          void (config.outbound = { ...config.outbound, retry_intervals: [5], max_queue_lifetime: 10, mta_sts_port: (policyServer.address() as AddressInfo).port }),
+      },
+      async (t) => {
+        publishPolicy(t);
+        const mx = await startBrokenTlsMx(LOOPBACK.internet, t.config.outbound.mx_port, MX);
+        try {
+          await relay(t);
+          const [dsn] = await t.backend!.waitForMessages(1, 30_000);
+          // Three attempts, each one stopped at the failed handshake: nothing ever went out in plaintext.
+          expect(mx.brokenHandshakes()).toBe(3);
+          expect(mx.sessions.every((verbs) => verbs.includes('STARTTLS') && !verbs.includes('MAIL'))).toBe(true);
+          expect(mx.deliveries).toHaveLength(0);
+          const log = t.haraka['haraka-out']?.output() ?? '';
+          expect(log).toContain(`STARTTLS with ${LOOPBACK.internet} failed; ${DOMAIN} enforces MTA-STS: no try without TLS`);
+          const why = `MTA-STS policy of ${DOMAIN} (enforce) requires TLS with a certificate valid for the MX host name, but the TLS handshake with ${LOOPBACK.internet} failed`;
+          expect(log.match(new RegExp(`Temp failing \\S+ for 5 seconds: ${why.replace(/[.()]/g, '\\$&')}`, 'g'))).toHaveLength(2);
+
+          const report = parseDsn(dsn!.raw);
+          expect(report.human).toMatch(new RegExp(`<carol@secure\\.example>: ${why.replace(/[.()]/g, '\\$&')} \\(a temporary failure, given up after 3 attempts over \\d+ seconds\\)`));
+          const [rcpt] = report.recipients;
+          expect(rcpt?.get('final-recipient')).toBe(`rfc822;carol@${DOMAIN}`);
+          expect(rcpt?.get('action')).toBe('failed');
+          expect(rcpt?.get('status')).toBe('5.7.5');
+        } finally {
+          await mx.close();
+        }
+      },
+    );
+  });
+
   it('temp-fails without TLS and with an unverifiable certificate, keeps enforcing from its cache, and delivers once TLS verifies', async () => {
     await withTopology(
       {
@@ -64,16 +110,16 @@ describe('MTA-STS enforce mode in haraka-out', () => {
           void (config.outbound = { ...config.outbound, retry_intervals: [5], max_queue_lifetime: 20, mta_sts_port: (policyServer.address() as AddressInfo).port }),
       },
       async (t) => {
-        t.dns.zone.MX = { ...t.dns.zone.MX, [DOMAIN]: [{ exchange: MX, preference: 10 }] };
-        t.dns.zone.A = { ...t.dns.zone.A, [MX]: [LOOPBACK.internet], [`mta-sts.${DOMAIN}`]: [POLICY_HOST] };
-        t.dns.zone.TXT = { ...t.dns.zone.TXT, [`_mta-sts.${DOMAIN}`]: ['v=STSv1; id=20261123;'] };
+        publishPolicy(t);
         const port = t.config.outbound.mx_port;
 
         // 1. The MX offers no STARTTLS: an enforce domain must not get the message in plaintext.
         let mx: SmtpSink = await startSmtpSink({ host: LOOPBACK.internet, port, name: MX });
         await relay(t);
         await waitForCount(t, /Temp failing/, 1);
-        expect(t.haraka['haraka-out']?.output()).toContain('No TLS available but required');
+        expect(t.haraka['haraka-out']?.output()).toMatch(
+          /Temp failing \S+ for 5 seconds: MTA-STS policy of secure\.example \(enforce\) requires TLS, but its MX host did not offer STARTTLS/,
+        );
         expect(mx.messages).toHaveLength(0);
         await mx.close();
 
@@ -85,6 +131,11 @@ describe('MTA-STS enforce mode in haraka-out', () => {
         mx = await startSmtpSink({ host: LOOPBACK.internet, port, name: MX, tls: { key: readFileSync(selfSigned.keyPath), cert: readFileSync(selfSigned.certPath) } });
         await waitForCount(t, /Temp failing/, 2);
         expect(t.haraka['haraka-out']?.output()).toMatch(/self-signed certificate|failed TLS verification/i);
+        await waitForCount(
+          t,
+          /Temp failing \S+ for 5 seconds: MTA-STS policy of secure\.example \(enforce\) requires TLS with a certificate valid for the MX host name, but the TLS handshake with 127\.0\.0\.4 failed/,
+          1,
+        );
         expect(mx.messages).toHaveLength(0);
         await mx.close();
 

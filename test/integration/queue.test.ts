@@ -44,6 +44,15 @@ function waitFor<T>(what: string, t: Topology, probe: () => Promise<T | null | u
   return eventually(what, probe, { context: () => out(t).output().slice(-4000) });
 }
 
+/** The queued message of a transaction once a flushed attempt (after `mark` in the log) has failed and put it back. */
+function flushed(t: Topology, uuid: string, previousFile: string, mark: number): Promise<QueueEntry> {
+  return waitFor(`${uuid} back in the queue after a flush`, t, async () => {
+    if (!/Temp failing \S+ for \d+ seconds: /.test(out(t).output().slice(mark))) return null;
+    const listing = await listQueue(queueDir(t));
+    return listing.entries.find((entry) => entry.uuid && transactionUuid(entry.uuid) === uuid && entry.file !== previousFile);
+  });
+}
+
 /** The queued message of a transaction once it has failed `attempts` times and Haraka has logged why. */
 function deferred(t: Topology, uuid: string, attempts: number): Promise<QueueEntry> {
   return waitFor(`${uuid} with ${attempts} attempt(s)`, t, async () => {
@@ -94,21 +103,27 @@ describe('mailproxy queue on a running haraka-out (no internet: deliveries temp-
     expect(stdout).toContain(`Q: ${first.file} rcpt:1 from:<alice@demo.test> domain:${INTERNET_DOMAIN}`);
   });
 
-  it('finds haraka-out by its -c dir and flushes it with SIGHUP: an immediate new attempt', async () => {
+  it('finds haraka-out by its -c dir and flushes it with SIGHUP: an immediate new attempt that spends no attempt', async () => {
     const t = topology();
     const pid = await findHarakaPid(instanceDir(t));
     expect(pid).toBe(out(t).child.pid);
-    const mark = out(t).output().length;
-    await flushQueue(pid!);
-    const retried = await deferred(t, firstUuid, 2);
-    expect(retried.id).toBe(first.id);
-    expect(retried.file).not.toBe(first.file);
-    expect(retried.nextAttempt!.getTime() - Date.now()).toBeGreaterThan(3500_000);
-    const after = out(t).output().slice(mark);
-    expect(after).toContain('[core] Flushing the temp fail queue');
-    expect(after).toMatch(/Temp failing \S+ for 3600 seconds: Tried all MXs/);
+    // More flushes than the message has retries left (3): none of them counts, so none can bounce it early.
+    for (let round = 1; round <= 4; round++) {
+      const mark = out(t).output().length;
+      await flushQueue(pid!);
+      const retried = await flushed(t, firstUuid, first.file, mark);
+      expect(retried.id).toBe(first.id);
+      expect(retried.attempts).toBe(1);
+      // Back on the schedule it had (Haraka keeps whole seconds of the wait).
+      expect(Math.abs(retried.nextAttempt!.getTime() - first.nextAttempt!.getTime())).toBeLessThanOrEqual(1000);
+      const after = out(t).output().slice(mark);
+      expect(after).toContain('[core] Flushing the temp fail queue');
+      expect(after).toContain('retrying ahead of schedule (queue flush): a failure will not count');
+      expect(after).toMatch(/Temp failing \S+ for 3\d{3} seconds: Tried all MXs \(a flushed attempt: not counted, back on its schedule\)/);
+      expect(after).not.toMatch(/bouncing mail/);
+      first = retried;
+    }
     expect(out(t).child.exitCode).toBeNull();
-    first = retried;
   });
 
   it('deletes one message while Haraka runs: gone for good, no bounce, the other one still retried', async () => {
@@ -126,7 +141,7 @@ describe('mailproxy queue on a running haraka-out (no internet: deliveries temp-
     await waitFor('Haraka to drop the deleted message', t, async () =>
       /was deleted: dropping this delivery[\s\S]*Not sending bounce/.test(out(t).output().slice(mark)),
     );
-    await deferred(t, keptUuid, 2);
+    expect((await flushed(t, keptUuid, kept.file, mark)).attempts).toBe(1);
     expect(out(t).child.exitCode).toBeNull();
     // No bounce was queued for the sender, and nothing else appeared.
     const listing = await listQueue(queueDir(t));
@@ -149,7 +164,8 @@ describe('mailproxy queue on a running haraka-out (no internet: deliveries temp-
     expect(count.code).toBe(0);
     expect(count.text).toContain(INTERNET_DOMAIN);
     const flush = await run('flush');
-    expect(flush.text).toMatch(/asked haraka-out \(pid \d+\)/);
+    expect(flush.text).toMatch(/asked haraka-out \(pid \d+\) to retry every deferred message now/);
+    expect(flush.text).toContain('a retry that fails does not count as an attempt and keeps its place in the retry schedule');
     expect(flush.code).toBe(0);
   });
 });

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { formatConfigError, loadConfigText, type ConfigError } from '../../src/config/load';
+import { DEMO_PORTS, loopbackConfig } from '../../src/demo/topology';
 
 const example = readFileSync(new URL('../../mailproxy.example.yaml', `file://${__filename}`), 'utf8');
 
@@ -40,10 +42,27 @@ describe('config validation', () => {
     { name: 'haraka-out on a public address', from: 'listen: 10.0.0.1:2526', to: 'listen: 203.0.113.25:2526', key: 'outbound.listen', expected: /not a public one/ },
     { name: 'relay ACL of the whole internet', from: '- 10.0.0.2/32', to: '- 0.0.0.0/0', key: 'outbound.relay_acl[0]', expected: /open relay/ },
     { name: 'relay ACL with a public range', from: '- 10.0.0.2/32', to: '- 198.51.100.0/24', key: 'outbound.relay_acl[0]', expected: /open relay/ },
+    { name: 'relay ACL outside the WireGuard network', from: '- 10.0.0.2/32', to: '- 192.168.1.0/24', key: 'outbound.relay_acl[0]', expected: /inside wireguard.network 10.0.0.0\/24/ },
+    { name: 'relay ACL covering the WireGuard address', from: '- 10.0.0.2/32', to: '- 10.0.0.0/24', key: 'outbound.relay_acl[0]', expected: /without wireguard.address 10.0.0.1: every process on the VPS/ },
+    { name: 'relay ACL of the WireGuard address alone', from: '- 10.0.0.2/32', to: '- 10.0.0.1/32', key: 'outbound.relay_acl[0]', expected: /without wireguard.address 10.0.0.1/ },
     { name: 'accepted domain that is not an FQDN', from: '- example.com', to: '- localhost', key: 'domains[0]', expected: /fully qualified domain name/ },
     { name: 'domain with a bad character', from: '- example.com', to: '- exa_mple.com', key: 'domains[0]', expected: /fully qualified domain name/ },
     { name: 'backend outside the WireGuard network', from: 'host: 10.0.0.2', to: 'host: 192.168.1.10', key: 'backend.host', expected: /inside wireguard.network/ },
     { name: 'hostname not an FQDN', from: 'hostname: mx.example.com', to: 'hostname: mx', key: 'hostname', expected: /fully qualified domain name/ },
+    {
+      name: 'public_ipv4 inside the WireGuard network (issue 15)',
+      from: 'public_ipv4: 203.0.113.25',
+      to: 'public_ipv4: 10.0.0.5',
+      key: 'public_ipv4',
+      expected: /not one inside wireguard.network 10.0.0.0\/24: .*internet/,
+    },
+    {
+      name: 'public_ipv4 in a private range (issue 15)',
+      from: 'public_ipv4: 203.0.113.25',
+      to: 'public_ipv4: 192.168.1.10',
+      key: 'public_ipv4',
+      expected: /not one in a private range \(192.168.0.0\/16\): .*internet/,
+    },
   ];
 
   for (const footgun of footguns) {
@@ -61,8 +80,58 @@ describe('config validation', () => {
   }
 
   it('accepts a public relay ACL only when explicitly overridden', () => {
-    const text = replaceLine(example, '- 10.0.0.2/32', '- 198.51.100.0/24').replace('outbound:\n', 'outbound:\n  allow_public_relay_acl: true\n');
+    const text = replaceLine(example, '- 10.0.0.2/32', '- 198.51.100.0/24').replace('allow_public_relay_acl: false', 'allow_public_relay_acl: true');
     expect(loadConfigText(text).ok).toBe(true);
+  });
+
+  describe('relay ACL: hosts behind the tunnel, never the VPS itself', () => {
+    const publicAllowed = (entry: string) =>
+      replaceLine(example, '- 10.0.0.2/32', `- ${entry}`).replace('allow_public_relay_acl: false', 'allow_public_relay_acl: true');
+
+    it('refuses loopback and the public address even with allow_public_relay_acl', () => {
+      for (const [entry, expected] of [
+        ['127.0.0.1/32', /without loopback address 127.0.0.1/],
+        ['127.0.0.5/32', /outside loopback \(127.0.0.0\/8, ::1\): every process on the VPS/],
+        ['203.0.113.0/24', /without public_ipv4 203.0.113.25/],
+        ['0.0.0.0/0', /without wireguard.address 10.0.0.1/],
+      ] as const) {
+        const errors = errorsFor(publicAllowed(entry));
+        expect(errors, entry).toEqual([expect.objectContaining({ key: 'outbound.relay_acl[0]', value: entry, message: expect.stringMatching(expected) })]);
+        expect(errors[0]?.message).toContain('outbound.allow_local_relay_acl: true');
+      }
+    });
+
+    it('accepts the VPS itself only when explicitly overridden', () => {
+      const text = replaceLine(example, '- 10.0.0.2/32', '- 10.0.0.0/24').replace('allow_local_relay_acl: false', 'allow_local_relay_acl: true');
+      expect(loadConfigText(text).ok).toBe(true);
+    });
+
+    it('keeps the loopback test rig valid, with a warning, and still refuses 127.0.0.1 and wireguard.address there', () => {
+      const rig = loopbackConfig('/tmp/rig', DEMO_PORTS, { key: '/tmp/rig/key.pem', cert: '/tmp/rig/cert.pem' });
+      const result = loadConfigText(stringify(rig));
+      expect(result.ok).toBe(true);
+      if (result.ok) expect(result.warnings.map((warning) => warning.key)).toEqual(['wireguard.network']);
+      for (const [entry, expected] of [
+        ['127.0.0.0/31', /without loopback address 127.0.0.1/],
+        ['127.0.0.3/32', /without wireguard.address 127.0.0.3/],
+      ] as const) {
+        const errors = errorsFor(stringify({ ...rig, outbound: { ...rig.outbound, relay_acl: [entry] } }));
+        expect(errors, entry).toEqual([expect.objectContaining({ key: 'outbound.relay_acl[0]', message: expect.stringMatching(expected) })]);
+      }
+    });
+
+    it('warns, with the line, about an entry wider than one address', () => {
+      const example_ = loadConfigText(example);
+      expect(example_.ok && example_.warnings).toEqual([]);
+      const text = replaceLine(example, '- 10.0.0.2/32', '- 10.0.0.128/25');
+      const result = loadConfigText(text);
+      expect(result.ok).toBe(true);
+      if (!result.ok) return;
+      expect(result.warnings).toEqual([
+        { key: 'outbound.relay_acl[0]', value: '10.0.0.128/25', line: lineOf(text, '10.0.0.128/25'), message: expect.stringMatching(/^covers 128 addresses/) },
+      ]);
+      expect(formatConfigError('mailproxy.yaml', result.warnings[0] as ConfigError)).toMatch(/^mailproxy.yaml:\d+: outbound.relay_acl\[0\]: "10.0.0.128\/25": covers 128/);
+    });
   });
 
   it('names an unknown key and its line', () => {
@@ -85,10 +154,61 @@ describe('config validation', () => {
     expect(formatConfigError('x.yaml', errors[0] as ConfigError)).toContain('x.yaml:1: hostname: missing: expected string');
   });
 
-  it('reports YAML syntax errors with their line', () => {
-    const [error] = errorsFor('version: 1\nhostname: [unclosed\n');
-    expect(error?.key).toBe('(yaml)');
-    expect(error?.line).toBeGreaterThan(0);
+  it('reports YAML syntax errors with their line and column', () => {
+    const errors = errorsFor('version: 1\nhostname: [unclosed\n');
+    expect(errors).toEqual([expect.objectContaining({ key: '(yaml)', line: 3, column: 1 })]);
+    expect(formatConfigError('x.yaml', errors[0] as ConfigError)).toMatch(/^x\.yaml:3:1: YAML syntax error: Flow sequence in block collection/);
+  });
+
+  it('reports one bad indent once, with line, column and the YAML library’s message (issue 15)', () => {
+    // haraka's `host` one column too deep: the yaml library reports each later sibling as misaligned.
+    const text = replaceLine(example, '  host: 10.0.0.2\n', '   host: 10.0.0.2\n');
+    const errors = errorsFor(text);
+    expect(errors).toHaveLength(1);
+    const lines = text.split('\n');
+    const hostLine = lineOf(text, '   host: 10.0.0.2');
+    const line = lines.findIndex((l, index) => index >= hostLine && /^ *[a-z_]+:/.test(l)) + 1; // the next key of backend
+    expect(errors[0]).toMatchObject({ key: '(yaml)', line, column: 3, message: 'All mapping items must start at the same column' });
+    const formatted = formatConfigError('mailproxy.yaml', errors[0] as ConfigError);
+    expect(formatted).toBe(`mailproxy.yaml:${line}:3: YAML syntax error: All mapping items must start at the same column`);
+    expect(formatted).not.toContain('missing');
+  });
+
+  it('suggests the nearest key for a misspelt one and does not also report the real key as missing (issue 15)', () => {
+    const text = replaceLine(example, 'hostname: mx.example.com', 'hostnme: mx.example.com');
+    const errors = errorsFor(text);
+    expect(errors).toEqual([expect.objectContaining({ key: 'hostnme', line: lineOf(text, 'hostnme:') })]);
+    expect(errors[0]?.message).toMatch(/^unsupported key 'hostnme'; did you mean 'hostname'\?/);
+
+    const nested = errorsFor(replaceLine(example, '  port: 25\n', '  prot: 25\n'));
+    expect(nested).toEqual([expect.objectContaining({ key: 'backend.prot', message: expect.stringContaining("did you mean 'port'?") })]);
+
+    const far = errorsFor(example.replace('backend:\n', 'backend:\n  colour: blue\n'));
+    expect(far[0]?.message).not.toContain('did you mean');
+  });
+
+  it('says a quoted number or boolean is a string (issue 15)', () => {
+    const text = replaceLine(example, '  port: 25\n', '  port: "25"\n');
+    const errors = errorsFor(text);
+    expect(errors).toEqual([expect.objectContaining({ key: 'backend.port', value: '25', line: lineOf(text, 'port: "25"') })]);
+    expect(errors[0]?.message).toMatch(/^expected a number; the quotes make "25" a string: write 25 without them$/);
+
+    const [flag] = errorsFor('version: 1\nhostname: mx.example.org\npublic_ipv4: 198.51.100.7\ndomains: [example.org]\nbackend:\n  starttls: "true"\n');
+    expect(flag).toMatchObject({ key: 'backend.starttls', value: 'true' });
+    expect(flag?.message).toMatch(/^expected true or false; the quotes make "true" a string/);
+  });
+
+  it('refuses a private or loopback public_ipv6 with the reason (issue 15)', () => {
+    const base = 'version: 1\nhostname: mx.example.org\npublic_ipv4: 198.51.100.7\ndomains: [example.org]\n';
+    for (const ip of ['fd00::25', '::1', 'fe80::1']) {
+      const errors = errorsFor(`${base}public_ipv6: "${ip}"\n`);
+      expect(errors, ip).toEqual([expect.objectContaining({ key: 'public_ipv6', value: ip, line: 5, message: expect.stringMatching(/internet/) })]);
+    }
+    expect(loadConfigText(`${base}public_ipv6: "2001:db8::25"\n`).ok).toBe(true);
+    for (const ip of ['127.0.0.1', '100.64.1.1', '172.16.0.1', '169.254.1.1', '0.0.0.0']) {
+      const errors = errorsFor(base.replace('198.51.100.7', ip));
+      expect(errors, ip).toEqual([expect.objectContaining({ key: 'public_ipv4', value: ip })]);
+    }
   });
 
   it('rejects a duplicate domain and a WireGuard address outside its network', () => {

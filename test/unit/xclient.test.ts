@@ -46,6 +46,14 @@ describe('XCLIENT attributes', () => {
     expect(Object.fromEntries(xclientAttributes({ ...facts, helo: 'h'.repeat(255) }, ALL)).HELO).toHaveLength(255);
   });
 
+  it('counts the 255 in bytes of the encoded value, as Postfix does', () => {
+    // 100 characters that xtext sends as +HH (300 bytes), and 200 UTF-8 bytes sent as 600.
+    const pairs = Object.fromEntries(xclientAttributes({ ...facts, helo: '+'.repeat(100), name: 'é'.repeat(100) }, ALL));
+    expect(pairs).toMatchObject({ HELO: '[UNAVAILABLE]', NAME: '[UNAVAILABLE]' });
+    const fits = Object.fromEntries(xclientAttributes({ ...facts, helo: `${'h'.repeat(252)}=` }, ALL)).HELO;
+    expect(fits).toBe(`${'h'.repeat(252)}+3D`);
+  });
+
   it('uses [UNAVAILABLE] for a missing HELO and SMTP for HELO clients', () => {
     const pairs = Object.fromEntries(xclientAttributes({ ...facts, helo: null, esmtp: false }, ALL));
     expect(pairs.HELO).toBe('[UNAVAILABLE]');

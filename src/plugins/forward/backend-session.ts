@@ -24,6 +24,7 @@ export class BackendError extends Error {
 // Shared: an Error per connection close (and its stack trace) costs measurable CPU at hundreds a second.
 const CLOSED = new BackendError('backend closed the connection');
 const SESSION_CLOSED = new BackendError('session closed');
+const ABORTED = new BackendError('backend session aborted: the client left');
 
 export interface ConnectOptions {
   host: string;
@@ -31,6 +32,8 @@ export interface ConnectOptions {
   localAddress?: string;
   connectTimeoutMs: number;
   replyTimeoutMs: number;
+  /** Aborting closes the connection at once, while connecting or at any later point. */
+  signal?: AbortSignal;
 }
 
 /** Bounds on what we buffer from the backend: a reply line and the number of lines in one reply. */
@@ -42,6 +45,8 @@ const WRITE_CHUNK = 64 * 1024;
 interface Waiter {
   resolve(reply: Reply): void;
   reject(error: Error): void;
+  /** How long this reply may take (the end-of-data reply waits longer than the others). */
+  timeoutMs: number;
 }
 
 export class BackendSession {
@@ -51,6 +56,9 @@ export class BackendSession {
   private readonly waiters: Waiter[] = [];
   private failure: Error | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private readonly failureListeners = new Set<(error: Error) => void>();
+  private keepAliveMs: number | null = null;
+  private keepAliveTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private socket: net.Socket,
@@ -96,26 +104,46 @@ export class BackendSession {
   }
 
   static connect(options: ConnectOptions): Promise<BackendSession> {
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(ABORTED);
     return new Promise((resolve, reject) => {
       const socket = net.connect({
         host: options.host,
         port: options.port,
         ...(options.localAddress ? { localAddress: options.localAddress } : {}),
       });
+      const onAbort = () => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(ABORTED);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       const timer = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
         socket.destroy();
         reject(new BackendError(`backend ${options.host}:${options.port} did not accept a connection within ${options.connectTimeoutMs} ms`));
       }, options.connectTimeoutMs);
       socket.once('connect', () => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         socket.removeAllListeners('error');
-        resolve(new BackendSession(socket, options.replyTimeoutMs));
+        const session = new BackendSession(socket, options.replyTimeoutMs);
+        if (signal) session.abortOn(signal);
+        resolve(session);
       });
       socket.once('error', (err) => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         reject(new BackendError(`cannot connect to backend ${options.host}:${options.port}: ${err.message}`));
       });
     });
+  }
+
+  /** Closes the session when the signal fires (the client left while the session was still opening). */
+  private abortOn(signal: AbortSignal): void {
+    const onAbort = () => this.fail(ABORTED, true);
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.failureListeners.add(() => signal.removeEventListener('abort', onAbort));
   }
 
   get usable(): boolean {
@@ -148,25 +176,30 @@ export class BackendSession {
   private rearm(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    if (this.waiters.length === 0) return;
-    this.timer = setTimeout(() => this.fail(new BackendError(`backend did not reply within ${this.replyTimeoutMs} ms`), true), this.replyTimeoutMs);
+    const head = this.waiters[0];
+    if (!head) return;
+    this.timer = setTimeout(() => this.fail(new BackendError(`backend did not reply within ${head.timeoutMs} ms`), true), head.timeoutMs);
   }
 
   private fail(error: Error, destroy = false): void {
-    if (!this.failure) this.failure = error;
+    const first = !this.failure;
+    if (first) this.failure = error;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    for (const waiter of this.waiters.splice(0)) waiter.reject(this.failure);
+    this.keepAlive(null);
+    for (const waiter of this.waiters.splice(0)) waiter.reject(this.failure as Error);
+    if (first) for (const listener of this.failureListeners) listener(this.failure as Error);
+    this.failureListeners.clear();
     if (destroy) this.socket.destroy();
   }
 
-  /** The next reply, in order. */
-  read(): Promise<Reply> {
+  /** The next reply, in order; timeoutMs overrides the reply timeout for this one reply. */
+  read(timeoutMs = this.replyTimeoutMs): Promise<Reply> {
     const queued = this.replies.shift();
     if (queued) return Promise.resolve(queued);
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
+      this.waiters.push({ resolve, reject, timeoutMs });
       if (this.waiters.length === 1) this.rearm();
     });
   }
@@ -176,7 +209,36 @@ export class BackendSession {
     if (this.failure) return Promise.reject(this.failure);
     const replies = lines.map(() => this.read());
     this.socket.write(lines.map((line) => `${line}\r\n`).join(''));
+    this.armKeepAlive();
     return Promise.all(replies);
+  }
+
+  /**
+   * While a transaction waits for its client (a slow sender between RCPTs, or uploading its message),
+   * send NOOP whenever the session has been quiet for intervalMs, so that the backend's idle timeout
+   * (Postfix's smtpd_timeout: 300 s, 10 s under stress) does not end a transaction the client was
+   * already told 250 for. null stops it; it must be stopped before DATA (a NOOP would be body text).
+   */
+  keepAlive(intervalMs: number | null): void {
+    this.keepAliveMs = intervalMs;
+    this.armKeepAlive();
+  }
+
+  private armKeepAlive(): void {
+    if (this.keepAliveTimer) clearTimeout(this.keepAliveTimer);
+    this.keepAliveTimer = null;
+    const intervalMs = this.keepAliveMs;
+    if (intervalMs === null || this.failure) return;
+    this.keepAliveTimer = setTimeout(() => {
+      this.keepAliveTimer = null;
+      if (this.waiters.length > 0) return this.armKeepAlive();
+      this.command('NOOP').then(
+        (reply) => {
+          if (Math.floor(reply.code / 100) !== 2) this.fail(new BackendError(`backend answered NOOP with ${reply.code}`, reply), true);
+        },
+        () => undefined,
+      );
+    }, intervalMs);
   }
 
   /** Writes raw bytes (a whole DATA payload); the reply that follows is read with read(). */
@@ -189,8 +251,33 @@ export class BackendSession {
     return reply as Reply;
   }
 
-  /** A Writable that gathers body chunks into large socket writes; end it to flush. */
-  bodyWriter(): Writable {
+  /** Resolves when the socket has taken what was written; rejects when the session fails, or when the
+   * backend takes nothing for idleMs (it stopped reading). */
+  private drained(idleMs: number): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const socket = this.socket;
+    return new Promise((resolve, reject) => {
+      const done = (error?: Error) => {
+        clearTimeout(timer);
+        socket.removeListener('drain', onDrain);
+        this.failureListeners.delete(onFailure);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onDrain = () => done();
+      const onFailure = (error: Error) => done(error);
+      const timer = setTimeout(() => {
+        done(new BackendError(`backend took no message data for ${idleMs} ms`));
+        this.fail(new BackendError('backend stopped reading the message'), true);
+      }, idleMs);
+      socket.once('drain', onDrain);
+      this.failureListeners.add(onFailure);
+    });
+  }
+
+  /** A Writable that gathers body chunks into large socket writes; end it to flush. It fails when the
+   * session fails, and when the backend takes nothing for idleMs. */
+  bodyWriter(idleMs = this.replyTimeoutMs): Writable {
     const socket = this.socket;
     let chunks: Buffer[] = [];
     let size = 0;
@@ -199,9 +286,9 @@ export class BackendSession {
       const data = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
       chunks = [];
       size = 0;
-      if (socket.destroyed) return callback(this.failure ?? new BackendError('backend closed the connection'));
+      if (this.failure || socket.destroyed) return callback(this.failure ?? CLOSED);
       if (socket.write(data)) return callback();
-      socket.once('drain', () => callback());
+      this.drained(idleMs).then(() => callback(), callback);
     };
     return new Writable({
       highWaterMark: WRITE_CHUNK,

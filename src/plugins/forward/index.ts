@@ -3,10 +3,11 @@
 //
 //   client RCPT ─▶ (first one) connect from the WireGuard address, [EHLO,] XCLIENT ..., EHLO, MAIL FROM
 //               ─▶ RCPT TO at the backend: its reply (code and enhanced status) is the client's reply
-//   client DATA ─▶ DATA, body in one write (or streamed in large writes), end-of-data reply is the client's reply
+//   end of data ─▶ DATA, body in one write (or streamed in large writes), end-of-data reply is the client's reply
 //
 // Fail closed: no XCLIENT, a refused XCLIENT, an unreachable or silent backend all give the client 4xx.
-// Haraka's 250 is sent only after the backend's 250, so mail is never accepted and dropped.
+// Haraka's 250 is sent only after the backend's 250, and only when every recipient the client got 250
+// for was accepted in the backend session carrying the message, so mail is never accepted and dropped.
 // Haraka treats a plugin that throws as "carry on": every hook here catches and answers DENYSOFT.
 import type { HarakaPlugin, Next } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
@@ -22,6 +23,9 @@ interface ForwardIni {
     bind?: string;
     connect_timeout: number;
     timeout: number;
+    data_timeout?: number;
+    body_timeout?: number;
+    keepalive?: number;
     require_xclient: boolean;
     rdns_timeout: number;
     starttls: boolean;
@@ -34,15 +38,24 @@ interface Settings {
   bind: string | undefined;
   connectTimeoutMs: number;
   replyTimeoutMs: number;
+  /** The wait for the end-of-data reply, while the backend runs its content filters. */
+  dataTimeoutMs: number;
+  /** The longest the message data may take to reach the backend. */
+  bodyTimeoutMs: number;
+  /** NOOP to the backend after this much quiet while a transaction waits for its client. */
+  keepAliveMs: number;
   requireXclient: boolean;
   starttls: boolean;
   rdnsTimeoutMs: number;
   heloName: string;
+  /** Haraka's client inactivity timeout (smtp.ini), restored after the end-of-data wait. */
+  clientTimeoutMs: number;
 }
 
 interface Address {
   /** A property since Haraka 3.2 (it was a method before). */
   address: string;
+  user: string | null;
   host: string | null;
 }
 
@@ -63,6 +76,8 @@ interface Connection {
   hello: { verb: string | null; host: string | null };
   notes: Record<string, unknown>;
   transaction: Transaction | null;
+  /** The client's socket; its idle timer is Haraka's inactivity timeout. */
+  client: { setTimeout(ms: number): unknown };
   results: { add(plugin: unknown, result: object): void };
   loginfo(plugin: unknown, message: string): void;
   logwarn(plugin: unknown, message: string): void;
@@ -72,22 +87,33 @@ interface Connection {
 interface ForwardPlugin extends HarakaPlugin {
   settings: Settings;
   localDomains: Set<string>;
+  /** Where RCPT TO:<postmaster> (no domain) goes: the postmaster of the first domain. */
+  postmasterDomain: string | null;
   load_forward_ini(): void;
   load_host_list(): void;
 }
 
-/** Per client connection: the backend session and the state of its current transaction. */
+/**
+ * One client transaction, bound to the backend session whose MAIL FROM opened it. Every recipient the
+ * client got 250 for was accepted in that session; once it is gone, the transaction cannot be carried
+ * anywhere else (another session never heard of those recipients), so every later RCPT, the DATA and
+ * the end of data get 4xx.
+ */
+interface Binding {
+  session: BackendSession;
+  /** Recipients the backend accepted in this transaction. */
+  accepted: number;
+}
+
+/** Per client connection: the backend session and the transaction open on it. */
 interface BackendState {
   session: BackendSession;
   pipelining: boolean;
-  /** MAIL FROM accepted by the backend for the current client transaction. */
-  mailOpen: boolean;
-  /** Recipients the backend accepted in the current transaction. */
-  accepted: number;
-  /** The backend's reply to DATA, sent when the client said DATA so it overlaps the body upload. Set
-   * until the end-of-data reply is read: while it is, the backend is inside DATA, where an RSET or QUIT
-   * would be read as a body line. */
-  dataReply: Promise<Reply> | null;
+  /** The client transaction whose MAIL FROM the backend accepted, until its end or RSET. */
+  binding: Binding | null;
+  /** From the DATA sent to the backend until its end-of-data reply: an RSET or QUIT written now would be
+   * read as a body line, so only closing the connection aborts the transaction. */
+  inData: boolean;
 }
 
 /**
@@ -103,6 +129,9 @@ let rememberedXclient: Set<string> | null = null;
 let earlyXclientWorks = true;
 
 const STATE = 'mailproxy_forward';
+/** The AbortController of a backend session still opening, so that a client that leaves aborts it. */
+const OPENING = 'mailproxy_forward_opening';
+const BOUND = 'mailproxy_forward_binding';
 const SAFE_HELO = /^[\x21-\x7e]{1,255}$/;
 const NAME = 'mailproxy_forward_name';
 const MAIL_PARAMS = 'mailproxy_mail_params';
@@ -111,7 +140,7 @@ const CAPTURE = 'mailproxy_capture';
 const CAPTURE_LIMIT = 256 * 1024;
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const constants = require('haraka-constants') as { OK: number; DENY: number; DENYSOFT: number; CONT: number };
+const constants = require('haraka-constants') as { OK: number; DENY: number; DENYSOFT: number; DENYSOFTDISCONNECT: number; CONT: number };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const DSN = require('haraka-dsn') as DsnModule;
 
@@ -125,7 +154,7 @@ export function register(this: ForwardPlugin): void {
   this.register_hook('lookup_rdns', 'lookup_client_name');
   this.register_hook('mail', 'prepare_transaction');
   this.register_hook('rcpt', 'check_recipient');
-  this.register_hook('data', 'start_backend_data');
+  this.register_hook('data', 'check_backend_data');
   this.register_hook('queue', 'forward_message');
   this.register_hook('reset_transaction', 'reset_backend_transaction');
   this.register_hook('disconnect', 'close_backend');
@@ -134,16 +163,22 @@ export function register(this: ForwardPlugin): void {
 export function load_forward_ini(this: ForwardPlugin): void {
   const cfg = this.config.get('mailproxy-forward.ini', { booleans: ['+main.require_xclient', '-main.starttls'] }, () => this.load_forward_ini()) as ForwardIni;
   const me = this.config.get('me') as string | null;
+  const smtpIni = this.config.get('smtp.ini') as { main?: { inactivity_timeout?: unknown } };
   this.settings = {
     host: String(cfg.main.host),
     port: Number(cfg.main.port),
     bind: cfg.main.bind ? String(cfg.main.bind) : undefined,
     connectTimeoutMs: Number(cfg.main.connect_timeout) * 1000,
     replyTimeoutMs: Number(cfg.main.timeout) * 1000,
+    dataTimeoutMs: Number(cfg.main.data_timeout ?? 600) * 1000,
+    bodyTimeoutMs: Number(cfg.main.body_timeout ?? cfg.main.timeout) * 1000,
+    keepAliveMs: Number(cfg.main.keepalive ?? 4) * 1000,
     requireXclient: cfg.main.require_xclient,
     starttls: cfg.main.starttls,
     rdnsTimeoutMs: Number(cfg.main.rdns_timeout ?? 3) * 1000,
     heloName: me ?? 'localhost',
+    // Haraka's own default when smtp.ini does not set it (server.js).
+    clientTimeoutMs: (Number(smtpIni.main?.inactivity_timeout) || 300) * 1000,
   };
   rememberedXclient = null;
   earlyXclientWorks = true;
@@ -152,6 +187,7 @@ export function load_forward_ini(this: ForwardPlugin): void {
 export function load_host_list(this: ForwardPlugin): void {
   const list = this.config.get('host_list', 'list', () => this.load_host_list()) as string[];
   this.localDomains = new Set(list.map((domain) => domain.toLowerCase()));
+  this.postmasterDomain = list[0]?.toLowerCase() ?? null;
 }
 
 /** Client names are kept a minute, as long as the TTL of the test zone and well under real PTR TTLs. */
@@ -193,8 +229,10 @@ function dsnFrom(reply: Reply): unknown {
   return DSN.create(reply.code, texts.length === 1 ? (texts[0] as string) : texts);
 }
 
-/** A backend refusal keeps its class: 5xx denies, 4xx defers. */
+/** A backend refusal keeps its class: 5xx denies, 4xx defers; a 421 (the backend is closing) is passed on
+ * and ends the client session too (RFC 5321 §3.8), since that transaction is gone. */
 function refusalCode(reply: Reply): number {
+  if (reply.code === 421) return constants.DENYSOFTDISCONNECT;
   return isOk(reply, 5) ? constants.DENY : constants.DENYSOFT;
 }
 
@@ -203,7 +241,20 @@ function backendUnavailable(plugin: ForwardPlugin, connection: Connection, next:
   if (err) connection.results.add(plugin, { err: err.message });
   connection.logerror(plugin, err ? `${what}: ${err.message}` : what);
   dropBackend(connection);
-  next(constants.DENYSOFT, DSN.create(451, 'Backend temporarily unavailable, try again later', 4, 1));
+  deferWith(connection, next, DSN.create(451, 'Backend temporarily unavailable, try again later', 4, 1));
+}
+
+/** DENYSOFT with the DSN's own code: Haraka's queue reply keeps only the DSN's text (and says 450). */
+function deferWith(connection: Connection, next: Next, dsn: unknown): void {
+  if (connection.transaction) connection.transaction.notes[REPLY_CODE_NOTE] = 451;
+  next(constants.DENYSOFT, dsn);
+}
+
+/** The transaction's backend session is gone: nothing more of this transaction can be accepted. */
+function transactionLost(plugin: ForwardPlugin, connection: Connection, next: Next, when: string): void {
+  connection.logwarn(plugin, `backend session of this transaction was lost before ${when}: refusing with 4xx`);
+  connection.transaction?.results.add(plugin, { fail: `backend session lost before ${when}` });
+  deferWith(connection, next, DSN.create(451, 'Connection to the backend was lost during this transaction; send the message again', 4, 4));
 }
 
 function isOk(reply: Reply, code = 2): boolean {
@@ -213,19 +264,22 @@ function isOk(reply: Reply, code = 2): boolean {
 /** A refused XCLIENT: with remembered attributes, the cue to start over with EHLO. */
 class XclientRefused extends BackendError {}
 
-async function openBackend(plugin: ForwardPlugin, connection: Connection): Promise<BackendState> {
+async function openBackend(plugin: ForwardPlugin, connection: Connection, signal: AbortSignal): Promise<BackendState> {
   const remembered = plugin.settings.starttls || !earlyXclientWorks ? null : rememberedXclient;
-  if (!remembered) return establishBackend(plugin, connection, null);
+  if (!remembered) return establishBackend(plugin, connection, null, signal);
+  let refusal: Reply | null;
   try {
-    return await establishBackend(plugin, connection, remembered);
+    return await establishBackend(plugin, connection, remembered, signal);
   } catch (err) {
     if (!(err instanceof XclientRefused)) throw err;
-    rememberedXclient = null;
+    refusal = err.reply;
     connection.loginfo(plugin, `${err.message}; asking the backend again with EHLO`);
   }
-  const state = await establishBackend(plugin, connection, null);
-  // Refused before EHLO, taken after it: this backend wants EHLO first, so stop trying early XCLIENT.
-  if (rememberedXclient) earlyXclientWorks = false;
+  // The full greeting learns again what the backend offers now; one refusal (a value this backend
+  // disliked, a passing 4xx) does not change what every later session does.
+  const state = await establishBackend(plugin, connection, null, signal);
+  // Refused as out of sequence before EHLO, taken after it: this backend wants EHLO first.
+  if (refusal?.code === 503 && rememberedXclient) earlyXclientWorks = false;
   return state;
 }
 
@@ -242,14 +296,22 @@ function clientFacts(connection: Connection): ClientFacts {
   };
 }
 
+/** XCLIENT attributes from an EHLO reply; an XCLIENT without ADDR cannot pass the client's address and
+ * counts as not offered. */
+function offeredXclient(capabilities: Map<string, string[]>): Set<string> | null {
+  const offered = capabilities.get('XCLIENT');
+  return offered?.includes('ADDR') ? new Set(offered) : null;
+}
+
 /** Connect, greet (EHLO, STARTTLS) unless the XCLIENT attributes are remembered, XCLIENT, EHLO again. */
-async function establishBackend(plugin: ForwardPlugin, connection: Connection, remembered: Set<string> | null): Promise<BackendState> {
+async function establishBackend(plugin: ForwardPlugin, connection: Connection, remembered: Set<string> | null, signal: AbortSignal): Promise<BackendState> {
   const settings = plugin.settings;
   const session = await BackendSession.connect({
     host: settings.host,
     port: settings.port,
     connectTimeoutMs: settings.connectTimeoutMs,
     replyTimeoutMs: settings.replyTimeoutMs,
+    signal,
     ...(settings.bind ? { localAddress: settings.bind } : {}),
   });
   try {
@@ -269,8 +331,8 @@ async function establishBackend(plugin: ForwardPlugin, connection: Connection, r
         capabilities = parseCapabilities(ehlo);
         connection.results.add(plugin, { pass: 'backend_tls' });
       }
-      const offered = capabilities.get('XCLIENT');
-      advertised = offered ? new Set(offered) : null;
+      advertised = offeredXclient(capabilities);
+      if (!advertised && capabilities.has('XCLIENT')) connection.logwarn(plugin, 'backend offers XCLIENT without ADDR: treated as no XCLIENT');
       rememberedXclient = settings.starttls ? null : advertised;
     }
     if (advertised) {
@@ -278,7 +340,7 @@ async function establishBackend(plugin: ForwardPlugin, connection: Connection, r
       for (const command of xclientCommands(xclientAttributes(facts, advertised))) {
         const reply = await session.command(command);
         // Postfix answers XCLIENT with a new 220 greeting.
-        if (!isOk(reply)) throw new XclientRefused(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, null);
+        if (!isOk(reply)) throw new XclientRefused(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, reply);
       }
       // Postfix takes the HELO name from the EHLO that must follow XCLIENT, not from XCLIENT HELO=, so
       // that EHLO carries the client's name when it is one safe token (Haraka keeps only the first word
@@ -294,7 +356,7 @@ async function establishBackend(plugin: ForwardPlugin, connection: Connection, r
       connection.results.add(plugin, { skip: 'xclient(not offered; degraded delivery allowed)' });
       connection.logwarn(plugin, 'backend does not offer XCLIENT: forwarding without the client identity');
     }
-    return { session, pipelining: capabilities.has('PIPELINING'), mailOpen: false, accepted: 0, dataReply: null };
+    return { session, pipelining: capabilities.has('PIPELINING'), binding: null, inData: false };
   } catch (err) {
     session.destroy();
     throw err;
@@ -312,12 +374,22 @@ function mailFromLine(transaction: Transaction): string {
   return `MAIL FROM:<${transaction.mail_from.address}>${extra.map((param) => ` ${param}`).join('')}`;
 }
 
+/** The connection's usable backend session, or a new one. The open is abortable: a client that leaves
+ * while it is in flight (banner, XCLIENT, EHLO) closes it at once instead of holding a backend smtpd
+ * process until the backend's own timeout. */
 async function backendFor(plugin: ForwardPlugin, connection: Connection): Promise<BackendState> {
   const existing = connection.notes[STATE] as BackendState | undefined;
   if (existing?.session.usable) return existing;
-  const state = await openBackend(plugin, connection);
-  connection.notes[STATE] = state;
-  return state;
+  if (existing) dropBackend(connection);
+  const opening = new AbortController();
+  connection.notes[OPENING] = opening;
+  try {
+    const state = await openBackend(plugin, connection, opening.signal);
+    connection.notes[STATE] = state;
+    return state;
+  } finally {
+    delete connection.notes[OPENING];
+  }
 }
 
 function dropBackend(connection: Connection): void {
@@ -327,16 +399,33 @@ function dropBackend(connection: Connection): void {
   delete connection.notes[STATE];
 }
 
+/** The address the backend is asked about: a recipient at one of our domains, or the bare postmaster
+ * (RFC 5321 §4.5.1: it must be accepted), which goes to the postmaster of the first domain. */
+function backendRecipient(plugin: ForwardPlugin, recipient: Address | undefined): string | null {
+  if (!recipient) return null;
+  const domain = (recipient.host ?? '').toLowerCase();
+  if (domain) return plugin.localDomains.has(domain) ? recipient.address : null;
+  return recipient.user?.toLowerCase() === 'postmaster' && plugin.postmasterDomain ? `postmaster@${plugin.postmasterDomain}` : null;
+}
+
+/** The transaction's binding when its session is still the connection's and usable. */
+function liveBinding(connection: Connection, binding: Binding): boolean {
+  const state = connection.notes[STATE] as BackendState | undefined;
+  return state?.binding === binding && binding.session.usable;
+}
+
 export function check_recipient(this: ForwardPlugin, next: Next, connection: Connection, params: [Address]): void {
-  const [recipient] = params;
   const transaction = connection.transaction;
-  const domain = (recipient?.host ?? '').toLowerCase();
+  const target = backendRecipient(this, params[0]);
   // Not ours: no plugin accepts it, so Haraka answers 550 (haraka-in never relays); the backend never hears of it.
-  if (!transaction || !this.localDomains.has(domain)) return next();
+  if (!transaction || !target) return next();
+  const bound = transaction.notes[BOUND] as Binding | undefined;
+  if (bound && bound.accepted > 0 && !liveBinding(connection, bound)) return transactionLost(this, connection, next, 'this recipient');
   (async () => {
     const state = await backendFor(this, connection);
-    const lines = state.mailOpen ? [] : [mailFromLine(transaction)];
-    lines.push(`RCPT TO:<${recipient.address}>`);
+    const open = bound !== undefined && state.binding === bound;
+    const lines = open ? [] : [mailFromLine(transaction)];
+    lines.push(`RCPT TO:<${target}>`);
     let replies: Reply[];
     if (state.pipelining) {
       replies = await state.session.send(...lines);
@@ -348,71 +437,105 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
         if (!isOk(reply)) break;
       }
     }
-    if (!state.mailOpen) {
+    let binding = bound as Binding;
+    if (!open) {
       const mailReply = replies.shift() as Reply;
       if (!isOk(mailReply)) {
         transaction.results.add(this, { fail: `backend MAIL FROM ${mailReply.code}` });
+        if (mailReply.code === 421) dropBackend(connection);
         return next(refusalCode(mailReply), dsnFrom(mailReply));
       }
-      state.mailOpen = true;
+      binding = { session: state.session, accepted: 0 };
+      state.binding = binding;
+      transaction.notes[BOUND] = binding;
     }
     const rcptReply = replies.shift() as Reply;
     if (isOk(rcptReply)) {
-      state.accepted += 1;
-      transaction.results.add(this, { pass: `rcpt ${recipient.address}` });
+      binding.accepted += 1;
+      if (binding.accepted === 1) state.session.keepAlive(this.settings.keepAliveMs);
+      transaction.results.add(this, { pass: `rcpt ${target}` });
       return next(constants.OK);
     }
     transaction.results.add(this, { fail: `backend RCPT ${rcptReply.code}` });
+    if (rcptReply.code === 421) dropBackend(connection);
     return next(refusalCode(rcptReply), dsnFrom(rcptReply));
   })().catch((err: Error) => backendUnavailable(this, connection, next, 'recipient check failed', err));
 }
 
-export function start_backend_data(this: ForwardPlugin, next: Next, connection: Connection): void {
-  const state = connection.notes[STATE] as BackendState | undefined;
-  if (state?.mailOpen && state.accepted > 0 && state.session.usable && !state.dataReply) {
-    state.dataReply = state.session.command('DATA');
-    state.dataReply.catch(() => undefined); // awaited (and reported) at queue time
-  }
+export function check_backend_data(this: ForwardPlugin, next: Next, connection: Connection): void {
+  const bound = connection.transaction?.notes[BOUND] as Binding | undefined;
+  if (bound && bound.accepted > 0 && !liveBinding(connection, bound)) return transactionLost(this, connection, next, 'DATA');
   next();
+}
+
+/** While the backend decides, the client is silent too: Haraka's inactivity timer must not end the
+ * session (and answer 421) while the backend may still accept the message. */
+function holdClientTimer(connection: Connection, settings: Settings): () => void {
+  const wait = settings.replyTimeoutMs + settings.bodyTimeoutMs + settings.dataTimeoutMs + 5000;
+  if (wait <= settings.clientTimeoutMs) return () => undefined;
+  connection.client.setTimeout(wait);
+  return () => connection.client.setTimeout(settings.clientTimeoutMs);
+}
+
+function streamBody(state: BackendState, transaction: Transaction, settings: Settings): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const writer = state.session.bodyWriter();
+    const deadline = setTimeout(() => {
+      reject(new BackendError(`message data took over ${settings.bodyTimeoutMs} ms to reach the backend`));
+      state.session.destroy();
+    }, settings.bodyTimeoutMs);
+    const settle = (error?: Error) => {
+      clearTimeout(deadline);
+      if (error) reject(error);
+      else resolve();
+    };
+    writer.once('finish', () => settle());
+    writer.once('error', settle);
+    transaction.message_stream.once('error', settle);
+    transaction.message_stream.pipe(writer, { dot_stuffed: false, ending_dot: true });
+  });
 }
 
 export function forward_message(this: ForwardPlugin, next: Next, connection: Connection): void {
   const transaction = connection.transaction;
   const state = connection.notes[STATE] as BackendState | undefined;
-  if (!transaction || !state || !state.mailOpen || state.accepted === 0 || !state.session.usable) {
-    return backendUnavailable(this, connection, next, 'no open backend transaction at queue time');
+  const bound = transaction?.notes[BOUND] as Binding | undefined;
+  if (!transaction || !state || !bound || !liveBinding(connection, bound)) return transactionLost(this, connection, next, 'the end of data');
+  // Every recipient the client got 250 for must be a recipient of the backend transaction that carries the message.
+  if (bound.accepted === 0 || bound.accepted !== transaction.rcpt_to.length) {
+    return backendUnavailable(this, connection, next, `backend accepted ${bound.accepted} recipients, the client was told 250 for ${transaction.rcpt_to.length}`);
   }
+  const settings = this.settings;
+  const releaseClientTimer = holdClientTimer(connection, settings);
   (async () => {
-    state.dataReply ??= state.session.command('DATA');
-    const go = await state.dataReply;
+    // DATA goes to the backend only now that the whole message is here: sent when the client said DATA,
+    // the backend would sit idle in DATA for as long as the client takes to upload (a slow sender outlasts
+    // Postfix's smtpd_timeout), and it costs one round trip.
+    state.session.keepAlive(null);
+    state.inData = true;
+    const go = await state.session.command('DATA');
     if (go.code !== 354) {
-      // The backend's transaction is still open (a refused DATA does not end it): the reset hook RSETs it.
-      state.dataReply = null;
+      // A refused DATA leaves the backend transaction open: the reset hook RSETs it.
+      state.inData = false;
+      if (go.code === 421) dropBackend(connection);
       return refuse(this, next, transaction, go);
     }
     const capture = transaction.notes[CAPTURE] as Capture | undefined;
     const payload = capture ? wireMessage(transaction, transaction.message_stream, capture) : null;
-    if (payload) {
-      state.session.write(payload);
-    } else {
-      await new Promise<void>((resolve, reject) => {
-        const writer = state.session.bodyWriter();
-        writer.once('finish', resolve);
-        writer.once('error', reject);
-        transaction.message_stream.once('error', reject);
-        transaction.message_stream.pipe(writer, { dot_stuffed: false, ending_dot: true });
-      });
-    }
-    const done = await state.session.read();
-    state.dataReply = null;
-    state.mailOpen = false;
-    state.accepted = 0;
+    if (payload) state.session.write(payload);
+    else await streamBody(state, transaction, settings);
+    const done = await state.session.read(settings.dataTimeoutMs);
+    state.inData = false;
+    state.binding = null;
     if (isOk(done)) {
       transaction.results.add(this, { pass: `backend ${done.code}` });
       return next(constants.OK, `Queued by backend: ${done.lines.join(' ')}`);
     }
+    if (done.code === 421) dropBackend(connection);
     return refuse(this, next, transaction, done);
-  })().catch((err: Error) => backendUnavailable(this, connection, next, 'forwarding failed', err));
+  })()
+    .catch((err: Error) => backendUnavailable(this, connection, next, 'forwarding failed', err))
+    .finally(releaseClientTimer);
 }
 
 function refuse(plugin: ForwardPlugin, next: Next, transaction: Transaction, reply: Reply): void {
@@ -423,14 +546,13 @@ function refuse(plugin: ForwardPlugin, next: Next, transaction: Transaction, rep
 
 export function reset_backend_transaction(this: ForwardPlugin, next: Next, connection: Connection): void {
   const state = connection.notes[STATE] as BackendState | undefined;
-  if (state?.dataReply) {
-    // The backend is inside DATA, waiting for a body that will not come (the client left or the message
-    // was refused here) or still taking one: only closing the connection aborts the transaction, and an
-    // RSET written now would land in the body.
+  if (state?.inData) {
+    // The backend is inside DATA: only closing the connection aborts the transaction, and an RSET
+    // written now would land in the body.
     dropBackend(connection);
-  } else if (state?.mailOpen && state.session.usable) {
-    state.mailOpen = false;
-    state.accepted = 0;
+  } else if (state?.binding && state.session.usable) {
+    state.binding = null;
+    state.session.keepAlive(null);
     state.session.command('RSET').then(
       (reply) => {
         if (!isOk(reply)) dropBackend(connection);
@@ -442,10 +564,11 @@ export function reset_backend_transaction(this: ForwardPlugin, next: Next, conne
 }
 
 export function close_backend(this: ForwardPlugin, next: Next, connection: Connection): void {
+  (connection.notes[OPENING] as AbortController | undefined)?.abort();
   const state = connection.notes[STATE] as BackendState | undefined;
   if (state) {
     // Inside DATA a QUIT would be read as body text: only closing the connection aborts the message.
-    if (state.dataReply) state.session.destroy();
+    if (state.inData) state.session.destroy();
     else state.session.quit();
     delete connection.notes[STATE];
   }

@@ -20,11 +20,12 @@ export interface ClientFacts {
 /** Longest XCLIENT command line we send (RFC 5321's 512 octets including CRLF). */
 export const MAX_XCLIENT_LINE = 510;
 
-/** Postfix refuses longer NAME/HELO values ("501 5.5.4 Error: attribute value too long"). */
+/** Postfix refuses longer NAME/HELO values ("501 5.5.4 Error: attribute value too long"), counted in
+ * bytes of the xtext-encoded value as sent. */
 export const MAX_XCLIENT_NAME = 255;
 
 function hostnameValue(value: string | null): string {
-  return value === null || value === '' || value.length > MAX_XCLIENT_NAME ? '[UNAVAILABLE]' : value;
+  return value === null || value === '' || xtext(value).length > MAX_XCLIENT_NAME ? '[UNAVAILABLE]' : value;
 }
 
 /** RFC 3461 xtext: printable ASCII except '+' and '=' as is, everything else (spaces, controls, UTF-8 bytes) as +HH. */

@@ -1,4 +1,4 @@
-// mailproxy-outbound (haraka-out): decides where each queued domain goes.
+// mailproxy-outbound (haraka-out): decides where each queued domain goes, and what its failures say.
 // - Our own domains go straight back to the backend over WireGuard, never out through haraka-in's
 //   public address, so mail cannot circle between the two instances.
 // - Everything else goes to its MX found in DNS (port `mx_port`, 25 except on test rigs).
@@ -6,12 +6,20 @@
 //   and Haraka's force-TLS is switched on for the domain: STARTTLS is required and the certificate must
 //   verify for the MX name, or the delivery is temp-failed. A cached policy keeps applying when DNS or
 //   the policy host fails, so a fetch failure never downgrades an enforce domain to plaintext.
+// - Any other domain gets opportunistic TLS that survives a broken STARTTLS (tls-fallback.ts).
+// - Deferrals and bounces say why (explain.ts, dsn.ts); an attempt `mailproxy queue flush` brought
+//   forward does not count as an attempt.
 import dns from 'node:dns';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { HarakaPlugin, Next } from '../haraka-types';
 import { createMtaStsResolver, type MtaStsResolver, type PolicyDecision } from '../../mtasts/cache';
 import { mxMatches } from '../../mtasts/policy';
+import { parseQueueFileName } from '../../queue/qfile';
+import { beginAttempt, stateOf, withDelivery, type DeliveryState, type HMail } from './delivery';
+import { bounceFields, isExpiry, type RecipientDsn } from './dsn';
+import { explainFailure, failures, type Failure } from './explain';
+import { queueFileState } from './queue-file';
+import { harakaOutboundTls, installTlsFallback } from './tls-fallback';
 
 interface OutboundIni {
   main: { mx_port?: number };
@@ -27,13 +35,6 @@ interface Mx {
   bind?: string;
 }
 
-interface HMail {
-  path?: string;
-  loginfo(msg: string): void;
-  logwarn(msg: string): void;
-  logerror(msg: string): void;
-}
-
 interface RoutePlugin extends HarakaPlugin {
   cfg: OutboundIni;
   localDomains: Set<string>;
@@ -44,19 +45,19 @@ interface RoutePlugin extends HarakaPlugin {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const constants = require('haraka-constants') as { OK: number; DENY: number; DENYSOFT: number };
 
+/** An attempt this much before the time its queue file names was brought forward by a flush (SIGHUP). */
+const AHEAD_OF_SCHEDULE_MS = 1000;
+
 /** Deliveries whose queue file `mailproxy queue delete` removed: dropped without a bounce. */
 const deleted = new WeakSet<object>();
 
 export function register(this: RoutePlugin): void {
   this.load_outbound_ini();
+  if (!installTlsFallback()) this.logerror('Haraka has no outbound TLS memory to replace: a broken STARTTLS will fail every retry');
+  this.register_hook('send_email', 'begin_attempt');
   this.register_hook('get_mx', 'route');
-  this.register_hook('bounce', 'drop_deleted');
-}
-
-/** No bounce for a message an operator deleted from the queue (its body is gone anyway). */
-export function drop_deleted(this: RoutePlugin, next: Next, hmail: HMail): void {
-  if (deleted.has(hmail)) return next(constants.OK);
-  next();
+  this.register_hook('deferred', 'explain_deferral');
+  this.register_hook('bounce', 'describe_bounce');
 }
 
 export function load_outbound_ini(this: RoutePlugin): void {
@@ -75,15 +76,32 @@ export function load_outbound_ini(this: RoutePlugin): void {
   });
 }
 
+/**
+ * Every delivery attempt starts here. One that `mailproxy queue flush` brought forward must not spend an
+ * attempt: Haraka counts a failure by incrementing num_failures (and bounces once that passes the number of
+ * retry intervals), so it is set one below the message's count here and restored, with the old retry time,
+ * when the attempt is deferred (explain_deferral).
+ */
+export function begin_attempt(this: RoutePlugin, next: Next, hmail: HMail): void {
+  const state = beginAttempt(hmail);
+  const scheduled = hmail.filename ? parseQueueFileName(hmail.filename)?.nextAttempt.getTime() : undefined;
+  if (!state.keepSchedule && scheduled !== undefined && scheduled > Date.now() + AHEAD_OF_SCHEDULE_MS) {
+    state.keepSchedule = { failures: hmail.num_failures, at: scheduled };
+    hmail.loginfo(`retrying ahead of schedule (queue flush): a failure will not count, and the next retry stays at ${new Date(scheduled).toISOString()}`);
+  }
+  if (state.keepSchedule) hmail.num_failures = state.keepSchedule.failures - 1;
+  next();
+}
+
 /** Haraka's outbound TLS settings (a singleton): its force_tls_hosts list is what makes TLS mandatory. */
-function setForcedTls(domain: string, forced: boolean): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const outboundTls = require('haraka/outbound/tls') as { cfg?: { force_tls_hosts?: string[] } };
-  if (!outboundTls.cfg) return;
+function setForcedTls(domain: string, forced: boolean): boolean {
+  const outboundTls = harakaOutboundTls();
+  if (!outboundTls.cfg) return false;
   const list = outboundTls.cfg.force_tls_hosts ?? [];
   const present = list.includes(domain);
   if (forced && !present) outboundTls.cfg.force_tls_hosts = [...list, domain];
   if (!forced && present) outboundTls.cfg.force_tls_hosts = list.filter((entry) => entry !== domain);
+  return true;
 }
 
 async function lookupMx(domain: string): Promise<Mx[]> {
@@ -93,8 +111,7 @@ async function lookupMx(domain: string): Promise<Mx[]> {
   return exchanges.sort((a, b) => a.priority - b.priority);
 }
 
-function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: PolicyDecision): Mx[] | string {
-  if (decision.error) hmail.logwarn(`MTA-STS ${domain}: ${decision.error}`);
+function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: PolicyDecision): Mx[] | Failure {
   const named = (mx: Mx) => decision.mx.some((pattern) => mxMatches(pattern, mx.exchange));
   if (decision.mode !== 'enforce') {
     setForcedTls(domain, false);
@@ -105,48 +122,113 @@ function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: Po
     return exchanges;
   }
   const allowed = exchanges.filter(named);
-  if (allowed.length === 0) return `MTA-STS policy of ${domain} (enforce) names none of its MX hosts`;
-  setForcedTls(domain, true);
+  if (allowed.length === 0) return failures.noPolicyMx(domain, exchanges.map((mx) => mx.exchange));
+  if (!setForcedTls(domain, true)) return failures.tlsSettingsMissing(domain);
   hmail.loginfo(`MTA-STS ${domain}: enforce (${decision.source}), TLS required to ${allowed.map((mx) => mx.exchange).join(', ')}`);
   return allowed;
 }
 
 export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: string): void {
+  const state = stateOf(hmail);
   const name = domain.toLowerCase();
-  if (hmail.path && !existsSync(hmail.path)) {
-    // `mailproxy queue delete` removed the file: Haraka still holds the envelope in memory and would
-    // connect and stall on the missing body; end the delivery here instead.
-    deleted.add(hmail);
-    hmail.loginfo(`queue file ${hmail.path} was deleted: dropping this delivery`);
-    return next(constants.DENY, 'deleted from the queue');
+  // Haraka's whole delivery continues from this callback: run it as this message's (tls-fallback.ts).
+  const reply = (code: number, result: unknown) => withDelivery(state, () => next(code, result));
+  const defer = (failure: Failure) => {
+    state.attempt.failure = failure;
+    if (failure.local) hmail.logerror(failure.text);
+    else hmail.logwarn(failure.text);
+    reply(constants.DENYSOFT, failure.text);
+  };
+  if (hmail.path) {
+    const file = queueFileState(hmail.path);
+    if (file.kind === 'deleted') {
+      // `mailproxy queue delete` removed the file: Haraka still holds the envelope in memory and would
+      // connect and stall on the missing body; end the delivery here instead.
+      deleted.add(hmail);
+      hmail.loginfo(`queue file ${hmail.path} was deleted: dropping this delivery`);
+      return reply(constants.DENY, 'deleted from the queue');
+    }
+    if (file.kind === 'unreadable') return defer(failures.queueFile(hmail.path, file.error));
   }
   if (this.localDomains.has(name)) {
     const { host, port, bind } = this.cfg.backend;
     const mx: Mx = { exchange: String(host), priority: 0, port: Number(port) };
     if (bind) mx.bind = bind;
-    return next(constants.OK, [mx]);
+    return reply(constants.OK, [mx]);
   }
   const mxPort = Number(this.cfg.main.mx_port ?? 25);
   (async () => {
     const decision = this.mtaSts ? await this.mtaSts.policyFor(name) : null;
+    if (decision?.error) hmail.logwarn(`MTA-STS ${name}: ${decision.error}`);
+    state.attempt.enforce = decision?.mode === 'enforce';
     let exchanges: Mx[];
     try {
       exchanges = await lookupMx(name);
     } catch (err) {
       hmail.logwarn(`MX lookup for ${name} failed: ${(err as Error).message}`);
-      if (decision?.mode === 'enforce') return next(constants.DENYSOFT, `MX lookup for ${name} failed (MTA-STS enforce)`);
+      if (state.attempt.enforce) return defer(failures.mxLookup(name, (err as Error).message));
       // Let Haraka's own lookup produce its usual temp-fail or bounce for this DNS answer.
-      return next();
+      return withDelivery(state, () => next());
     }
-    if (exchanges.length === 0) return next();
+    if (exchanges.length === 0) return withDelivery(state, () => next());
     for (const mx of exchanges) mx.port = mxPort;
-    if (!decision) return next(constants.OK, exchanges);
+    if (!decision) return reply(constants.OK, exchanges);
     const result = applyPolicy(hmail, name, exchanges, decision);
-    if (typeof result === 'string') return next(constants.DENYSOFT, result);
-    return next(constants.OK, result);
+    if (!Array.isArray(result)) return defer(result);
+    return reply(constants.OK, result);
   })().catch((err: Error) => {
     // Fail closed: an unexpected error must not turn into a plaintext delivery.
-    hmail.logerror(`routing ${name} failed: ${err.message}`);
-    next(constants.DENYSOFT, `routing failed: ${err.message}`);
+    defer(failures.routing(name, err.message));
   });
+}
+
+/**
+ * A deferral: names the reason Haraka logs ("Temp failing <file> for <n> seconds: <reason>") when this
+ * plugin knows it better; retries at once, uncounted, a message whose STARTTLS just failed somewhere (the
+ * next try reaches that host without TLS); and puts a flushed message back on its old schedule.
+ */
+export function explain_deferral(this: RoutePlugin, next: Next, hmail: HMail, params: { err?: unknown } = {}): void {
+  const state = stateOf(hmail);
+  const failure = explainFailure(state.attempt, String(params.err ?? ''), state.domain);
+  if (failure) params.err = failure.text;
+  if (state.attempt.fallbackQueued) {
+    hmail.num_failures = state.attempt.failuresBefore;
+    params.err = `${String(params.err)}; trying again now, without TLS where STARTTLS failed`;
+    return next(constants.DENYSOFT, '0');
+  }
+  const keep = state.keepSchedule;
+  if (keep) {
+    state.keepSchedule = undefined;
+    hmail.num_failures = keep.failures;
+    params.err = `${String(params.err)} (a flushed attempt: not counted, back on its schedule)`;
+    return next(constants.DENYSOFT, String(Math.max(0, Math.ceil((keep.at - Date.now()) / 1000))));
+  }
+  next();
+}
+
+/** A bounce: none for a message deleted from the queue; otherwise each recipient's DSN fields (dsn.ts). */
+export function describe_bounce(this: RoutePlugin, next: Next, hmail: HMail, err: (Error & { mx?: { exchange?: string; from_dns?: string } }) | undefined): void {
+  if (deleted.has(hmail)) return next(constants.OK);
+  try {
+    describeRecipients(stateOf(hmail), err);
+  } catch (error) {
+    hmail.logerror(`describing the bounce failed: ${(error as Error).message}`);
+  }
+  next();
+}
+
+function describeRecipients(state: DeliveryState, err: (Error & { mx?: { exchange?: string; from_dns?: string } }) | undefined): void {
+  const { hmail } = state;
+  const reason = err?.message ?? String(err ?? '');
+  const queuedAt = Number(hmail.todo?.queue_time ?? Date.now());
+  const context = {
+    domain: state.domain,
+    reason,
+    ...(state.attempt.started ? { attempts: state.attempt.failuresBefore + 1 } : {}),
+    ageMs: Date.now() - queuedAt,
+    remote: { ...(err?.mx?.from_dns ? { name: err.mx.from_dns } : {}), ...(err?.mx?.exchange ? { address: err.mx.exchange } : {}) },
+    explained: explainFailure(state.attempt, reason, state.domain),
+  };
+  for (const rcpt of (hmail.todo?.rcpt_to ?? []) as RecipientDsn[]) Object.assign(rcpt, bounceFields(rcpt, context));
+  hmail.loginfo(`bounce (${isExpiry(reason) ? 'retries exhausted' : 'permanent failure'}): ${(hmail.todo?.rcpt_to as RecipientDsn[] | undefined)?.map((rcpt) => rcpt.reason).join('; ')}`);
 }

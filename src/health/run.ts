@@ -1,0 +1,89 @@
+// Runs every check of `mailproxy health` against one config: each probe (probes.ts) measures, each
+// judge (checks.ts) decides. Independent probes run at once; the backend probe runs before the WireGuard
+// check, so that an idle tunnel (no PersistentKeepalive) has just handshaken when `wg` is read.
+import path from 'node:path';
+import type { Config } from '../config/schema';
+import { isUnspecifiedIp, parseHostPort, type HostPort } from '../config/net';
+import { inboundListen, stateDirFor } from '../render/haraka';
+import { UNIT_NAMES } from '../render/systemd';
+import { judgeBackend, judgeBanner, judgeDisk, judgeQueue, judgeTls, judgeUnit, judgeWireguard } from './checks';
+import { probeBackend, probeBanner, probeDisk, probeQueue, probeStarttls, probeUnit, probeWireguard } from './probes';
+import { report, type CheckResult, type HealthReport, type Verdict } from './status';
+
+export interface HealthDeps {
+  /** The environment the external commands run with (PATH finds systemctl and wg). */
+  env: NodeJS.ProcessEnv;
+  now?: () => Date;
+}
+
+/** Where to connect to reach a listener: a wildcard listen address is reached on loopback. */
+export function probeTarget(listen: string): HostPort | null {
+  const parsed = parseHostPort(listen);
+  if (!parsed) return null;
+  if (!isUnspecifiedIp(parsed.host)) return parsed;
+  return { host: parsed.host.includes(':') ? '::1' : '127.0.0.1', port: parsed.port };
+}
+
+async function timed(name: string, body: () => Promise<Verdict>): Promise<CheckResult> {
+  const started = performance.now();
+  let verdict: Verdict;
+  try {
+    verdict = await body();
+  } catch (err) {
+    // A probe that throws is a bug or an environment we did not foresee: nothing is known.
+    verdict = { status: 'UNKNOWN', detail: `${name}: ${(err as Error).message}` };
+  }
+  return { name, status: verdict.status, detail: verdict.detail, ms: Math.round(performance.now() - started), metrics: verdict.metrics ?? {} };
+}
+
+export async function runHealthChecks(config: Config, deps: HealthDeps): Promise<HealthReport> {
+  const now = deps.now ?? (() => new Date());
+  const h = config.health;
+  const timeoutMs = h.smtp_timeout * 1000;
+  const inbound = inboundListen(config)
+    .map(probeTarget)
+    .filter((target): target is HostPort => target !== null);
+  const outbound = [probeTarget(config.outbound.listen)].filter((target): target is HostPort => target !== null);
+  const banner = async (targets: HostPort[]) => judgeBanner(config.hostname, await Promise.all(targets.map((target) => probeBanner(target, timeoutMs))));
+
+  const tunnel = (async () => {
+    const backend = await timed('backend', async () =>
+      judgeBackend(
+        await probeBackend({ host: config.backend.host, port: config.backend.port, localAddress: config.wireguard.address }, config.hostname, timeoutMs),
+        config.backend.require_xclient,
+      ),
+    );
+    const wireguard = await timed('wireguard', async () =>
+      judgeWireguard(await probeWireguard(config.wireguard.interface, deps.env), config.backend.host, now(), {
+        warning: h.handshake_warning,
+        critical: h.handshake_critical,
+      }),
+    );
+    return { backend, wireguard };
+  })();
+
+  const checks = await Promise.all([
+    timed('haraka-in.unit', async () => judgeUnit(UNIT_NAMES['haraka-in'], await probeUnit(UNIT_NAMES['haraka-in'], deps.env))),
+    timed('haraka-out.unit', async () => judgeUnit(UNIT_NAMES['haraka-out'], await probeUnit(UNIT_NAMES['haraka-out'], deps.env))),
+    timed('haraka-in.banner', () => banner(inbound)),
+    // One listener is enough: every address of haraka-in is the same process with the same tls.ini.
+    timed('haraka-in.tls', async () => {
+      const target = inbound[0];
+      if (!target) return { status: 'UNKNOWN', detail: 'haraka-in has no listen address to probe' };
+      return judgeTls(config.hostname, await probeStarttls(target, config.hostname, timeoutMs), now(), h.cert_warning_days);
+    }),
+    timed('haraka-out.banner', () => banner(outbound)),
+    tunnel.then((done) => done.backend),
+    tunnel.then((done) => done.wireguard),
+    timed('haraka-out.queue', async () =>
+      judgeQueue(await probeQueue(path.join(stateDirFor(config, 'haraka-out'), 'queue')), now(), {
+        queueWarning: h.queue_warning,
+        queueCritical: h.queue_critical,
+        oldestWarning: h.oldest_warning,
+        oldestCritical: h.oldest_critical,
+      }),
+    ),
+    timed('disk', async () => judgeDisk(await probeDisk(config.state_dir), { warningMb: h.disk_warning_mb, criticalMb: h.disk_critical_mb })),
+  ]);
+  return report(checks, now());
+}

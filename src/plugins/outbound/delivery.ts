@@ -1,0 +1,81 @@
+// What mailproxy-outbound knows about each queued message (one Haraka HMailItem: one recipient domain) while
+// haraka-out holds it in memory, and which message a piece of Haraka's delivery code is working for.
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Failure } from './explain';
+
+/** The slice of Haraka's HMailItem (outbound/hmail.js) the plugin uses. */
+export interface HMail {
+  path?: string;
+  filename?: string;
+  /** Failed attempts so far; Haraka bounces once a failure takes it past the number of retry intervals. */
+  num_failures: number;
+  todo?: { domain?: string; queue_time?: number; rcpt_to?: object[] };
+  loginfo(msg: string): void;
+  lognotice(msg: string): void;
+  logwarn(msg: string): void;
+  logerror(msg: string): void;
+}
+
+export interface Attempt {
+  /** False until Haraka starts delivering this item (a bounce split off another message never starts). */
+  started: boolean;
+  /** hmail.num_failures when the attempt began. */
+  failuresBefore: number;
+  /** The recipient domain is under an MTA-STS enforce policy: TLS with a verified certificate, no fallback. */
+  enforce: boolean;
+  /** Why this attempt was deferred by the plugin itself (route). */
+  failure?: Failure;
+  /** A TLS handshake that failed under MTA-STS enforce: why the attempt ended, if no MX answered. */
+  tlsFailure?: Failure;
+  /** A host was marked for a try without TLS during this attempt. */
+  fallbackQueued: boolean;
+}
+
+export interface DeliveryState {
+  hmail: HMail;
+  domain: string;
+  attempt: Attempt;
+  /** MX addresses this message may reach once without TLS (their STARTTLS failed), with when it failed. */
+  plaintextOnce: Map<string, number>;
+  /** Set by an attempt made before its time (`mailproxy queue flush`): the retry schedule it must leave as it was. */
+  keepSchedule?: { failures: number; at: number };
+}
+
+const states = new WeakMap<HMail, DeliveryState>();
+const current = new AsyncLocalStorage<DeliveryState>();
+
+export function stateOf(hmail: HMail): DeliveryState {
+  let state = states.get(hmail);
+  if (!state) {
+    state = {
+      hmail,
+      domain: String(hmail.todo?.domain ?? '').toLowerCase(),
+      attempt: { started: false, failuresBefore: hmail.num_failures, enforce: false, fallbackQueued: false },
+      plaintextOnce: new Map(),
+    };
+    states.set(hmail, state);
+  }
+  return state;
+}
+
+/** Starts a new delivery attempt of this message. */
+export function beginAttempt(hmail: HMail): DeliveryState {
+  const state = stateOf(hmail);
+  state.domain = String(hmail.todo?.domain ?? state.domain).toLowerCase();
+  state.attempt = { started: true, failuresBefore: hmail.num_failures, enforce: false, fallbackQueued: false };
+  return state;
+}
+
+/**
+ * Runs `fn` (the call that hands the MX list back to Haraka) so that everything Haraka then does for this
+ * delivery, its sockets and TLS upgrade included, sees this message's state (Node carries the async context
+ * into callbacks, promises and socket events created under it).
+ */
+export function withDelivery(state: DeliveryState, fn: () => void): void {
+  current.run(state, fn);
+}
+
+/** The message Haraka's outbound code is working for right now, when it runs under withDelivery. */
+export function currentDelivery(): DeliveryState | undefined {
+  return current.getStore();
+}

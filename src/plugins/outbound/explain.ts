@@ -1,0 +1,70 @@
+// Why a delivery failed, in words for the log and the DSN, with the RFC 3463 status that goes with it, for
+// the failures Haraka itself describes poorly: its MTA-STS-driven TLS refusals and our own deferrals.
+// Pure functions only.
+
+export interface Failure {
+  /** RFC 3463 enhanced status code, class 4 while the message is still queued. */
+  status: string;
+  text: string;
+  /** Something on this host is wrong (logged as an error, not a warning). */
+  local?: true;
+}
+
+export const failures = {
+  noPolicyMx: (domain: string, exchanges: string[]): Failure => ({
+    status: '4.7.5',
+    text: `MTA-STS policy of ${domain} (enforce) names none of its MX hosts (${exchanges.join(', ')})`,
+  }),
+  mxLookup: (domain: string, error: string): Failure => ({
+    status: '4.4.3',
+    text: `MX lookup for ${domain} failed (${error}), and its MTA-STS policy (enforce) allows no other route`,
+  }),
+  tlsSettingsMissing: (domain: string): Failure => ({
+    status: '4.3.0',
+    text: `MTA-STS policy of ${domain} (enforce) requires TLS, but Haraka's outbound TLS settings are not loaded, so TLS cannot be required`,
+    local: true,
+  }),
+  // With TLS forced, Haraka verifies the certificate inside the handshake: a certificate that does not
+  // verify for the MX name fails it too.
+  handshake: (domain: string, host: string): Failure => ({
+    status: '4.7.5',
+    text: `MTA-STS policy of ${domain} (enforce) requires TLS with a certificate valid for the MX host name, but the TLS handshake with ${host} failed`,
+  }),
+  queueFile: (file: string, error: string): Failure => ({
+    status: '4.3.0',
+    text: `queue file ${file} cannot be read (${error}); kept for the next attempt`,
+    local: true,
+  }),
+  routing: (domain: string, error: string): Failure => ({ status: '4.3.0', text: `routing ${domain} failed: ${error}`, local: true }),
+};
+
+// Haraka's own words (outbound/hmail.js) for a host that fails the TLS it requires. Only MTA-STS enforce
+// makes haraka-out require TLS (force_tls_hosts), so these always mean an MTA-STS policy was not met.
+const NO_STARTTLS = 'No TLS available but required by configuration';
+const NOT_VERIFIED = 'Host failed TLS verification required by configuration';
+
+/**
+ * The plugin's account of why an attempt failed, given Haraka's reason for the deferral or bounce (possibly
+ * `Too many failures (<reason>)`): its own deferral first, then a failed handshake under MTA-STS when no MX
+ * answered at all, then Haraka's TLS refusals. Null when Haraka's reason and fields say it best.
+ */
+export function explainFailure(attempt: { failure?: Failure; tlsFailure?: Failure }, reason: string, domain: string): Failure | null {
+  if (attempt.failure) return attempt.failure;
+  const last = /^Too many failures \(([\s\S]*)\)$/.exec(reason)?.[1] ?? reason;
+  if (attempt.tlsFailure && /^Tried all MXs/.test(last)) return attempt.tlsFailure;
+  return harakaTlsFailure(last, domain);
+}
+
+/** The MTA-STS failure behind one of Haraka's TLS refusals, or null for any other reason. */
+export function harakaTlsFailure(reason: string, domain: string): Failure | null {
+  if (reason.includes(NO_STARTTLS)) {
+    return { status: '4.7.4', text: `MTA-STS policy of ${domain} (enforce) requires TLS, but its MX host did not offer STARTTLS` };
+  }
+  if (reason.includes(NOT_VERIFIED)) {
+    return {
+      status: '4.7.5',
+      text: `MTA-STS policy of ${domain} (enforce) requires a certificate valid for the MX host name, but its MX host's certificate did not verify`,
+    };
+  }
+  return null;
+}

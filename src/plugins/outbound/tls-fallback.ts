@@ -1,0 +1,69 @@
+// Opportunistic TLS that survives a broken STARTTLS. Haraka 3.3.4 (outbound/hmail.js) calls
+// `obtls.mark_tls_nogo(host, cb)` when the TLS layer of a delivery fails and asks
+// `obtls.check_tls_nogo(host, ok, nogo)` before STARTTLS, but its OutboundTLS singleton keeps that memory in
+// Redis only: without Redis both are no-ops, and every retry failed the same handshake until the message
+// expired. These two methods are replaced with a memory per message: after a failed handshake the message
+// reaches that MX address once without TLS (the plugin's deferred hook retries it at once), as Postfix does
+// at smtp_tls_security_level = may. A message under an MTA-STS enforce policy never gets there: Haraka takes
+// its force-TLS path, which asks no one, and a failure is only recorded as the reason for the deferral.
+// Patches a Haraka internal: test/unit/outbound-haraka-pin.test.ts fails when Haraka changes.
+import { currentDelivery } from './delivery';
+import { failures } from './explain';
+
+interface OutboundTls {
+  check_tls_nogo(host: string, ok: () => void, nogo: (when: string) => void): void;
+  mark_tls_nogo(host: string, done: () => void): void;
+}
+
+const PATCHED = Symbol.for('mailproxy.tls-fallback');
+
+/** Haraka's OutboundTLS singleton (the module instance Haraka's own outbound code uses). */
+export function harakaOutboundTls(): OutboundTls & { cfg?: { force_tls_hosts?: string[] }; [PATCHED]?: boolean } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('haraka/outbound/tls');
+}
+
+/** A failed TLS layer on a connection of the current delivery. */
+function markFailed(host: string): void {
+  const state = currentDelivery();
+  if (!state) return;
+  const { hmail, domain } = state;
+  if (state.attempt.enforce) {
+    state.attempt.tlsFailure = failures.handshake(domain, host);
+    hmail.logwarn(`STARTTLS with ${host} failed; ${domain} enforces MTA-STS: no try without TLS`);
+    return;
+  }
+  state.plaintextOnce.set(host, Date.now());
+  state.attempt.fallbackQueued = true;
+  hmail.lognotice(
+    `STARTTLS with ${host} failed: this message goes to ${host} once without TLS (opportunistic TLS, as Postfix at smtp_tls_security_level = may)`,
+  );
+}
+
+/** When the current delivery may skip STARTTLS with `host`: the description Haraka logs, or null. */
+function plaintextAllowed(host: string): string | null {
+  const state = currentDelivery();
+  if (!state || state.attempt.enforce) return null;
+  const markedAt = state.plaintextOnce.get(host);
+  if (markedAt === undefined) return null;
+  state.plaintextOnce.delete(host);
+  return `${new Date(markedAt).toISOString()} (its STARTTLS failed; one try without TLS)`;
+}
+
+/** Installs the per-message memory in place of Haraka's Redis one. False when Haraka has no such methods. */
+export function installTlsFallback(): boolean {
+  const obtls = harakaOutboundTls();
+  if (typeof obtls.check_tls_nogo !== 'function' || typeof obtls.mark_tls_nogo !== 'function') return false;
+  if (obtls[PATCHED]) return true;
+  obtls.mark_tls_nogo = (host, done) => {
+    markFailed(host);
+    done();
+  };
+  obtls.check_tls_nogo = (host, ok, nogo) => {
+    const when = plaintextAllowed(host);
+    if (when) nogo(when);
+    else ok();
+  };
+  obtls[PATCHED] = true;
+  return true;
+}

@@ -1,0 +1,38 @@
+// `mailproxy render`: the config's Haraka instance directories, and with --units/--system its systemd
+// units, written by the one effectful edge (write.ts).
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { CliIo } from '../cli';
+import { loadConfigFile } from '../cli-support';
+import { renderInstances } from './haraka';
+import { renderUnits } from './systemd';
+import { writeRendered } from './write';
+
+export async function runRenderCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      out: { type: 'string' },
+      units: { type: 'string' },
+      system: { type: 'boolean', default: false },
+      root: { type: 'string', default: '/' },
+    },
+  });
+  const loaded = loadConfigFile(values.config, io.stderr);
+  if (!loaded) return 1;
+  const { config, source } = loaded;
+  // Defaults are the installed layout (system.instances_dir, system.units_dir), below --root when an
+  // installer writes into a throwaway root.
+  const installed = (dir: string) => path.join(values.root, dir);
+  const outputs: [string, Map<string, string>][] = [[values.out ?? installed(config.system.instances_dir), renderInstances(config, { source })]];
+  const unitsDir = values.units ?? (values.system ? installed(config.system.units_dir) : null);
+  if (unitsDir) outputs.push([unitsDir, renderUnits(config, { source })]);
+  for (const [dir, files] of outputs) {
+    const report = await writeRendered(dir, files);
+    for (const file of report.written) io.stdout.write(`wrote ${path.join(dir, file)}\n`);
+    for (const file of report.removed) io.stdout.write(`removed ${path.join(dir, file)}\n`);
+    io.stdout.write(`${dir}: ${report.written.length} written, ${report.removed.length} removed, ${report.unchanged.length} unchanged\n`);
+  }
+  return 0;
+}

@@ -1,0 +1,243 @@
+// Every recipient the client was told 250 for is delivered exactly once, or the client is told 4xx/5xx:
+// mailproxy-forward in a real haraka-in against a scripted backend that misbehaves on cue. Each test
+// counts what the client was told and what the backend received.
+import { describe, expect, it } from 'vitest';
+import { LOOPBACK, type Topology } from '../../src/demo/topology';
+import { dataPayload, message, openSession, SmtpScript } from '../../src/smtp/script';
+import { startScriptedBackend, type ScriptedBackend, type ScriptedBackendOptions } from '../helpers/scripted-backend';
+import { sendVia } from '../helpers/send';
+import { withTopology } from '../helpers/topology';
+import { eventually } from '../helpers/poll';
+
+type Tweak = Parameters<typeof withTopology>[0]['tweak'];
+
+function backendSettings(settings: Record<string, unknown>): Tweak {
+  return (config) => void (config.backend = { ...config.backend, ...settings });
+}
+
+async function withScriptedBackend(options: ScriptedBackendOptions, tweak: Tweak, body: (t: Topology, backend: ScriptedBackend) => Promise<void>): Promise<void> {
+  await withTopology({ instances: ['haraka-in'], backend: false, ...(tweak ? { tweak } : {}) }, async (t) => {
+    const backend = await startScriptedBackend(LOOPBACK.backend, t.config.backend.port, options);
+    try {
+      await body(t, backend);
+    } finally {
+      await backend.close();
+    }
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Replies to MAIL, RCPT alice, RCPT bob (after `between`), RCPT carol, and DATA + message. */
+async function threeRecipients(session: SmtpScript, between: () => Promise<void> = async () => undefined) {
+  const codes: number[] = [];
+  const step = async (line: string) => {
+    const reply = await session.command(line).catch(() => null);
+    codes.push(reply?.code ?? 0);
+    return reply;
+  };
+  await step('MAIL FROM:<sender@example.net>');
+  await step('RCPT TO:<alice@demo.test>');
+  await between();
+  await step('RCPT TO:<bob@demo.test>');
+  await step('RCPT TO:<carol@demo.test>');
+  const data = await step('DATA');
+  if (data?.code === 354) {
+    session.write(dataPayload(message('three', 'body')));
+    codes.push((await session.reply().catch(() => null))?.code ?? 0);
+  }
+  return codes;
+}
+
+/** The client got 250 at end of data only if the backend got the message for every recipient it got 250 for. */
+function expectNothingLost(codes: number[], backend: ScriptedBackend) {
+  const [, alice, bob, carol, , final] = codes;
+  const told = ['alice@demo.test', 'bob@demo.test', 'carol@demo.test'].filter((_, i) => [alice, bob, carol][i] === 250);
+  if (final === 250) expect(backend.deliveries.map((d) => d.rcpts)).toEqual([told]);
+  else expect(backend.delivered()).toBe(0);
+}
+
+describe('a transaction lives and dies with its backend session', () => {
+  it('the backend drops the connection at a RCPT: later RCPTs and DATA get 4xx, nothing is accepted', async () => {
+    await withScriptedBackend({ rcpt: (n) => (n === 1 ? 'drop' : null) }, undefined, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      const codes = await threeRecipients(session);
+      session.close();
+      expect(codes.slice(0, 5)).toEqual([250, 250, 451, 451, 451]);
+      expectNothingLost(codes, backend);
+      expect(backend.accepted()).toBe(1);
+    });
+  });
+
+  it('the backend answers 421 at a RCPT: the client gets that 421 and the session ends', async () => {
+    await withScriptedBackend({ rcpt: (n) => (n === 1 ? '421 4.3.2 scripted.test shutting down' : null) }, undefined, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      const codes = await threeRecipients(session);
+      expect(codes[2]).toBe(421);
+      expect(codes.slice(3)).toEqual([0, 0]);
+      await eventually('the client session to close', () => session.isClosed);
+      expectNothingLost(codes, backend);
+      expect(backend.accepted()).toBe(1);
+    });
+  });
+
+  it('the backend closes while idle between two RCPTs: the next RCPT and DATA get 4xx', async () => {
+    await withScriptedBackend({ idleTimeoutMs: 300 }, undefined, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      const codes = await threeRecipients(session, () => sleep(800));
+      session.close();
+      expect(codes.slice(0, 5)).toEqual([250, 250, 451, 451, 451]);
+      expectNothingLost(codes, backend);
+      expect(backend.accepted()).toBe(1);
+    });
+  });
+
+  it('after a lost transaction the client session goes on with a new one, delivered once', async () => {
+    await withScriptedBackend({ rcpt: (n) => (n === 1 ? 'drop' : null) }, undefined, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      await threeRecipients(session);
+      expect((await session.command('RSET')).code).toBe(250);
+      const again = await sendVia(session, ['alice@demo.test', 'bob@demo.test'], 'again');
+      session.close();
+      expect(again.final?.code).toBe(250);
+      expect(backend.deliveries.map((d) => d.rcpts)).toEqual([['alice@demo.test', 'bob@demo.test']]);
+    });
+  });
+});
+
+describe('no backend session outlives its client', () => {
+  it('50 clients that leave while their backend session is opening leave no backend connection behind', async () => {
+    await withScriptedBackend({ bannerDelayMs: 10_000 }, backendSettings({ timeout: 30 }), async (t, backend) => {
+      const clients = await Promise.all(Array.from({ length: 50 }, () => openSession(t.inbound.host, t.inbound.port)));
+      for (const client of clients) client.write('MAIL FROM:<sender@example.net>\r\nRCPT TO:<alice@demo.test>\r\n');
+      await eventually('50 backend connections', () => backend.accepted() === 50);
+      for (const client of clients) client.close();
+      await sleep(2000);
+      expect(backend.open()).toBe(0);
+    });
+  });
+});
+
+describe('the end of data', () => {
+  it('waits data_timeout, not the command timeout nor the client inactivity timeout, for the backend’s verdict', async () => {
+    const tweak: Tweak = (config) => {
+      config.backend = { ...config.backend, timeout: 1, data_timeout: 30 };
+      config.inbound = { ...config.inbound, inactivity_timeout: 10 };
+    };
+    await withScriptedBackend({ endOfDataDelayMs: 12_000 }, tweak, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+      expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+      expect((await session.command('DATA')).code).toBe(354);
+      const started = Date.now();
+      session.write(dataPayload(message('slow filters', 'body')));
+      const final = await session.reply(40_000);
+      session.close();
+      expect(final.code).toBe(250);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(11_000);
+      expect(backend.delivered()).toBe(1);
+    });
+  }, 60_000);
+
+  it('passes a 421 at the end of data and ends the client session', async () => {
+    await withScriptedBackend({ endOfDataReply: () => '421 4.3.0 scripted.test going down' }, undefined, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      const { final } = await sendVia(session, ['alice@demo.test'], 'closing');
+      expect(final?.code).toBe(421);
+      await eventually('the client session to close', () => session.isClosed);
+      expect(backend.delivered()).toBe(0);
+    });
+  });
+});
+
+describe('the streamed body path (over the one-write limit) cannot hang', () => {
+  const large = message('large', Array.from({ length: 80_000 }, (_, i) => `line ${i} ${'x'.repeat(70)}`).join('\r\n'));
+
+  for (const [name, closeAfterMs] of [
+    ['the backend stops reading and drops the connection', 500],
+    ['the backend stops reading and stays silent', null],
+  ] as const) {
+    it(`${name}: the client gets 4xx within seconds`, async () => {
+      await withScriptedBackend({ stallInData: { closeAfterMs } }, backendSettings({ timeout: 2 }), async (t, backend) => {
+        const session = await openSession(t.inbound.host, t.inbound.port);
+        expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+        expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+        expect((await session.command('DATA')).code).toBe(354);
+        const started = Date.now();
+        session.write(dataPayload(large));
+        const final = await session.reply(20_000);
+        session.close();
+        expect(`${final.code} ${final.text}`).toMatch(/^451 /);
+        expect(Date.now() - started).toBeLessThan(10_000);
+        expect(backend.delivered()).toBe(0);
+      });
+    });
+  }
+});
+
+describe('a slow upload', () => {
+  it('takes 20 s and is delivered by a backend that closes sessions idle for 5 s', async () => {
+    await withScriptedBackend({ idleTimeoutMs: 5000 }, undefined, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+      expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+      expect((await session.command('DATA')).code).toBe(354);
+      const lines = dataPayload(message('slow upload', Array.from({ length: 10 }, (_, i) => `line ${i}`).join('\r\n'))).split(/(?<=\r\n)/);
+      const started = Date.now();
+      for (const [i, line] of lines.entries()) {
+        session.write(line);
+        if (i < lines.length - 1) await sleep(20_000 / lines.length);
+      }
+      const final = await session.reply();
+      session.close();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(18_000);
+      expect(final.code).toBe(250);
+      expect(backend.deliveries.map((d) => d.rcpts)).toEqual([['alice@demo.test']]);
+      expect(backend.deliveries[0]?.data).toContain('line 9');
+    });
+  }, 60_000);
+});
+
+describe('XCLIENT without ADDR is no XCLIENT', () => {
+  for (const capability of ['XCLIENT', 'XCLIENT NAME HELO PROTO']) {
+    it(`a backend advertising "${capability}" gets nothing and the sender 4xx`, async () => {
+      await withScriptedBackend({ xclient: capability }, undefined, async (t, backend) => {
+        const session = await openSession(t.inbound.host, t.inbound.port);
+        const { replies } = await sendVia(session, ['alice@demo.test'], 'no addr');
+        session.close();
+        expect(replies[0]?.code).toBe(451);
+        expect(backend.commands.flat()).not.toContain('XCLIENT');
+        expect(backend.commands.flat()).not.toContain('MAIL');
+        expect(t.haraka['haraka-in']!.output()).toContain('XCLIENT without ADDR');
+      });
+    });
+  }
+});
+
+describe('what was learnt about the backend', () => {
+  it('one refused early XCLIENT does not send every later session back to EHLO first', async () => {
+    await withScriptedBackend({ xclientReply: (n) => (n === 1 ? '451 4.3.0 try again' : null) }, undefined, async (t, backend) => {
+      for (const subject of ['learns', 'refused once', 'early again']) {
+        const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
+        expect((await sendVia(session, ['alice@demo.test'], subject)).final?.code).toBe(250);
+        session.close();
+      }
+      const opening = backend.commands.map((verbs) => verbs.slice(0, 3).join(' '));
+      expect(opening).toEqual(['EHLO XCLIENT EHLO', 'XCLIENT', 'EHLO XCLIENT EHLO', 'XCLIENT EHLO MAIL']);
+      expect(backend.delivered()).toBe(3);
+    });
+  });
+});
+
+describe('RCPT TO:<postmaster>', () => {
+  it('is accepted and goes to the postmaster of the first domain (RFC 5321 §4.5.1)', async () => {
+    await withScriptedBackend({}, undefined, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      const { replies, final } = await sendVia(session, ['postmaster'], 'to postmaster');
+      session.close();
+      expect(replies[0]?.code).toBe(250);
+      expect(final?.code).toBe(250);
+      expect(backend.deliveries.map((d) => d.rcpts)).toEqual([[`postmaster@${t.config.domains[0]}`]]);
+    });
+  });
+});

@@ -1,0 +1,91 @@
+// scripts/install.sh into a throwaway root (--root): the same tree when run twice, an edited config kept
+// (and rendered), an old Node refused with the reason.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { requirePeers } from '../helpers/peers';
+import { useTempDirs } from '../helpers/tmp';
+
+const root = path.resolve(__dirname, '../..');
+const installer = path.join(root, 'scripts/install.sh');
+const tempDir = useTempDirs('mailproxy-install-');
+
+function install(target: string, node = process.execPath) {
+  const result = spawnSync('bash', [installer, '--root', target, '--node', node], { encoding: 'utf8', timeout: 240_000 });
+  return { code: result.status, out: result.stdout, err: result.stderr };
+}
+
+/** Every path below dir with its type, mode and content hash (or link target). */
+function snapshot(dir: string, prefix = ''): string[] {
+  return readdirSync(dir)
+    .sort()
+    .flatMap((name) => {
+      const full = path.join(dir, name);
+      const relative = path.join(prefix, name);
+      const stat = lstatSync(full);
+      const mode = (stat.mode & 0o7777).toString(8);
+      if (stat.isSymbolicLink()) return [`${relative} -> ${readlinkSync(full)}`];
+      if (stat.isDirectory()) return [`${relative}/ ${mode}`, ...snapshot(full, relative)];
+      return [`${relative} ${mode} ${createHash('sha256').update(readFileSync(full)).digest('hex')}`];
+    });
+}
+
+describe('scripts/install.sh --root', () => {
+  const nodeMajor = Number(process.versions.node.split('.')[0]);
+  const node22 = requirePeers('install.sh with this Node', nodeMajor >= 22 ? null : `the tests run on Node ${process.versions.node}; the installer needs 22 (source scripts/node-runtime.sh)`);
+
+  it.runIf(node22)(
+    'gives the same tree when run twice, and keeps and renders an edited config',
+    () => {
+      const target = tempDir();
+      const first = install(target);
+      expect(first.code, first.err).toBe(0);
+      expect(first.out).toContain('from the example: edit it');
+      for (const file of [
+        'opt/mailproxy/node_modules/haraka/bin/haraka',
+        'opt/mailproxy/bin/mailproxy.js',
+        'etc/mailproxy/mailproxy.yaml',
+        'etc/mailproxy/instances/haraka-in/config/smtp.ini',
+        'etc/systemd/system/mailproxy-haraka-in.service',
+        'etc/systemd/system/mailproxy-health.timer',
+        'var/lib/mailproxy',
+      ]) {
+        expect(existsSync(path.join(target, file)), file).toBe(true);
+      }
+      // No dev packages on the VPS.
+      expect(existsSync(path.join(target, 'opt/mailproxy/node_modules/vitest'))).toBe(false);
+      expect(first.out).toContain('smtpd_authorized_xclient_hosts = 10.0.0.1');
+      expect(first.out).toContain('iifname "wg0" tcp dport 2526 accept');
+
+      const before = snapshot(target);
+      const second = install(target);
+      expect(second.code, second.err).toBe(0);
+      expect(second.out).toContain('kept');
+      expect(second.out).not.toContain('installing packages');
+      expect(snapshot(target)).toEqual(before);
+
+      const configFile = path.join(target, 'etc/mailproxy/mailproxy.yaml');
+      const edited = readFileSync(configFile, 'utf8').replace(/^log_level: .*$/m, 'log_level: debug');
+      expect(edited).toContain('log_level: debug');
+      writeFileSync(configFile, edited);
+      const third = install(target);
+      expect(third.code, third.err).toBe(0);
+      expect(readFileSync(configFile, 'utf8')).toBe(edited);
+      expect(readFileSync(path.join(target, 'etc/mailproxy/instances/haraka-in/config/log.ini'), 'utf8')).toMatch(/^level=debug$/m);
+    },
+    300_000,
+  );
+
+  it('refuses a Node older than 22 with the reason, and installs nothing', () => {
+    const target = tempDir();
+    const oldNode = path.join(target, 'node');
+    writeFileSync(oldNode, '#!/bin/sh\ncase "$1" in --version) echo v20.19.0 ;; *) echo 20 ;; esac\n');
+    chmodSync(oldNode, 0o755);
+    const result = install(target, oldNode);
+    expect(result.code).toBe(1);
+    expect(result.err).toContain('is v20.19.0; mailproxy needs 22 or newer');
+    expect(existsSync(path.join(target, 'opt'))).toBe(false);
+  });
+});

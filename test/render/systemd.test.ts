@@ -1,0 +1,144 @@
+// The systemd units: rendered from the config by a pure renderer, committed in deploy/systemd, checked by
+// systemd's own analyzer (verify: no errors and nothing on stderr; security: exposure 2.0 or lower).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load';
+import { renderInstances } from '../../src/render/haraka';
+import { renderUnits, UNIT_NAMES } from '../../src/render/systemd';
+import { MANIFEST } from '../../src/render/write';
+import { runCli } from '../helpers/cli';
+import { missingPeers, requirePeers } from '../helpers/peers';
+import { useTempDirs } from '../helpers/tmp';
+
+const root = path.resolve(__dirname, '../..');
+const exampleText = readFileSync(path.join(root, 'mailproxy.example.yaml'), 'utf8');
+const example = parseConfig(exampleText, 'mailproxy.example.yaml');
+const units = renderUnits(example, { source: 'mailproxy.example.yaml' });
+const tempDir = useTempDirs('mailproxy-units-');
+
+/** key -> every value it has in the unit (a key may repeat). */
+function entries(text: string): Map<string, string[]> {
+  const map = new Map<string, string[]>();
+  for (const line of text.split('\n')) {
+    const match = /^([A-Za-z]+)=(.*)$/.exec(line);
+    if (match) map.set(match[1]!, [...(map.get(match[1]!) ?? []), match[2]!]);
+  }
+  return map;
+}
+
+const haraka = (role: 'haraka-in' | 'haraka-out') => entries(units.get(UNIT_NAMES[role])!);
+
+describe('rendered systemd units', () => {
+  it('names every unit one way: mailproxy-haraka-in/out services, health and cert-renew service + timer pairs', () => {
+    expect([...units.keys()].sort()).toEqual([
+      'mailproxy-cert-renew.service',
+      'mailproxy-cert-renew.timer',
+      'mailproxy-haraka-in.service',
+      'mailproxy-haraka-out.service',
+      'mailproxy-health.service',
+      'mailproxy-health.timer',
+    ]);
+  });
+
+  it('run Haraka from the install paths with the V8 flags the tests use, never this machine’s node', () => {
+    for (const role of ['haraka-in', 'haraka-out'] as const) {
+      const [execStart] = haraka(role).get('ExecStart')!;
+      expect(execStart).toBe(
+        `/usr/bin/node --max-semi-space-size=4 --max-old-space-size=128 /opt/mailproxy/node_modules/haraka/bin/haraka -c /etc/mailproxy/instances/${role}`,
+      );
+      if (process.execPath !== '/usr/bin/node') expect(units.get(UNIT_NAMES[role])).not.toContain(process.execPath);
+    }
+  });
+
+  it('stop Haraka with SIGINT and wait longer than its forced shutdown', () => {
+    const smtpIni = renderInstances(example, { source: 'x' }).get('haraka-in/config/smtp.ini')!;
+    const forceShutdown = Number(/^force_shutdown_timeout=(\d+)$/m.exec(smtpIni)![1]);
+    for (const role of ['haraka-in', 'haraka-out'] as const) {
+      const unit = haraka(role);
+      expect(unit.get('KillSignal')).toEqual(['SIGINT']);
+      expect(Number(unit.get('TimeoutStopSec')![0])).toBeGreaterThan(forceShutdown);
+      expect(unit.get('Restart')).toEqual(['on-failure']);
+      expect(Number(unit.get('StartLimitBurst')![0])).toBeGreaterThan(0);
+      expect(unit.get('User')).toEqual(['mailproxy']);
+      expect(unit.get('Type')).toEqual(['notify']);
+      expect(unit.get('NotifyAccess')).toEqual(['all']);
+      expect(unit.get('MemoryDenyWriteExecute')).toEqual(['no']);
+    }
+  });
+
+  it('give port 25 to haraka-in alone, as an ambient capability', () => {
+    expect(haraka('haraka-in').get('AmbientCapabilities')).toEqual(['CAP_NET_BIND_SERVICE']);
+    expect(haraka('haraka-in').get('CapabilityBoundingSet')).toEqual(['CAP_NET_BIND_SERVICE']);
+    expect(haraka('haraka-out').get('AmbientCapabilities')).toBeUndefined();
+    expect(haraka('haraka-out').get('CapabilityBoundingSet')).toEqual(['']);
+    for (const text of units.values()) expect(text).not.toMatch(/setcap|authbind/);
+  });
+
+  it('start haraka-out after the WireGuard unit and with it', () => {
+    const out = haraka('haraka-out');
+    expect(out.get('After')![0]).toContain('wg-quick@wg0.service');
+    expect(out.get('Wants')![0]).toContain('wg-quick@wg0.service');
+    expect(out.get('PartOf')).toEqual(['wg-quick@wg0.service']);
+    const other = renderUnits({ ...example, wireguard: { ...example.wireguard, interface: 'wgmail' } }, { source: 'x' });
+    expect(other.get(UNIT_NAMES['haraka-out'])).toContain('After=network-online.target wg-quick@wgmail.service');
+  });
+
+  it('make only the state directory writable: StateDirectory under /var/lib, ReadWritePaths elsewhere', () => {
+    expect(haraka('haraka-in').get('StateDirectory')).toEqual(['mailproxy/haraka-in']);
+    expect(haraka('haraka-in').get('ProtectSystem')).toEqual(['strict']);
+    const elsewhere = renderUnits({ ...example, state_dir: '/srv/mail' }, { source: 'x' });
+    const out = entries(elsewhere.get(UNIT_NAMES['haraka-out'])!);
+    expect(out.get('StateDirectory')).toBeUndefined();
+    expect(out.get('ReadWritePaths')).toEqual(['-/srv/mail/haraka-out']);
+  });
+
+  it('cap each instance’s memory so both fit a 1 GB VPS with the tunnel and sshd', () => {
+    const total = [haraka('haraka-in'), haraka('haraka-out')].reduce((sum, unit) => sum + Number(/^(\d+)M$/.exec(unit.get('MemoryMax')![0])![1]), 0);
+    expect(total).toBeLessThanOrEqual(640);
+  });
+});
+
+describe('committed units equal a fresh render (no drift)', () => {
+  it('deploy/systemd is the render of mailproxy.example.yaml', () => {
+    const dir = path.join(root, 'deploy/systemd');
+    const committed = readdirSync(dir).filter((file) => file !== MANIFEST).sort();
+    expect(committed).toEqual([...units.keys()].sort());
+    for (const [file, text] of units) expect(readFileSync(path.join(dir, file), 'utf8'), file).toBe(text);
+  });
+
+  it('`mailproxy render --units DIR` writes them', async () => {
+    const out = tempDir();
+    const result = await runCli(['render', '--config', path.join(root, 'mailproxy.example.yaml'), '--out', path.join(out, 'instances'), '--units', path.join(out, 'units')]);
+    expect(result.code).toBe(0);
+    for (const [file, text] of units) expect(readFileSync(path.join(out, 'units', file), 'utf8')).toBe(text);
+  });
+});
+
+describe('systemd-analyze on every rendered unit', () => {
+  const analyze = '/usr/bin/systemd-analyze';
+  if (!requirePeers('systemd-analyze', missingPeers([analyze, '/usr/bin/node']))) return;
+
+  it('verify: no errors and nothing on stderr', () => {
+    const dir = tempDir();
+    mkdirSync(dir, { recursive: true });
+    for (const [file, text] of units) writeFileSync(path.join(dir, file), text);
+    for (const file of units.keys()) {
+      const result = spawnSync(analyze, ['verify', '--man=no', path.join(dir, file)], { encoding: 'utf8' });
+      expect(`${result.status} ${result.stderr}`, file).toBe('0 ');
+    }
+  });
+
+  it('security: each Haraka unit has an exposure of 2.0 or lower', () => {
+    const dir = tempDir();
+    for (const role of ['haraka-in', 'haraka-out'] as const) {
+      const file = path.join(dir, UNIT_NAMES[role]);
+      writeFileSync(file, units.get(UNIT_NAMES[role])!);
+      const output = execFileSync(analyze, ['security', '--offline=yes', file], { encoding: 'utf8' });
+      const exposure = Number(/Overall exposure level for \S+: (\d+\.\d)/.exec(output)![1]);
+      console.info(`${UNIT_NAMES[role]}: exposure ${exposure}`);
+      expect(exposure).toBeLessThanOrEqual(2.0);
+    }
+  });
+});

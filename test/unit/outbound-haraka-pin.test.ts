@@ -1,0 +1,60 @@
+// mailproxy-outbound leans on Haraka 3.3.4's outbound internals (tls-fallback.ts, the flush accounting and the
+// DSN fields in index.ts). This test fails as soon as Haraka changes: re-read node_modules/haraka/outbound/
+// and re-run test/integration/outbound-tls-fallback, mta-sts-delivery, queue and delivery before updating it.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { harakaOutboundTls, installTlsFallback } from '../../src/plugins/outbound/tls-fallback';
+
+const harakaDir = path.dirname(require.resolve('haraka/package.json'));
+const source = (file: string) => readFileSync(path.join(harakaDir, file), 'utf8');
+
+describe('the Haraka internals mailproxy-outbound relies on', () => {
+  it('is Haraka 3.3.4', () => {
+    expect((require('haraka/package.json') as { version: string }).version).toBe('3.3.4');
+  });
+
+  it('asks OutboundTLS about a failed handshake only off the force-TLS path, and tells it about every TLS error', () => {
+    const hmail = source('outbound/hmail.js');
+    // Opportunistic path: after the no_tls_hosts lists, check_tls_nogo decides; force-TLS returns before it.
+    const forced = hmail.indexOf('if (self.force_tls) {');
+    const check = hmail.indexOf('return obtls.check_tls_nogo(');
+    expect(forced).toBeGreaterThan(0);
+    expect(check).toBeGreaterThan(forced);
+    expect(hmail.slice(forced, check)).toContain("return self.temp_fail(`No TLS available but required by configuration.`)");
+    expect(hmail).toContain("if (err.source === 'tls')\n                // exception thrown from tls_socket during tls upgrade\n                return obtls.mark_tls_nogo(host, () => {");
+    expect(hmail).toContain("self.loginfo(`TLS disabled for ${host} because it was marked as non-TLS on ${when}`)");
+  });
+
+  it('counts a failure in num_failures, bounces past the intervals, and takes a deferred DENYSOFT as seconds', () => {
+    const hmail = source('outbound/hmail.js');
+    expect(hmail).toContain('this.num_failures++\n\n        // Test for max failures which is configurable.\n        if (this.num_failures > obc.cfg.temp_fail_intervals.length) {');
+    expect(hmail).toContain("plugins.run_hooks('deferred', this, { delay, err, ...(extra || {}) })");
+    expect(hmail).toContain('delay = parseInt(msg, 10) * 1000');
+    expect(hmail).toContain('parts.attempts = this.num_failures');
+    expect(hmail).toContain("plugins.run_hooks('send_email', this)");
+    expect(hmail).toContain('this.todo.rcpt_to.map((a) => new Address(a))');
+  });
+
+  it('builds the bounce from outbound.bounce_message and the dsn_* fields of each recipient', () => {
+    const hmail = source('outbound/hmail.js');
+    expect(hmail).toContain("config.get('outbound.bounce_message', 'data')");
+    expect(hmail).toContain('return `${single_line(recip.original)}: ${single_line(recip.reason)}`');
+    for (const field of ['dsn_action', 'dsn_status', 'dsn_code', 'dsn_msg', 'dsn_remote_mta', 'dsn_smtp_code', 'dsn_smtp_extc', 'dsn_smtp_response']) {
+      expect(hmail).toContain(`rcpt_to.${field}`);
+    }
+  });
+
+  it('replaces the Redis-backed TLS memory of the OutboundTLS singleton, answering as before outside a delivery', () => {
+    const obtls = harakaOutboundTls();
+    const original = obtls.check_tls_nogo;
+    expect(installTlsFallback()).toBe(true);
+    expect(obtls.check_tls_nogo).not.toBe(original);
+    expect(installTlsFallback()).toBe(true);
+    const answers: string[] = [];
+    obtls.check_tls_nogo('192.0.2.1', () => answers.push('ok'), () => answers.push('nogo'));
+    obtls.mark_tls_nogo('192.0.2.1', () => answers.push('marked'));
+    obtls.check_tls_nogo('192.0.2.1', () => answers.push('ok'), () => answers.push('nogo'));
+    expect(answers).toEqual(['ok', 'marked', 'ok']);
+  });
+});
