@@ -32,6 +32,10 @@ export interface ScriptedBackendOptions {
   endOfDataReply?: (n: number) => string;
   /** Inside DATA stop reading the socket; close it this many ms later (null: never). */
   stallInData?: { closeAfterMs: number | null };
+  /** Answer NOOP this late. A command that arrives before that answer is improper pipelining (RFC 2920:
+   * NOOP ends a group), and DATA is then refused with 503 for the rest of the session, as Postfix does
+   * with reject_unauth_pipelining (Mailcow's smtpd_data_restrictions). */
+  noopDelayMs?: number;
 }
 
 export interface ScriptedBackend {
@@ -66,6 +70,8 @@ export async function startScriptedBackend(host: string, port: number, options: 
     const seen: string[] = [];
     commands.push(seen);
     let inData = false;
+    let noopPending = false;
+    let improperPipelining = false;
     let rcpts: string[] | null = null;
     let body: string[] = [];
     let buffer = '';
@@ -101,7 +107,14 @@ export async function startScriptedBackend(host: string, port: number, options: 
       }
       const verb = line.split(' ')[0]!.toUpperCase();
       seen.push(verb);
-      if (verb === 'EHLO') {
+      if (noopPending) improperPipelining = true;
+      if (verb === 'NOOP' && options.noopDelayMs) {
+        noopPending = true;
+        setTimeout(() => {
+          noopPending = false;
+          reply('250 2.0.0 Ok');
+        }, options.noopDelayMs);
+      } else if (verb === 'EHLO') {
         reply(['250-scripted.test', '250-PIPELINING', xclient ? `250 ${xclient}` : '250 8BITMIME'].join('\r\n'));
       } else if (verb === 'XCLIENT') {
         const scripted = options.xclientReply?.(xclientCommands);
@@ -122,7 +135,9 @@ export async function startScriptedBackend(host: string, port: number, options: 
         rcpts = null;
         reply('250 2.0.0 ok');
       } else if (verb === 'DATA') {
-        const answer = options.dataReply?.(dataCommands) ?? '354 go ahead';
+        const answer = improperPipelining
+          ? '503 5.5.0 <DATA>: Data command rejected: Improper use of SMTP command pipelining'
+          : (options.dataReply?.(dataCommands) ?? '354 go ahead');
         dataCommands += 1;
         inData = answer.startsWith('354');
         reply(answer);

@@ -6,6 +6,7 @@ import { LOOPBACK, type Topology } from '../../src/demo/topology';
 import { dataPayload, message, openSession, SmtpScript } from '../../src/smtp/script';
 import { startScriptedBackend, type ScriptedBackend, type ScriptedBackendOptions } from '../helpers/scripted-backend';
 import { sendVia } from '../helpers/send';
+import { sendMessage } from '../../src/smtp/send';
 import { withTopology } from '../helpers/topology';
 import { eventually } from '../helpers/poll';
 
@@ -139,6 +140,20 @@ describe('the end of data', () => {
     });
   }, 60_000);
 
+  it('waits as long for a client that used STARTTLS (its plain socket’s timer is lifted too)', async () => {
+    const tweak: Tweak = (config) => {
+      config.backend = { ...config.backend, timeout: 1, data_timeout: 30 };
+      config.inbound = { ...config.inbound, inactivity_timeout: 10 };
+    };
+    await withScriptedBackend({ endOfDataDelayMs: 13_000 }, tweak, async (t, backend) => {
+      const started = Date.now();
+      const result = await sendMessage({ host: t.inbound.host, port: t.inbound.port, starttls: true, from: 'sender@example.net', to: ['alice@demo.test'], subject: 'tls and slow filters', text: 'body' });
+      expect(result.response).toMatch(/^250 /);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(12_000);
+      expect(backend.delivered()).toBe(1);
+    });
+  }, 60_000);
+
   it('passes a 421 at the end of data and ends the client session', async () => {
     await withScriptedBackend({ endOfDataReply: () => '421 4.3.0 scripted.test going down' }, undefined, async (t, backend) => {
       const session = await openSession(t.inbound.host, t.inbound.port);
@@ -196,6 +211,25 @@ describe('a slow upload', () => {
       expect(backend.deliveries[0]?.data).toContain('line 9');
     });
   }, 60_000);
+});
+
+describe('keepalive NOOPs', () => {
+  it('never pipeline a command behind a NOOP still waiting for its reply (Postfix would refuse DATA)', async () => {
+    await withScriptedBackend({ noopDelayMs: 800 }, backendSettings({ keepalive: 1 }), async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+      expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+      // The NOOP goes out 1 s after RCPT and its reply comes 0.8 s later: the end of data falls between.
+      await sleep(1300);
+      expect((await session.command('DATA')).code).toBe(354);
+      session.write(dataPayload(message('behind a noop', 'body')));
+      const final = await session.reply();
+      session.close();
+      expect(backend.commands.flat()).toContain('NOOP');
+      expect(final.code).toBe(250);
+      expect(backend.delivered()).toBe(1);
+    });
+  });
 });
 
 describe('XCLIENT without ADDR is no XCLIENT', () => {

@@ -24,6 +24,8 @@ export class BackendError extends Error {
 // Shared: an Error per connection close (and its stack trace) costs measurable CPU at hundreds a second.
 const CLOSED = new BackendError('backend closed the connection');
 const SESSION_CLOSED = new BackendError('session closed');
+const KEEPALIVE_BURST = 60;
+const KEEPALIVE_SLOW_MS = 240_000;
 const ABORTED = new BackendError('backend session aborted: the client left');
 
 export interface ConnectOptions {
@@ -52,13 +54,17 @@ interface Waiter {
 export class BackendSession {
   private buffer = '';
   private partial: string[] = [];
-  private readonly replies: Reply[] = [];
   private readonly waiters: Waiter[] = [];
   private failure: Error | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly failureListeners = new Set<(error: Error) => void>();
   private keepAliveMs: number | null = null;
   private keepAliveTimer: NodeJS.Timeout | null = null;
+  /** The reply to a keepalive NOOP still on its way: nothing is written behind it (RFC 2920: NOOP ends a
+   * pipelined group; Postfix's reject_unauth_pipelining refuses DATA for the rest of the session). */
+  private noopInFlight: Promise<unknown> | null = null;
+  /** NOOPs sent in this session: Postfix counts them against smtpd_junk_command_limit (100). */
+  private noops = 0;
 
   private constructor(
     private socket: net.Socket,
@@ -165,8 +171,10 @@ export class BackendSession {
         const reply = { code: Number(match[1]), lines: this.partial };
         this.partial = [];
         const waiter = this.waiters.shift();
-        if (waiter) waiter.resolve(reply);
-        else this.replies.push(reply);
+        // Every command registers its waiter before it is written: a reply nobody asked for (an idle
+        // 421 racing our next command) would shift every later reply onto the wrong command.
+        if (!waiter) return this.fail(new BackendError(`backend sent an unrequested reply: ${reply.code} ${reply.lines.join(' ')}`, reply), true);
+        waiter.resolve(reply);
         this.rearm();
       }
     }
@@ -190,13 +198,23 @@ export class BackendSession {
     for (const waiter of this.waiters.splice(0)) waiter.reject(this.failure as Error);
     if (first) for (const listener of this.failureListeners) listener(this.failure as Error);
     this.failureListeners.clear();
-    if (destroy) this.socket.destroy();
+    if (destroy) this.abort();
+  }
+
+  /** Closes with a reset, so that bytes still queued (the end of a message, its final dot) are dropped
+   * instead of reaching the backend after we gave up on it. */
+  private abort(): void {
+    const socket = this.socket as net.Socket & { resetAndDestroy?: () => void };
+    try {
+      if (socket.resetAndDestroy) socket.resetAndDestroy();
+      else socket.destroy();
+    } catch {
+      socket.destroy();
+    }
   }
 
   /** The next reply, in order; timeoutMs overrides the reply timeout for this one reply. */
   read(timeoutMs = this.replyTimeoutMs): Promise<Reply> {
-    const queued = this.replies.shift();
-    if (queued) return Promise.resolve(queued);
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject, timeoutMs });
@@ -205,7 +223,12 @@ export class BackendSession {
   }
 
   /** Writes the lines in one write and returns their replies in order. */
-  send(...lines: string[]): Promise<Reply[]> {
+  async send(...lines: string[]): Promise<Reply[]> {
+    while (this.noopInFlight) await this.noopInFlight;
+    return this.sendNow(lines);
+  }
+
+  private sendNow(lines: string[]): Promise<Reply[]> {
     if (this.failure) return Promise.reject(this.failure);
     const replies = lines.map(() => this.read());
     this.socket.write(lines.map((line) => `${line}\r\n`).join(''));
@@ -229,16 +252,23 @@ export class BackendSession {
     this.keepAliveTimer = null;
     const intervalMs = this.keepAliveMs;
     if (intervalMs === null || this.failure) return;
+    // Postfix counts NOOP as a junk command (smtpd_junk_command_limit, 100 per session): after the first
+    // 60, one every 4 minutes, still under its normal smtpd_timeout of 300 s.
+    const delay = this.noops < KEEPALIVE_BURST ? intervalMs : Math.max(intervalMs, KEEPALIVE_SLOW_MS);
     this.keepAliveTimer = setTimeout(() => {
       this.keepAliveTimer = null;
-      if (this.waiters.length > 0) return this.armKeepAlive();
-      this.command('NOOP').then(
-        (reply) => {
-          if (Math.floor(reply.code / 100) !== 2) this.fail(new BackendError(`backend answered NOOP with ${reply.code}`, reply), true);
+      if (this.waiters.length > 0 || this.noopInFlight) return this.armKeepAlive();
+      this.noops += 1;
+      const noop = this.sendNow(['NOOP']).then(
+        ([reply]) => {
+          if (Math.floor((reply as Reply).code / 100) !== 2) this.fail(new BackendError(`backend answered NOOP with ${(reply as Reply).code}`, reply), true);
         },
         () => undefined,
       );
-    }, intervalMs);
+      this.noopInFlight = noop.finally(() => {
+        this.noopInFlight = null;
+      });
+    }, delay);
   }
 
   /** Writes raw bytes (a whole DATA payload); the reply that follows is read with read(). */

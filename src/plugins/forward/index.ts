@@ -76,8 +76,10 @@ interface Connection {
   hello: { verb: string | null; host: string | null };
   notes: Record<string, unknown>;
   transaction: Transaction | null;
-  /** The client's socket; its idle timer is Haraka's inactivity timeout. */
-  client: { setTimeout(ms: number): unknown };
+  /** The client's socket (Haraka's pluggableStream); its idle timer is Haraka's inactivity timeout.
+   * After STARTTLS it wraps a TLS socket (`cleartext`) over the plain one (`cleartext.socket`), whose
+   * own timer still ends the session. */
+  client: { setTimeout(ms: number): unknown; cleartext?: { socket?: { setTimeout(ms: number): unknown } } };
   results: { add(plugin: unknown, result: object): void };
   loginfo(plugin: unknown, message: string): void;
   logwarn(plugin: unknown, message: string): void;
@@ -231,9 +233,12 @@ function dsnFrom(reply: Reply): unknown {
 
 /** A backend refusal keeps its class: 5xx denies, 4xx defers; a 421 (the backend is closing) is passed on
  * and ends the client session too (RFC 5321 §3.8), since that transaction is gone. */
-function refusalCode(reply: Reply): number {
-  if (reply.code === 421) return constants.DENYSOFTDISCONNECT;
-  return isOk(reply, 5) ? constants.DENY : constants.DENYSOFT;
+function refusal(reply: Reply): [code: number, dsn: unknown, replyCode: number] {
+  if (reply.code === 421) return [constants.DENYSOFTDISCONNECT, dsnFrom(reply), 421];
+  // 503 is a protocol error between haraka-in and the backend, never a verdict on the message: the
+  // sender retries rather than bounces.
+  if (reply.code === 503) return [constants.DENYSOFT, DSN.create(451, 'Backend protocol error, try again later', 4, 5), 451];
+  return [isOk(reply, 5) ? constants.DENY : constants.DENYSOFT, dsnFrom(reply), reply.code];
 }
 
 /** Fail closed: drop the backend session and defer, whatever went wrong. */
@@ -443,7 +448,8 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
       if (!isOk(mailReply)) {
         transaction.results.add(this, { fail: `backend MAIL FROM ${mailReply.code}` });
         if (mailReply.code === 421) dropBackend(connection);
-        return next(refusalCode(mailReply), dsnFrom(mailReply));
+        const [code, dsn] = refusal(mailReply);
+        return next(code, dsn);
       }
       binding = { session: state.session, accepted: 0 };
       state.binding = binding;
@@ -458,7 +464,8 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
     }
     transaction.results.add(this, { fail: `backend RCPT ${rcptReply.code}` });
     if (rcptReply.code === 421) dropBackend(connection);
-    return next(refusalCode(rcptReply), dsnFrom(rcptReply));
+    const [code, dsn] = refusal(rcptReply);
+    return next(code, dsn);
   })().catch((err: Error) => backendUnavailable(this, connection, next, 'recipient check failed', err));
 }
 
@@ -473,8 +480,11 @@ export function check_backend_data(this: ForwardPlugin, next: Next, connection: 
 function holdClientTimer(connection: Connection, settings: Settings): () => void {
   const wait = settings.replyTimeoutMs + settings.bodyTimeoutMs + settings.dataTimeoutMs + 5000;
   if (wait <= settings.clientTimeoutMs) return () => undefined;
-  connection.client.setTimeout(wait);
-  return () => connection.client.setTimeout(settings.clientTimeoutMs);
+  const sockets = [connection.client, connection.client.cleartext?.socket].filter((socket) => socket !== undefined);
+  for (const socket of sockets) socket.setTimeout(wait);
+  return () => {
+    for (const socket of sockets) socket.setTimeout(settings.clientTimeoutMs);
+  };
 }
 
 function streamBody(state: BackendState, transaction: Transaction, settings: Settings): Promise<void> {
@@ -522,9 +532,12 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
     }
     const capture = transaction.notes[CAPTURE] as Capture | undefined;
     const payload = capture ? wireMessage(transaction, transaction.message_stream, capture) : null;
+    // Waiting before writing: the end-of-data reply can never arrive unawaited (which would fail the session).
+    const verdict = state.session.read(settings.dataTimeoutMs + settings.bodyTimeoutMs);
+    verdict.catch(() => undefined);
     if (payload) state.session.write(payload);
     else await streamBody(state, transaction, settings);
-    const done = await state.session.read(settings.dataTimeoutMs);
+    const done = await verdict;
     state.inData = false;
     state.binding = null;
     if (isOk(done)) {
@@ -540,8 +553,9 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
 
 function refuse(plugin: ForwardPlugin, next: Next, transaction: Transaction, reply: Reply): void {
   transaction.results.add(plugin, { fail: `backend ${reply.code}` });
-  transaction.notes[REPLY_CODE_NOTE] = reply.code;
-  next(refusalCode(reply), dsnFrom(reply));
+  const [code, dsn, replyCode] = refusal(reply);
+  transaction.notes[REPLY_CODE_NOTE] = replyCode;
+  next(code, dsn);
 }
 
 export function reset_backend_transaction(this: ForwardPlugin, next: Next, connection: Connection): void {
