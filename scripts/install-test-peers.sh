@@ -4,7 +4,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in postfix swaks libio-socket-inet6-perl openssl procps iproute2 util-linux systemd python3-minimal; do
+for pkg in postfix swaks libio-socket-inet6-perl openssl procps iproute2 util-linux systemd python3-minimal pebble testssl.sh; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then

@@ -35,6 +35,21 @@ describe('haraka-in answers bad commands and keeps serving', () => {
     expect(received?.mailFrom).toBe('again@example.net');
   });
 
+  it('puts an RFC 3463 enhanced status code on every refusal it words itself', async () => {
+    const t = topology();
+    const session = await openSession(t.inbound.host, t.inbound.port);
+    const cases: [string, string][] = [
+      ['FROBNICATE', '500 5.5.2 '],
+      ['RCPT TO:<alice@demo.test>', '503 5.5.1 '],
+      ['MAIL FROM:not-an-address', '501 5.5.4 '],
+    ];
+    for (const [command, line] of cases) expect((await session.command(command)).lines[0], command).toMatch(new RegExp(`^${line}`));
+    expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+    const foreign = await session.command('RCPT TO:<someone@elsewhere.example>');
+    expect(foreign.lines[0]).toMatch(/^550 5\.7\.1 I cannot deliver mail for/);
+    session.close();
+  });
+
   it('drops a client that sends an over-long command line, and serves the next one', async () => {
     const t = topology();
     const session = await openSession(t.inbound.host, t.inbound.port);

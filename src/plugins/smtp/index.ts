@@ -4,9 +4,11 @@
 // before any hook runs, so the reply itself is rewritten here.
 // Haraka also answers every refused message with 450 or 550, whatever the reason; mailproxy-forward
 // leaves the backend's real code in the transaction notes and it is sent instead.
+// Refusals Haraka words itself get an RFC 3463 enhanced status code (enhanced.ts).
 // And it spares Haraka a failing unlink per message (unspooled-destroy.ts).
 import type { HarakaPlugin } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
+import { withEnhancedStatus } from './enhanced';
 import { skipDestroyOfUnspooledStreams } from './unspooled-destroy';
 
 interface ConnectionLike {
@@ -38,9 +40,9 @@ export function register(this: HarakaPlugin): void {
     const wanted = notes?.[REPLY_CODE_NOTE];
     if (notes && typeof wanted === 'number' && code >= 400 && Math.floor(wanted / 100) === Math.floor(code / 100)) {
       delete notes[REPLY_CODE_NOTE];
-      return original.call(this, wanted, msg, func);
+      return original.call(this, wanted, withEnhancedStatus(wanted, msg), func);
     }
-    return original.call(this, code, msg, func);
+    return original.call(this, code, withEnhancedStatus(code, msg), func);
   };
   patched = true;
 }
