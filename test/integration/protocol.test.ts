@@ -50,6 +50,35 @@ describe('haraka-in answers bad commands and keeps serving', () => {
     session.close();
   });
 
+  it('answers a QUIT pipelined right after the final dot with 221, and refuses any other command there', async () => {
+    const t = topology();
+    const quit = await openSession(t.inbound.host, t.inbound.port);
+    expect((await quit.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+    expect((await quit.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+    expect((await quit.command('DATA')).code).toBe(354);
+    quit.write(`${dataPayload(message('quit after dot', 'body'))}QUIT\r\n`);
+    expect((await quit.reply()).code).toBe(250);
+    expect((await quit.reply()).code).toBe(221);
+    quit.close();
+    const rset = await openSession(t.inbound.host, t.inbound.port);
+    expect((await rset.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+    expect((await rset.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+    expect((await rset.command('DATA')).code).toBe(354);
+    rset.write(`${dataPayload(message('rset after dot', 'body'))}RSET\r\n`);
+    expect((await rset.reply()).code).toBe(250);
+    expect((await rset.reply()).code).toBe(503);
+    // QUIT behind another command, or with a bare LF, is no lone QUIT.
+    expect((await rset.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+    expect((await rset.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+    expect((await rset.command('DATA')).code).toBe(354);
+    rset.write(`${dataPayload(message('noop quit after dot', 'body'))}NOOP\r\nQUIT\r\n`);
+    expect((await rset.reply()).code).toBe(250);
+    expect([(await rset.reply()).code, (await rset.reply()).code]).toEqual([503, 503]);
+    rset.close();
+    const log = t.haraka['haraka-in']!.output();
+    expect(log.match(/command pipelined after end of DATA - refused/g)?.length).toBe(2);
+  });
+
   it('drops a client that sends an over-long command line, and serves the next one', async () => {
     const t = topology();
     const session = await openSession(t.inbound.host, t.inbound.port);

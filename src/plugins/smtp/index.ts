@@ -5,6 +5,9 @@
 // Haraka also answers every refused message with 450 or 550, whatever the reason; mailproxy-forward
 // leaves the backend's real code in the transaction notes and it is sent instead.
 // Refusals Haraka words itself get an RFC 3463 enhanced status code (enhanced.ts).
+// A QUIT pipelined right after the final dot (Postfix's SMTP client does it for every message; RFC 2920
+// allows a group that ends with QUIT) gets its 221 instead of Haraka 3.3.4's 503 "pipelined after end of
+// DATA"; any other pipelined command stays refused, which is what stops SMTP smuggling.
 // And it spares Haraka a failing unlink per message (unspooled-destroy.ts).
 import type { HarakaPlugin } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
@@ -13,6 +16,20 @@ import { skipDestroyOfUnspooledStreams } from './unspooled-destroy';
 
 interface ConnectionLike {
   transaction?: { notes?: Record<string, unknown> } | null;
+  /** Haraka 3.3.4 internals: set after the final dot until the first reply; the bytes that came after it. */
+  awaiting_data_reply?: boolean;
+  current_data?: Buffer | null;
+}
+
+/** Exactly one QUIT line, CRLF-terminated: the only command a client may pipeline after the final dot
+ * that we let through (anything else, or any other line ending, is refused as Haraka does). */
+const LONE_QUIT = /^QUIT\r\n$/i;
+
+function letLoneQuitThrough(connection: ConnectionLike): void {
+  if (!connection.awaiting_data_reply || !connection.current_data) return;
+  if (connection.current_data.length > 16 || !LONE_QUIT.test(connection.current_data.toString('latin1'))) return;
+  // Haraka then processes the buffered QUIT after this reply, as it would any command.
+  connection.awaiting_data_reply = false;
 }
 
 type Respond = (this: ConnectionLike, code: number, msg: unknown, func?: () => void) => unknown;
@@ -35,6 +52,7 @@ export function register(this: HarakaPlugin): void {
   }
   const original = proto.respond;
   proto.respond = function respond(this: ConnectionLike, code: number, msg: unknown, func?: () => void) {
+    letLoneQuitThrough(this);
     if (code === 550 && msg === TOO_BIG) return original.call(this, 552, '5.3.4 Message size exceeds fixed maximum message size', func);
     const notes = this.transaction?.notes;
     const wanted = notes?.[REPLY_CODE_NOTE];

@@ -1,0 +1,24 @@
+// mailproxy-smtp leans on Haraka 3.3.4's Connection.respond internals (the lone-QUIT-after-dot pass and
+// the reply rewrites). This fails as soon as Haraka changes: re-read node_modules/haraka/connection.js and
+// re-run test/integration/protocol.test.ts and test/e2e/postfix-sender.test.ts before updating it.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const connection = readFileSync(path.join(path.dirname(require.resolve('haraka/package.json')), 'connection.js'), 'utf8');
+
+describe('the Haraka internals mailproxy-smtp relies on', () => {
+  it('is Haraka 3.3.4', () => {
+    expect((require('haraka/package.json') as { version: string }).version).toBe('3.3.4');
+  });
+
+  it('decides about bytes pipelined after the final dot in respond(), from awaiting_data_reply and current_data', () => {
+    const respond = connection.slice(connection.indexOf('    respond(code, msg, func) {'), connection.indexOf('        // Check to see if DSN object was passed in'));
+    expect(respond).toContain('if (this.awaiting_data_reply) {');
+    expect(respond).toContain('this.awaiting_data_reply = false');
+    expect(respond).toContain('refused_after_data = count_complete_commands(this.current_data)');
+    expect(respond).toContain('this.current_data = null');
+    // After the reply, a resume processes whatever is still buffered.
+    expect(connection).toContain('setImmediate(() => this._process_data())');
+  });
+});
