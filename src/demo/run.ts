@@ -2,7 +2,12 @@
 // message the backend stand-in and the "internet" MX receive, until Ctrl-C.
 import path from 'node:path';
 import type { Writable } from 'node:stream';
+import { takenDemoPorts } from './ports';
 import { DEMO_DOMAIN, DEMO_PORTS, INTERNET_DOMAIN, LOOPBACK, startTopology } from './topology';
+
+/** Haraka's note at start that the native iconv module is absent: iconv-lite covers the charsets mail
+ * uses, and the demo does not show the user a line they cannot act on. */
+const ICONV_NOTE = /Using iconv-lite only/;
 import type { ReceivedMessage } from '../testpeers/smtp-sink';
 
 function describe(where: string, message: ReceivedMessage): string {
@@ -20,12 +25,18 @@ function describe(where: string, message: ReceivedMessage): string {
 export async function runDemo(io: { stdout: Writable; stderr: Writable }, stateDir = path.resolve('.demo'), signal?: AbortSignal): Promise<number> {
   const say = (text: string) => io.stdout.write(`${text}\n`);
   const verbose = process.env.MAILPROXY_DEMO_VERBOSE === '1';
+  const taken = await takenDemoPorts();
+  if (taken.length > 0) {
+    for (const { role, host, port, udp } of taken) io.stderr.write(`mailproxy demo: ${host}:${port}${udp ? '/udp' : ''} (the ${role}) is already in use\n`);
+    io.stderr.write('Is another demo running? Stop it (Ctrl-C in its terminal) and try again.\n');
+    return 1;
+  }
   const topology = await startTopology({
     stateDir,
     ports: DEMO_PORTS,
     backend: { onMessage: (message) => say(describe(`backend stand-in ${LOOPBACK.backend}:${DEMO_PORTS.backend}`, message)) },
     internet: { onMessage: (message) => say(describe(`internet MX ${LOOPBACK.internet}:${DEMO_PORTS.internetMx}`, message)) },
-    ...(verbose ? { echo: (name: string, line: string) => io.stderr.write(`[${name}] ${line}\n`) } : {}),
+    ...(verbose ? { echo: (name: string, line: string) => void (ICONV_NOTE.test(line) || io.stderr.write(`[${name}] ${line}\n`)) } : {}),
   });
   const inbound = `${topology.inbound.host}:${topology.inbound.port}`;
   const outbound = `${topology.outbound.host}:${topology.outbound.port}`;

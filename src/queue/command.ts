@@ -14,7 +14,7 @@ export async function runQueueCommand(argv: string[], io: { stdout: Writable; st
     allowPositionals: true,
     options: {
       config: { type: 'string' },
-      instances: { type: 'string', default: 'instances' },
+      instances: { type: 'string' },
       json: { type: 'boolean', default: false },
       log: { type: 'string' },
       force: { type: 'boolean', default: false },
@@ -24,7 +24,8 @@ export async function runQueueCommand(argv: string[], io: { stdout: Writable; st
   const loaded = loadConfigFile(values.config, io.stderr);
   if (!loaded) return 1;
   const queueDir = path.join(stateDirFor(loaded.config, 'haraka-out'), 'queue');
-  const instanceDir = path.resolve(values.instances, 'haraka-out');
+  // One place decides where the instances are: --instances, else the config's system.instances_dir.
+  const instanceDir = path.resolve(values.instances ?? loaded.config.system.instances_dir, 'haraka-out');
   const print = (text: string) => io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   switch (action) {
     case 'list': {

@@ -25,6 +25,14 @@ describe('the demo', () => {
     const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
     try {
       await waitForOutput(() => output, /Press Ctrl-C to stop/, 60_000);
+      // A second demo says which port is taken, by which role, and starts nothing.
+      const second = await run(process.execPath, [bin, 'demo'], { cwd }).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(second.code).toBe(1);
+      expect(second.stderr).toContain('127.0.0.1:2525 (the haraka-in) is already in use');
+      expect(second.stderr).toContain('Is another demo running?');
       const sendIn = await run(process.execPath, [bin, 'send', '--server', '127.0.0.1:2525', '--from', 'someone@example.net', '--to', 'alice@demo.test', '--subject', 'demo in']);
       expect(sendIn.stdout).toContain('accepted: alice@demo.test');
       const sendOut = await run(process.execPath, [
