@@ -11,7 +11,7 @@ const ICONV_NOTE = /Using iconv-lite only/;
 import type { ReceivedMessage } from '../testpeers/smtp-sink';
 
 function describe(where: string, message: ReceivedMessage): string {
-  const xclient = Object.entries(message.xclient)
+  const xclient = Object.entries(message.xclientSent)
     .map(([key, value]) => `${key}=${value}`)
     .join(' ');
   return [

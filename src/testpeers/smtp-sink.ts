@@ -6,8 +6,11 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp
 export interface ReceivedMessage {
   mailFrom: string;
   rcptTo: string[];
-  /** XCLIENT attributes as received (NAME, ADDR, HELO, ...), empty without XCLIENT. */
+  /** XCLIENT attributes as smtp-server applied them (NAME, ADDR, HELO, ...), empty without XCLIENT.
+   * smtp-server turns [UNAVAILABLE] and [TEMPUNAVAIL] into an empty value. */
   xclient: Record<string, string>;
+  /** XCLIENT attributes exactly as sent (xtext-decoded): [UNAVAILABLE] and [TEMPUNAVAIL] stay literal. */
+  xclientSent: Record<string, string>;
   remoteAddress: string;
   clientHostname: string;
   heloName: string;
@@ -48,6 +51,29 @@ function subjectOf(raw: Buffer): string {
   const headers = raw.subarray(0, headerEnd === -1 ? raw.length : headerEnd).toString('utf8');
   const match = /^Subject:[ \t]*(.*(?:\r\n[ \t].*)*)/im.exec(headers);
   return match ? (match[1] ?? '').replace(/\r\n[ \t]/g, ' ') : '';
+}
+
+/** "+2B" -> "+": RFC 3461 xtext. */
+function decodeXtext(value: string): string {
+  return value.replace(/\+([0-9A-F]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+/** The attributes of the XCLIENT command lines a client sent, later ones overriding earlier ones. */
+export function parseXclientLines(lines: string[]): Record<string, string> {
+  const attributes: Record<string, string> = {};
+  for (const line of lines) {
+    for (const token of line.split(/\s+/).slice(1)) {
+      const at = token.indexOf('=');
+      if (at > 0) attributes[token.slice(0, at).toUpperCase()] = decodeXtext(token.slice(at + 1));
+    }
+  }
+  return attributes;
+}
+
+/** The original remote port of a session (XCLIENT PORT replaces session.remotePort). */
+function originalPort(session: SMTPServerSession): number {
+  const map = (session as SMTPServerSession & { xClient?: Map<string, unknown> }).xClient;
+  return Number(map?.get('PORT:DEFAULT') || session.remotePort);
 }
 
 function xclientOf(session: SMTPServerSession): Record<string, string> {
@@ -91,6 +117,7 @@ export async function startSmtpSink(options: SinkOptions): Promise<SmtpSink> {
           mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           rcptTo: session.envelope.rcptTo.map((rcpt) => rcpt.address),
           xclient: xclientOf(session),
+          xclientSent: parseXclientLines(sentXclient.get(originalPort(session)) ?? []),
           remoteAddress: session.remoteAddress,
           clientHostname: session.clientHostname,
           heloName: session.hostNameAppearsAs,
@@ -109,6 +136,21 @@ export async function startSmtpSink(options: SinkOptions): Promise<SmtpSink> {
   };
   const server = new SMTPServer(serverOptions);
   server.on('error', () => undefined);
+  // smtp-server keeps no raw XCLIENT values: read them off the plain-text command stream, by the
+  // client's own port (a demo and test peer; STARTTLS sessions are not read).
+  const sentXclient = new Map<number, string[]>();
+  server.server.on('connection', (socket: import('node:net').Socket) => {
+    const port = socket.remotePort ?? 0;
+    let pending = '';
+    const onData = (chunk: Buffer) => {
+      pending += chunk.toString('latin1');
+      const lines = pending.split('\r\n');
+      pending = (lines.pop() ?? '').slice(-4096);
+      for (const line of lines) if (/^XCLIENT /i.test(line)) sentXclient.set(port, [...(sentXclient.get(port) ?? []), line]);
+    };
+    socket.on('data', onData);
+    socket.once('close', () => setTimeout(() => sentXclient.delete(port), 60_000).unref());
+  });
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
     server.listen(options.port ?? 0, options.host, () => resolve());

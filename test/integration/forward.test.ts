@@ -43,6 +43,8 @@ describe('mailproxy-forward against a backend that checks recipients', () => {
     const received = (await t.backend!.waitForMessages(1)) && t.backend!.messages.find((m) => m.subject === 'liar');
     // smtp-server stores [UNAVAILABLE] as an empty NAME; the Postfix e2e test sees client=unknown[...].
     expect(received?.xclient).toHaveProperty('NAME', '');
+    // What haraka-in sent, as the demo shows it: literally [UNAVAILABLE].
+    expect(received?.xclientSent).toMatchObject({ NAME: '[UNAVAILABLE]', ADDR: '127.0.0.10' });
     expect(received?.xclient.ADDR).toBe('127.0.0.10');
   });
 
