@@ -8,7 +8,8 @@
 // its end of data, so by default the sink withholds every end-of-data reply until all messages have
 // reached it: every message is then held by haraka-in at the same time (the worst case). haraka-in's RSS
 // is read from /proc/PID/status every 50 ms; VmHWM (the kernel's high-water mark) catches a peak between
-// two samples.
+// two samples. Haraka runs on the Node that runs this script (`npm run bench:memory` uses the `node` on PATH;
+// run dist/scripts/bench-memory.js with another binary to measure that one).
 //
 // Options (env):
 //   MEMORY_CONNECTIONS  clients at once, one message each (default 200)
@@ -18,8 +19,9 @@
 //                       MEMORY_HOLD_MAX_MS, default 30000); or a number of ms each reply is delayed (0: at once)
 //   MEMORY_SPOOL_AFTER  replaces the rendered connection.ini spool_after (to compare values without a rebuild)
 //   MEMORY_LINE_LENGTH  bytes per body line, CRLF included (default 78; 2: empty lines, the most lines per byte)
-//   MEMORY_CLIENT_RATE  KB/s each client sends its message at, in 8 KB writes (default 0: all at once). Over
-//                       loopback, unpaced, the data arrives faster than Haraka's spool file takes it.
+//   MEMORY_CLIENT_RATE  KB/s each client sends its message at, in 8 KB writes; 0: all of it at once. A comma
+//                       list runs each rate (default '0,100'). Unpaced over loopback the data arrives faster than
+//                       haraka-in can write it to its spool files, so spool_after cannot bound that case.
 // Bounded: a run gives up after MEMORY_DEADLINE_MS (default 180000) and the script exits 1 when the count
 // delivered differs from the count sent.
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -37,7 +39,7 @@ const HOLD_MAX_MS = Number(process.env.MEMORY_HOLD_MAX_MS ?? 30_000);
 const SPOOL_AFTER = process.env.MEMORY_SPOOL_AFTER;
 const DEADLINE_MS = Number(process.env.MEMORY_DEADLINE_MS ?? 180_000);
 const LINE_LENGTH = Math.max(2, Number(process.env.MEMORY_LINE_LENGTH ?? 78));
-const CLIENT_RATE = Number(process.env.MEMORY_CLIENT_RATE ?? 0);
+const CLIENT_RATES = (process.env.MEMORY_CLIENT_RATE ?? '0,100').split(',').map((rate) => Number(rate.trim()));
 const PACED_WRITE = 8 * 1024;
 const SAMPLE_MS = 50;
 const BASE_PORT = 20000 + Math.floor(Math.random() * 20000);
@@ -131,6 +133,12 @@ async function startBackend(port: number, expected: number): Promise<Backend> {
   return backend;
 }
 
+function lastWords(output: string, child: { exitCode: number | null; signalCode: NodeJS.Signals | null }): string {
+  const lines = output.split('\n');
+  const fatal = lines.find((line) => line.includes('FATAL')) ?? lines.reverse().find((line) => /error/i.test(line));
+  return `${fatal?.trim() ?? 'no error printed'} (exit ${child.exitCode ?? child.signalCode})`;
+}
+
 async function expect(reply: Promise<Reply>, code: number, what: string): Promise<void> {
   const got = await reply;
   if (got.code !== code) throw new Error(`${what}: ${got.code} ${got.text}`);
@@ -148,9 +156,11 @@ interface RunResult {
   delivered: number;
   maxHeld: number;
   seconds: number;
+  /** Set when haraka-in exited during the run: its last words (a V8 heap limit, for one). */
+  died: string | null;
 }
 
-async function run(root: string, size: number, index: number): Promise<RunResult> {
+async function run(root: string, size: number, clientRate: number, index: number): Promise<RunResult> {
   const ports = { inbound: BASE_PORT + 10 * index, outbound: BASE_PORT + 10 * index + 1, backend: BASE_PORT + 10 * index + 2, internetMx: BASE_PORT + 10 * index + 3, dns: BASE_PORT + 10 * index + 4 };
   const backend = await startBackend(ports.backend, CONNECTIONS);
   let spoolAfter = '?';
@@ -160,7 +170,12 @@ async function run(root: string, size: number, index: number): Promise<RunResult
     instances: ['haraka-in'],
     backend: false,
     internet: false,
-    tweak: (config) => void (config.log_level = 'warn'),
+    tweak: (config) => {
+      config.log_level = 'warn';
+      // BENCH_DEFAULT_BACKEND_CAP=1: the production backend session cap (limits.max_backend_sessions),
+      // which bounds how many messages haraka-in holds at once; the senders still share one address.
+      if (process.env.BENCH_DEFAULT_BACKEND_CAP === '1') config.limits = { ...config.limits, max_backend_sessions: 50 };
+    },
     harakaPrefix: ['taskset', '-c', '0'],
     transformFiles: (files) => {
       let ini = files.get('haraka-in/config/connection.ini') ?? '';
@@ -169,8 +184,9 @@ async function run(root: string, size: number, index: number): Promise<RunResult
       spoolAfter = /^spool_after=(.*)$/m.exec(ini)?.[1] ?? '?';
     },
   });
-  const pid = topology.haraka['haraka-in']?.child.pid;
-  if (!pid) throw new Error('haraka-in has no pid');
+  const haraka = topology.haraka['haraka-in'];
+  const pid = haraka?.child.pid;
+  if (!haraka || !pid) throw new Error('haraka-in has no pid');
   let peakSampledKb = 0;
   const sampler = setInterval(() => {
     const memory = memoryOf(pid);
@@ -206,9 +222,9 @@ async function run(root: string, size: number, index: number): Promise<RunResult
         ready += 1;
         if (ready === CONNECTIONS) go();
         await allReady;
-        if (CLIENT_RATE > 0) {
-          // PACED_WRITE bytes every PACED_WRITE / rate seconds, so that the client averages CLIENT_RATE KB/s.
-          const pauseMs = (PACED_WRITE / (CLIENT_RATE * 1024)) * 1000;
+        if (clientRate > 0) {
+          // PACED_WRITE bytes every PACED_WRITE / rate seconds, so that the client averages clientRate KB/s.
+          const pauseMs = (PACED_WRITE / (clientRate * 1024)) * 1000;
           for (let offset = 0; offset < payload.length; offset += PACED_WRITE) {
             s.write(payload.subarray(offset, offset + PACED_WRITE));
             await new Promise((resolve) => setTimeout(resolve, pauseMs));
@@ -250,6 +266,7 @@ async function run(root: string, size: number, index: number): Promise<RunResult
       delivered: backend.delivered,
       maxHeld: backend.maxHeld,
       seconds,
+      died: haraka.child.exitCode !== null || haraka.child.signalCode !== null ? lastWords(haraka.output(), haraka.child) : null,
     };
   } finally {
     clearInterval(sampler);
@@ -260,24 +277,26 @@ async function run(root: string, size: number, index: number): Promise<RunResult
 
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-memory-'));
-  const pace = CLIENT_RATE > 0 ? `each client sends at ${CLIENT_RATE} KB/s` : 'each client sends its whole message at once';
   const backendMode = BACKEND === 'hold' ? `withholds every end-of-data reply until all ${CONNECTIONS} messages have arrived (at most ${HOLD_MAX_MS} ms)` : `answers end of data after ${BACKEND} ms`;
-  console.log(`mailproxy memory bench: ${CONNECTIONS} connections at once, one message each (body lines of ${LINE_LENGTH} bytes), ${pace}; haraka-in on CPU 0 with ${HARAKA_NODE_ARGS.join(' ')} (node ${process.version}); the backend ${backendMode}`);
+  console.log(`mailproxy memory bench: ${CONNECTIONS} connections at once, one message each (body lines of ${LINE_LENGTH} bytes); haraka-in on CPU 0 with ${HARAKA_NODE_ARGS.join(' ')} (node ${process.version}); the backend ${backendMode}`);
   let failed = false;
   try {
-    for (const [index, size] of SIZES.entries()) {
-      const result = await run(root, size, index);
+    const runs = CLIENT_RATES.flatMap((rate) => SIZES.map((size) => ({ rate, size })));
+    for (const [index, { rate, size }] of runs.entries()) {
+      const result = await run(root, size, rate, index);
+      const pace = rate > 0 ? `each client sending at ${rate} KB/s` : 'each client sending all of it at once';
       const ok = result.failures.length === 0 && result.accepted === CONNECTIONS && result.delivered === CONNECTIONS;
       failed ||= !ok;
       console.log(
-        `\nmessage ${result.size} bytes (${(result.size / 1024).toFixed(0)} KB), spool_after=${result.spoolAfter}: ` +
+        `\nmessage ${result.size} bytes (${(result.size / 1024).toFixed(0)} KB), ${pace}, spool_after=${result.spoolAfter}: ` +
           `sent ${CONNECTIONS}, 250 after end of data ${result.accepted}, delivered to the backend ${result.delivered}${ok ? '' : '  MISMATCH'}; ` +
           `at most ${result.maxHeld} held by the backend at once; ${result.seconds.toFixed(1)} s`,
       );
       console.log(
         `  haraka-in RSS: baseline ${mb(result.baseline.rssKb)}, peak ${mb(result.peakSampledKb)} (sampled every ${SAMPLE_MS} ms), ` +
-          `VmHWM ${mb(result.hwmKb)} (${mb(result.baseline.hwmKb)} before traffic); ${result.after ? mb(result.after.rssKb) : '?'} a second after the last reply`,
+          `VmHWM ${result.died ? '?' : mb(result.hwmKb)} (${mb(result.baseline.hwmKb)} before traffic); ${result.after ? mb(result.after.rssKb) : '?'} a second after the last reply`,
       );
+      if (result.died) console.log(`  haraka-in DIED during the run: ${result.died}`);
       if (result.failures.length > 0) {
         const counts = new Map<string, number>();
         for (const failure of result.failures) {

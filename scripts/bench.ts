@@ -15,7 +15,7 @@
 // BENCH_SERIAL (100 messages over one connection per round), BENCH_ROUNDS (3), BENCH_SERIAL_ROUNDS (9).
 // Last, haraka-out relays BENCH_MESSAGES messages from the backend's address to a loopback MX (rate and
 // peak RSS).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -89,7 +89,7 @@ function smtpSourceRate(port: number, host: string, messages = MESSAGES): Promis
 }
 
 /** N messages, one per connection, C connections at a time. Latency: connect to the 250 after DATA. */
-async function latency(port: number, host: string): Promise<LatencyResult> {
+async function latency(port: number, host: string, source: (i: number) => string = () => '127.0.0.9'): Promise<LatencyResult> {
   const payload = dataPayload(messageOfSize(SIZE));
   const latencies: number[] = [];
   let next = 0;
@@ -98,9 +98,10 @@ async function latency(port: number, host: string): Promise<LatencyResult> {
   const worker = async () => {
     while (next < MESSAGES) {
       next += 1;
+      const from = source(next);
       const t0 = process.hrtime.bigint();
       try {
-        const session = await SmtpScript.connect(host, port, '127.0.0.9');
+        const session = await SmtpScript.connect(host, port, from);
         await expectCode(session, null, 220);
         await expectCode(session, 'EHLO load.example.net', 250);
         await oneMessage(session, payload);
@@ -139,13 +140,41 @@ function peakRssMb(pid: number | undefined): number {
   return match ? Number(match[1]) / 1024 : NaN;
 }
 
+/** CPU seconds (user + system) a process has used so far: less at the mercy of a busy machine than a rate. */
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return NaN;
+  // Fields after "pid (comm) ": state is the first, utime the 12th, stime the 13th (proc(5) fields 14 and 15).
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
 function startSink(port: number): ChildProcess {
-  // smtp-sink (from postfix): a fast C sink; advertises PIPELINING and XCLIENT NAME HELO.
-  const args = ['-u', 'nobody', `${LOOPBACK.backend}:${port}`, '1024'];
+  // smtp-sink (from postfix): a fast C sink with PIPELINING. Its XCLIENT advertises NAME HELO without
+  // ADDR, which mailproxy-forward rightly counts as no XCLIENT, so it is switched off (-C) and haraka-in
+  // runs with backend.require_xclient false: every variant then forwards without XCLIENT (its round
+  // trip is the same code in every version of the forwarder, and the e2e tests cover it with Postfix).
+  const args = ['-u', 'nobody', '-C', `${LOOPBACK.backend}:${port}`, '1024'];
   return spawn('taskset', ['-c', '1', '/usr/sbin/smtp-sink', ...args], { stdio: 'ignore' });
 }
 
-type Variant = 'mailproxy' | 'stock' | 'discard' | 'bare';
+type Variant = 'mailproxy' | 'stock' | 'discard' | 'bare' | EdgeVariant;
+
+/**
+ * The cost of mailproxy-edge: haraka-in without it, with its default checks (early talker refused, HELO
+ * logged, no DNS list: the defaults ask no DNS at all), and with one DNSBL zone on the loopback DNS
+ * server (mode refuse, nobody listed). Edge checks skip loopback clients, so these three load a plugin
+ * that makes every client public (as test/integration/edge.test.ts does), and log at notice, the level
+ * the decision lines are written at (every variant logs Haraka's connect and disconnect lines too).
+ */
+type EdgeVariant = 'noedge' | 'edge' | 'edgednsbl';
+const EDGE_VARIANTS: ReadonlySet<string> = new Set<EdgeVariant>(['noedge', 'edge', 'edgednsbl']);
+const PUBLIC_CLIENTS_PLUGIN = `exports.register = function () { this.register_hook('connect_init', 'make_public') }
+exports.make_public = function (next, connection) { connection.remote.is_private = false; connection.remote.is_local = false; next() }
+`;
+/** A never-seen loopback address per connection of the latency client (edge variants): every session then
+ * pays the uncached lookups (rDNS, and the DNSBL query) as a new sender does. */
+const freshAddress = (i: number) => `127.${1 + (Math.floor(i / 64516) % 200)}.${Math.floor(i / 254) % 254}.${1 + (i % 254)}`;
 
 const LABELS: Record<Variant | 'direct', string> = {
   direct: 'direct to smtp-sink',
@@ -153,6 +182,9 @@ const LABELS: Record<Variant | 'direct', string> = {
   stock: 'haraka-in, stock queue/smtp_forward',
   discard: 'haraka-in, queue/discard',
   bare: 'bare Haraka, queue/discard',
+  noedge: 'haraka-in without mailproxy-edge',
+  edge: 'haraka-in, default edge checks',
+  edgednsbl: 'haraka-in, edge + 1 DNSBL zone',
 };
 
 /** haraka-in on CPU 0 in front of the sink, with mailproxy-forward or a plugin swapped in for it. */
@@ -163,7 +195,17 @@ async function startHarakaIn(root: string, variant: Variant, backendPort: number
     instances: ['haraka-in'],
     backend: false,
     internet: false,
-    tweak: (config) => void (config.log_level = 'warn'),
+    tweak: (config) => {
+      // error: the degraded-mode warning the forwarder logs per session without XCLIENT is not measured.
+      config.log_level = 'error';
+      config.backend = { ...config.backend, require_xclient: false };
+      if (EDGE_VARIANTS.has(variant)) {
+        config.log_level = 'notice';
+        // All load comes from one or two addresses: the per-address limits would refuse it (they stay loaded).
+        config.limits = { ...config.limits, exempt: ['127.0.0.0/8'] };
+      }
+      if (variant === 'edgednsbl') config.edge = { dnsbl: { mode: 'refuse', zones: [{ zone: 'bl.bench.test' }] } };
+    },
     harakaPrefix: ['taskset', '-c', '0'],
     // queue/discard only drops messages when told to, so nothing is dropped by accident.
     ...(variant === 'discard' || variant === 'bare' ? { harakaEnv: { YES_REALLY_DO_DISCARD: '1' } } : {}),
@@ -177,6 +219,12 @@ async function startHarakaIn(root: string, variant: Variant, backendPort: number
       if (variant === 'discard') files.set('haraka-in/config/plugins', plugins.replace('mailproxy-forward\n', 'rcpt_to.in_host_list\nqueue/discard\n'));
       // mailproxy-dns only points Haraka's own rDNS lookup at the loopback DNS server.
       if (variant === 'bare') files.set('haraka-in/config/plugins', 'mailproxy-dns\nrcpt_to.in_host_list\nqueue/discard\n');
+      if (EDGE_VARIANTS.has(variant)) {
+        const rendered = files.get('haraka-in/config/plugins') ?? '';
+        const edgeless = variant === 'noedge' ? rendered.replace('mailproxy-edge\n', '') : rendered;
+        files.set('haraka-in/config/plugins', edgeless.replace('mailproxy-dns\n', 'bench_public_clients\nmailproxy-dns\n'));
+        files.set('haraka-in/plugins/bench_public_clients.js', PUBLIC_CLIENTS_PLUGIN);
+      }
     },
   });
 }
@@ -227,7 +275,10 @@ async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-'));
   const sinkPort = BASE_PORT;
   const sink = startSink(sinkPort);
-  const variants: Variant[] = ['mailproxy', 'stock', 'discard', 'bare'];
+  // BENCH_VARIANTS=noedge,edge,edgednsbl runs only those (figures of the others then read NaN).
+  const variants = (['mailproxy', 'stock', 'discard', 'bare', 'noedge', 'edge', 'edgednsbl'] as Variant[]).filter(
+    (variant) => !process.env.BENCH_VARIANTS || process.env.BENCH_VARIANTS.split(',').includes(variant),
+  );
   const running = new Map<Variant, Topology>();
   try {
     await waitForBanner(LOOPBACK.backend, sinkPort);
@@ -241,9 +292,12 @@ async function main(): Promise<void> {
 
     const rates = new Map<string, number[]>(targets.map(([name]) => [name, []]));
     const serialMs = new Map<string, number[]>(targets.map(([name]) => [name, []]));
+    const pidOf = (name: string) => (name === 'direct' ? undefined : running.get(name as Variant)?.haraka['haraka-in']?.child.pid);
+    const cpuBefore = new Map(targets.map(([name]) => [name, cpuSeconds(pidOf(name))]));
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, host, port] of targets) rates.get(name)!.push(await smtpSourceRate(port, host));
     }
+    const cpuPerMessageMs = new Map(targets.map(([name]) => [name, ((cpuSeconds(pidOf(name)) - (cpuBefore.get(name) ?? NaN)) * 1000) / (ROUNDS * MESSAGES)]));
     for (let round = 0; round < SERIAL_ROUNDS; round++) {
       for (const [name, host, port] of targets) serialMs.get(name)!.push(await serial(port, host));
     }
@@ -252,15 +306,17 @@ async function main(): Promise<void> {
       const pid = name === 'direct' ? undefined : running.get(name)?.haraka['haraka-in']?.child.pid;
       console.log(rateRow(LABELS[name], rates.get(name)!, pid === undefined ? undefined : peakRssMb(pid)));
     }
+    console.log('\nharaka-in CPU time per message during those rounds (user + system, from /proc):');
+    for (const [name] of targets) if (name !== 'direct') console.log(`${LABELS[name].padEnd(38)} ${(cpuPerMessageMs.get(name) ?? NaN).toFixed(2).padStart(6)} ms`);
     console.log('\nlatency, connect to the 250 after end-of-data (Node client, same pattern):');
-    for (const [name, host, port] of targets) console.log(latencyRow(LABELS[name], await latency(port, host)));
+    for (const [name, host, port] of targets) console.log(latencyRow(LABELS[name], await latency(port, host, EDGE_VARIANTS.has(name) ? freshAddress : undefined)));
     console.log(`\nsingle connection, ${SERIAL} messages one after another, ${SERIAL_ROUNDS} alternating rounds (median, best):`);
     for (const [name] of targets) {
       const rounds = serialMs.get(name)!;
       console.log(`${LABELS[name].padEnd(38)} ${median(rounds).toFixed(2).padStart(6)} ms/msg  best ${Math.min(...rounds).toFixed(2)}  (rounds: ${rounds.map((ms) => ms.toFixed(2)).join(' ')})`);
     }
 
-    const rate = (name: string) => median(rates.get(name)!);
+    const rate = (name: string) => median(rates.get(name) ?? []);
     const ours = rate('mailproxy');
     const oursRss = peakRssMb(running.get('mailproxy')?.haraka['haraka-in']?.child.pid);
     for (const topology of running.values()) await topology.stop();
@@ -274,8 +330,14 @@ async function main(): Promise<void> {
     console.log(`ratio bare Haraka / direct to sink:    ${(rate('bare') / rate('direct')).toFixed(2)}    (Haraka's floor: no plugins but rcpt_to and discard)`);
     console.log(`ratio bare Haraka / stock smtp_forward: ${(rate('bare') / rate('stock')).toFixed(2)}x`);
     console.log(`peak RSS haraka-in (mailproxy):        ${oursRss.toFixed(0)} MB (target < 100)`);
-    const serialOf = (name: string) => median(serialMs.get(name)!);
+    const serialOf = (name: string) => median(serialMs.get(name) ?? []);
     console.log(`single connection, mailproxy:          ${serialOf('mailproxy').toFixed(2)} ms/msg (target <= 2; stock ${serialOf('stock').toFixed(2)}, haraka-in discard ${serialOf('discard').toFixed(2)})`);
+    if (rates.has('noedge') && rates.has('edge') && rates.has('edgednsbl')) {
+      console.log(`edge checks, defaults / without:       ${(rate('edge') / rate('noedge')).toFixed(2)}    (no DNS lookup: early talker, HELO, one decision line per session)`);
+      console.log(`edge checks, 1 DNSBL zone / without:   ${(rate('edgednsbl') / rate('noedge')).toFixed(2)}    (smtp-source sends from one address: its answer is cached)`);
+      const cpu = (name: Variant) => (cpuPerMessageMs.get(name) ?? NaN).toFixed(2);
+      console.log(`edge checks, CPU per message:          ${cpu('edge')} ms defaults, ${cpu('edgednsbl')} ms with 1 DNSBL zone, ${cpu('noedge')} ms without`);
+    }
   } finally {
     for (const topology of running.values()) await topology.stop();
     sink.kill();

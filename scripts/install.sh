@@ -95,7 +95,7 @@ if [ -z "$root" ]; then
     say "not starting yet: edit $config first"
   else
     mailproxy check --config "$config"
-    systemctl enable --now mailproxy-haraka-in.service mailproxy-haraka-out.service mailproxy-health.timer
+    systemctl enable --now mailproxy-haraka-in.service mailproxy-haraka-out.service mailproxy-health.timer mailproxy-cert-renew.timer
     if [ "$changed" = yes ]; then systemctl try-restart mailproxy-haraka-in.service mailproxy-haraka-out.service; fi
     say "running; check with: $node $app/bin/mailproxy.js health --config $config"
   fi

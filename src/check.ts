@@ -1,9 +1,13 @@
-// `mailproxy check`: validate the config, render it to a temp dir and ask Haraka itself to load each
-// instance's plugin list, so a plugin that cannot be resolved is caught before deploy.
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+// `mailproxy check`: validate the config, say what is wrong with the certificate on disk, render it to a
+// temp dir and ask Haraka itself to load each instance's plugin list, so a plugin that cannot be resolved
+// is caught before deploy.
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { effectiveTls } from './certs/deploy/state';
+import { certificateWarnings } from './certs/deploy/validate';
 import { formatConfigError, loadConfigText } from './config/load';
+import type { Config } from './config/schema';
 import { checkPluginOrder, harakaBin } from './haraka/process';
 import { renderInstances } from './render/haraka';
 import { ROLES } from './render/roles';
@@ -14,16 +18,46 @@ export interface CheckReport {
   lines: string[];
 }
 
+/**
+ * The certificate on disk that tls.ini names (the last `cert deploy`'s, else tls.key/tls.cert): missing,
+ * expired or not yet valid, fewer than health.cert_warning_days (14) days left, names that do not cover
+ * hostname, a key of another certificate. Warnings: the config itself is still valid.
+ */
+export function tlsCheckLines(config: Config, now = new Date()): string[] {
+  const tls = effectiveTls(config);
+  const lines: string[] = [];
+  if (tls.ignored) lines.push(`warning: not using the last cert deploy: ${tls.ignored}`);
+  const label = (key: 'key' | 'cert') => (tls.from === 'cert deploy' ? `deployed ${key === 'key' ? 'key' : 'certificate'}` : `tls.${key}`);
+  for (const key of ['key', 'cert'] as const) {
+    if (!existsSync(tls[key])) lines.push(`warning: ${label(key)}: ${tls[key]} does not exist yet; haraka-in offers no STARTTLS without it, and picks up one created later only when restarted (or installed with \`mailproxy cert deploy\`)`);
+  }
+  let certPem: string;
+  try {
+    certPem = readFileSync(tls.cert, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') lines.push(`warning: ${label('cert')}: cannot read ${tls.cert}: ${(err as Error).message}`);
+    return lines;
+  }
+  let keyPem: string | null = null;
+  try {
+    keyPem = readFileSync(tls.key, 'utf8');
+  } catch {
+    // unreadable for this user (the key is for group mailproxy) or missing (said above): not compared
+  }
+  const warnings = certificateWarnings(certPem, keyPem, config.hostname, now, config.health.cert_warning_days);
+  for (const warning of warnings) lines.push(`warning: ${label('cert')}: ${tls.cert}: ${warning}`);
+  return lines;
+}
+
 export async function checkConfig(text: string, source: string): Promise<CheckReport> {
   const result = loadConfigText(text);
   if (!result.ok) return { ok: false, lines: result.errors.map((error) => formatConfigError(source, error)) };
   const lines = [`${source}: config is valid`, ...result.warnings.map((warning) => `warning: ${formatConfigError(source, warning)}`)];
-  for (const [key, file] of [['tls.key', result.config.tls.key], ['tls.cert', result.config.tls.cert]] as const) {
-    if (!existsSync(file)) lines.push(`warning: ${key}: ${file} does not exist yet; haraka-in offers no STARTTLS until it does`);
-  }
+  lines.push(...tlsCheckLines(result.config));
+  const tls = effectiveTls(result.config);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-check-'));
   try {
-    await writeRendered(dir, renderInstances(result.config, { source }));
+    await writeRendered(dir, renderInstances(result.config, { source, ...(tls.from === 'cert deploy' ? { tls: { key: tls.key, cert: tls.cert } } : {}) }));
     let ok = true;
     for (const role of ROLES) {
       const instanceDir = path.join(dir, role.name);

@@ -13,7 +13,11 @@ import { runRenderCommand } from './render/command';
 import { runNotesCommand } from './install/command';
 import { sendMessage } from './smtp/send';
 import { runQueueCommand } from './queue/command';
+import { runCertCommand } from './certs/command';
 import { runHealthCommand } from './health/command';
+import { runStatsCommand } from './stats/command';
+import { runSelftestCommand } from './selftest/command';
+import { runDoctorCommand } from './doctor/command';
 
 export interface CliIo {
   stdout: Writable;
@@ -37,6 +41,11 @@ commands:
   send   --server HOST:PORT --from ADDR --to ADDR [--to ADDR] [--subject S] [--body TEXT]
          [--local-address IP] [--helo NAME] [--starttls]
                                      send one test message
+  cert deploy --config FILE --key K --cert C [--chain CA] [--instances DIR]
+                                     validate a certificate, install it so Haraka never sees a mismatched
+                                     pair, verify it is served over STARTTLS (rollback otherwise)
+  cert issue|renew --config FILE [--instances DIR] [--no-deploy] [--force] [--verbose]
+                                     native ACME (renew acts only under acme.renew_days left)
   queue list|count --config FILE [--json] [--log FILE]
                                      haraka-out's queue: domain, age, attempts, last error (from --log,
                                      e.g. \`journalctl -u mailproxy-haraka-out -o cat > FILE\`)
@@ -48,12 +57,24 @@ commands:
                                      both units, banners, STARTTLS and certificate, backend + XCLIENT,
                                      WireGuard handshake, queue, disk; exit 0 OK, 1 WARNING, 2 CRITICAL,
                                      3 UNKNOWN (usage errors too); --prometheus writes a textfile
+  selftest [--config FILE] [--target HOST[:PORT]] [--resolver IP[:PORT]] [--ca FILE] [--json]
+                                     MXToolbox's SMTP test against haraka-in under its check names (banner,
+                                     reverse DNS, valid hostname, TLS, open relay, connection and transaction
+                                     time cold and warm) and haraka-out refusing to relay from here; exit
+                                     codes as health; never asks the system resolver
+  doctor [--config FILE] [--resolver IP[:PORT]] [--dnsbl ZONE[=URL]]... [--ca FILE] [--json]
+                                     the DNS it depends on: MX, A/AAAA, PTR, SPF (lookup limits, the public
+                                     IPs), DMARC, MTA-STS, TLS-RPT, blacklists; exit codes as health
+  stats [FILE | -] [--since 24h] [--svg FILE] [--json]
+                                     haraka-in's edge decisions from its log (FILE, or stdin: \`journalctl
+                                     -u mailproxy-haraka-in -o cat | mailproxy stats\`): sessions accepted
+                                     and refused by check and reason; --svg draws refusals over time
   demo                               run the whole appliance on loopback (what \`npm start\` does)
   config docs                        print the config reference (docs/CONFIG.md)
 
 ${CONFIG_DEFAULT}
 \`mailproxy <command> --help\` prints one command's usage, \`mailproxy --version\` the version.
-exit codes: 0 ok, 1 failed, 2 usage error; health: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios)
+exit codes: 0 ok, 1 failed, 2 usage error; health, selftest, doctor: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios)
 `;
 
 /**
@@ -136,10 +157,18 @@ async function run(command: string | undefined, args: string[], io: CliIo): Prom
       print(`server said: ${result.response}`);
       return result.rejected.length ? 1 : 0;
     }
+    case 'cert':
+      return runCertCommand(args, io);
     case 'queue':
       return runQueueCommand(args, io);
     case 'health':
       return runHealthCommand(args, io);
+    case 'selftest':
+      return runSelftestCommand(args, io);
+    case 'doctor':
+      return runDoctorCommand(args, io);
+    case 'stats':
+      return runStatsCommand(args, io);
     case 'demo':
       return runDemo(io);
     case 'config': {

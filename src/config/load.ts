@@ -39,10 +39,13 @@ export function formatKey(path: readonly PropertyKey[]): string {
   return key || '(top level)';
 }
 
+/** The value of an unknown key: shown as "(value hidden)". */
+export const HIDDEN = Symbol('hidden value');
+
 export function formatConfigError(source: string, error: ConfigError): string {
   const where = error.line === null ? source : `${source}:${error.line}${error.column === undefined ? '' : `:${error.column}`}`;
   if (error.key === YAML_SYNTAX_KEY) return `${where}: YAML syntax error: ${error.message}`;
-  const value = error.value === undefined ? 'missing' : JSON.stringify(error.value);
+  const value = error.value === HIDDEN ? '(value hidden)' : error.value === undefined ? 'missing' : JSON.stringify(error.value);
   return `${where}: ${error.key}: ${value}: ${error.message}`;
 }
 
@@ -170,7 +173,9 @@ export function loadConfigText(text: string): LoadResult {
         const where = issue.path.length ? ` in '${formatKey(issue.path)}'` : '';
         errors.push({
           key: formatKey([...issue.path, key]),
-          value: valueAt(data, [...issue.path, key]),
+          // Never echoed: a misplaced secret (`api_key: ...` instead of api_key_file) must not reach the
+          // terminal or the journal.
+          value: HIDDEN,
           message: suggestion
             ? `unsupported key '${key}'${where}; did you mean '${suggestion}'? (every key: docs/CONFIG.md)`
             : `unsupported key '${key}'${where}; see docs/CONFIG.md for the keys`,

@@ -92,6 +92,33 @@ export function parseHostPort(text: string): HostPort | null {
   return { host: addr.toString(), port };
 }
 
+export interface TargetHostPort extends HostPort {
+  /** `ip` for an address literal, `name` for a host name still to be resolved (through a chosen resolver). */
+  kind: 'ip' | 'name';
+}
+
+const HOST_NAME = /^(?=.{1,253}\.?$)(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)\.?$/i;
+
+/**
+ * Parses `HOST`, `HOST:PORT`, `IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address, where HOST may be a host
+ * name (`mx.example.com`, a trailing dot allowed, returned without it); `defaultPort` when none is given.
+ * parseHostPort stays IP-only for the config's addresses.
+ */
+export function parseTargetHostPort(text: string, defaultPort: number): TargetHostPort | null {
+  const literal = parseHostPort(text);
+  if (literal) return { ...literal, kind: 'ip' };
+  const bare = parseIp(text.replace(/^\[(.*)\]$/, '$1'));
+  if (bare) return { host: bare.toString(), port: defaultPort, kind: 'ip' };
+  const match = /^([^:[\]]+?)(?::(\d{1,5}))?$/.exec(text);
+  if (!match) return null;
+  const host = match[1] ?? '';
+  const port = match[2] === undefined ? defaultPort : Number(match[2]);
+  if (port < 1 || port > 65535) return null;
+  // A dotted quad that is not an address (999.1.1.1, 010.1.1.1) is a mistake, never a host name.
+  if (/^[0-9.]+$/.test(host) || !HOST_NAME.test(host)) return null;
+  return { host: host.replace(/\.$/, '').toLowerCase(), port, kind: 'name' };
+}
+
 export function formatHostPort({ host, port }: HostPort): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -2,6 +2,7 @@
 // docs/CONFIG.md is generated from this file (`mailproxy config docs`), and a test keeps the two equal.
 import { z } from 'zod';
 import { isFqdn, parseCidr, parseHostPort, parseIp } from './net';
+import { parseAnswerRange } from '../plugins/edge/answers';
 
 const ip = z.string().refine((text) => parseIp(text) !== null, { message: 'expected an IPv4 or IPv6 address' });
 const ipv4 = z.string().refine((text) => parseIp(text)?.kind() === 'ipv4', { message: 'expected an IPv4 address like 203.0.113.25' });
@@ -33,6 +34,15 @@ const inbound = z
     inactivity_timeout: seconds(10, 3600)
       .default(300)
       .describe('Seconds a client may stay silent before haraka-in closes the connection.'),
+    max_recipients: z
+      .number()
+      .int()
+      .min(100)
+      .max(10000)
+      .default(100)
+      .describe(
+        'Most recipients one message may have; each one past it gets 452 4.5.3 and the sender delivers those in another transaction (RFC 5321 §4.5.3.1.10). 100 is the least RFC 5321 lets a server take (§4.5.3.1.8). Each recipient is checked by the backend while the client waits.',
+      ),
   })
   .prefault({});
 
@@ -67,6 +77,65 @@ const backend = z
     rdns_timeout: seconds(0.1, 30)
       .default(3)
       .describe('Seconds to spend finding the client’s forward-confirmed reverse DNS name for XCLIENT NAME; then [TEMPUNAVAIL].'),
+  })
+  .prefault({});
+
+// Limits that protect the backend and the VPS (haraka-in: mailproxy-limits, and mailproxy-forward for the
+// backend sessions). Every refusal is 421 and closes the session; a real MTA queues the message and retries
+// later (Postfix first after 5 minutes, for days), so a client over a limit is delayed, never bounced.
+const limits = z
+  .strictObject({
+    max_clients: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(1500)
+      .describe(
+        'Client sessions haraka-in holds at once, over all addresses; one more gets 421 4.7.0 at connect. Bounds the memory and file descriptors the internet can take: an idle session costs haraka-in about 7 KB, one after STARTTLS about 90 KB (docs/BENCHMARKS.md), so 1,500 sessions stay near 220 MB, under system.memory_max_in (320 MB) with room for the sessions that carry mail, and far above what a small site’s senders hold at once.',
+      ),
+    max_clients_per_ip: z
+      .number()
+      .int()
+      .min(0)
+      .max(100_000)
+      .default(10)
+      .describe(
+        'Client sessions at once from one address (an IPv6 client: its /64); one more gets 421 4.7.0 at connect. 0: no limit. A fifth of max_backend_sessions, so one address never holds the whole backend; a sending Postfix starts at 5 connections per destination (initial_destination_concurrency) and backs off on 421.',
+      ),
+    max_connect_rate_per_ip: z
+      .number()
+      .int()
+      .min(0)
+      .max(100_000)
+      .default(60)
+      .describe(
+        'New connections a minute from one address (an IPv6 client: its /64), as a bucket that holds a minute’s worth: a burst of this many, then one every 60/N seconds; over it, 421 4.7.0 at connect. 0: no limit. A sender reuses its connections for many messages; one connection a second on average is far above what a legitimate one opens, and stops a client that reconnects in a loop.',
+      ),
+    max_backend_sessions: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(50)
+      .describe(
+        'Backend sessions (smtpd processes at the backend) haraka-in holds at once. A client session opens one at its first accepted domain; over the cap it gets 421 4.7.0 and no backend connection is made. Keep it well below the process limit of the backend’s XCLIENT service (Postfix: default_process_limit, 100, or the maxproc column in master.cf): haraka-out’s deliveries to the backend and `mailproxy health` need processes there too, and Postfix that runs out of processes makes new connections wait for a banner.',
+      ),
+    max_session_time: z
+      .number()
+      .int()
+      .min(0)
+      .max(86_400)
+      .default(900)
+      .describe(
+        'Seconds a client session may last; then it gets 421 4.4.2 and is closed (never while a message is being handed to the backend). 0: no limit. Stops slow-drip clients that send a byte before each inactivity timeout and would hold a backend session for ever. 15 minutes: a sending Postfix reuses a connection for at most 300 s (smtp_connection_reuse_time_limit), and a 25 MB message (inbound.max_message_size) takes about 400 s to upload at 64 KB/s.',
+      ),
+    exempt: z
+      .array(cidr)
+      .default([])
+      .describe(
+        'Client addresses (CIDRs) the per-address limits leave alone, e.g. a partner that sends in bulk; they still count towards max_clients and max_backend_sessions. Empty by default: private and loopback addresses are limited like any other (unlike Haraka’s own edge plugins).',
+      ),
   })
   .prefault({});
 
@@ -131,6 +200,12 @@ const outbound = z
     mx_port: port
       .default(25)
       .describe('Port of the MX servers haraka-out delivers to. Always 25 on the internet; test rigs use another.'),
+    hide_internal_received: z
+      .boolean()
+      .default(true)
+      .describe(
+        'haraka-out’s Received line names only the VPS (`by <hostname> with ESMTP id …; <date>`): no backend HELO name, WireGuard address or Haraka version. Earlier Received lines are kept. false: Haraka’s own two lines.',
+      ),
   })
   .prefault({});
 
@@ -267,6 +342,197 @@ const health = z
   })
   .prefault({});
 
+// Native ACME (`mailproxy cert issue|renew`, acme-client): the appliance gets the certificate for hostname
+// itself instead of from acme.sh. Off by default: `cert renew` (run by mailproxy-cert-renew.timer) then
+// does nothing, and whatever fills tls.key/tls.cert (the acme.sh hook) stays in charge.
+export const ACME_DIRECTORIES = {
+  letsencrypt: 'https://acme-v02.api.letsencrypt.org/directory',
+  'letsencrypt-staging': 'https://acme-staging-v02.api.letsencrypt.org/directory',
+} as const;
+
+const acmeDirectory = z.string().refine((text) => Object.hasOwn(ACME_DIRECTORIES, text) || /^https:\/\/[^\s/]+(\/\S*)?$/.test(text), {
+  message: 'expected letsencrypt, letsencrypt-staging or the https:// URL of an ACME directory',
+});
+
+const acme = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Get the certificate for hostname with native ACME: `mailproxy cert issue` once, then `mailproxy cert renew` from mailproxy-cert-renew.timer, each handing the result to the same deploy path as `cert deploy`. False: `cert renew` does nothing (acme.sh or you provide tls.key and tls.cert).',
+      ),
+    directory: acmeDirectory
+      .default('letsencrypt')
+      .describe(
+        'The ACME server: `letsencrypt` (https://acme-v02.api.letsencrypt.org/directory), `letsencrypt-staging` (https://acme-staging-v02.api.letsencrypt.org/directory: certificates nobody trusts, generous rate limits; try a new setup there first, with its root in trusted_cas) or the https URL of any ACME directory.',
+      ),
+    email: z
+      .string()
+      .refine((text) => text === '' || z.email().safeParse(text).success, { message: 'expected an email address like postmaster@example.com, or nothing' })
+      .default('')
+      .describe('Contact address of the ACME account (the CA’s notices). Empty: none.'),
+    extra_names: z
+      .array(fqdn)
+      .default([])
+      .describe('Names the certificate covers besides hostname (each must pass the challenge: point at this VPS for http-01, live in an IONOS zone for dns-01).'),
+    challenge: z
+      .enum(['http-01', 'dns-01'])
+      .default('http-01')
+      .describe('How the CA checks that the names are ours: `http-01` (an HTTP request to port 80 of each name) or `dns-01` (a TXT record made through the DNS provider).'),
+    http_01: z
+      .strictObject({
+        mode: z
+          .enum(['standalone', 'webroot'])
+          .default('standalone')
+          .describe('`standalone`: `cert issue|renew` listens on http_01.port itself while the CA checks. `webroot`: a web server already owns port 80 and serves http_01.webroot; the token files go there.'),
+        address: ip
+          .default('::')
+          .describe('Address the standalone listener binds (`::`: every IPv4 and IPv6 address).'),
+        port: port
+          .default(80)
+          .describe('Port of the standalone listener. Always 80 on the internet (the CA connects there); test rigs use another.'),
+        webroot: absolutePath
+          .default('/var/www/html')
+          .describe('The web server’s document root in webroot mode: token files go to `<webroot>/.well-known/acme-challenge/` and are removed afterwards.'),
+      })
+      .prefault({}),
+    dns_01: z
+      .strictObject({
+        provider: z.enum(['ionos']).default('ionos').describe('The DNS provider that holds the zones of hostname and extra_names: `ionos` (IONOS DNS API).'),
+        api_key_file: absolutePath
+          .default('/etc/mailproxy/ionos-api-key')
+          .describe('File holding the provider’s API key (IONOS: `<public prefix>.<secret>`), readable by root only: the key never goes in mailproxy.yaml itself.'),
+        api_url: z
+          .string()
+          .regex(/^https?:\/\/\S+$/, { message: 'expected an http(s) URL' })
+          .default('https://api.hosting.ionos.com/dns')
+          .describe('Base URL of the provider’s API. Always the default on the internet; tests point it at a stand-in on loopback.'),
+        resolvers: z
+          .array(dnsServer)
+          .default([])
+          .describe('DNS servers asked for the new TXT records before the CA is asked to check them. Empty: the zone’s authoritative nameservers (found through dns.servers).'),
+        propagation_timeout: seconds(0, 3600)
+          .default(300)
+          .describe('Seconds to wait for the TXT records to show up at every server asked (then the issue fails and the records are removed). 0: do not wait.'),
+      })
+      .prefault({}),
+    account_key: absolutePath
+      .optional()
+      .describe('The ACME account’s private key (PEM), made on first use with mode 0600 and reused afterwards. Unset: `<state_dir>/acme/account.key`.'),
+    renew_days: z
+      .number()
+      .int()
+      .min(1)
+      .max(89)
+      .default(30)
+      .describe('`cert renew` renews only when the deployed certificate has fewer days left than this (or does not cover hostname and extra_names).'),
+    jitter: seconds(0, 86400)
+      .default(900)
+      .describe('Most seconds `cert renew` waits, at random, before it renews, so that many hosts do not ask the CA at the same moment (the timer adds its own RandomizedDelaySec).'),
+    trusted_cas: z
+      .array(absolutePath)
+      .default([])
+      .describe('PEM files of extra CA certificates trusted for the ACME server’s HTTPS and for the issued chain (Let’s Encrypt staging’s roots, a test CA like pebble). Empty in production.'),
+  })
+  .prefault({});
+
+// haraka-in's edge checks (mailproxy-edge): what Mailcow's postscreen did before the backend moved behind
+// XCLIENT. Each check is `off`, `log` (one decision line; the client goes on) or `refuse`.
+const edgeModes = ['off', 'log', 'refuse'] as const;
+
+const dnsZone = z
+  .string()
+  .refine((text) => /^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})+$/i.test(text) && text.length <= 200, {
+    message: 'expected a DNS zone like zen.spamhaus.org',
+  });
+
+const dnsListAnswer = z.string().refine((text) => parseAnswerRange(text) !== null, {
+  message: 'expected an IPv4 address, CIDR or range like 127.0.0.2, 127.0.0.0/24 or 127.0.0.2-127.0.0.11',
+});
+
+const dnsListEntry = z.strictObject({
+  zone: dnsZone,
+  weight: z.number().int().min(1).max(100).default(1),
+  answers: z.array(dnsListAnswer).default([]),
+});
+
+const edge = z
+  .strictObject({
+    allow: z
+      .array(cidr)
+      .default([])
+      .describe(
+        'Clients no edge check applies to (CIDRs): partners, your other servers. The appliance’s own addresses (health probes) and private clients (loopback, RFC 1918, as Haraka classes them) are never checked.',
+      ),
+    lookup_timeout: seconds(0.05, 0.95)
+      .default(0.8)
+      .describe(
+        'Seconds one DNS list query may take. Queries go to dns.servers when the client connects, in parallel with the greeting, are awaited at its HELO and cached; no answer in time counts as not listed.',
+      ),
+    early_talker: z
+      .strictObject({
+        mode: z
+          .enum(edgeModes)
+          .default('refuse')
+          .describe(
+            'A client that sends before the banner (RFC 5321 §4.3.1: the client waits for it; many spam bots do not): `refuse` (554 5.5.1 and disconnect at its first command), `log` or `off`. Costs nothing, and no compliant client ever trips it.',
+          ),
+        pause: seconds(0, 30)
+          .default(0)
+          .describe(
+            'Seconds the banner waits (for clients not on the allow list), so that more early talkers show themselves (postscreen’s greet wait is 6 s); one that talked meanwhile gets the refusal instead of the banner. 0: no wait, only bytes that arrive before the immediate banner count. Turning it on from 0 takes a restart of haraka-in (install.sh does that).',
+          ),
+      })
+      .prefault({}),
+    helo: z
+      .strictObject({
+        mode: z
+          .enum(edgeModes)
+          .default('log')
+          .describe(
+            'HELO/EHLO sanity, no DNS: a name that claims to be this server (hostname, one of domains, a public address) is `forged`; an address without brackets `bare_ip`; bad characters or labels `invalid`; a name without a dot `not_fqdn`. `log` (one decision line, the session goes on), `refuse` (5xx and disconnect) or `off`.',
+          ),
+      })
+      .prefault({}),
+    dnsbl: z
+      .strictObject({
+        mode: z
+          .enum(edgeModes)
+          .default('off')
+          .describe(
+            'DNSBL/DNSWL scoring: `off` (no list is ever asked), `log`, or `refuse` (554 5.7.1 and disconnect at HELO) once the score reaches threshold. Needs at least one entry in zones.',
+          ),
+        zones: z
+          .array(dnsListEntry)
+          .default([])
+          .describe(
+            'Block lists, each `{ zone, weight (1), answers ([]) }`: a list that lists the client adds its weight to the score. answers: the A records that count (addresses, CIDRs, ranges like 127.0.0.2-127.0.0.11); empty: any 127.0.0.0/8 answer except the lists’ "query refused" codes (127.255.255.x, 127.0.0.255), which are logged instead. A zone may appear more than once with other answers and weights. Public lists refuse queries that come through big public resolvers: point dns.servers at a resolver of your own.',
+          ),
+        dnswl_zones: z
+          .array(dnsListEntry)
+          .default([])
+          .describe('Allow lists, in the same form: a list that lists the client subtracts its weight from the score.'),
+        threshold: z.number().int().min(1).max(1000).default(1).describe('Score at which a client is refused (or logged).'),
+      })
+      .superRefine((value, ctx) => {
+        if (value.mode === 'off') return;
+        const total = value.zones.reduce((sum, entry) => sum + entry.weight, 0);
+        if (value.zones.length === 0) {
+          ctx.addIssue({ code: 'custom', path: ['zones'], input: value.zones, message: `expected at least one zone: dnsbl.mode ${value.mode} asks none` });
+        } else if (total < value.threshold) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['threshold'],
+            input: value.threshold,
+            message: `expected at most ${total}, the weights of all zones together: no client could ever reach ${value.threshold}`,
+          });
+        }
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
 export const configSchema = z.strictObject({
   version: z.literal(1).describe('Format version of this file. Always 1.'),
   hostname: fqdn.describe("The VPS's public name: SMTP banner and HELO. Must equal the PTR of the public IPs."),
@@ -274,13 +540,16 @@ export const configSchema = z.strictObject({
   public_ipv6: ipv6.optional().describe("The VPS's public IPv6 address, if it has one."),
   domains: z.array(fqdn).min(1).describe('Domains haraka-in accepts mail for; everything else is refused with 5xx.'),
   inbound,
+  edge,
   backend,
+  limits,
   wireguard,
   outbound,
   tls,
   dns,
   system,
   health,
+  acme,
   state_dir: absolutePath.default('/var/lib/mailproxy').describe('Where the queue and runtime state live.'),
   log_level: z.enum(LOG_LEVELS).default('info').describe('Haraka log level for both instances.'),
 });

@@ -1,6 +1,7 @@
 // `mailproxy demo` (`npm start`): the whole appliance on loopback with a built-in config, printing each
 // message the backend stand-in and the "internet" MX receive, until Ctrl-C.
 import path from 'node:path';
+import libmime from 'libmime';
 import type { Writable } from 'node:stream';
 import { takenDemoPorts } from './ports';
 import { DEMO_DOMAIN, DEMO_PORTS, INTERNET_DOMAIN, LOOPBACK, startTopology } from './topology';
@@ -10,6 +11,15 @@ import { DEMO_DOMAIN, DEMO_PORTS, INTERNET_DOMAIN, LOOPBACK, startTopology } fro
 const ICONV_NOTE = /Using iconv-lite only/;
 import type { ReceivedMessage } from '../testpeers/smtp-sink';
 
+/** RFC 2047 encoded words (=?UTF-8?B?...?=) as the person wrote them; the raw text when they do not decode. */
+export function decodedSubject(subject: string): string {
+  try {
+    return libmime.decodeWords(subject);
+  } catch {
+    return subject;
+  }
+}
+
 function describe(where: string, message: ReceivedMessage): string {
   const xclient = Object.entries(message.xclientSent)
     .map(([key, value]) => `${key}=${value}`)
@@ -18,7 +28,7 @@ function describe(where: string, message: ReceivedMessage): string {
     `--- ${where} received a message`,
     `    from ${message.remoteAddress}  MAIL FROM:<${message.mailFrom}>  RCPT TO:${message.rcptTo.map((rcpt) => `<${rcpt}>`).join(',')}`,
     `    XCLIENT: ${xclient || '(none)'}`,
-    `    Subject: ${message.subject}`,
+    `    Subject: ${decodedSubject(message.subject)}`,
   ].join('\n');
 }
 

@@ -76,6 +76,11 @@ export function loopbackConfig(stateDir: string, ports: TopologyPorts, tls: { ke
     domains: [DEMO_DOMAIN],
     inbound: { listen: [`${LOOPBACK.inbound}:${ports.inbound}`] },
     backend: { host: LOOPBACK.backend, port: ports.backend, connect_timeout: 2, timeout: 30 },
+    // All load in this rig comes from a few loopback addresses (benchmarks open hundreds of connections
+    // from one, and hold hundreds of backend sessions on a sink without a process limit): the per-address
+    // limits are off and the backend cap is out of the way here; the limits tests and `npm run bench:edge`
+    // set their own.
+    limits: { max_clients_per_ip: 0, max_connect_rate_per_ip: 0, max_backend_sessions: 10_000 },
     wireguard: { address: LOOPBACK.wireguard, network: '127.0.0.0/8' },
     outbound: {
       listen: `${LOOPBACK.wireguard}:${ports.outbound}`,

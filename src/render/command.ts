@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CliIo } from '../cli';
 import { loadConfigFile } from '../cli-support';
+import { effectiveTls } from '../certs/deploy/state';
 import { renderInstances } from './haraka';
 import { renderUnits } from './systemd';
 import { writeRendered } from './write';
@@ -25,7 +26,13 @@ export async function runRenderCommand(args: string[], io: CliIo): Promise<numbe
   // Defaults are the installed layout (system.instances_dir, system.units_dir), below --root when an
   // installer writes into a throwaway root.
   const installed = (dir: string) => path.join(values.root, dir);
-  const outputs: [string, Map<string, string>][] = [[values.out ?? installed(config.system.instances_dir), renderInstances(config, { source })]];
+  // tls.ini names the files of the last `cert deploy` (its record under state_dir/tls), so that a render
+  // after a deploy keeps what the deploy installed; without a record, tls.key and tls.cert.
+  const tls = effectiveTls(config, values.root);
+  if (tls.ignored) io.stderr.write(`warning: not using the last cert deploy: ${tls.ignored}; tls.ini names tls.key and tls.cert\n`);
+  else if (tls.from === 'cert deploy') io.stdout.write(`tls.ini: key and certificate of the last cert deploy (${tls.cert}), not tls.key/tls.cert\n`);
+  const rendered = renderInstances(config, { source, ...(tls.from === 'cert deploy' ? { tls: { key: tls.key, cert: tls.cert } } : {}) });
+  const outputs: [string, Map<string, string>][] = [[values.out ?? installed(config.system.instances_dir), rendered]];
   const unitsDir = values.units ?? (values.system ? installed(config.system.units_dir) : null);
   if (unitsDir) outputs.push([unitsDir, renderUnits(config, { source })]);
   for (const [dir, files] of outputs) {

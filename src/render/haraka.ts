@@ -12,6 +12,11 @@ import { ROLES, type Role, type RoleName } from './roles';
 export interface RenderOptions {
   /** Name of the config file the output came from, written into every header. */
   source: string;
+  /**
+   * The key and certificate tls.ini names instead of tls.key/tls.cert: the versioned files of the last
+   * `mailproxy cert deploy` (its record, read by the render command), so that render and deploy agree.
+   */
+  tls?: { key: string; cert: string };
 }
 
 export type RenderedFiles = Map<string, string>;
@@ -70,7 +75,7 @@ function connectionIni(config: Config, role: Role, options: RenderOptions): stri
       name: 'main',
       entries: [
         { key: 'spool_dir', value: path.posix.join(stateDirFor(config, role.name), 'spool') },
-        { key: 'spool_after', value: 1048576, why: 'Keep messages over 1 MB on disk instead of in memory.' },
+        { key: 'spool_after', value: 262144, why: 'Keep messages over 256 KB on disk instead of in memory: 200 held at once stay near 50 MB (docs/BENCHMARKS.md, Memory).' },
         { key: 'strict_rfc1869', value: false },
         { key: 'postel', value: false },
         { key: 'smtputf8', value: true },
@@ -80,7 +85,9 @@ function connectionIni(config: Config, role: Role, options: RenderOptions): stri
     {
       name: 'headers',
       entries: [
-        { key: 'add_received', value: true },
+        role.name === 'haraka-out' && config.outbound.hide_internal_received
+          ? { key: 'add_received', value: false, why: 'mailproxy-outbound adds its own Received line, naming only this host (outbound.hide_internal_received).' }
+          : { key: 'add_received', value: true },
         { key: 'show_version', value: false, why: 'Do not tell the internet which Haraka version runs here.' },
         { key: 'clean_auth_results', value: true },
         { key: 'max_lines', value: 1000 },
@@ -93,7 +100,14 @@ function connectionIni(config: Config, role: Role, options: RenderOptions): stri
         { key: 'bytes', value: config.inbound.max_message_size },
         { key: 'mime_parts', value: 1000 },
         { key: 'line_length', value: 512 },
-        { key: 'data_line_length', value: 992 },
+        {
+          key: 'data_line_length',
+          value: 1000,
+          why: 'Every line RFC 5321 allows (998 octets and CRLF) passes untouched; a longer one is folded with CRLF SP, as Postfix folds at smtp_line_length_limit. Haraka’s 992 folded lawful lines too (and broke their DKIM signature).',
+        },
+        ...(role.name === 'haraka-in'
+          ? [{ key: 'recipients', value: config.inbound.max_recipients, why: 'Recipients of one message. Not read by Haraka itself: mailproxy-smtp answers 452 4.5.3 past it.' }]
+          : []),
       ],
     },
     { name: 'message', entries: [{ key: 'helo', value: config.hostname }, { key: 'close', value: 'closing connection' }] },
@@ -101,20 +115,59 @@ function connectionIni(config: Config, role: Role, options: RenderOptions): stri
   ]);
 }
 
-function tlsIni(config: Config, options: RenderOptions): string {
+/**
+ * haraka-in's STARTTLS policy (what testssl.sh grades): TLS 1.2 and 1.3 only; on TLS 1.2 only
+ * forward-secret AEAD suites, ECDHE with AES-GCM or ChaCha20-Poly1305 for ECDSA and RSA certificates (no
+ * CBC: LUCKY13; no static RSA: no forward secrecy, ROBOT); TLS 1.3's own three suites, all AEAD; the
+ * server's order; no client-initiated renegotiation. Current MTAs (OpenSSL, GnuTLS, Windows Server 2016
+ * and later) all offer ECDHE with AES-GCM; a sender whose handshake fails sends without TLS, as it would anyway.
+ */
+export const INBOUND_TLS_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+].join(':');
+
+/** OpenSSL's SSL_OP_NO_RENEGOTIATION (node:crypto `constants.SSL_OP_NO_RENEGOTIATION`, a test keeps them equal). */
+export const SSL_OP_NO_RENEGOTIATION = 0x40000000;
+
+function tlsIni(config: Config, role: Role, options: RenderOptions): string {
   return renderIni(
     header(
       options,
-      'Haraka reloads the certificate when this file changes: `mailproxy cert deploy` touches it after writing new certificates.',
+      'Haraka reloads the certificate when this file changes: `mailproxy cert deploy` writes the key and certificate under new names, then points key= and cert= at them.',
     ),
     [
       {
         name: 'main',
         entries: [
-          { key: 'key', value: config.tls.key },
-          { key: 'cert', value: config.tls.cert, why: 'The certificate followed by its chain (fullchain).' },
+          { key: 'key', value: options.tls?.key ?? config.tls.key },
+          { key: 'cert', value: options.tls?.cert ?? config.tls.cert, why: 'The certificate followed by its chain (fullchain).' },
           { key: 'dhparam', value: 'dhparams.pem' },
           { key: 'minVersion', value: 'TLSv1.2' },
+          // The policy is haraka-in's, the one TLS server. haraka-out's outbound client inherits [main]'s
+          // ciphers, and an MX that has only CBC suites would then get its mail without TLS at all.
+          ...(role.name === 'haraka-in'
+            ? [
+                {
+                  key: 'ciphers',
+                  value: INBOUND_TLS_CIPHERS,
+                  why: 'TLS 1.2: only forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305); TLS 1.3: its three suites.',
+                },
+                { key: 'honorCipherOrder', value: true, why: "The first suite of the list above that the client offers, not the client's favourite." },
+                {
+                  key: 'secureOptions',
+                  value: SSL_OP_NO_RENEGOTIATION,
+                  why: "OpenSSL's SSL_OP_NO_RENEGOTIATION: a client cannot renegotiate TLS 1.2 (a handshake costs the server far more than the client).",
+                },
+              ]
+            : []),
         ],
       },
     ],
@@ -180,7 +233,9 @@ function outboundIni(config: Config, role: Role, options: RenderOptions): string
           value: config.outbound.allow_local_mx,
           why: 'false: never deliver to an MX that is this host (mail for our own domains goes to the backend).',
         },
-        { key: 'received_header', value: `${config.hostname} (mailproxy outbound)` },
+        config.outbound.hide_internal_received
+          ? { key: 'received_header', value: 'disabled', why: 'mailproxy-outbound adds the one Received line (outbound.hide_internal_received).' }
+          : { key: 'received_header', value: `${config.hostname} (mailproxy outbound)` },
       ],
     },
   ]);
@@ -220,6 +275,64 @@ function forwardFiles(config: Config, options: RenderOptions): Record<string, st
     ]),
     'mailproxy-forward.timeout': renderList(
       `${header(options, RESTART)}\nSeconds Haraka allows one hook of mailproxy-forward; the plugin's own timers answer 4xx well before.`,
+      [String(hookLimit)],
+    ),
+  };
+}
+
+function edgeFiles(config: Config, options: RenderOptions): Record<string, string> {
+  const { edge } = config;
+  const zoneSections = (prefix: string, entries: Config['edge']['dnsbl']['zones']): IniSection[] =>
+    entries.map((entry, index) => ({
+      name: `${prefix}${index + 1}`,
+      entries: [
+        { key: 'zone', value: entry.zone.toLowerCase() },
+        { key: 'weight', value: entry.weight },
+        ...(entry.answers.length ? [{ key: 'answers', value: entry.answers }] : []),
+      ],
+    }));
+  // Haraka's limit for one hook: the banner pause or the DNS lists' wait at HELO, with room to spare, so
+  // that the plugin's own timers always decide first.
+  const hookLimit = Math.ceil(edge.early_talker.pause + 2 * edge.lookup_timeout + 5);
+  return {
+    'mailproxy-edge.ini': renderIni(header(options, WATCHED), [
+      {
+        name: 'main',
+        entries: [
+          { key: 'lookup_timeout', value: edge.lookup_timeout },
+          { key: 'dns_servers', value: config.dns.servers.join(','), why: 'Where the DNS lists are asked. Empty: the system resolver.' },
+          { key: 'allow', value: edge.allow },
+          {
+            key: 'own',
+            value: [config.public_ipv4, ...(config.public_ipv6 ? [config.public_ipv6] : []), config.wireguard.address],
+            why: 'The appliance’s own addresses: never checked (health probes come from them).',
+          },
+        ],
+      },
+      {
+        name: 'early_talker',
+        entries: [
+          { key: 'mode', value: edge.early_talker.mode },
+          { key: 'pause', value: edge.early_talker.pause, why: 'A pause set where there was none takes effect when haraka-in restarts.' },
+        ],
+      },
+      {
+        name: 'helo',
+        entries: [
+          { key: 'mode', value: edge.helo.mode },
+          {
+            key: 'names',
+            value: [config.hostname, ...config.domains].map((name) => name.toLowerCase()),
+            why: 'A client announcing one of these names (or an own address) claims to be this server.',
+          },
+        ],
+      },
+      { name: 'dnsbl', entries: [{ key: 'mode', value: edge.dnsbl.mode }, { key: 'threshold', value: edge.dnsbl.threshold }] },
+      ...zoneSections('dnsbl_zone_', edge.dnsbl.zones),
+      ...zoneSections('dnswl_zone_', edge.dnsbl.dnswl_zones),
+    ]),
+    'mailproxy-edge.timeout': renderList(
+      `${header(options, RESTART)}\nSeconds Haraka allows one hook of mailproxy-edge; the plugin's own timers decide well before.`,
       [String(hookLimit)],
     ),
   };
@@ -276,6 +389,39 @@ function outboundRoutingIni(config: Config, options: RenderOptions): string {
         },
       ],
     },
+    {
+      name: 'received',
+      entries: [
+        {
+          key: 'rewrite',
+          value: config.outbound.hide_internal_received,
+          why: 'Add the one Received line, `by <hostname> with ESMTP id …`; needs connection.ini add_received=false (a restart).',
+        },
+        { key: 'by', value: config.hostname },
+      ],
+    },
+  ]);
+}
+
+/** mailproxy-limits: the limits section, one key each (the reasons for the defaults are in the schema). */
+function limitsIni(config: Config, options: RenderOptions): string {
+  const limits = config.limits;
+  return renderIni(header(options, WATCHED), [
+    {
+      name: 'main',
+      entries: [
+        { key: 'max_clients', value: limits.max_clients, why: 'Client sessions at once, all addresses together; one more gets 421 4.7.0.' },
+        { key: 'max_clients_per_ip', value: limits.max_clients_per_ip, why: 'Client sessions at once from one address (IPv6: its /64); 0: no limit.' },
+        { key: 'max_connect_rate_per_ip', value: limits.max_connect_rate_per_ip, why: 'New connections a minute from one address (IPv6: its /64); 0: no limit.' },
+        {
+          key: 'max_backend_sessions',
+          value: limits.max_backend_sessions,
+          why: 'Backend sessions at once (mailproxy-forward takes one per client session); over it 421 4.7.0, no backend connection.',
+        },
+        { key: 'max_session_time', value: limits.max_session_time, why: 'Seconds a client session may last; then 421 4.4.2. 0: no limit.' },
+        ...(limits.exempt.length > 0 ? [{ key: 'exempt', value: limits.exempt, why: 'Addresses the per-address limits leave alone.' }] : []),
+      ],
+    },
   ]);
 }
 
@@ -301,12 +447,14 @@ function instanceFiles(config: Config, role: Role, options: RenderOptions): Reco
     'results.ini': renderIni(`${header(options, WATCHED)}\nHaraka's defaults: this file exists so that Haraka finds it in its cache.`, []),
   };
   // Both instances read tls.ini: haraka-in for STARTTLS, haraka-out for its outbound TLS client.
-  files['tls.ini'] = tlsIni(config, options);
+  files['tls.ini'] = tlsIni(config, role, options);
   files['dhparams.pem'] = FFDHE2048_PEM;
   if (role.plugins.includes('mailproxy-forward')) {
     files.host_list = renderList(`${header(options, WATCHED)}\nDomains haraka-in accepts mail for.`, config.domains.map((domain) => domain.toLowerCase()));
     Object.assign(files, forwardFiles(config, options));
   }
+  if (role.plugins.includes('mailproxy-limits')) files['mailproxy-limits.ini'] = limitsIni(config, options);
+  if (role.plugins.includes('mailproxy-edge')) Object.assign(files, edgeFiles(config, options));
   if (role.plugins.includes('relay')) Object.assign(files, relayFiles(config, options));
   if (role.plugins.includes('mailproxy-outbound')) {
     files['mailproxy-outbound.ini'] = outboundRoutingIni(config, options);

@@ -16,7 +16,9 @@ export const ROLES: readonly Role[] = [
   {
     name: 'haraka-in',
     summary: 'public MX: accepts mail for our domains and forwards it to the backend',
-    plugins: ['mailproxy-dns', 'mailproxy-smtp', 'tls', 'mailproxy-forward', 'mailproxy-notify'],
+    // mailproxy-limits right after mailproxy-dns: a client over a limit is refused before anything else
+    // (edge checks, DNS lookups, the backend) spends work on it.
+    plugins: ['mailproxy-dns', 'mailproxy-limits', 'mailproxy-smtp', 'tls', 'mailproxy-edge', 'mailproxy-forward', 'mailproxy-notify'],
   },
   {
     name: 'haraka-out',

@@ -121,6 +121,9 @@ function harakaUnit(config: Config, role: RoleName, source: string): string {
     ['Restart', 'on-failure'],
     ['RestartSec', inbound ? 5 : 10],
     ['MemoryMax', `${inbound ? system.memory_max_in : system.memory_max_out}M`],
+    // One descriptor per client, backend session and spool file; Node raises its soft limit to the hard
+    // one, so this is set rather than left to systemd's default (docs/BENCHMARKS.md: 1,000 idle clients).
+    ['LimitNOFILE', 16384],
     ['SyslogIdentifier', `mailproxy-${role}`],
     ...stateEntries(config, role),
     ...(inbound
@@ -206,11 +209,15 @@ export function renderUnits(config: Config, options: { source: string }): Map<st
       ['OnUnitActiveSec', '5min'],
     ]),
   );
-  // Writes the new certificate into the config's tls paths and the instance directories.
+  // Writes the new certificate under state_dir (deploy's versioned files) and tls.ini in the instance
+  // directories; in webroot mode the challenge files; an account key outside state_dir.
+  const renewPaths = [config.state_dir, config.system.instances_dir, path.posix.dirname(config.tls.key), path.posix.dirname(config.tls.cert)];
+  if (config.acme.http_01.mode === 'webroot') renewPaths.push(path.posix.join(config.acme.http_01.webroot, '.well-known/acme-challenge'));
+  if (config.acme.account_key) renewPaths.push(path.posix.dirname(config.acme.account_key));
   units.set(
     `${UNIT_NAMES.certRenew}.service`,
-    cliService(config, source, 'mailproxy cert renew: renews the certificate when under 30 days remain', ['cert', 'renew'], [
-      ['ReadWritePaths', `-${path.posix.dirname(config.tls.key)} -${path.posix.dirname(config.tls.cert)} -${config.system.instances_dir} -${config.state_dir}`],
+    cliService(config, source, `mailproxy cert renew: renews the certificate when under ${config.acme.renew_days} days remain`, ['cert', 'renew'], [
+      ['ReadWritePaths', [...new Set(renewPaths)].map((dir) => `-${dir}`).join(' ')],
     ]),
   );
   units.set(

@@ -25,8 +25,8 @@ function errorCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException).code;
 }
 
-/** The text of a regular file; null when it is missing or not a regular file (a symlink is never followed). */
-async function readIfRegular(file: string): Promise<string | null> {
+/** The bytes of a regular file; null when it is missing or not a regular file (a symlink is never followed). */
+export async function readRegular(file: string): Promise<Buffer | null> {
   let handle: fs.FileHandle;
   try {
     // O_NONBLOCK: a FIFO planted at the name must not block the render.
@@ -36,13 +36,17 @@ async function readIfRegular(file: string): Promise<string | null> {
     throw err;
   }
   try {
-    return (await handle.stat()).isFile() ? await handle.readFile('utf8') : null;
+    return (await handle.stat()).isFile() ? await handle.readFile() : null;
   } finally {
     await handle.close();
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
+async function readIfRegular(file: string): Promise<string | null> {
+  return (await readRegular(file))?.toString('utf8') ?? null;
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
   const handle = await fs.open(dir, O_RDONLY | O_DIRECTORY);
   try {
     await handle.sync();
@@ -63,12 +67,14 @@ async function openTemp(file: string, mode: number): Promise<{ temp: string; han
   }
 }
 
-/** Replaces `file` (in an existing directory) atomically and durably: temp file, fsync, rename, fsync of the directory. */
-export async function writeFileAtomic(file: string, text: string, mode = 0o644): Promise<void> {
-  const { temp, handle } = await openTemp(file, mode);
+/** Replaces `file` (in an existing directory) atomically and durably: temp file (created 0600), group,
+ * exact mode, fsync, rename, fsync of the directory; the name never shows other bytes or another mode. */
+export async function writeFileAtomic(file: string, bytes: string | Buffer, mode = 0o644, group: number | null = null): Promise<void> {
+  const { temp, handle } = await openTemp(file, 0o600);
   try {
     try {
-      await handle.writeFile(text);
+      await handle.writeFile(bytes);
+      if (group !== null) await handle.chown(process.getuid?.() ?? 0, group);
       await handle.chmod(mode); // exact mode whatever the umask: Haraka may run as another user
       await handle.sync();
     } finally {

@@ -36,6 +36,10 @@ export interface ScriptedBackendOptions {
    * NOOP ends a group), and DATA is then refused with 503 for the rest of the session, as Postfix does
    * with reject_unauth_pipelining (Mailcow's smtpd_data_restrictions). */
   noopDelayMs?: number;
+  /** Answer these commands this late, in ms, by verb ('MAIL', 'RCPT', 'DATA', ...): a slow backend. */
+  replyDelayMs?: Partial<Record<string, number>>;
+  /** Inside the n-th DATA of the whole run (0-based), close the connection at the first body line. */
+  dropInData?: (n: number) => boolean;
 }
 
 export interface ScriptedBackend {
@@ -73,12 +77,13 @@ export async function startScriptedBackend(host: string, port: number, options: 
     let noopPending = false;
     let improperPipelining = false;
     let rcpts: string[] | null = null;
+    let dropThisData = false;
     let body: string[] = [];
     let buffer = '';
     if (options.idleTimeoutMs) {
       socket.setTimeout(options.idleTimeoutMs, () => socket.end('421 4.4.2 scripted.test Error: timeout exceeded\r\n'));
     }
-    const reply = (line: string) => {
+    const replyNow = (line: string) => {
       if (socket.destroyed) return;
       if (line.startsWith('421')) socket.end(`${line}\r\n`);
       else socket.write(`${line}\r\n`);
@@ -90,7 +95,7 @@ export async function startScriptedBackend(host: string, port: number, options: 
         if (answer.startsWith('250')) deliveries.push({ rcpts: rcpts ?? [], data: body.join('\r\n') });
         rcpts = null;
         body = [];
-        reply(answer);
+        replyNow(answer);
       };
       if (options.endOfDataDelayMs) setTimeout(done, options.endOfDataDelayMs);
       else done();
@@ -102,10 +107,13 @@ export async function startScriptedBackend(host: string, port: number, options: 
           finishMessage();
         } else {
           body.push(line);
+          if (dropThisData) socket.destroy();
         }
         return;
       }
       const verb = line.split(' ')[0]!.toUpperCase();
+      const delay = options.replyDelayMs?.[verb];
+      const reply = delay ? (text: string) => void setTimeout(() => replyNow(text), delay) : replyNow;
       seen.push(verb);
       if (noopPending) improperPipelining = true;
       if (verb === 'NOOP' && options.noopDelayMs) {
@@ -138,6 +146,7 @@ export async function startScriptedBackend(host: string, port: number, options: 
         const answer = improperPipelining
           ? '503 5.5.0 <DATA>: Data command rejected: Improper use of SMTP command pipelining'
           : (options.dataReply?.(dataCommands) ?? '354 go ahead');
+        dropThisData = options.dropInData?.(dataCommands) ?? false;
         dataCommands += 1;
         inData = answer.startsWith('354');
         reply(answer);
@@ -152,7 +161,7 @@ export async function startScriptedBackend(host: string, port: number, options: 
         reply('250 ok');
       }
     };
-    const greet = () => reply('220 scripted.test ESMTP');
+    const greet = () => replyNow('220 scripted.test ESMTP');
     if (options.bannerDelayMs) setTimeout(greet, options.bannerDelayMs);
     else greet();
     socket.on('data', (chunk: Buffer) => {
@@ -162,6 +171,7 @@ export async function startScriptedBackend(host: string, port: number, options: 
         const line = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         onLine(line);
+        if (socket.destroyed) return;
         if (inData && options.stallInData) return;
       }
     });

@@ -65,6 +65,7 @@ describe('rendered systemd units', () => {
       expect(unit.get('Type')).toEqual(['notify']);
       expect(unit.get('NotifyAccess')).toEqual(['all']);
       expect(unit.get('MemoryDenyWriteExecute')).toEqual(['no']);
+      expect(unit.get('LimitNOFILE')).toEqual(['16384']);
     }
   });
 
@@ -92,6 +93,13 @@ describe('rendered systemd units', () => {
     const out = entries(elsewhere.get(UNIT_NAMES['haraka-out'])!);
     expect(out.get('StateDirectory')).toBeUndefined();
     expect(out.get('ReadWritePaths')).toEqual(['-/srv/mail/haraka-out']);
+  });
+
+  it('let the renewal unit write the webroot’s challenge directory in webroot mode, and nothing else outside its paths', () => {
+    const renew = (config: typeof example) => entries(renderUnits(config, { source: 'x' }).get('mailproxy-cert-renew.service')!).get('ReadWritePaths')![0]!;
+    expect(renew(example)).not.toContain('acme-challenge');
+    const webroot = { ...example, acme: { ...example.acme, http_01: { ...example.acme.http_01, mode: 'webroot' as const, webroot: '/srv/www' } } };
+    expect(renew(webroot).split(' ')).toContain('-/srv/www/.well-known/acme-challenge');
   });
 
   it('cap each instance’s memory so both fit a 1 GB VPS with the tunnel and sshd', () => {

@@ -67,11 +67,20 @@ describe('XCLIENT attributes', () => {
     expect(command).not.toMatch(/[\r\n]/);
     expect(command?.match(/ ADDR=/g)).toHaveLength(1);
     expect(command).toContain(' HELO=evil+20ADDR+3D6.6.6.6+0D+0ARCPT+20TO:<x@y> ');
-    expect(command).toContain(' NAME=a+3Db+20c ');
+    // A name Postfix's valid_hostname() refuses goes as [UNAVAILABLE] (Postfix: 501 Bad NAME syntax).
+    expect(command).toContain(' NAME=[UNAVAILABLE] ');
+  });
+
+  it('sends as NAME only what Postfix takes as a hostname, [UNAVAILABLE] for the rest', () => {
+    const name = (value: string) => Object.fromEntries(xclientAttributes({ ...facts, name: value }, ALL)).NAME;
+    for (const good of ['mail.example.net', 'a_b.example.net', 'x-1.example.net', '1.example.net', `${'a'.repeat(63)}.net`, '[TEMPUNAVAIL]']) expect(name(good), good).toBe(good);
+    for (const bad of ['a/b.example.net', 'a*b.example.net', 'a\\.b.example.net', 'a b.example.net', '-a.example.net', 'a-.example.net', 'a..b', '1.2.3.4', `${'a'.repeat(64)}.net`, 'hé.example.net', '']) {
+      expect(name(bad), bad).toBe('[UNAVAILABLE]');
+    }
   });
 
   it('splits into several commands when one would be too long, ADDR in the last', () => {
-    const commands = xclientCommands(xclientAttributes({ ...facts, helo: 'h'.repeat(250), name: `${'n'.repeat(240)}.example` }, ALL));
+    const commands = xclientCommands(xclientAttributes({ ...facts, helo: 'h'.repeat(250), name: `${['n', 'm', 'o', 'p'].map((c) => c.repeat(60)).join('.')}.example` }, ALL));
     expect(commands.length).toBeGreaterThan(1);
     for (const command of commands) expect(command.length).toBeLessThanOrEqual(MAX_XCLIENT_LINE);
     expect(commands.at(-1)).toMatch(/ ADDR=192\.0\.2\.9$/);

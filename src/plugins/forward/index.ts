@@ -12,7 +12,9 @@
 import type { HarakaPlugin, Next } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
-import { cachedClientNameLookup } from './fcrdns';
+import { backendSessions } from '../limits/backend-sessions';
+import { logDecision } from '../decision-log';
+import { cachedClientNameLookup, type ClientName } from './fcrdns';
 import { captureLines, wireMessage, type CapturableStream, type Capture } from './wire-message';
 import { xclientAttributes, xclientCommands, type ClientFacts } from './xclient';
 
@@ -71,7 +73,8 @@ interface Transaction {
 
 interface Connection {
   uuid: string;
-  remote: { ip: string; port: number; host?: string };
+  /** host and info: Haraka's name for the client (Received header, logs), set when the lookup finishes. */
+  remote: { ip: string; port: number; host?: string | null; info?: string | null };
   local: { ip: string; port: number };
   hello: { verb: string | null; host: string | null };
   notes: Record<string, unknown>;
@@ -82,6 +85,7 @@ interface Connection {
   client: { setTimeout(ms: number): unknown; cleartext?: { socket?: { setTimeout(ms: number): unknown } } };
   results: { add(plugin: unknown, result: object): void };
   loginfo(plugin: unknown, message: string): void;
+  lognotice(...args: unknown[]): void;
   logwarn(plugin: unknown, message: string): void;
   logerror(plugin: unknown, message: string): void;
 }
@@ -135,10 +139,13 @@ const STATE = 'mailproxy_forward';
 const OPENING = 'mailproxy_forward_opening';
 const BOUND = 'mailproxy_forward_binding';
 const SAFE_HELO = /^[\x21-\x7e]{1,255}$/;
-const NAME = 'mailproxy_forward_name';
+/** The client's name lookup, a Promise<ClientName> that never rejects: started at lookup_rdns, awaited
+ * when XCLIENT is built. Other plugins that need the name before RCPT may await it too. */
+const PENDING_NAME = 'mailproxy_client_name';
 const MAIL_PARAMS = 'mailproxy_mail_params';
 const CAPTURE = 'mailproxy_capture';
-/** Messages up to this size go to the backend in one write built from the stored lines (wire-message.ts). */
+/** Messages up to this size go to the backend in one write built from a copy of the stored lines
+ * (wire-message.ts); equal to connection.ini spool_after, so no spooled message is also copied. */
 const CAPTURE_LIMIT = 256 * 1024;
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -195,19 +202,34 @@ export function load_host_list(this: ForwardPlugin): void {
 /** Client names are kept a minute, as long as the TTL of the test zone and well under real PTR TTLs. */
 const lookupClientName = cachedClientNameLookup({ ttlMs: 60_000, maxEntries: 10_000 });
 
+/** What a lookup that failed in an unexpected way gives: a DNS error, fail closed as [TEMPUNAVAIL]. */
+const LOOKUP_FAILED: ClientName = { ptr: 'DNSERROR', xclientName: '[TEMPUNAVAIL]' };
+
 export function lookup_client_name(this: ForwardPlugin, next: Next, connection: Connection): void {
   // Replaces Haraka's own reverse lookup (one PTR query, not two), bounded by rdns_timeout, and also
-  // forward-confirms the name for XCLIENT NAME.
-  lookupClientName(connection.remote.ip, this.settings.rdnsTimeoutMs).then(
-    (name) => {
-      connection.notes[NAME] = name.xclientName;
-      next(constants.OK, name.ptr);
-    },
-    () => {
-      connection.notes[NAME] = '[TEMPUNAVAIL]';
-      next(constants.OK, 'DNSERROR');
-    },
-  );
+  // forward-confirms the name for XCLIENT NAME. Nothing waits for it here: the banner goes out at once
+  // and the lookup runs meanwhile; the first RCPT for our domains awaits it (clientFacts, backendFor),
+  // which is before Haraka writes the Received header at DATA.
+  const ip = connection.remote.ip;
+  const pending = lookupClientName(ip, this.settings.rdnsTimeoutMs).catch(() => LOOKUP_FAILED);
+  connection.notes[PENDING_NAME] = pending;
+  // Runs after this function returns, even for a lookup the cache has already answered.
+  void pending.then((name) => {
+    // Haraka's remote.host and remote.info as its own lookup would have set them (the Received header's
+    // "(name [ip])", the disconnect log line), unless something changed the client meanwhile.
+    if (connection.remote.ip !== ip) return;
+    connection.remote.host = name.ptr;
+    connection.remote.info = name.ptr;
+  });
+  // Haraka sets remote.host and remote.info to 'Unknown' (its word for "no name") and runs the connect
+  // hooks, which send the banner, before next() returns.
+  next(constants.OK, '');
+  // Until the lookup finishes: not looked up yet, Haraka's own value before any lookup, which every
+  // plugin reads as no name (the EHLO reply then says "Hello [ip]").
+  if (connection.remote.ip === ip) {
+    connection.remote.host = null;
+    connection.remote.info = null;
+  }
 }
 
 export function prepare_transaction(this: ForwardPlugin, next: Next, connection: Connection, params: [Address, Record<string, string>?]): void {
@@ -288,9 +310,14 @@ async function openBackend(plugin: ForwardPlugin, connection: Connection, signal
   return state;
 }
 
-function clientFacts(connection: Connection): ClientFacts {
+/** The client's name lookup started at lookup_rdns; [TEMPUNAVAIL] when it never started (fail closed). */
+function clientName(connection: Connection): Promise<ClientName> {
+  return (connection.notes[PENDING_NAME] as Promise<ClientName> | undefined) ?? Promise.resolve(LOOKUP_FAILED);
+}
+
+async function clientFacts(connection: Connection): Promise<ClientFacts> {
   return {
-    name: typeof connection.notes[NAME] === 'string' ? connection.notes[NAME] : '[UNAVAILABLE]',
+    name: (await clientName(connection)).xclientName,
     ip: connection.remote.ip,
     port: connection.remote.port,
     helo: connection.hello.host ?? null,
@@ -341,7 +368,7 @@ async function establishBackend(plugin: ForwardPlugin, connection: Connection, r
       rememberedXclient = settings.starttls ? null : advertised;
     }
     if (advertised) {
-      const facts = clientFacts(connection);
+      const facts = await clientFacts(connection);
       for (const command of xclientCommands(xclientAttributes(facts, advertised))) {
         const reply = await session.command(command);
         // Postfix answers XCLIENT with a new 220 greeting.
@@ -386,14 +413,28 @@ async function backendFor(plugin: ForwardPlugin, connection: Connection): Promis
   const existing = connection.notes[STATE] as BackendState | undefined;
   if (existing?.session.usable) return existing;
   if (existing) dropBackend(connection);
+  // limits.max_backend_sessions (set by mailproxy-limits): over it, no backend connection is made.
+  if (!backendSessions.acquire(connection)) throw new BackendBusy(backendSessions.limit);
   const opening = new AbortController();
   connection.notes[OPENING] = opening;
   try {
     const state = await openBackend(plugin, connection, opening.signal);
+    // Without XCLIENT nothing awaited the name yet: Haraka's Received header at DATA wants it.
+    await clientName(connection);
     connection.notes[STATE] = state;
     return state;
+  } catch (err) {
+    backendSessions.release(connection);
+    throw err;
   } finally {
     delete connection.notes[OPENING];
+  }
+}
+
+/** No backend session left under limits.max_backend_sessions. */
+class BackendBusy extends Error {
+  constructor(readonly limit: number) {
+    super(`backend session cap reached (${limit})`);
   }
 }
 
@@ -402,6 +443,7 @@ function dropBackend(connection: Connection): void {
   if (!state) return;
   state.session.destroy();
   delete connection.notes[STATE];
+  backendSessions.release(connection);
 }
 
 /** The address the backend is asked about: a recipient at one of our domains, or the bare postmaster
@@ -466,7 +508,19 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
     if (rcptReply.code === 421) dropBackend(connection);
     const [code, dsn] = refusal(rcptReply);
     return next(code, dsn);
-  })().catch((err: Error) => backendUnavailable(this, connection, next, 'recipient check failed', err));
+  })().catch((err: Error) => {
+    if (err instanceof BackendBusy) return backendBusy(this, connection, next, err);
+    backendUnavailable(this, connection, next, 'recipient check failed', err);
+  });
+}
+
+/** Over limits.max_backend_sessions: 421 and the session ends (RFC 5321 §3.8). Nothing this session could
+ * send would get a backend session now, and a 451 per recipient would keep it, and its client slot, open;
+ * after a 421 the sender queues the message and retries later, or tries the next MX. */
+function backendBusy(plugin: ForwardPlugin, connection: Connection, next: Next, err: BackendBusy): void {
+  connection.transaction?.results.add(plugin, { fail: 'max_backend_sessions' });
+  logDecision(connection, plugin, { action: 'refuse', ip: connection.remote.ip, check: 'limits', reason: 'max_backend_sessions', code: 421, extra: { limit: err.limit } });
+  next(constants.DENYSOFTDISCONNECT, DSN.create(421, 'Mail server busy, try again later', 7, 0));
 }
 
 export function check_backend_data(this: ForwardPlugin, next: Next, connection: Connection): void {
@@ -533,7 +587,8 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
     const capture = transaction.notes[CAPTURE] as Capture | undefined;
     const payload = capture ? wireMessage(transaction, transaction.message_stream, capture) : null;
     // Waiting before writing: the end-of-data reply can never arrive unawaited (which would fail the session).
-    const verdict = state.session.read(settings.dataTimeoutMs + settings.bodyTimeoutMs);
+    // The wait is data_timeout after the body; a streamed body's own deadline bounds the part before.
+    const verdict = state.session.read(payload ? settings.dataTimeoutMs : settings.dataTimeoutMs + settings.bodyTimeoutMs);
     verdict.catch(() => undefined);
     if (payload) state.session.write(payload);
     else await streamBody(state, transaction, settings);
@@ -579,6 +634,7 @@ export function reset_backend_transaction(this: ForwardPlugin, next: Next, conne
 
 export function close_backend(this: ForwardPlugin, next: Next, connection: Connection): void {
   (connection.notes[OPENING] as AbortController | undefined)?.abort();
+  backendSessions.release(connection);
   const state = connection.notes[STATE] as BackendState | undefined;
   if (state) {
     // Inside DATA a QUIT would be read as body text: only closing the connection aborts the message.

@@ -28,6 +28,21 @@ function hostnameValue(value: string | null): string {
   return value === null || value === '' || xtext(value).length > MAX_XCLIENT_NAME ? '[UNAVAILABLE]' : value;
 }
 
+/** Postfix's valid_hostname(), which its XCLIENT applies to NAME ("501 5.5.4 Bad NAME syntax" otherwise, and
+ * the sender would get 4xx for good): labels of letters, digits, '_' and inner '-', each at most 63 octets,
+ * at most 255 in all, not all digits. A forward-confirmed PTR name can still fail it (c-ares resolves
+ * `a/b.example.net`, `a*b.example.net`, `a\.b.example.net`); Postfix's own lookup calls such a name unknown. */
+export function postfixValidHostname(name: string): boolean {
+  if (name.length === 0 || name.length > MAX_XCLIENT_NAME) return false;
+  const labels = name.split('.');
+  return labels.every((label) => /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(label)) && !/^[\d.]+$/.test(name);
+}
+
+/** NAME: [UNAVAILABLE]/[TEMPUNAVAIL] as they are, a name Postfix would refuse as [UNAVAILABLE]. */
+function nameValue(name: string): string {
+  return name.startsWith('[') || postfixValidHostname(name) ? hostnameValue(name) : '[UNAVAILABLE]';
+}
+
 /** RFC 3461 xtext: printable ASCII except '+' and '=' as is, everything else (spaces, controls, UTF-8 bytes) as +HH. */
 export function xtext(value: string): string {
   let out = '';
@@ -46,7 +61,7 @@ export function xclientAddr(ip: string): string {
 /** Attribute=value pairs for the client, limited to what the backend advertised, in sending order. */
 export function xclientAttributes(facts: ClientFacts, advertised: ReadonlySet<string>): [string, string][] {
   const all: [string, string | null][] = [
-    ['NAME', hostnameValue(facts.name)],
+    ['NAME', nameValue(facts.name)],
     ['HELO', hostnameValue(facts.helo)],
     ['PROTO', facts.esmtp ? 'ESMTP' : 'SMTP'],
     ['LOGIN', facts.login],

@@ -9,6 +9,7 @@
 // - Any other domain gets opportunistic TLS that survives a broken STARTTLS (tls-fallback.ts).
 // - Deferrals and bounces say why (explain.ts, dsn.ts); an attempt `mailproxy queue flush` brought
 //   forward does not count as an attempt.
+// - haraka-out's one Received line names only the VPS (received.ts), when `[received] rewrite` is on.
 import dns from 'node:dns';
 import path from 'node:path';
 import type { HarakaPlugin, Next } from '../haraka-types';
@@ -19,6 +20,7 @@ import { beginAttempt, stateOf, withDelivery, type DeliveryState, type HMail } f
 import { bounceFields, isExpiry, type RecipientDsn } from './dsn';
 import { explainFailure, failures, type Failure } from './explain';
 import { queueFileState } from './queue-file';
+import { stampLocal, stampSmtp, type ReceivedConnection, type ReceivedIni, type ReceivedTransaction } from './received';
 import { harakaOutboundTls, installTlsFallback } from './tls-fallback';
 
 interface OutboundIni {
@@ -26,6 +28,7 @@ interface OutboundIni {
   backend: { host?: string; port?: number; bind?: string };
   local: { domains?: string[] };
   mta_sts: { enabled?: boolean; port?: number; cache_file?: string };
+  received?: ReceivedIni;
 }
 
 interface Mx {
@@ -58,10 +61,12 @@ export function register(this: RoutePlugin): void {
   this.register_hook('get_mx', 'route');
   this.register_hook('deferred', 'explain_deferral');
   this.register_hook('bounce', 'describe_bounce');
+  this.register_hook('data_post', 'stamp_received');
+  this.register_hook('pre_send_trans_email', 'stamp_local_received');
 }
 
 export function load_outbound_ini(this: RoutePlugin): void {
-  this.cfg = this.config.get('mailproxy-outbound.ini', { booleans: ['-mta_sts.enabled'] }, () => this.load_outbound_ini()) as OutboundIni;
+  this.cfg = this.config.get('mailproxy-outbound.ini', { booleans: ['-mta_sts.enabled', '-received.rewrite'] }, () => this.load_outbound_ini()) as OutboundIni;
   this.localDomains = new Set((this.cfg.local?.domains ?? []).map((domain) => domain.toLowerCase()));
   const sts = this.cfg.mta_sts ?? {};
   if (!sts.enabled) {
@@ -74,6 +79,27 @@ export function load_outbound_ini(this: RoutePlugin): void {
     port: Number(sts.port ?? 443),
     ...(sts.cache_file ? { cacheFile: path.resolve(String(sts.cache_file)) } : {}),
   });
+}
+
+/** data_post: haraka-out's own Received line for a message from the backend (received.ts). */
+export function stamp_received(this: RoutePlugin, next: Next, connection: ReceivedConnection): void {
+  try {
+    stampSmtp(this.cfg.received ?? {}, connection);
+  } catch (err) {
+    this.logerror(`cannot add the Received line: ${String(err)}`);
+    return next(constants.DENYSOFT, 'Temporary failure adding the Received header');
+  }
+  next();
+}
+
+/** pre_send_trans_email: the Received line of a message haraka-out made itself (a bounce). */
+export function stamp_local_received(this: RoutePlugin, next: Next, connection: { transaction?: ReceivedTransaction }): void {
+  try {
+    stampLocal(this.cfg.received ?? {}, connection?.transaction);
+  } catch (err) {
+    this.logerror(`cannot add the Received line: ${String(err)}`);
+  }
+  next();
 }
 
 /**

@@ -8,14 +8,21 @@
 // A QUIT pipelined right after the final dot (Postfix's SMTP client does it for every message; RFC 2920
 // allows a group that ends with QUIT) gets its 221 instead of Haraka 3.3.4's 503 "pipelined after end of
 // DATA"; any other pipelined command stays refused, which is what stops SMTP smuggling.
-// And it spares Haraka a failing unlink per message (unspooled-destroy.ts).
-import type { HarakaPlugin } from '../haraka-types';
+// And it spares Haraka a failing unlink per message (unspooled-destroy.ts), limits the recipients of one
+// message (max-recipients.ts), and refuses a DATA line of a dot and bare CRs, an end of data to Postfix
+// but not to Haraka (dot-cr-line.ts: SMTP smuggling).
+import type { HarakaPlugin, Next } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { withEnhancedStatus } from './enhanced';
+import { DOT_CR_REPLY, isDotCrLine } from './dot-cr-line';
+import { overRecipientLimit, recipientLimit } from './max-recipients';
 import { skipDestroyOfUnspooledStreams } from './unspooled-destroy';
 
 interface ConnectionLike {
   transaction?: { notes?: Record<string, unknown> } | null;
+  respond(code: number, msg: unknown, func?: () => void): unknown;
+  disconnect?(): void;
+  lognotice?(message: string): void;
   /** Haraka 3.3.4 internals: set after the final dot until the first reply; the bytes that came after it. */
   awaiting_data_reply?: boolean;
   current_data?: Buffer | null;
@@ -33,22 +40,41 @@ function letLoneQuitThrough(connection: ConnectionLike): void {
 }
 
 type Respond = (this: ConnectionLike, code: number, msg: unknown, func?: () => void) => unknown;
+type AccumulateData = (this: ConnectionLike, line: unknown) => unknown;
 
 const TOO_BIG = 'Message too big!';
 let patched = false;
 
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const DSN = require('haraka-dsn') as { create(code: number, msg: string, subject?: number, detail?: number): unknown };
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const constants = require('haraka-constants') as { DENYSOFT: number };
+
 export function register(this: HarakaPlugin): void {
-  const connectionIni = this.config.get('connection.ini') as { main?: { spool_after?: unknown } };
+  const connectionIni = this.config.get('connection.ini') as { main?: { spool_after?: unknown }; max?: { recipients?: unknown } };
   if (!skipDestroyOfUnspooledStreams(Number(connectionIni.main?.spool_after))) {
     this.logwarn('cannot patch haraka-message-stream: every message costs a failing unlink');
   }
+  this.max_recipients = recipientLimit(connectionIni.max);
+  if (this.max_recipients) this.register_hook('rcpt', 'limit_recipients');
   if (patched) return;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const connection = require('haraka/connection') as { Connection?: { prototype: { respond: Respond } } };
+  const connection = require('haraka/connection') as { Connection?: { prototype: { respond: Respond; accumulate_data?: AccumulateData } } };
   const proto = connection.Connection?.prototype;
   if (!proto) {
-    this.logerror('cannot find Haraka Connection class: size replies stay 550');
+    this.logerror('cannot find Haraka Connection class: size replies stay 550, dot-CR lines are not refused');
     return;
+  }
+  const accumulate = proto.accumulate_data;
+  if (typeof accumulate !== 'function') {
+    this.logerror('cannot find Haraka accumulate_data: dot-CR lines are not refused');
+  } else {
+    proto.accumulate_data = function accumulateData(this: ConnectionLike, line: unknown) {
+      if (!isDotCrLine(line)) return accumulate.call(this, line);
+      // As Haraka answers a bare LF in DATA: 451 and close; nothing after the line is read.
+      this.lognotice?.('Client sent a dot and bare CRs as a line in DATA: refused');
+      return this.respond(451, DOT_CR_REPLY, () => this.disconnect?.());
+    };
   }
   const original = proto.respond;
   proto.respond = function respond(this: ConnectionLike, code: number, msg: unknown, func?: () => void) {
@@ -63,4 +89,12 @@ export function register(this: HarakaPlugin): void {
     return original.call(this, code, withEnhancedStatus(code, msg), func);
   };
   patched = true;
+}
+
+export function limit_recipients(this: HarakaPlugin, next: Next, connection: { transaction?: { rcpt_to: unknown[] } | null }): void {
+  const limit = this.max_recipients as number;
+  if (connection.transaction && overRecipientLimit(connection.transaction.rcpt_to.length, limit)) {
+    return next(constants.DENYSOFT, DSN.create(452, `Too many recipients: at most ${limit} per message, send the rest in another`, 5, 3));
+  }
+  next();
 }

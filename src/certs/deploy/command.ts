@@ -1,0 +1,53 @@
+// `mailproxy cert deploy --config FILE --key K --cert C [--chain CA] [--instances DIR] [--verify-timeout S]`:
+// parses its arguments, runs the one deploy path (deploy.ts) and prints its progress. Exit 0 when the
+// certificate is deployed and served (or was already), 1 when it was refused, failed or rolled back.
+import { parseArgs } from 'node:util';
+import type { CliIo } from '../../cli';
+import { loadConfigFile, UsageError } from '../../cli-support';
+import { systemdRestarter } from './restart';
+import { deployCertificate, DeployError } from './deploy';
+
+export const DEPLOY_USAGE = 'mailproxy cert deploy --config FILE --key K --cert C [--chain CA] [--instances DIR] [--verify-timeout SECONDS]';
+
+export async function runDeployCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      key: { type: 'string' },
+      cert: { type: 'string' },
+      chain: { type: 'string' },
+      instances: { type: 'string' },
+      'verify-timeout': { type: 'string' },
+    },
+  });
+  if (!values.key || !values.cert) throw new UsageError(`--key and --cert are required: ${DEPLOY_USAGE}`);
+  let verifyTimeoutMs: number | undefined;
+  if (values['verify-timeout'] !== undefined) {
+    const seconds = Number(values['verify-timeout']);
+    if (!Number.isFinite(seconds) || seconds < 1 || seconds > 600) throw new UsageError(`--verify-timeout expects seconds from 1 to 600, got ${values['verify-timeout']}`);
+    verifyTimeoutMs = seconds * 1000;
+  }
+  const loaded = loadConfigFile(values.config, io.stderr);
+  if (!loaded) return 1;
+  const { config } = loaded;
+  const log = (line: string) => io.stdout.write(`${line}\n`);
+  try {
+    await deployCertificate({
+      config,
+      keyFile: values.key,
+      certFile: values.cert,
+      ...(values.chain !== undefined ? { chainFile: values.chain } : {}),
+      instancesDir: values.instances ?? config.system.instances_dir,
+      log,
+      ...(verifyTimeoutMs !== undefined ? { verifyTimeoutMs } : {}),
+      restartHarakaOut: systemdRestarter(io.env ?? process.env),
+    });
+    return 0;
+  } catch (err) {
+    if (!(err instanceof DeployError)) throw err;
+    const what = err.stage === 'refused' ? 'refused, nothing was changed' : err.stage === 'rolled back' ? 'failed and rolled back' : 'failed';
+    io.stderr.write(`mailproxy cert deploy: ${what}: ${err.message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,155 @@
+// mailproxy-limits (haraka-in): limits that protect the backend and the VPS from the internet.
+//
+//   new connection ─▶ (lookup_rdns, before any DNS query) over max_clients, max_clients_per_ip or
+//                     max_connect_rate_per_ip?  421 4.7.0 and close : count it, start its session timer
+//   session timer  ─▶ after max_session_time: 421 4.4.2 and close (never while a hook is at work)
+//   disconnect     ─▶ give the counts back
+//
+// The cap on backend sessions lives in backend-sessions.ts: this plugin sets it, mailproxy-forward takes
+// a slot before it connects to the backend and answers 421 4.7.0 when there is none.
+// Every refusal is one `mailproxy-decision` log line (../decision-log.ts, check=limits, reason=the limit's
+// key), which `mailproxy stats` reads. The counters are in memory (counters.ts says why).
+// A fault in this plugin lets the client in (logged): a limit is a protection, and refusing every
+// client for a bug here would refuse all mail.
+import type { HarakaPlugin, Next } from '../haraka-types';
+import { backendSessions } from './backend-sessions';
+import { ConnectionCounters, parseExempt, type ConnectionLimits, type LimitReason, type Ticket } from './counters';
+import { logDecision } from '../decision-log';
+
+interface LimitsIni {
+  main: {
+    max_clients?: number;
+    max_clients_per_ip?: number;
+    max_connect_rate_per_ip?: number;
+    max_backend_sessions?: number;
+    max_session_time?: number;
+    /** `exempt[]=` lines (haraka-config makes them an array); a comma list also works. */
+    exempt?: string | string[];
+  };
+}
+
+interface Connection {
+  remote: { ip: string };
+  notes: Record<string, unknown>;
+  state: number;
+  /** Set while a plugin hook runs (Haraka's plugins.js), null between hooks. */
+  current_hook: unknown;
+  client: { setTimeout(ms: number): unknown; once(event: string, listener: () => void): unknown };
+  results: { add(plugin: unknown, result: object): void };
+  respond(code: number, message: unknown, after?: () => void): void;
+  disconnect(): void;
+  lognotice(...args: unknown[]): void;
+  logerror(...args: unknown[]): void;
+}
+
+interface LimitsPlugin extends HarakaPlugin {
+  counters: ConnectionCounters;
+  maxSessionMs: number;
+  load_limits_ini(): void;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const constants = require('haraka-constants') as { DENYSOFTDISCONNECT: number; connection: { state: { DISCONNECTING: number } } };
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const DSN = require('haraka-dsn') as { create(code: number, msg: string, subject?: number, detail?: number): unknown };
+
+const TICKET = 'mailproxy_limits_ticket';
+const TIMER = 'mailproxy_limits_timer';
+/** A refused or ended client that does not close its side is dropped after this: it would otherwise keep
+ * its socket (and file descriptor) until Haraka's inactivity timeout, minutes later. */
+const LINGER_MS = 2000;
+/** How often a session past max_session_time looks again while a hook is at work. */
+const RECHECK_MS = 1000;
+
+const REFUSAL_TEXT: Record<LimitReason, string> = {
+  max_clients: 'Too many connections, try again later',
+  max_clients_per_ip: 'Too many connections from your address, try again later',
+  max_connect_rate_per_ip: 'Too many connections from your address in the last minute, try again later',
+};
+
+export function register(this: LimitsPlugin): void {
+  this.load_limits_ini();
+  // lookup_rdns, not connect: the first hook that can refuse a connection runs before mailproxy-forward
+  // starts the client's reverse DNS lookup, so a refused client costs no DNS query (Haraka answers a
+  // DENYSOFTDISCONNECT here with the 421 given and closes, as it would at connect).
+  this.register_hook('lookup_rdns', 'admit_client');
+  this.register_hook('disconnect', 'release_client');
+}
+
+function numberOr(value: unknown, fallback: number): number {
+  const n = Number(value);
+  return value === undefined || value === '' || !Number.isFinite(n) ? fallback : n;
+}
+
+export function load_limits_ini(this: LimitsPlugin): void {
+  const cfg = this.config.get('mailproxy-limits.ini', () => this.load_limits_ini()) as LimitsIni;
+  const main = cfg.main ?? {};
+  const limits: ConnectionLimits = {
+    maxClients: numberOr(main.max_clients, 1500),
+    maxClientsPerIp: numberOr(main.max_clients_per_ip, 10),
+    connectRatePerIp: numberOr(main.max_connect_rate_per_ip, 60),
+    exempt: parseExempt(
+      (Array.isArray(main.exempt) ? main.exempt : String(main.exempt ?? '').split(','))
+        .map((entry) => String(entry).trim())
+        .filter(Boolean),
+    ),
+  };
+  if (this.counters) this.counters.configure(limits);
+  else this.counters = new ConnectionCounters(limits);
+  this.maxSessionMs = numberOr(main.max_session_time, 900) * 1000;
+  backendSessions.configure(numberOr(main.max_backend_sessions, 50));
+}
+
+export function admit_client(this: LimitsPlugin, next: Next, connection: Connection): void {
+  let verdict;
+  try {
+    verdict = this.counters.admit(connection.remote.ip);
+  } catch (err) {
+    connection.logerror(this, `limits not checked: ${(err as Error).message}`);
+    return next();
+  }
+  if (!verdict.admitted) {
+    connection.results.add(this, { fail: verdict.reason });
+    logDecision(connection, this, { action: 'refuse', ip: connection.remote.ip, check: 'limits', reason: verdict.reason, code: 421, extra: { limit: verdict.limit } });
+    connection.client.setTimeout(LINGER_MS);
+    return next(constants.DENYSOFTDISCONNECT, DSN.create(421, REFUSAL_TEXT[verdict.reason], 7, 0));
+  }
+  const ticket = verdict.ticket;
+  connection.notes[TICKET] = ticket;
+  // The disconnect hook gives the counts back; the socket's close does it when that hook never runs.
+  connection.client.once('close', () => release(this, connection));
+  if (this.maxSessionMs > 0) armSessionTimer(this, connection, this.maxSessionMs);
+  next();
+}
+
+function armSessionTimer(plugin: LimitsPlugin, connection: Connection, ms: number): void {
+  const timer = setTimeout(() => endLongSession(plugin, connection), ms);
+  timer.unref();
+  connection.notes[TIMER] = timer;
+}
+
+/** 421 4.4.2 and close, once no hook is at work: mailproxy-forward may be handing a message to the
+ * backend, and cutting in then would tell the sender 4xx for a message the backend takes (a duplicate at
+ * its retry). Every hook has its own time limit, so the wait ends. */
+function endLongSession(plugin: LimitsPlugin, connection: Connection): void {
+  delete connection.notes[TIMER];
+  if (connection.state >= constants.connection.state.DISCONNECTING) return;
+  if (connection.current_hook) return armSessionTimer(plugin, connection, RECHECK_MS);
+  connection.results.add(plugin, { fail: 'max_session_time' });
+  logDecision(connection, plugin, { action: 'refuse', ip: connection.remote.ip, check: 'limits', reason: 'max_session_time', code: 421, extra: { limit: plugin.maxSessionMs / 1000 } });
+  connection.client.setTimeout(LINGER_MS);
+  connection.respond(421, DSN.create(421, 'Session too long, closing; send the rest again later', 4, 2), () => connection.disconnect());
+}
+
+function release(plugin: LimitsPlugin, connection: Connection): void {
+  const ticket = connection.notes[TICKET] as Ticket | undefined;
+  if (ticket) plugin.counters.release(ticket);
+  const timer = connection.notes[TIMER] as NodeJS.Timeout | undefined;
+  if (timer) clearTimeout(timer);
+  delete connection.notes[TIMER];
+}
+
+export function release_client(this: LimitsPlugin, next: Next, connection: Connection): void {
+  release(this, connection);
+  next();
+}

@@ -1,0 +1,62 @@
+// `mailproxy stats [FILE | -] [--since 24h] [--svg FILE] [--json]`: the decision lines of haraka-in's log
+// (from a file, or stdin: `journalctl -u mailproxy-haraka-in -o cat | mailproxy stats`), counted, and
+// optionally drawn. The one effectful edge of src/stats: reading the log, writing the chart.
+import { createReadStream } from 'node:fs';
+import readline from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { UsageError } from '../cli-support';
+import { parseDecisionLine, type ParsedDecision } from '../plugins/decision-log';
+import { writeFileAtomic } from '../render/write';
+import { aggregate, parseSince, refusalSeries } from './aggregate';
+import { formatSummary } from './format';
+import { renderChart } from './svg';
+
+export interface StatsIo {
+  stdout: Writable;
+  stderr: Writable;
+  /** Where the log comes from without FILE (process.stdin when absent). */
+  stdin?: Readable & { isTTY?: boolean };
+  /** The clock --since counts back from. */
+  now?: () => Date;
+}
+
+/** Only the decision lines are kept, and only those at or after `since`: a day of a busy MX's log is large. */
+async function readDecisions(input: Readable, since: Date | null): Promise<ParsedDecision[]> {
+  const decisions: ParsedDecision[] = [];
+  const lines = readline.createInterface({ input, crlfDelay: Infinity });
+  for await (const line of lines) {
+    const decision = parseDecisionLine(line);
+    if (decision && (!since || decision.time >= since)) decisions.push(decision);
+  }
+  return decisions;
+}
+
+export async function runStatsCommand(argv: string[], io: StatsIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { since: { type: 'string' }, svg: { type: 'string' }, json: { type: 'boolean', default: false } },
+  });
+  if (positionals.length > 1) throw new UsageError('stats reads one log FILE (or - or nothing for stdin)');
+  const now = (io.now ?? (() => new Date()))();
+  const since = values.since === undefined ? null : parseSince(values.since, now);
+  if (values.since !== undefined && !since) {
+    throw new UsageError(`--since ${values.since}: expected a duration like 30m, 24h, 7d or a time like 2026-05-01T12:00:00Z`);
+  }
+  const file = positionals[0];
+  const stdin = io.stdin ?? process.stdin;
+  if ((file === undefined || file === '-') && stdin.isTTY) {
+    throw new UsageError('give a log FILE, or pipe the log in: journalctl -u mailproxy-haraka-in -o cat | mailproxy stats');
+  }
+  const input = file === undefined || file === '-' ? stdin : createReadStream(file);
+  const decisions = await readDecisions(input, since);
+  const summary = aggregate(decisions);
+  io.stdout.write(values.json ? `${JSON.stringify(summary, null, 2)}\n` : formatSummary(summary));
+  if (values.svg) {
+    const series = refusalSeries(decisions, { from: since ?? summary.from, to: since ? now : summary.to });
+    await writeFileAtomic(values.svg, renderChart(series));
+    if (!values.json) io.stdout.write(`chart: ${values.svg}\n`);
+  }
+  return 0;
+}

@@ -1,0 +1,214 @@
+// mailproxy-limits in a real haraka-in: every limit holds (421 and one `refused` log line) and a client
+// under it is served. Test clients are 127.0.0.x: unlike Haraka's edge plugins, the limits apply to
+// loopback and private addresses too. Each test uses its own client addresses.
+import { describe, expect, it } from 'vitest';
+import { LOOPBACK, type Topology } from '../../src/demo/topology';
+import type { ConfigInput } from '../../src/config/schema';
+import { dataPayload, message, SmtpScript, type Reply } from '../../src/smtp/script';
+import { startScriptedBackend, type ScriptedBackend, type ScriptedBackendOptions } from '../helpers/scripted-backend';
+import { eventually } from '../helpers/poll';
+import { withTopology } from '../helpers/topology';
+
+type Limits = NonNullable<ConfigInput['limits']>;
+
+/** Every limit off or out of the way, except those a test sets. */
+function limitsTweak(limits: Limits) {
+  return (config: ConfigInput) => {
+    config.limits = { max_clients: 1000, max_clients_per_ip: 0, max_connect_rate_per_ip: 0, max_backend_sessions: 50, max_session_time: 0, ...limits };
+  };
+}
+
+async function withLimits(limits: Limits, body: (t: Topology) => Promise<void>): Promise<void> {
+  await withTopology({ instances: ['haraka-in'], tweak: limitsTweak(limits) }, body);
+}
+
+async function withLimitsAndScriptedBackend(limits: Limits, options: ScriptedBackendOptions, body: (t: Topology, backend: ScriptedBackend) => Promise<void>): Promise<void> {
+  await withTopology({ instances: ['haraka-in'], backend: false, tweak: limitsTweak(limits) }, async (t) => {
+    const backend = await startScriptedBackend(LOOPBACK.backend, t.config.backend.port, options);
+    try {
+      await body(t, backend);
+    } finally {
+      await backend.close();
+    }
+  });
+}
+
+/** Connects from `address` and reads the first reply: the banner, or the refusal. */
+async function connect(t: Topology, address: string): Promise<{ session: SmtpScript; first: Reply }> {
+  const session = await SmtpScript.connect(t.inbound.host, t.inbound.port, address);
+  return { session, first: await session.reply() };
+}
+
+/** A session that got its banner and said EHLO. */
+async function greeted(t: Topology, address: string): Promise<SmtpScript> {
+  const { session, first } = await connect(t, address);
+  expect(first.code, `banner for ${address}: ${first.text}`).toBe(220);
+  expect((await session.command('EHLO client.test')).code).toBe(250);
+  return session;
+}
+
+/** One message through an open session; the codes of MAIL, RCPT, DATA and the end of data. */
+async function sendOne(session: SmtpScript, subject: string): Promise<number[]> {
+  const codes: number[] = [];
+  for (const line of ['MAIL FROM:<sender@example.net>', 'RCPT TO:<alice@demo.test>', 'DATA']) {
+    const reply = await session.command(line);
+    codes.push(reply.code);
+    if (reply.code >= 400) return codes;
+  }
+  session.write(dataPayload(message(subject, 'body')));
+  codes.push((await session.reply()).code);
+  return codes;
+}
+
+/** The refusal: 421, the enhanced code, the connection closed after it. */
+async function expectRefused(t: Topology, address: string, enhanced = '4.7.0'): Promise<void> {
+  const { session, first } = await connect(t, address);
+  expect(first.code, `first reply to ${address}`).toBe(421);
+  expect(first.text).toContain(enhanced);
+  await eventually(`the refused connection from ${address} to close`, () => session.isClosed, { timeoutMs: 5000 });
+}
+
+function logOf(t: Topology): string {
+  return t.haraka['haraka-in']?.output() ?? '';
+}
+
+/** The machine-readable line of a refusal (src/plugins/decision-log.ts), after Haraka's own prefix. */
+function refusalLine(ip: string, reason: string, limit: number): RegExp {
+  const time = '\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z';
+  return new RegExp(
+    `\\[NOTICE\\] \\[[^\\]]+\\] \\[mailproxy-(limits|forward)\\] mailproxy-decision time=${time} action=refuse ip=${ip.replaceAll('.', '\\.')} check=limits reason=${reason} code=421 limit=${limit}$`,
+    'm',
+  );
+}
+
+describe('mailproxy-limits: client sessions', () => {
+  it('max_clients: the session over the cap gets 421 4.7.0, one under it is served', async () => {
+    await withLimits({ max_clients: 3 }, async (t) => {
+      const held = [await greeted(t, '127.0.0.21'), await greeted(t, '127.0.0.22'), await greeted(t, '127.0.0.23')];
+      await expectRefused(t, '127.0.0.24');
+      expect(logOf(t)).toMatch(refusalLine('127.0.0.24', 'max_clients', 3));
+      held.pop()!.close();
+      // The slot comes back when haraka-in has seen that client leave.
+      const session = await eventually('a slot under max_clients', async () => {
+        const { session: s, first } = await connect(t, '127.0.0.24');
+        if (first.code === 220) return s;
+        s.close();
+        return null;
+      });
+      expect((await session.command('EHLO client.test')).code).toBe(250);
+      expect(await sendOne(session, 'under max_clients')).toEqual([250, 250, 354, 250]);
+      for (const s of [...held, session]) s.close();
+    });
+  });
+
+  it('max_clients_per_ip: a third session from one address gets 421 4.7.0, another address is served', async () => {
+    await withLimits({ max_clients_per_ip: 2 }, async (t) => {
+      const held = [await greeted(t, '127.0.0.31'), await greeted(t, '127.0.0.31')];
+      await expectRefused(t, '127.0.0.31');
+      expect(logOf(t)).toMatch(refusalLine('127.0.0.31', 'max_clients_per_ip', 2));
+      const other = await greeted(t, '127.0.0.32');
+      expect(await sendOne(other, 'other address')).toEqual([250, 250, 354, 250]);
+      // A session from the limited address still works.
+      expect(await sendOne(held[0]!, 'limited address')).toEqual([250, 250, 354, 250]);
+      for (const s of [...held, other]) s.close();
+      expect(t.backend!.messages.map((m) => m.subject).sort()).toEqual(['limited address', 'other address']);
+    });
+  });
+
+  it('max_connect_rate_per_ip: the connection over the rate gets 421 4.7.0 even when the earlier ones closed; another address is served', async () => {
+    await withLimits({ max_connect_rate_per_ip: 3 }, async (t) => {
+      for (let i = 0; i < 3; i++) {
+        const session = await greeted(t, '127.0.0.41');
+        await session.command('QUIT');
+        session.close();
+      }
+      await expectRefused(t, '127.0.0.41');
+      expect(logOf(t)).toMatch(refusalLine('127.0.0.41', 'max_connect_rate_per_ip', 3));
+      const other = await greeted(t, '127.0.0.42');
+      expect(await sendOne(other, 'under the rate')).toEqual([250, 250, 354, 250]);
+      other.close();
+    });
+  });
+
+  it('exempt: listed addresses pass the per-address limits, others do not', async () => {
+    await withLimits({ max_clients_per_ip: 1, exempt: ['127.0.0.51/32'] }, async (t) => {
+      const held = [await greeted(t, '127.0.0.51'), await greeted(t, '127.0.0.51'), await greeted(t, '127.0.0.51'), await greeted(t, '127.0.0.52')];
+      await expectRefused(t, '127.0.0.52');
+      for (const s of held) s.close();
+    });
+  });
+
+  it('max_session_time: an idle session gets 421 4.4.2 and is closed; a quick one is served', async () => {
+    await withLimits({ max_session_time: 2 }, async (t) => {
+      const idle = await greeted(t, '127.0.0.56');
+      const started = Date.now();
+      const quick = await greeted(t, '127.0.0.57');
+      expect(await sendOne(quick, 'quick')).toEqual([250, 250, 354, 250]);
+      await quick.command('QUIT');
+      const ended = await idle.reply(10_000);
+      const after = Date.now() - started;
+      expect(ended.code).toBe(421);
+      expect(ended.text).toContain('4.4.2');
+      expect(after).toBeGreaterThan(1500);
+      expect(after).toBeLessThan(5000);
+      await eventually('the long session to close', () => idle.isClosed, { timeoutMs: 5000 });
+      expect(logOf(t)).toMatch(refusalLine('127.0.0.56', 'max_session_time', 2));
+      expect(logOf(t)).not.toMatch(/action=refuse ip=127\.0\.0\.57 /);
+    });
+  });
+
+  it('max_session_time never cuts in while the backend decides on a message: 250 first, then 421 4.4.2', async () => {
+    await withLimitsAndScriptedBackend({ max_session_time: 1 }, { endOfDataDelayMs: 2500 }, async (t, backend) => {
+      const session = await greeted(t, '127.0.0.58');
+      expect(await sendOne(session, 'slow verdict')).toEqual([250, 250, 354, 250]);
+      expect(backend.delivered()).toBe(1);
+      const ended = await session.reply(5000);
+      expect(ended.code).toBe(421);
+      expect(ended.text).toContain('4.4.2');
+    });
+  });
+});
+
+describe('mailproxy-limits: backend sessions', () => {
+  it('over max_backend_sessions the client gets 421 4.7.0 at RCPT and no backend connection is opened; under it, it is served', async () => {
+    await withLimitsAndScriptedBackend({ max_backend_sessions: 2 }, {}, async (t, backend) => {
+      // Two clients hold a backend session each (opened at their first RCPT, kept for the session).
+      const a = await greeted(t, '127.0.0.61');
+      const b = await greeted(t, '127.0.0.62');
+      for (const s of [a, b]) {
+        expect((await s.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+        expect((await s.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+      }
+      expect(backend.accepted()).toBe(2);
+      const c = await greeted(t, '127.0.0.63');
+      expect((await c.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+      const refused = await c.command('RCPT TO:<alice@demo.test>');
+      expect(refused.code).toBe(421);
+      expect(refused.text).toContain('4.7.0');
+      await eventually('the refused session to close', () => c.isClosed, { timeoutMs: 5000 });
+      expect(backend.accepted()).toBe(2);
+      expect(logOf(t)).toMatch(refusalLine('127.0.0.63', 'max_backend_sessions', 2));
+      // A recipient outside our domains needs no backend session: not refused by the cap.
+      const d = await greeted(t, '127.0.0.64');
+      expect((await d.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+      expect((await d.command('RCPT TO:<someone@elsewhere.example>')).code).toBe(550);
+      d.close();
+      // A finishes its message and leaves: its backend session is free for the next client.
+      expect((await a.command('DATA')).code).toBe(354);
+      a.write(dataPayload(message('held a session', 'body')));
+      expect((await a.reply()).code).toBe(250);
+      await a.command('QUIT');
+      const e = await eventually('a backend session under the cap', async () => {
+        const s = await greeted(t, '127.0.0.65');
+        const codes = await sendOne(s, 'after a left');
+        if (codes.at(-1) === 250) return s;
+        s.close();
+        return null;
+      });
+      e.close();
+      b.close();
+      expect(backend.accepted()).toBe(3);
+      expect(backend.deliveries).toHaveLength(2);
+    });
+  });
+});
