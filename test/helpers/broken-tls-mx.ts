@@ -19,7 +19,8 @@ export interface BrokenTlsMx {
   close(): Promise<void>;
 }
 
-export async function startBrokenTlsMx(host: string, port: number, name = 'mx.broken.test'): Promise<BrokenTlsMx> {
+/** rcptReply: the answer to every RCPT over plaintext (default 250). */
+export async function startBrokenTlsMx(host: string, port: number, name = 'mx.broken.test', rcptReply = '250 2.1.5 ok'): Promise<BrokenTlsMx> {
   const sessions: string[][] = [];
   const deliveries: PlainDelivery[] = [];
   const sockets = new Set<net.Socket>();
@@ -58,8 +59,9 @@ export async function startBrokenTlsMx(host: string, port: number, name = 'mx.br
         return reply('250 2.1.0 ok');
       }
       if (verb === 'RCPT') {
+        if (!rcptReply.startsWith('250')) return reply(rcptReply);
         rcpts.push(/<([^>]*)>/.exec(line)?.[1] ?? '');
-        return reply('250 2.1.5 ok');
+        return reply(rcptReply);
       }
       if (verb === 'DATA') {
         inData = true;

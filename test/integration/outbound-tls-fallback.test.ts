@@ -51,4 +51,31 @@ describe('haraka-out and a broken STARTTLS', () => {
       },
     );
   });
+
+  it('earns one immediate retry per host and message, never a loop: two MX names on one broken address, a 4xx without TLS', async () => {
+    await withTopology(
+      {
+        instances: ['haraka-out'],
+        internet: false,
+        tweak: (config) => void (config.outbound = { ...config.outbound, retry_intervals: [300], max_queue_lifetime: 3600 }),
+      },
+      async (t) => {
+        const zone = t.dns.zone;
+        zone.MX = { ...zone.MX, [INTERNET_DOMAIN]: [{ exchange: `mx1.${INTERNET_DOMAIN}`, preference: 10 }, { exchange: `mx2.${INTERNET_DOMAIN}`, preference: 20 }] };
+        zone.A = { ...zone.A, [`mx1.${INTERNET_DOMAIN}`]: [LOOPBACK.internet], [`mx2.${INTERNET_DOMAIN}`]: [LOOPBACK.internet] };
+        const mx = await startBrokenTlsMx(LOOPBACK.internet, t.config.outbound.mx_port, `mx.${INTERNET_DOMAIN}`, '451 4.2.1 mailbox busy, try later');
+        try {
+          await relay(t, `bob@${INTERNET_DOMAIN}`, 'busy');
+          await eventually('the first attempt', () => mx.sessions.length >= 2, { timeoutMs: 20_000 });
+          await new Promise((resolve) => setTimeout(resolve, 6000));
+          // One attempt: TLS to mx1 fails, mx2 (the same address) goes without TLS and gets 451; the message then
+          // waits its 300 s retry. Before, every deferral was retried at once, uncounted: a loop.
+          expect(mx.sessions.length).toBeLessThanOrEqual(4);
+          expect(mx.deliveries).toHaveLength(0);
+        } finally {
+          await mx.close();
+        }
+      },
+    );
+  });
 });

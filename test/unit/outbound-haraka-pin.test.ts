@@ -14,6 +14,13 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     expect((require('haraka/package.json') as { version: string }).version).toBe('3.3.4');
   });
 
+  it('asks the item itself, per MX connection, whether TLS is required (tls-fallback.ts answers per message)', () => {
+    const hmail = source('outbound/hmail.js');
+    expect(hmail).toContain('this.force_tls = this.get_force_tls(mx)');
+    expect(hmail).toContain('    get_force_tls(mx) {');
+    expect(hmail).toContain('module.exports = HMailItem');
+  });
+
   it('asks OutboundTLS about a failed handshake only off the force-TLS path, and tells it about every TLS error', () => {
     const hmail = source('outbound/hmail.js');
     // Opportunistic path: after the no_tls_hosts lists, check_tls_nogo decides; force-TLS returns before it.

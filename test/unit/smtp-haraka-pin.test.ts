@@ -21,4 +21,10 @@ describe('the Haraka internals mailproxy-smtp relies on', () => {
     // After the reply, a resume processes whatever is still buffered.
     expect(connection).toContain('setImmediate(() => this._process_data())');
   });
+
+  it('feeds every DATA line through accumulate_data, which ends the message only at exactly ".\\r\\n" (dot-cr-line.ts wraps it)', () => {
+    expect(connection).toContain('            this.accumulate_data(line)');
+    expect(connection).toContain('    accumulate_data(line) {');
+    expect(connection).toContain('if (line.length === 3 && line[0] === 0x2e && line[1] === 0x0d && line[2] === 0x0a) {');
+  });
 });

@@ -37,6 +37,9 @@ export interface DeliveryState {
   attempt: Attempt;
   /** MX addresses this message may reach once without TLS (their STARTTLS failed), with when it failed. */
   plaintextOnce: Map<string, number>;
+  /** MX addresses that already earned this message its one immediate, uncounted retry: a later failure
+   * of theirs waits for the normal schedule and counts (no free retries forever). */
+  fallbackHosts: Set<string>;
   /** Set by an attempt made before its time (`mailproxy queue flush`): the retry schedule it must leave as it was. */
   keepSchedule?: { failures: number; at: number };
 }
@@ -52,6 +55,7 @@ export function stateOf(hmail: HMail): DeliveryState {
       domain: String(hmail.todo?.domain ?? '').toLowerCase(),
       attempt: { started: false, failuresBefore: hmail.num_failures, enforce: false, fallbackQueued: false },
       plaintextOnce: new Map(),
+      fallbackHosts: new Set(),
     };
     states.set(hmail, state);
   }

@@ -217,7 +217,9 @@ export function explain_deferral(this: RoutePlugin, next: Next, hmail: HMail, pa
   const state = stateOf(hmail);
   const failure = explainFailure(state.attempt, String(params.err ?? ''), state.domain);
   if (failure) params.err = failure.text;
-  if (state.attempt.fallbackQueued) {
+  // Only while a try without TLS is still owed: a mark used up in this very attempt (two MX names on one
+  // address) earns no free retry.
+  if (state.attempt.fallbackQueued && state.plaintextOnce.size > 0) {
     hmail.num_failures = state.attempt.failuresBefore;
     params.err = `${String(params.err)}; trying again now, without TLS where STARTTLS failed`;
     return next(constants.DENYSOFT, '0');

@@ -7,7 +7,7 @@
 // at smtp_tls_security_level = may. A message under an MTA-STS enforce policy never gets there: Haraka takes
 // its force-TLS path, which asks no one, and a failure is only recorded as the reason for the deferral.
 // Patches a Haraka internal: test/unit/outbound-haraka-pin.test.ts fails when Haraka changes.
-import { currentDelivery } from './delivery';
+import { currentDelivery, stateOf, type HMail } from './delivery';
 import { failures } from './explain';
 
 interface OutboundTls {
@@ -34,7 +34,11 @@ function markFailed(host: string): void {
     return;
   }
   state.plaintextOnce.set(host, Date.now());
-  state.attempt.fallbackQueued = true;
+  // One immediate, uncounted retry per host and message; after that a failing host waits its turn.
+  if (!state.fallbackHosts.has(host)) {
+    state.fallbackHosts.add(host);
+    state.attempt.fallbackQueued = true;
+  }
   hmail.lognotice(
     `STARTTLS with ${host} failed: this message goes to ${host} once without TLS (opportunistic TLS, as Postfix at smtp_tls_security_level = may)`,
   );
@@ -50,10 +54,35 @@ function plaintextAllowed(host: string): string | null {
   return `${new Date(markedAt).toISOString()} (its STARTTLS failed; one try without TLS)`;
 }
 
+interface HMailClass {
+  prototype: { get_force_tls(this: HMail, mx: unknown): boolean; [PATCHED]?: boolean };
+}
+
+/**
+ * TLS required per message, not per domain: Haraka asks `get_force_tls(mx)` before every MX connection
+ * and answers from the process-wide force_tls_hosts list, which another delivery to the same domain
+ * (under a testing or absent policy) may change meanwhile. A message routed under an MTA-STS enforce
+ * policy always requires TLS, whatever that list says now.
+ */
+function forceTlsPerMessage(): boolean {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const HMailItem = require('haraka/outbound/hmail') as HMailClass;
+  const proto = HMailItem.prototype;
+  if (typeof proto.get_force_tls !== 'function') return false;
+  if (proto[PATCHED]) return true;
+  const original = proto.get_force_tls;
+  proto.get_force_tls = function getForceTls(this: HMail, mx: unknown): boolean {
+    return stateOf(this).attempt.enforce || original.call(this, mx);
+  };
+  proto[PATCHED] = true;
+  return true;
+}
+
 /** Installs the per-message memory in place of Haraka's Redis one. False when Haraka has no such methods. */
 export function installTlsFallback(): boolean {
   const obtls = harakaOutboundTls();
   if (typeof obtls.check_tls_nogo !== 'function' || typeof obtls.mark_tls_nogo !== 'function') return false;
+  if (!forceTlsPerMessage()) return false;
   if (obtls[PATCHED]) return true;
   obtls.mark_tls_nogo = (host, done) => {
     markFailed(host);
