@@ -18,6 +18,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { INTERNET_DOMAIN, LOOPBACK, startTopology, type Topology, type TopologyPorts } from '../src/demo/topology';
+import { RawSmtp } from '../src/smtp/raw';
+import { freePort } from '../src/testpeers/ports';
 import { startSmtpSink, type ReceivedMessage, type SmtpSink } from '../src/testpeers/smtp-sink';
 
 // ---------------------------------------------------------------------------------------------- options
@@ -58,17 +60,6 @@ function prng(seed: number): () => number {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 // ------------------------------------------------------------------------------------------ raw client
 
 interface Reply {
@@ -76,79 +67,21 @@ interface Reply {
   text: string;
 }
 
-/** A raw SMTP client: writes exact bytes, reads replies, knows when the server closed. */
+/** The soak's view of src/smtp/raw.ts's client: a reply is code 0 when the server closed first or nothing
+ * came in time. */
 class Client {
-  private buffer = '';
-  private lines: string[] = [];
-  private replies: Reply[] = [];
-  private wake: (() => void) | null = null;
-  closed = false;
+  private constructor(private readonly raw: RawSmtp) {}
 
-  private constructor(private readonly socket: net.Socket) {
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      this.buffer += chunk.toString('latin1');
-      for (let end = this.buffer.indexOf('\n'); end !== -1; end = this.buffer.indexOf('\n')) {
-        const line = this.buffer.slice(0, end).replace(/\r$/, '');
-        this.buffer = this.buffer.slice(end + 1);
-        this.lines.push(line.slice(4));
-        if (/^\d{3}(?: |$)/.test(line)) {
-          this.replies.push({ code: Number(line.slice(0, 3)), text: this.lines.join(' ') });
-          this.lines = [];
-        }
-      }
-      this.notify();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.notify();
-    });
-    socket.on('error', () => undefined);
-  }
-
-  static connect(host: string, port: number, localAddress?: string): Promise<Client> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error('connect timeout'));
-      }, 10_000);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        resolve(new Client(socket));
-      });
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
-  }
-
-  private notify(): void {
-    const wake = this.wake;
-    this.wake = null;
-    wake?.();
+  static async connect(host: string, port: number, localAddress?: string): Promise<Client> {
+    return new Client(await RawSmtp.connect(host, port, localAddress ? { localAddress } : {}));
   }
 
   write(data: string): void {
-    if (!this.socket.destroyed) this.socket.write(Buffer.from(data, 'latin1'));
+    this.raw.write(data);
   }
 
-  /** The next reply; code 0 when the connection closed first or nothing came in time. */
   async reply(timeoutMs = 30_000): Promise<Reply> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const next = this.replies.shift();
-      if (next) return next;
-      if (this.closed || Date.now() >= deadline) return { code: 0, text: this.closed ? 'closed' : 'timeout' };
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, deadline - Date.now());
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
+    return (await this.raw.reply(timeoutMs)) ?? { code: 0, text: this.raw.closed ? 'closed' : 'timeout' };
   }
 
   async command(line: string, timeoutMs?: number): Promise<Reply> {
@@ -157,7 +90,7 @@ class Client {
   }
 
   close(): void {
-    this.socket.destroy();
+    this.raw.close();
   }
 }
 
