@@ -63,6 +63,11 @@ export function isPrivateCidr(cidr: Cidr): boolean {
   return PRIVATE_RANGES.some((range) => cidrContains(range, cidr));
 }
 
+export function isLoopbackIp(ip: string): boolean {
+  const addr = parseIp(ip);
+  return addr !== null && isLoopbackCidr([addr, addr.kind() === 'ipv4' ? 32 : 128]);
+}
+
 export function isPrivateIp(ip: string): boolean {
   const addr = parseIp(ip);
   if (!addr) return false;

@@ -1,7 +1,7 @@
 // The one schema of the appliance's config file: every key, its type, bounds, default and doc line.
 // docs/CONFIG.md is generated from this file (`mailproxy config docs`), and a test keeps the two equal.
 import { z } from 'zod';
-import { isFqdn, parseCidr, parseHostPort, parseIp } from './net';
+import { isFqdn, isLoopbackIp, parseCidr, parseHostPort, parseIp } from './net';
 import { parseAnswerRange } from '../plugins/edge/answers';
 
 const ip = z.string().refine((text) => parseIp(text) !== null, { message: 'expected an IPv4 or IPv6 address' });
@@ -197,6 +197,18 @@ const outbound = z
     mta_sts_port: port
       .default(443)
       .describe('HTTPS port of MTA-STS policy hosts. Always 443 on the internet; test rigs use another.'),
+    dane: z
+      .boolean()
+      .default(true)
+      .describe(
+        'DANE for outbound TLS (RFC 7672, Postfix’s `dane` level): to an MX whose DNSSEC-signed TLSA records say so, deliver only over STARTTLS with a certificate that matches them, else keep the message queued. Comes before MTA-STS. Needs the validating resolver at dane_resolver (the installer sets up unbound).',
+      ),
+    dane_resolver: hostPort
+      .refine((text) => isLoopbackIp(parseHostPort(text)?.host ?? ''), {
+        message: 'expected a loopback ADDRESS:PORT like 127.0.0.1:53: an AD bit is only trusted from a resolver on this host',
+      })
+      .default('127.0.0.1:53')
+      .describe('The DNSSEC-validating resolver haraka-out asks for DANE (MX, address and TLSA records, with their AD bit). Loopback only.'),
     mx_port: port
       .default(25)
       .describe('Port of the MX servers haraka-out delivers to. Always 25 on the internet; test rigs use another.'),

@@ -87,6 +87,8 @@ export function loopbackConfig(stateDir: string, ports: TopologyPorts, tls: { ke
       relay_acl: [`${LOOPBACK.backend}/32`],
       mx_port: ports.internetMx,
       allow_local_mx: true,
+      // No validating resolver on this rig; test/integration/dane.test.ts brings its own unbound.
+      dane: false,
     },
     tls,
     dns: { servers: [`${LOOPBACK.dns}:${ports.dns}`] },

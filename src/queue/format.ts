@@ -35,7 +35,7 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-/** One line per queued message: id, recipient domain, recipients, sender, age, attempts, next retry, last error. */
+/** One line per queued message: id, recipient domain, recipients, sender, age, attempts, next retry, TLS policy, last error. */
 export function formatQueueTable(entries: QueueEntry[], options: FormatOptions = {}): string {
   if (entries.length === 0) return 'queue is empty';
   const now = (options.now ?? new Date()).getTime();
@@ -49,10 +49,11 @@ export function formatQueueTable(entries: QueueEntry[], options: FormatOptions =
       formatDuration(now - entry.queuedAt.getTime()),
       String(entry.attempts),
       next === null ? '-' : next <= 0 ? 'due' : `in ${formatDuration(next)}`,
+      entry.tlsPolicy ?? '-',
       entry.lastError ? cut(entry.lastError, options.maxErrorWidth) : '-',
     ];
   });
-  return table(['ID', 'DOMAIN', 'RECIPIENTS', 'FROM', 'AGE', 'ATTEMPTS', 'NEXT', 'LAST ERROR'], rows);
+  return table(['ID', 'DOMAIN', 'RECIPIENTS', 'FROM', 'AGE', 'ATTEMPTS', 'NEXT', 'TLS', 'LAST ERROR'], rows);
 }
 
 /** The table, then a summary and whatever Haraka cannot deliver from (corrupt, unknown and error.* files). */

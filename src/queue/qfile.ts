@@ -63,6 +63,8 @@ export interface QueueEntry {
   lastError: string | null;
   /** Where lastError came from: the file itself or Haraka's log. */
   lastErrorSource: 'file' | 'log' | null;
+  /** The TLS policy of its last attempt (dane, mta-sts, opportunistic, backend), from Haraka's log. */
+  tlsPolicy: string | null;
   /** Bytes on disk (header and message). */
   size: number;
   /** The Haraka process the name says owns the file. */
@@ -265,6 +267,7 @@ export function parseQueueFile(file: string, data: Buffer, options: { size?: num
       attempts: name?.attempts ?? 0,
       lastError,
       lastErrorSource: lastError ? 'file' : null,
+      tlsPolicy: null,
       size,
       pid: name?.pid ?? null,
     },
@@ -276,6 +279,19 @@ export function transactionUuid(uuid: string): string {
   return uuid.replace(/\.\d+$/, '');
 }
 
+const LOG_UUID = /\[([0-9A-Fa-f-]{36}(?:\.\d+)*)\] \[outbound\]/;
+
+/** The TLS policy of each todo uuid's last attempt, from mailproxy-outbound's `TLS policy for <domain>: <policy> (…)` lines. */
+export function tlsPoliciesFromLog(log: string): Map<string, string> {
+  const policies = new Map<string, string>();
+  for (const line of log.split('\n')) {
+    const policy = /\[outbound\] TLS policy for \S+: ([a-z-]+) \(/.exec(line)?.[1];
+    const uuid = policy ? LOG_UUID.exec(line)?.[1] : undefined;
+    if (policy && uuid) policies.set(uuid, policy);
+  }
+  return policies;
+}
+
 /**
  * Last failure per queue id from Haraka's log (journald or captured output, any line prefix). Reads
  * hmail's `Temp failing <file> for <n> seconds: <reason>` lines, and adds the remote's reply from the
@@ -284,7 +300,7 @@ export function transactionUuid(uuid: string): string {
 export function lastErrorsFromLog(log: string): Map<string, string> {
   const errors = new Map<string, string>();
   const deferred = new Map<string, string[]>();
-  const uuidOf = (line: string) => /\[([0-9A-Fa-f-]{36}(?:\.\d+)*)\] \[outbound\]/.exec(line)?.[1] ?? null;
+  const uuidOf = (line: string) => LOG_UUID.exec(line)?.[1] ?? null;
   for (const line of log.split('\n')) {
     const rcpt = /\[outbound\] recipient (\S+) deferred: (.*)$/.exec(line);
     if (rcpt) {

@@ -32,6 +32,7 @@ import path from 'node:path';
 import {
   classifyQueueFile,
   lastErrorsFromLog,
+  tlsPoliciesFromLog,
   parseQueueFile,
   parseQueueFileName,
   todoLength,
@@ -199,7 +200,9 @@ export async function listQueue(dir: string, options: ListOptions = {}): Promise
   }
   if (options.log) {
     const errors = lastErrorsFromLog(options.log);
+    const policies = tlsPoliciesFromLog(options.log);
     for (const entry of listing.entries) {
+      entry.tlsPolicy = (entry.uuid && policies.get(entry.uuid)) ?? null;
       const fromLog = errors.get(entry.id);
       if (!entry.lastError && fromLog) {
         entry.lastError = fromLog;

@@ -372,6 +372,13 @@ function outboundRoutingIni(config: Config, options: RenderOptions): string {
       ],
     },
     {
+      name: 'dane',
+      entries: [
+        { key: 'enabled', value: config.outbound.dane },
+        { key: 'resolver', value: config.outbound.dane_resolver, why: 'A local DNSSEC-validating resolver (unbound): its AD bit decides.' },
+      ],
+    },
+    {
       name: 'backend',
       entries: [
         { key: 'host', value: config.backend.host },

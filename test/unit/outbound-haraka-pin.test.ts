@@ -1,6 +1,6 @@
-// mailproxy-outbound leans on Haraka 3.3.4's outbound internals (tls-fallback.ts, the flush accounting and the
-// DSN fields in index.ts). This test fails as soon as Haraka changes: re-read node_modules/haraka/outbound/
-// and re-run test/integration/outbound-tls-fallback, mta-sts-delivery, queue and delivery before updating it.
+// mailproxy-outbound leans on Haraka 3.3.4's outbound internals (tls-fallback.ts, dane.ts, the flush accounting
+// and the DSN fields in index.ts). This test fails as soon as Haraka changes: re-read node_modules/haraka/outbound/
+// and re-run test/integration/outbound-tls-fallback, mta-sts-delivery, dane, queue and delivery before updating it.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -50,6 +50,25 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     for (const field of ['dsn_action', 'dsn_status', 'dsn_code', 'dsn_msg', 'dsn_remote_mta', 'dsn_smtp_code', 'dsn_smtp_extc', 'dsn_smtp_response']) {
       expect(hmail).toContain(`rcpt_to.${field}`);
     }
+  });
+
+  it('upgrades through node:tls.connect as a module property, judges `authorized` on secureConnect, and temp-fails a forced TLS that is not (dane.ts)', () => {
+    const tlsSocket = source('tls_socket.js');
+    expect(tlsSocket).toContain("const tls = require('node:tls')");
+    expect(tlsSocket).toContain('        const cleartext = tls.connect(options)');
+    expect(tlsSocket).toContain(
+      "        cleartext.once('secureConnect', () => {\n            log.debug('client TLS secured.')\n            const cipher = cleartext.getCipher()\n            cipher.version = cleartext.getProtocol()\n            if (cb2) cb2(cleartext.authorized, cleartext.authorizationError, cleartext.getPeerCertificate(), cipher)",
+    );
+    const hmail = source('outbound/hmail.js');
+    expect(hmail).toContain('const tls_options = obtls.get_tls_options(mx)\n                    if (self.force_tls) tls_options.rejectUnauthorized = true');
+    expect(hmail).toContain(
+      "if (self.force_tls && !authorized) {\n                            processing_mail = false\n                            socket.end()\n                            self.temp_fail('Host failed TLS verification required by configuration.')",
+    );
+    // The SNI is the name an MX address was found under; a plugin's MX given as an address keeps its from_dns.
+    expect(source('outbound/tls.js')).toContain('if (mx.from_dns) return { ...this.cfg, servername: mx.from_dns }');
+    const netUtils = readFileSync(require.resolve('haraka-net-utils/lib/get_mx.js'), 'utf8');
+    expect(netUtils).toContain('    if (net.isIP(mx.exchange)) {\n      promises.push(mx) // already resolved');
+    expect(readFileSync(require.resolve('haraka-net-utils/lib/HarakaMx.js'), 'utf8')).toContain("'from_dns',");
   });
 
   it('replaces the Redis-backed TLS memory of the OutboundTLS singleton, answering as before outside a delivery', () => {

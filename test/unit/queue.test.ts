@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   classifyQueueFile,
   lastErrorsFromLog,
+  tlsPoliciesFromLog,
   parseQueueFile,
   parseQueueFileName,
   transactionUuid,
@@ -177,6 +178,7 @@ describe('queue file contents', () => {
       attempts: 0,
       lastError: null,
       lastErrorSource: null,
+      tlsPolicy: null,
       size: data.length,
       pid: name.pid,
     });
@@ -268,6 +270,21 @@ describe('last errors from the Haraka log', () => {
     expect(errors.get('2kDtOL')).toBe('Some recipients temp failed: <busy@example.net> (<busy@example.net> 450 4.2.1 mailbox busy)');
     expect(errors.get('2Vidda')).toBe('DNS lookup failure: Error: queryMx ETIMEOUT example.org');
     expect(errors.size).toBe(2);
+  });
+
+  it('keeps the TLS policy of the last attempt of each message', () => {
+    const policies = tlsPoliciesFromLog(
+      [
+        '[INFO] [2A7279C9-97E8-465D-9C6E-AB7357D9048B.1] [outbound] TLS policy for example.org: mta-sts (MTA-STS enforce)',
+        'Nov 23 14:15:41 vps haraka[18028]: [INFO] [2A7279C9-97E8-465D-9C6E-AB7357D9048B.1] [outbound] TLS policy for example.org: dane (mx.example.org dane)',
+        '[INFO] [D90DEF7D-E0C3-4359-B212-2D8F21A058E5.1.1] [outbound] TLS policy for example.net: opportunistic (no MTA-STS policy)',
+        '[INFO] [-] [outbound] TLS policy for example.com: dane (no uuid: ignored)',
+      ].join('\n'),
+    );
+    expect([...policies]).toEqual([
+      ['2A7279C9-97E8-465D-9C6E-AB7357D9048B.1', 'dane'],
+      ['D90DEF7D-E0C3-4359-B212-2D8F21A058E5.1.1', 'opportunistic'],
+    ]);
   });
 });
 
@@ -448,11 +465,11 @@ describe('formatting', () => {
     const now = new Date(made.fresh.queueTime + 90 * 60_000);
     const text = formatQueueTable(listing.entries, { now });
     const lines = text.split('\n');
-    expect(lines[0]).toMatch(/^ID\s+DOMAIN\s+RECIPIENTS\s+FROM\s+AGE\s+ATTEMPTS\s+NEXT\s+LAST ERROR$/);
+    expect(lines[0]).toMatch(/^ID\s+DOMAIN\s+RECIPIENTS\s+FROM\s+AGE\s+ATTEMPTS\s+NEXT\s+TLS\s+LAST ERROR$/);
     const row = lines.find((line) => line.includes('example.net'))!;
     expect(row).toContain('2 rcpts');
     expect(row).toContain('1h30m');
-    expect(row).toMatch(/\s0\s+due\s+-$/);
+    expect(row).toMatch(/\s0\s+due\s+-\s+-$/);
     expect(lines.find((line) => line.includes('example.com'))).toMatch(/busy@example.com: 450 4.2.1 mailbox busy$/);
     expect(formatQueueTable([])).toBe('queue is empty');
     expect(formatQueueTable(listing.entries, { now, maxErrorWidth: 10 })).toContain('busy@exam…');

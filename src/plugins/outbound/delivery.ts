@@ -1,7 +1,11 @@
 // What mailproxy-outbound knows about each queued message (one Haraka HMailItem: one recipient domain) while
 // haraka-out holds it in memory, and which message a piece of Haraka's delivery code is working for.
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { HostTls } from '../../dane/route';
 import type { Failure } from './explain';
+
+/** Which rule decided the TLS of an attempt: what the log and `mailproxy queue list` show. */
+export type TlsPolicy = 'dane' | 'mta-sts' | 'opportunistic' | 'backend';
 
 /** The slice of Haraka's HMailItem (outbound/hmail.js) the plugin uses. */
 export interface HMail {
@@ -23,6 +27,11 @@ export interface Attempt {
   failuresBefore: number;
   /** The recipient domain is under an MTA-STS enforce policy: TLS with a verified certificate, no fallback. */
   enforce: boolean;
+  policy?: TlsPolicy;
+  /** DANE: the TLS level of each MX host name of the domain (src/dane/route.ts). */
+  daneHosts?: Map<string, HostTls>;
+  /** The MX Haraka is trying now: it asks get_force_tls right before each connection (tls-fallback.ts). */
+  mx?: { name: string; address: string };
   /** Why this attempt was deferred by the plugin itself (route). */
   failure?: Failure;
   /** A TLS handshake that failed under MTA-STS enforce: why the attempt ended, if no MX answered. */
@@ -60,6 +69,13 @@ export function stateOf(hmail: HMail): DeliveryState {
     states.set(hmail, state);
   }
   return state;
+}
+
+/** DANE's level for the MX being tried now, when it requires TLS (`dane` or `encrypt`). */
+export function daneRequirement(state: DeliveryState): Extract<HostTls, { level: 'dane' | 'encrypt' }> | undefined {
+  const name = state.attempt.mx?.name;
+  const tls = name === undefined ? undefined : state.attempt.daneHosts?.get(name);
+  return tls?.level === 'dane' || tls?.level === 'encrypt' ? tls : undefined;
 }
 
 /** Starts a new delivery attempt of this message. */

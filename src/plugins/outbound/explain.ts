@@ -30,6 +30,27 @@ export const failures = {
     status: '4.7.5',
     text: `MTA-STS policy of ${domain} (enforce) requires TLS with a certificate valid for the MX host name, but the TLS handshake with ${host} failed`,
   }),
+  daneLookup: (domain: string, why: string): Failure => ({
+    status: '4.7.5',
+    text: `DANE: a DNSSEC lookup for ${domain} failed (${why}); the message waits rather than going out without the protection its DNS may ask for`,
+  }),
+  daneResolver: (domain: string, error: string): Failure => ({
+    status: '4.4.3',
+    text: `DANE: the local DNSSEC-validating resolver did not answer for ${domain} (${error}); is unbound running?`,
+    local: true,
+  }),
+  daneNoStarttls: (domain: string, mx: string): Failure => ({
+    status: '4.7.4',
+    text: `DANE: ${mx}, an MX host of ${domain}, publishes DNSSEC-signed TLSA records, so TLS is required, but it did not offer STARTTLS`,
+  }),
+  daneHandshake: (domain: string, mx: string, host: string): Failure => ({
+    status: '4.7.5',
+    text: `DANE: ${mx}, an MX host of ${domain}, publishes DNSSEC-signed TLSA records, so TLS is required, but the TLS handshake with ${host} failed`,
+  }),
+  daneMismatch: (domain: string, mx: string, why: string): Failure => ({
+    status: '4.7.5',
+    text: `DANE: the certificate of ${mx}, an MX host of ${domain}, does not match its DNSSEC-signed TLSA records (${why})`,
+  }),
   queueFile: (file: string, error: string): Failure => ({
     status: '4.3.0',
     text: `queue file ${file} cannot be read (${error}); kept for the next attempt`,
@@ -38,8 +59,8 @@ export const failures = {
   routing: (domain: string, error: string): Failure => ({ status: '4.3.0', text: `routing ${domain} failed: ${error}`, local: true }),
 };
 
-// Haraka's own words (outbound/hmail.js) for a host that fails the TLS it requires. Only MTA-STS enforce
-// makes haraka-out require TLS (force_tls_hosts), so these always mean an MTA-STS policy was not met.
+// Haraka's own words (outbound/hmail.js) for a host that fails the TLS it requires. haraka-out requires TLS
+// under MTA-STS enforce and for an MX whose TLSA records say so (DANE); the attempt says which.
 const NO_STARTTLS = 'No TLS available but required by configuration';
 const NOT_VERIFIED = 'Host failed TLS verification required by configuration';
 
@@ -48,10 +69,15 @@ const NOT_VERIFIED = 'Host failed TLS verification required by configuration';
  * `Too many failures (<reason>)`): its own deferral first, then a failed handshake under MTA-STS when no MX
  * answered at all, then Haraka's TLS refusals. Null when Haraka's reason and fields say it best.
  */
-export function explainFailure(attempt: { failure?: Failure; tlsFailure?: Failure }, reason: string, domain: string): Failure | null {
+export function explainFailure(
+  attempt: { failure?: Failure; tlsFailure?: Failure; daneMx?: string },
+  reason: string,
+  domain: string,
+): Failure | null {
   if (attempt.failure) return attempt.failure;
   const last = /^Too many failures \(([\s\S]*)\)$/.exec(reason)?.[1] ?? reason;
-  if (attempt.tlsFailure && /^Tried all MXs/.test(last)) return attempt.tlsFailure;
+  if (attempt.tlsFailure && (/^Tried all MXs/.test(last) || last.includes(NOT_VERIFIED))) return attempt.tlsFailure;
+  if (attempt.daneMx && last.includes(NO_STARTTLS)) return failures.daneNoStarttls(domain, attempt.daneMx);
   return harakaTlsFailure(last, domain);
 }
 

@@ -2,6 +2,10 @@
 // - Our own domains go straight back to the backend over WireGuard, never out through haraka-in's
 //   public address, so mail cannot circle between the two instances.
 // - Everything else goes to its MX found in DNS (port `mx_port`, 25 except on test rigs).
+// - DANE (RFC 7672) first: when the domain's MX records are DNSSEC-secure and an MX host publishes
+//   DNSSEC-secure TLSA records, the MX list comes from the local validating resolver, each host with
+//   its TLS level (src/dane/route.ts); such a host gets TLS with a certificate that matches its records
+//   (dane.ts) or the message stays queued. MTA-STS is not asked for a DANE domain.
 // - MTA-STS (RFC 8461): for a domain whose policy is `enforce`, only MX hosts the policy names are used,
 //   and Haraka's force-TLS is switched on for the domain: STARTTLS is required and the certificate must
 //   verify for the MX name, or the delivery is temp-failed. A cached policy keeps applying when DNS or
@@ -15,8 +19,12 @@ import path from 'node:path';
 import type { HarakaPlugin, Next } from '../haraka-types';
 import { createMtaStsResolver, type MtaStsResolver, type PolicyDecision } from '../../mtasts/cache';
 import { mxMatches } from '../../mtasts/policy';
+import { parseHostPort } from '../../config/net';
+import { createDnssecResolver, type DnssecResolver } from '../../dane/resolver';
+import { daneRoute, describeRoute, type DaneRoute } from '../../dane/route';
+import { installDaneTls } from './dane';
 import { parseQueueFileName } from '../../queue/qfile';
-import { beginAttempt, stateOf, withDelivery, type DeliveryState, type HMail } from './delivery';
+import { beginAttempt, daneRequirement, stateOf, withDelivery, type DeliveryState, type HMail, type TlsPolicy } from './delivery';
 import { bounceFields, isExpiry, type RecipientDsn } from './dsn';
 import { explainFailure, failures, type Failure } from './explain';
 import { queueFileState } from './queue-file';
@@ -28,11 +36,14 @@ interface OutboundIni {
   backend: { host?: string; port?: number; bind?: string };
   local: { domains?: string[] };
   mta_sts: { enabled?: boolean; port?: number; cache_file?: string };
+  dane?: { enabled?: boolean; resolver?: string };
   received?: ReceivedIni;
 }
 
 interface Mx {
   exchange: string;
+  /** The MX name an address was found under (Haraka sends it as the SNI). */
+  from_dns?: string;
   priority: number;
   port?: number;
   bind?: string;
@@ -42,6 +53,7 @@ interface RoutePlugin extends HarakaPlugin {
   cfg: OutboundIni;
   localDomains: Set<string>;
   mtaSts: MtaStsResolver | null;
+  dane: DnssecResolver | null;
   load_outbound_ini(): void;
 }
 
@@ -57,6 +69,7 @@ const deleted = new WeakSet<object>();
 export function register(this: RoutePlugin): void {
   this.load_outbound_ini();
   if (!installTlsFallback()) this.logerror('Haraka has no outbound TLS memory to replace: a broken STARTTLS will fail every retry');
+  if (!installDaneTls()) this.logerror('node:tls has no connect to wrap: DANE cannot check certificates');
   this.register_hook('send_email', 'begin_attempt');
   this.register_hook('get_mx', 'route');
   this.register_hook('deferred', 'explain_deferral');
@@ -66,8 +79,13 @@ export function register(this: RoutePlugin): void {
 }
 
 export function load_outbound_ini(this: RoutePlugin): void {
-  this.cfg = this.config.get('mailproxy-outbound.ini', { booleans: ['-mta_sts.enabled', '-received.rewrite'] }, () => this.load_outbound_ini()) as OutboundIni;
+  this.cfg = this.config.get('mailproxy-outbound.ini', { booleans: ['-mta_sts.enabled', '-received.rewrite', '-dane.enabled'] }, () =>
+    this.load_outbound_ini(),
+  ) as OutboundIni;
   this.localDomains = new Set((this.cfg.local?.domains ?? []).map((domain) => domain.toLowerCase()));
+  const resolver = this.cfg.dane?.enabled ? parseHostPort(String(this.cfg.dane.resolver ?? '127.0.0.1:53')) : null;
+  if (this.cfg.dane?.enabled && !resolver) this.logerror(`[dane] resolver=${this.cfg.dane.resolver} is not ADDRESS:PORT: DANE is off`);
+  this.dane = resolver ? createDnssecResolver(resolver) : null;
   const sts = this.cfg.mta_sts ?? {};
   if (!sts.enabled) {
     this.mtaSts = null;
@@ -154,6 +172,17 @@ function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: Po
   return allowed;
 }
 
+/** The log line `mailproxy queue list` reads the policy from (src/queue/qfile.ts policiesFromLog). */
+function logPolicy(hmail: HMail, domain: string, policy: TlsPolicy, detail: string): void {
+  stateOf(hmail).attempt.policy = policy;
+  hmail.loginfo(`TLS policy for ${domain}: ${policy} (${detail})`);
+}
+
+/** The MX list for Haraka: the addresses the validating resolver gave, each under its MX name (the SNI). */
+function daneExchanges(route: Extract<DaneRoute, { kind: 'dane' }>, port: number): Mx[] {
+  return route.hosts.flatMap((host) => host.addresses.map((address) => ({ exchange: address, from_dns: host.name, priority: host.priority, port })));
+}
+
 export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: string): void {
   const state = stateOf(hmail);
   const name = domain.toLowerCase();
@@ -177,6 +206,7 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
     if (file.kind === 'unreadable') return defer(failures.queueFile(hmail.path, file.error));
   }
   if (this.localDomains.has(name)) {
+    state.attempt.policy = 'backend';
     const { host, port, bind } = this.cfg.backend;
     const mx: Mx = { exchange: String(host), priority: 0, port: Number(port) };
     if (bind) mx.bind = bind;
@@ -184,6 +214,24 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
   }
   const mxPort = Number(this.cfg.main.mx_port ?? 25);
   (async () => {
+    if (this.dane) {
+      let dane: DaneRoute;
+      try {
+        dane = await daneRoute(this.dane, name, mxPort);
+      } catch (err) {
+        return defer(failures.daneResolver(name, (err as Error).message));
+      }
+      if (dane.kind === 'failed') {
+        logPolicy(hmail, name, 'dane', `a lookup failed: ${dane.why}`);
+        return defer(failures.daneLookup(name, dane.why));
+      }
+      if (dane.kind === 'dane') {
+        state.attempt.daneHosts = new Map(dane.hosts.map((host) => [host.name, host.tls]));
+        logPolicy(hmail, name, 'dane', describeRoute(dane));
+        return reply(constants.OK, daneExchanges(dane, mxPort));
+      }
+      hmail.loginfo(`DANE ${name}: does not apply (${dane.why})`);
+    }
     const decision = this.mtaSts ? await this.mtaSts.policyFor(name) : null;
     if (decision?.error) hmail.logwarn(`MTA-STS ${name}: ${decision.error}`);
     state.attempt.enforce = decision?.mode === 'enforce';
@@ -198,9 +246,9 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
     }
     if (exchanges.length === 0) return withDelivery(state, () => next());
     for (const mx of exchanges) mx.port = mxPort;
-    if (!decision) return reply(constants.OK, exchanges);
-    const result = applyPolicy(hmail, name, exchanges, decision);
+    const result = decision ? applyPolicy(hmail, name, exchanges, decision) : exchanges;
     if (!Array.isArray(result)) return defer(result);
+    logPolicy(hmail, name, decision?.mode === 'enforce' ? 'mta-sts' : 'opportunistic', decision ? `MTA-STS ${decision.mode}` : 'no MTA-STS policy');
     return reply(constants.OK, result);
   })().catch((err: Error) => {
     // Fail closed: an unexpected error must not turn into a plaintext delivery.
@@ -215,7 +263,7 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
  */
 export function explain_deferral(this: RoutePlugin, next: Next, hmail: HMail, params: { err?: unknown } = {}): void {
   const state = stateOf(hmail);
-  const failure = explainFailure(state.attempt, String(params.err ?? ''), state.domain);
+  const failure = explainAttempt(state, String(params.err ?? ''));
   if (failure) params.err = failure.text;
   // Only while a try without TLS is still owed: a mark used up in this very attempt (two MX names on one
   // address) earns no free retry.
@@ -232,6 +280,11 @@ export function explain_deferral(this: RoutePlugin, next: Next, hmail: HMail, pa
     return next(constants.DENYSOFT, String(Math.max(0, Math.ceil((keep.at - Date.now()) / 1000))));
   }
   next();
+}
+
+function explainAttempt(state: DeliveryState, reason: string): Failure | null {
+  const daneMx = daneRequirement(state) ? state.attempt.mx?.name : undefined;
+  return explainFailure({ ...state.attempt, ...(daneMx ? { daneMx } : {}) }, reason, state.domain);
 }
 
 /** A bounce: none for a message deleted from the queue; otherwise each recipient's DSN fields (dsn.ts). */
@@ -255,7 +308,7 @@ function describeRecipients(state: DeliveryState, err: (Error & { mx?: { exchang
     ...(state.attempt.started ? { attempts: state.attempt.failuresBefore + 1 } : {}),
     ageMs: Date.now() - queuedAt,
     remote: { ...(err?.mx?.from_dns ? { name: err.mx.from_dns } : {}), ...(err?.mx?.exchange ? { address: err.mx.exchange } : {}) },
-    explained: explainFailure(state.attempt, reason, state.domain),
+    explained: explainAttempt(state, reason),
   };
   for (const rcpt of (hmail.todo?.rcpt_to ?? []) as RecipientDsn[]) Object.assign(rcpt, bounceFields(rcpt, context));
   hmail.loginfo(`bounce (${isExpiry(reason) ? 'retries exhausted' : 'permanent failure'}): ${(hmail.todo?.rcpt_to as RecipientDsn[] | undefined)?.map((rcpt) => rcpt.reason).join('; ')}`);

@@ -7,7 +7,7 @@
 // at smtp_tls_security_level = may. A message under an MTA-STS enforce policy never gets there: Haraka takes
 // its force-TLS path, which asks no one, and a failure is only recorded as the reason for the deferral.
 // Patches a Haraka internal: test/unit/outbound-haraka-pin.test.ts fails when Haraka changes.
-import { currentDelivery, stateOf, type HMail } from './delivery';
+import { currentDelivery, daneRequirement, stateOf, type HMail } from './delivery';
 import { failures } from './explain';
 
 interface OutboundTls {
@@ -28,6 +28,13 @@ function markFailed(host: string): void {
   const state = currentDelivery();
   if (!state) return;
   const { hmail, domain } = state;
+  const dane = daneRequirement(state);
+  if (dane) {
+    const name = state.attempt.mx?.name ?? host;
+    state.attempt.tlsFailure = failures.daneHandshake(domain, name, host);
+    hmail.logwarn(`STARTTLS with ${name} (${host}) failed; its DNSSEC-signed TLSA records require TLS (DANE ${dane.level}): no try without TLS`);
+    return;
+  }
   if (state.attempt.enforce) {
     state.attempt.tlsFailure = failures.handshake(domain, host);
     hmail.logwarn(`STARTTLS with ${host} failed; ${domain} enforces MTA-STS: no try without TLS`);
@@ -47,22 +54,28 @@ function markFailed(host: string): void {
 /** When the current delivery may skip STARTTLS with `host`: the description Haraka logs, or null. */
 function plaintextAllowed(host: string): string | null {
   const state = currentDelivery();
-  if (!state || state.attempt.enforce) return null;
+  if (!state || state.attempt.enforce || daneRequirement(state)) return null;
   const markedAt = state.plaintextOnce.get(host);
   if (markedAt === undefined) return null;
   state.plaintextOnce.delete(host);
   return `${new Date(markedAt).toISOString()} (its STARTTLS failed; one try without TLS)`;
 }
 
+interface HarakaMx {
+  exchange?: string;
+  from_dns?: string;
+}
+
 interface HMailClass {
-  prototype: { get_force_tls(this: HMail, mx: unknown): boolean; [PATCHED]?: boolean };
+  prototype: { get_force_tls(this: HMail, mx: HarakaMx): boolean; [PATCHED]?: boolean };
 }
 
 /**
  * TLS required per message, not per domain: Haraka asks `get_force_tls(mx)` before every MX connection
  * and answers from the process-wide force_tls_hosts list, which another delivery to the same domain
  * (under a testing or absent policy) may change meanwhile. A message routed under an MTA-STS enforce
- * policy always requires TLS, whatever that list says now.
+ * policy always requires TLS, whatever that list says now; so does an MX whose TLSA records say so (DANE).
+ * The MX asked about is remembered as the one being tried (Haraka tries one at a time per message).
  */
 function forceTlsPerMessage(): boolean {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -71,8 +84,10 @@ function forceTlsPerMessage(): boolean {
   if (typeof proto.get_force_tls !== 'function') return false;
   if (proto[PATCHED]) return true;
   const original = proto.get_force_tls;
-  proto.get_force_tls = function getForceTls(this: HMail, mx: unknown): boolean {
-    return stateOf(this).attempt.enforce || original.call(this, mx);
+  proto.get_force_tls = function getForceTls(this: HMail, mx: HarakaMx): boolean {
+    const state = stateOf(this);
+    state.attempt.mx = { name: String(mx?.from_dns ?? mx?.exchange ?? '').toLowerCase(), address: String(mx?.exchange ?? '') };
+    return state.attempt.enforce || daneRequirement(state) !== undefined || original.call(this, mx);
   };
   proto[PATCHED] = true;
   return true;

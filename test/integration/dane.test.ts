@@ -1,0 +1,184 @@
+// DANE in haraka-out (RFC 7672) against real DNSSEC: zones signed with ldns-signzone, served by NSD, validated
+// by unbound with the zones' keys as trust anchors. Each case counts what its MX received: delivered over
+// TLS, delivered opportunistically, or deferred with nothing ever sent in plaintext.
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeSelfSigned } from '../../src/certs/selfsigned';
+import { makeTestCa, type TestCa } from '../../src/certs/testca';
+import { LOOPBACK, type Topology } from '../../src/demo/topology';
+import { dataPayload, message, openSession } from '../../src/smtp/script';
+import { DNSSEC_TOOLS, startDnssecPeers, type DnssecPeers } from '../../src/testpeers/dnssec';
+import { freePort } from '../../src/testpeers/ports';
+import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
+import { runCli } from '../helpers/cli';
+import { missingPeers, requirePeers } from '../helpers/peers';
+import { eventually } from '../helpers/poll';
+import { withTopology } from '../helpers/topology';
+
+const spkiSha256 = (pem: string) => createHash('sha256').update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+const certSha256 = (pem: string) => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+
+/** One recipient domain per case, each with its MX on its own loopback address. */
+const CASES = {
+  ee: { domain: 'dane-ee.test', address: '127.0.0.31' },
+  mismatch: { domain: 'dane-mismatch.test', address: '127.0.0.32' },
+  ta: { domain: 'dane-ta.test', address: '127.0.0.33' },
+  bogus: { domain: 'dane-bogus.test', address: '127.0.0.34' },
+  unsigned: { domain: 'unsigned.test', address: '127.0.0.35' },
+  noStarttls: { domain: 'dane-nostarttls.test', address: '127.0.0.36' },
+  unusable: { domain: 'dane-unusable.test', address: '127.0.0.37' },
+} as const;
+type Case = keyof typeof CASES;
+const mxOf = (name: Case) => `mx.${CASES[name].domain}`;
+const POLICY_HOST = '127.0.0.5';
+
+const run = requirePeers('DANE against NSD and unbound', missingPeers([...DNSSEC_TOOLS, '/usr/bin/openssl']));
+
+describe.runIf(run)('DANE in haraka-out', () => {
+  let dir = '';
+  let port = 0;
+  let peers: DnssecPeers;
+  let pkix: TestCa;
+  let policyServer: https.Server;
+  const sinks = new Map<Case, SmtpSink>();
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-dane-'));
+    port = await freePort(CASES.ee.address);
+    pkix = makeTestCa(path.join(dir, 'pkix-ca'));
+    const daneCa = makeTestCa(path.join(dir, 'dane-ca'));
+    const selfSigned = (name: Case) => {
+      const pair = makeSelfSigned(path.join(dir, name), mxOf(name));
+      return { key: readFileSync(pair.keyPath, 'utf8'), cert: readFileSync(pair.certPath, 'utf8') };
+    };
+    const tls: Partial<Record<Case, { key: string; cert: string }>> = {
+      ee: selfSigned('ee'),
+      // A certificate every PKIX check would accept, for the name the MTA-STS policy names too.
+      mismatch: pkix.issue([mxOf('mismatch')]),
+      // Issued by a CA no one trusts but the TLSA record; the chain goes with it.
+      ta: (() => {
+        const issued = daneCa.issue([mxOf('ta')]);
+        return { key: issued.key, cert: `${issued.cert}${daneCa.caPem}` };
+      })(),
+      bogus: selfSigned('bogus'),
+      unusable: selfSigned('unusable'),
+    };
+    const someOtherKey = selfSigned('noStarttls');
+    const tlsa = (name: Case, record: string) => `_${port}._tcp.mx IN TLSA ${record}`;
+    const mxRecords = (name: Case) => ['@ IN MX 10 mx', `mx IN A ${CASES[name].address}`];
+    peers = await startDnssecPeers({
+      dir: path.join(dir, 'dns'),
+      zones: [
+        { name: CASES.ee.domain, records: [...mxRecords('ee'), tlsa('ee', `3 1 1 ${spkiSha256(tls.ee!.cert)}`)] },
+        { name: CASES.mismatch.domain, records: [...mxRecords('mismatch'), tlsa('mismatch', `3 1 1 ${spkiSha256(someOtherKey.cert)}`)] },
+        { name: CASES.ta.domain, records: [...mxRecords('ta'), tlsa('ta', `2 0 1 ${certSha256(daneCa.caPem)}`)] },
+        {
+          name: CASES.bogus.domain,
+          records: [...mxRecords('bogus'), tlsa('bogus', `3 1 1 ${spkiSha256(tls.bogus!.cert)}`)],
+          // The TLSA record changed after signing: its signature no longer verifies.
+          tamper: (zone) => zone.replace(/(TLSA\s+3 1 1 )([0-9a-f])/i, (_, head: string, digit: string) => `${head}${digit === '0' ? '1' : '0'}`),
+        },
+        { name: CASES.unsigned.domain, records: mxRecords('unsigned'), signed: false },
+        { name: CASES.noStarttls.domain, records: [...mxRecords('noStarttls'), tlsa('noStarttls', `3 1 1 ${spkiSha256(someOtherKey.cert)}`)] },
+        // PKIX-EE (usage 1) is unusable for SMTP: TLS without authentication.
+        { name: CASES.unusable.domain, records: [...mxRecords('unusable'), tlsa('unusable', `1 1 1 ${spkiSha256(someOtherKey.cert)}`)] },
+      ],
+    });
+    for (const name of Object.keys(CASES) as Case[]) {
+      const options = tls[name];
+      sinks.set(name, await startSmtpSink({ host: CASES[name].address, port, name: mxOf(name), ...(options ? { tls: options } : {}) }));
+    }
+    policyServer = https.createServer(pkix.issue([`mta-sts.${CASES.mismatch.domain}`]), (_request, response) => {
+      response
+        .writeHead(200, { 'content-type': 'text/plain' })
+        .end(`version: STSv1\r\nmode: enforce\r\nmx: ${mxOf('mismatch')}\r\nmax_age: 86400\r\n`);
+    });
+    await new Promise<void>((resolve) => policyServer.listen(0, POLICY_HOST, resolve));
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const sink of sinks.values()) await sink.close();
+    await new Promise((resolve) => policyServer?.close(resolve));
+    await peers?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function relay(t: Topology, name: Case): Promise<void> {
+    const session = await openSession(t.outbound.host, t.outbound.port, { localAddress: LOOPBACK.backend });
+    await session.command('MAIL FROM:<alice@demo.test>');
+    expect((await session.command(`RCPT TO:<bob@${CASES[name].domain}>`)).code).toBe(250);
+    await session.command('DATA');
+    session.write(dataPayload(message(`dane ${name}`, `case ${name}`)));
+    expect((await session.reply()).code).toBe(250);
+    session.close();
+  }
+
+  it('delivers where the TLSA records match, defers where they do not, and never falls back to plaintext', async () => {
+    await withTopology(
+      {
+        instances: ['haraka-out'],
+        internet: false,
+        harakaEnv: { NODE_EXTRA_CA_CERTS: pkix.caPath },
+        tweak: (config) =>
+          void (config.outbound = {
+            ...config.outbound,
+            mx_port: port,
+            dane: true,
+            dane_resolver: `${peers.resolver.host}:${peers.resolver.port}`,
+            mta_sts_port: (policyServer.address() as AddressInfo).port,
+            retry_intervals: [3600],
+          }),
+      },
+      async (t) => {
+        // The MTA-STS policy of the mismatch domain is valid, and its MX's certificate passes it.
+        t.dns.zone.TXT = { ...t.dns.zone.TXT, [`_mta-sts.${CASES.mismatch.domain}`]: ['v=STSv1; id=1;'] };
+        t.dns.zone.A = { ...t.dns.zone.A, [`mta-sts.${CASES.mismatch.domain}`]: [POLICY_HOST] };
+        // A domain DANE does not cover is routed as before, through dns.servers (the rig's DNS server).
+        t.dns.zone.MX = { ...t.dns.zone.MX, [CASES.unsigned.domain]: [{ exchange: mxOf('unsigned'), preference: 10 }] };
+        t.dns.zone.A = { ...t.dns.zone.A, [mxOf('unsigned')]: [CASES.unsigned.address] };
+        for (const name of Object.keys(CASES) as Case[]) await relay(t, name);
+
+        const log = () => t.haraka['haraka-out']?.output() ?? '';
+        const context = () => `${log().slice(-6000)}\n--- dns ---\n${peers.logs().slice(-2000)}`;
+        const delivered = async (name: Case) => (await sinks.get(name)!.waitForMessages(1, 30_000))[0]!;
+        const deferred = (name: Case, why: RegExp) =>
+          eventually(`${name} deferred: ${why}`, () => new RegExp(`Temp failing \\S+ for \\d+ seconds: ${why.source}`).test(log()), { timeoutMs: 30_000, context });
+
+        // DANE-EE 3 1 1 matches a self-signed certificate: delivered over TLS.
+        expect((await delivered('ee')).secure).toBe(true);
+        expect(log()).toMatch(new RegExp(`DANE ${mxOf('ee')}: certificate matches TLSA 3 1 1 `));
+        // DANE-TA 2 0 1 with the CA in the chain the server sends: delivered over TLS, no PKIX trust needed.
+        expect((await delivered('ta')).secure).toBe(true);
+        // No usable record (PKIX-EE only): encrypted without authentication.
+        expect((await delivered('unusable')).secure).toBe(true);
+        // Unsigned zone: opportunistic as before (this MX offers no STARTTLS).
+        expect((await delivered('unsigned')).secure).toBe(false);
+        expect(log()).toContain(`TLS policy for ${CASES.unsigned.domain}: opportunistic`);
+
+        await deferred('mismatch', /DANE: the certificate of mx\.dane-mismatch\.test, an MX host of dane-mismatch\.test, does not match its DNSSEC-signed TLSA records/);
+        await deferred('bogus', /DANE: a DNSSEC lookup for dane-bogus\.test failed \([^)]*TLSA[^)]*SERVFAIL/);
+        await deferred('noStarttls', /DANE: mx\.dane-nostarttls\.test, an MX host of dane-nostarttls\.test, publishes DNSSEC-signed TLSA records, so TLS is required, but it did not offer STARTTLS/);
+        for (const name of ['mismatch', 'bogus', 'noStarttls'] as const) {
+          expect(sinks.get(name)!.messages, name).toHaveLength(0);
+          expect(log()).toContain(`TLS policy for ${CASES[name].domain}: dane`);
+        }
+        // DANE came first: the mismatch domain's MTA-STS policy was never asked for.
+        expect(log()).not.toContain(`MTA-STS ${CASES.mismatch.domain}`);
+
+        // `queue list` names the policy and the reason of each deferred message.
+        const logFile = path.join(dir, 'haraka-out.log');
+        writeFileSync(logFile, log());
+        const listing = await runCli(['queue', 'list', '--config', t.configPath, '--log', logFile]);
+        expect(listing.code, listing.text).toBe(0);
+        for (const name of ['mismatch', 'noStarttls'] as const) {
+          expect(listing.out).toMatch(new RegExp(`${CASES[name].domain.replace(/\./g, '\\.')}\\s.*\\sdane\\s+DANE: `));
+        }
+      },
+    );
+  }, 120_000);
+});
