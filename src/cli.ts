@@ -18,6 +18,7 @@ import { runHealthCommand } from './health/command';
 import { runStatsCommand } from './stats/command';
 import { runSelftestCommand } from './selftest/command';
 import { runDoctorCommand } from './doctor/command';
+import { runDaneCommand } from './dane/command';
 
 export interface CliIo {
   stdout: Writable;
@@ -65,6 +66,12 @@ commands:
   doctor [--config FILE] [--resolver IP[:PORT]] [--dnsbl ZONE[=URL]]... [--ca FILE] [--json]
                                      the DNS it depends on: MX, A/AAAA, PTR, SPF (lookup limits, the public
                                      IPs), DMARC, MTA-STS, TLS-RPT, blacklists; exit codes as health
+  dane check DOMAIN [--config FILE | --resolver IP:PORT] [--port 25]
+                                     the DANE verdict haraka-out applies to DOMAIN: each MX host and the
+                                     TLS it gets (dane, encrypt, opportunistic, skipped); exit 1 when the
+                                     lookups fail (mail for it waits)
+  dane resolver [--config FILE | --resolver IP:PORT]
+                                     whether outbound.dane_resolver validates DNSSEC (the root's AD bit)
   stats [FILE | -] [--since 24h] [--svg FILE] [--json]
                                      haraka-in's edge decisions from its log (FILE, or stdin: \`journalctl
                                      -u mailproxy-haraka-in -o cat | mailproxy stats\`): sessions accepted
@@ -169,6 +176,8 @@ async function run(command: string | undefined, args: string[], io: CliIo): Prom
       return runDoctorCommand(args, io);
     case 'stats':
       return runStatsCommand(args, io);
+    case 'dane':
+      return runDaneCommand(args, io);
     case 'demo':
       return runDemo(io);
     case 'config': {

@@ -14,7 +14,7 @@ export interface DnssecResolverOptions {
   timeoutMs?: number;
 }
 
-export type RecordType = 'MX' | 'A' | 'AAAA' | 'TLSA';
+export type RecordType = 'MX' | 'A' | 'AAAA' | 'TLSA' | 'SOA';
 
 export interface DnssecResolver {
   query(name: string, type: RecordType): Promise<DnssecAnswer>;
@@ -36,7 +36,8 @@ function queryPacket(name: string, type: RecordType): { id: number; bytes: Buffe
 
 function matches(response: dnsPacket.DecodedPacket, id: number, name: string, type: RecordType): boolean {
   const question = response.questions?.[0];
-  return response.id === id && question?.type === type && question.name.toLowerCase() === name.toLowerCase();
+  const bare = (text: string) => text.toLowerCase().replace(/\.$/, '');
+  return response.id === id && question?.type === type && bare(question.name) === bare(name);
 }
 
 function overUdp(options: DnssecResolverOptions, name: string, type: RecordType): Promise<dnsPacket.DecodedPacket> {

@@ -9,6 +9,8 @@ import { UNIT_NAMES } from '../render/systemd';
 import { judgeBackend, judgeBanner, judgeDisk, judgeQueue, judgeTls, judgeUnit, judgeWireguard } from './checks';
 import { probeBackend, probeBanner, probeDisk, probeQueue, probeStarttls, probeUnit, probeWireguard } from './probes';
 import { report, type CheckResult, type HealthReport, type Verdict } from './status';
+import { resolverValidates } from '../dane/command';
+import { createDnssecResolver } from '../dane/resolver';
 
 export interface HealthDeps {
   /** The environment the external commands run with (PATH finds systemctl and wg). */
@@ -34,6 +36,18 @@ async function timed(name: string, body: () => Promise<Verdict>): Promise<CheckR
     verdict = { status: 'UNKNOWN', detail: `${name}: ${(err as Error).message}` };
   }
   return { name, status: verdict.status, detail: verdict.detail, ms: Math.round(performance.now() - started), metrics: verdict.metrics ?? {} };
+}
+
+/** haraka-out asks this resolver before every delivery to the internet: without it, all such mail waits. */
+async function daneResolverCheck(address: string): Promise<Verdict> {
+  const target = parseHostPort(address);
+  if (!target) return { status: 'UNKNOWN', detail: `outbound.dane_resolver ${address} is not ADDRESS:PORT` };
+  const result = await resolverValidates(createDnssecResolver({ ...target, timeoutMs: 3000 }));
+  if (result.ok) return { status: 'OK', detail: `DANE resolver ${address}: ${result.text}` };
+  return {
+    status: 'CRITICAL',
+    detail: `DANE resolver ${address}: ${result.text}; haraka-out keeps mail to the internet queued until it validates (systemctl status unbound)`,
+  };
 }
 
 export async function runHealthChecks(config: Config, deps: HealthDeps): Promise<HealthReport> {
@@ -84,6 +98,7 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
       }),
     ),
     timed('disk', async () => judgeDisk(await probeDisk(config.state_dir), { warningMb: h.disk_warning_mb, criticalMb: h.disk_critical_mb })),
+    ...(config.outbound.dane ? [timed('haraka-out.dane', () => daneResolverCheck(config.outbound.dane_resolver))] : []),
   ]);
   return report(checks, now());
 }

@@ -1,7 +1,7 @@
 // DNSSEC on loopback for the DANE tests, with Debian's real tools: zones signed with ldns-signzone, served
 // by NSD, and unbound validating them with each signed zone's key as its trust anchor (the production
 // resolver's job, with the root's key). Nothing leaves loopback: unbound's root hints point at an address
-// where no one answers, and every test zone is a stub zone at NSD.
+// where no one answers (or the root is a test zone too), and every test zone is a stub zone at NSD.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,7 +11,7 @@ import { freePort } from './ports';
 export const DNSSEC_TOOLS = ['/usr/sbin/nsd', '/usr/sbin/unbound', '/usr/bin/ldns-keygen', '/usr/bin/ldns-signzone'];
 
 export interface TestZone {
-  /** `dane-ee.test` */
+  /** `dane-ee.test`, or `.`: a root zone (signed, it makes unbound's root SOA answer secure). */
   name: string;
   /** Zone file lines after the SOA and NS (which are added), names relative to the zone or absolute. */
   records: string[];
@@ -24,6 +24,8 @@ export interface TestZone {
 export interface DnssecPeers {
   /** The validating resolver (unbound). */
   resolver: { host: string; port: number };
+  /** NSD: authoritative only, it never sets the AD bit. */
+  authoritative: { host: string; port: number };
   /** unbound's and NSD's own logs, for a failing test's message. */
   logs(): string;
   close(): Promise<void>;
@@ -36,12 +38,17 @@ export interface DnssecPeersOptions {
   resolverHost?: string;
 }
 
+/** `example.test.`, or `.` for the root zone. */
+const absolute = (name: string) => (name === '.' ? '.' : `${name}.`);
+
 function zoneText(zone: TestZone, nsHost: string): string {
+  const origin = absolute(zone.name);
+  const under = (label: string) => (origin === '.' ? `${label}.` : `${label}.${origin}`);
   return [
-    `$ORIGIN ${zone.name}.`,
+    `$ORIGIN ${origin}`,
     '$TTL 60',
-    `@ IN SOA ns.${zone.name}. hostmaster.${zone.name}. 1 3600 600 86400 60`,
-    `@ IN NS ns.${zone.name}.`,
+    `@ IN SOA ${under('ns')} ${under('hostmaster')} 1 3600 600 86400 60`,
+    `@ IN NS ${under('ns')}`,
     `ns IN A ${nsHost}`,
     ...zone.records,
     '',
@@ -50,7 +57,7 @@ function zoneText(zone: TestZone, nsHost: string): string {
 
 /** Signs the zone file; returns the signed file and the DNSKEY line unbound trusts. */
 function signZone(dir: string, zone: TestZone, file: string): { signedFile: string; trustAnchor: string } {
-  const base = execFileSync('ldns-keygen', ['-a', 'ECDSAP256SHA256', '-k', zone.name], { cwd: dir, encoding: 'utf8' }).trim();
+  const base = execFileSync('ldns-keygen', ['-a', 'ECDSAP256SHA256', '-k', absolute(zone.name)], { cwd: dir, encoding: 'utf8' }).trim();
   execFileSync('ldns-signzone', ['-f', `${file}.signed`, file, base], { cwd: dir });
   const key = readFileSync(path.join(dir, `${base}.key`), 'utf8');
   const trustAnchor = (key.split(';')[0] ?? '').replace(/\s+/g, ' ').trim();
@@ -86,7 +93,7 @@ export async function startDnssecPeers(options: DnssecPeersOptions): Promise<Dns
   const anchors: string[] = [];
   const nsdZones: string[] = [];
   for (const zone of options.zones) {
-    const file = path.join(dir, `${zone.name}.zone`);
+    const file = path.join(dir, `${zone.name === '.' ? 'root' : zone.name}.zone`);
     writeFileSync(file, zoneText(zone, nsHost));
     let served = file;
     if (zone.signed !== false) {
@@ -120,7 +127,7 @@ export async function startDnssecPeers(options: DnssecPeersOptions): Promise<Dns
   );
   writeFileSync(path.join(dir, 'root.hints'), '. 3600 IN NS root.\nroot. 3600 IN A 127.0.0.254\n');
   const unboundConf = path.join(dir, 'unbound.conf');
-  const tlds = [...new Set(options.zones.map((zone) => zone.name.split('.').pop()))];
+  const tlds = [...new Set(options.zones.filter((zone) => zone.name !== '.').map((zone) => zone.name.split('.').pop()))];
   writeFileSync(
     unboundConf,
     [
@@ -139,7 +146,8 @@ export async function startDnssecPeers(options: DnssecPeersOptions): Promise<Dns
       '  module-config: "validator iterator"',
       '  do-not-query-localhost: no',
       '  access-control: 127.0.0.0/8 allow',
-      `  root-hints: "${dir}/root.hints"`,
+      // A root zone of our own is a stub zone like the others (root hints would override it).
+      ...(options.zones.some((zone) => zone.name === '.') ? [] : [`  root-hints: "${dir}/root.hints"`]),
       '  qname-minimisation: no',
       '  num-threads: 1',
       // unbound answers special-use names such as .test itself unless told not to.
@@ -162,7 +170,7 @@ export async function startDnssecPeers(options: DnssecPeersOptions): Promise<Dns
   const first = options.zones[0]?.name;
   const deadline = Date.now() + 15_000;
   for (;;) {
-    const answer = first ? await probe.query(`ns.${first}`, 'A').catch(() => null) : { kind: 'records' };
+    const answer = first ? await probe.query(first === '.' ? 'ns.' : `ns.${first}`, 'A').catch(() => null) : { kind: 'records' };
     if (answer && answer.kind !== 'failed') break;
     if (Date.now() > deadline || nsd.exitCode !== null || unbound.exitCode !== null) {
       await close();
@@ -170,5 +178,5 @@ export async function startDnssecPeers(options: DnssecPeersOptions): Promise<Dns
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  return { resolver: { host: resolverHost, port: resolverPort }, logs: () => output.join(''), close };
+  return { resolver: { host: resolverHost, port: resolverPort }, authoritative: { host: nsHost, port: nsPort }, logs: () => output.join(''), close };
 }

@@ -170,6 +170,17 @@ describe.runIf(run)('DANE in haraka-out', () => {
         // DANE came first: the mismatch domain's MTA-STS policy was never asked for.
         expect(log()).not.toContain(`MTA-STS ${CASES.mismatch.domain}`);
 
+        // `mailproxy dane check` shows what haraka-out applied.
+        const check = (name: Case) => runCli(['dane', 'check', CASES[name].domain, '--resolver', `${peers.resolver.host}:${peers.resolver.port}`, '--port', String(port)]);
+        const ee = await check('ee');
+        expect(ee.code, ee.text).toBe(0);
+        expect(ee.out).toMatch(/^dane-ee\.test: DANE applies .*\n {2}mx\.dane-ee\.test \(preference 10; 127\.0\.0\.31\): dane: STARTTLS required, the certificate must match TLSA 3 1 1 /);
+        expect((await check('unusable')).out).toContain('encrypt: STARTTLS required without authentication');
+        expect((await check('unsigned')).out).toMatch(/^unsigned\.test: DANE does not apply \(the MX records of unsigned\.test are not DNSSEC-signed\)/);
+        const bogus = await check('bogus');
+        expect(bogus.code).toBe(1);
+        expect(bogus.out).toMatch(/^dane-bogus\.test: DANE lookups failed \(mx\.dane-bogus\.test: TLSA lookup failed: .*SERVFAIL/);
+
         // `queue list` names the policy and the reason of each deferred message.
         const logFile = path.join(dir, 'haraka-out.log');
         writeFileSync(logFile, log());
@@ -181,4 +192,40 @@ describe.runIf(run)('DANE in haraka-out', () => {
       },
     );
   }, 120_000);
+
+  describe('the resolver check (`mailproxy dane resolver`, and health when outbound.dane is on)', () => {
+    let root: DnssecPeers;
+    beforeAll(async () => {
+      root = await startDnssecPeers({ dir: path.join(dir, 'root'), zones: [{ name: '.', records: [] }], authoritativeHost: '127.0.0.23', resolverHost: '127.0.0.24' });
+    }, 60_000);
+    afterAll(() => root?.close());
+
+    it('passes a validating resolver, and fails one without the AD bit or without an answer', async () => {
+      const ask = (address: string) => runCli(['dane', 'resolver', '--resolver', address]);
+      const validating = await ask(`${root.resolver.host}:${root.resolver.port}`);
+      expect(validating.code, validating.text).toBe(0);
+      expect(validating.out).toContain('the resolver validates DNSSEC (the root SOA came with the AD bit)');
+      const authoritative = await ask(`${root.authoritative.host}:${root.authoritative.port}`);
+      expect(authoritative.code).toBe(1);
+      expect(authoritative.err).toContain('the resolver answers without the AD bit: it does not validate DNSSEC, so DANE cannot work');
+      const nobody = await ask(`127.0.0.24:${await freePort('127.0.0.24')}`);
+      expect(nobody.code).toBe(1);
+      expect(nobody.err).toMatch(/no answer from the DNSSEC resolver/);
+    }, 30_000);
+
+    it('`mailproxy health` has a haraka-out.dane check when DANE is on: OK when the resolver validates, CRITICAL when not', async () => {
+      for (const [resolver, verdict] of [
+        [root.resolver, /\nOK\s+haraka-out\.dane\s+DANE resolver [\d.:]+: the resolver validates DNSSEC/],
+        [root.authoritative, /\nCRITICAL\s+haraka-out\.dane\s+DANE resolver [\d.:]+: the resolver answers without the AD bit.*haraka-out keeps mail to the internet queued until it validates/],
+      ] as const) {
+        await withTopology(
+          { instances: ['haraka-out'], internet: false, tweak: (config) => void (config.outbound = { ...config.outbound, dane: true, dane_resolver: `${resolver.host}:${resolver.port}` }) },
+          async (t) => {
+            const health = await runCli(['health', '--config', t.configPath]);
+            expect(health.out).toMatch(verdict);
+          },
+        );
+      }
+    }, 60_000);
+  });
 });

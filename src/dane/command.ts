@@ -1,0 +1,56 @@
+// `mailproxy dane check DOMAIN` and `mailproxy dane resolver`: what haraka-out's DANE sees, asked of the same
+// validating resolver (outbound.dane_resolver, or --resolver).
+import { parseArgs } from 'node:util';
+import type { CliIo } from '../cli';
+import { loadConfigFile, UsageError } from '../cli-support';
+import { parseHostPort } from '../config/net';
+import { formatDaneRoute } from './format';
+import { createDnssecResolver, type DnssecResolver } from './resolver';
+import { daneRoute } from './route';
+
+/** The root zone is signed: a validating resolver answers its SOA with the AD bit. */
+export async function resolverValidates(resolver: DnssecResolver): Promise<{ ok: boolean; text: string }> {
+  try {
+    const answer = await resolver.query('.', 'SOA');
+    if (answer.kind === 'failed') return { ok: false, text: `the resolver failed to answer the root SOA (${answer.why})` };
+    if (answer.security !== 'secure') return { ok: false, text: 'the resolver answers without the AD bit: it does not validate DNSSEC, so DANE cannot work' };
+    return { ok: true, text: 'the resolver validates DNSSEC (the root SOA came with the AD bit)' };
+  } catch (error) {
+    return { ok: false, text: (error as Error).message };
+  }
+}
+
+export async function runDaneCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { config: { type: 'string' }, resolver: { type: 'string' }, port: { type: 'string', default: '25' } },
+  });
+  const [action, domain] = positionals;
+  let address = values.resolver;
+  if (!address) {
+    const loaded = loadConfigFile(values.config, io.stderr);
+    if (!loaded) return 1;
+    address = loaded.config.outbound.dane_resolver;
+  }
+  const target = parseHostPort(address);
+  if (!target) throw new UsageError(`--resolver ${address}: expected ADDRESS:PORT like 127.0.0.1:53`);
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port ${values.port}: expected a port number`);
+  const resolver = createDnssecResolver(target);
+  switch (action) {
+    case 'check': {
+      if (!domain) throw new UsageError('usage: mailproxy dane check DOMAIN [--config FILE | --resolver IP:PORT] [--port 25]');
+      const route = await daneRoute(resolver, domain.toLowerCase().replace(/\.$/, ''), port).catch((error: Error) => ({ kind: 'failed' as const, why: error.message }));
+      io.stdout.write(`${formatDaneRoute(domain, route)}\n`);
+      return route.kind === 'failed' ? 1 : 0;
+    }
+    case 'resolver': {
+      const result = await resolverValidates(resolver);
+      (result.ok ? io.stdout : io.stderr).write(`${target.host}:${target.port}: ${result.text}\n`);
+      return result.ok ? 0 : 1;
+    }
+    default:
+      throw new UsageError('usage: mailproxy dane check DOMAIN | mailproxy dane resolver  [--config FILE | --resolver IP:PORT]');
+  }
+}
