@@ -84,10 +84,37 @@ if [ -z "$root" ]; then
 fi
 
 mailproxy() { "$node" "$app/bin/mailproxy.js" "$@"; }
+unbound_conf="$root/etc/unbound/unbound.conf.d/mailproxy.conf"
 rendered="$(mailproxy render --config "$config" --root "${root:-/}" --system)"
 printf '%s\n' "$rendered" | grep -v '^wrote ' || true
 changed=no
-printf '%s\n' "$rendered" | grep -q '^wrote \|^removed ' && changed=yes
+printf '%s\n' "$rendered" | grep -v "unbound.conf.d/" | grep -q '^wrote \|^removed ' && changed=yes
+unbound_changed=no
+printf '%s\n' "$rendered" | grep -q "^wrote .*unbound.conf.d/\|^removed .*unbound.conf.d/" && unbound_changed=yes
+
+# DANE (outbound.dane): haraka-out trusts the AD bit of a DNSSEC-validating resolver on this host only.
+# Debian's unbound validates against the root key that unbound-anchor refreshes at every start; the
+# rendered drop-in keeps it on loopback with validation on.
+if [ -z "$root" ] && [ -f "$unbound_conf" ]; then
+  missing=()
+  for pkg in unbound unbound-anchor; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} (the DNSSEC-validating resolver DANE needs)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    unbound_changed=yes
+  fi
+  unbound-checkconf >/dev/null || die "unbound-checkconf refuses the configuration with $unbound_conf: fix it, or set outbound.dane: false"
+  # Exit 1 only says the key was updated; a real failure shows in the resolver check below.
+  unbound-anchor -a /var/lib/unbound/root.key || true
+  chown unbound: /var/lib/unbound/root.key 2>/dev/null || true
+  systemctl enable --now unbound.service
+  if [ "$unbound_changed" = yes ]; then systemctl restart unbound.service; fi
+  if ! mailproxy dane resolver --config "$config"; then
+    say "WARNING: the DANE resolver does not validate yet: haraka-out keeps mail to the internet queued until it does (systemctl status unbound; mailproxy dane resolver)"
+  fi
+fi
 
 if [ -z "$root" ]; then
   systemctl daemon-reload

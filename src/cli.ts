@@ -33,11 +33,13 @@ const USAGE = `usage: mailproxy <command> [options]
 
 commands:
   check  --config FILE               validate the config and have Haraka load both rendered instances
-  render --config FILE [--out DIR] [--units DIR | --system] [--root DIR]
+  render --config FILE [--out DIR] [--units DIR] [--unbound DIR] [--system] [--root DIR]
                                      write both Haraka instance dirs (default --out: system.instances_dir),
                                      and the systemd units (mailproxy-haraka-in.service, ...) into --units
-                                     DIR, or with --system into system.units_dir; --root prefixes the
-                                     default dirs (an installer's throwaway root)
+                                     DIR, or with --system into system.units_dir; the unbound drop-in of
+                                     the DANE resolver into --unbound DIR, or with --system into
+                                     /etc/unbound/unbound.conf.d; --root prefixes the default dirs (an
+                                     installer's throwaway root)
   notes  --config FILE               the DNS records, backend settings and firewall rules the config needs
   send   --server HOST:PORT --from ADDR --to ADDR [--to ADDR] [--subject S] [--body TEXT]
          [--local-address IP] [--helo NAME] [--starttls]

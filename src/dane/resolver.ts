@@ -2,6 +2,7 @@
 // read raw so that the AD bit is seen (node:dns hides it). UDP with the DO bit and the AD bit set, and TCP
 // when the answer is truncated. The resolver must be local: an AD bit is only as trustworthy as the path
 // it travelled, and loopback is the one path no one else is on.
+import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
@@ -23,7 +24,7 @@ export interface DnssecResolver {
 const DEFAULT_TIMEOUT_MS = 5000;
 
 function queryPacket(name: string, type: RecordType): { id: number; bytes: Buffer } {
-  const id = Math.floor(Math.random() * 65536);
+  const id = randomInt(65536);
   const bytes = dnsPacket.encode({
     type: 'query',
     id,
@@ -40,12 +41,20 @@ function matches(response: dnsPacket.DecodedPacket, id: number, name: string, ty
   return response.id === id && question?.type === type && bare(question.name) === bare(name);
 }
 
+function timeoutError(options: DnssecResolverOptions, over: string): Error {
+  return new Error(`no answer from the DNSSEC resolver ${options.host}:${options.port} over ${over} in ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`);
+}
+
+/** Over a connected UDP socket: only the resolver's own datagrams arrive, and a closed port fails at once. */
 function overUdp(options: DnssecResolverOptions, name: string, type: RecordType): Promise<dnsPacket.DecodedPacket> {
   const { id, bytes } = queryPacket(name, type);
   const socket = dgram.createSocket(net.isIPv6(options.host) ? 'udp6' : 'udp4');
   return new Promise<dnsPacket.DecodedPacket>((resolve, reject) => {
-    const timer = setTimeout(() => finish(new Error(`no answer from the DNSSEC resolver ${options.host}:${options.port} in ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`)), options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    let done = false;
+    const timer = setTimeout(() => finish(timeoutError(options, 'UDP')), options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const finish = (error: Error | null, packet?: dnsPacket.DecodedPacket) => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
       socket.close();
       if (error) reject(error);
@@ -61,7 +70,7 @@ function overUdp(options: DnssecResolverOptions, name: string, type: RecordType)
       }
       if (matches(response, id, name, type)) finish(null, response);
     });
-    socket.send(bytes, options.port, options.host);
+    socket.connect(options.port, options.host, () => socket.send(bytes, (error) => error && finish(error)));
   });
 }
 
@@ -70,19 +79,28 @@ function overTcp(options: DnssecResolverOptions, name: string, type: RecordType)
   return new Promise<dnsPacket.DecodedPacket>((resolve, reject) => {
     const socket = net.connect({ host: options.host, port: options.port });
     let received = Buffer.alloc(0);
-    socket.setTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, () => socket.destroy(new Error(`no answer over TCP from the DNSSEC resolver ${options.host}:${options.port}`)));
-    socket.on('error', reject);
+    let done = false;
+    const timer = setTimeout(() => finish(timeoutError(options, 'TCP')), options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const finish = (error: Error | null, packet?: dnsPacket.DecodedPacket) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (error) reject(error);
+      else resolve(packet as dnsPacket.DecodedPacket);
+    };
+    socket.on('error', (error) => finish(error));
+    socket.on('close', () => finish(new Error(`the DNSSEC resolver ${options.host}:${options.port} closed the TCP connection before answering`)));
     socket.on('connect', () => socket.write(Buffer.concat([Buffer.from([bytes.length >> 8, bytes.length & 0xff]), bytes])));
     socket.on('data', (chunk) => {
       received = Buffer.concat([received, chunk]);
       if (received.length < 2 || received.length < 2 + received.readUInt16BE(0)) return;
-      socket.end();
       try {
         const response = dnsPacket.decode(received.subarray(2, 2 + received.readUInt16BE(0)));
-        if (matches(response, id, name, type)) resolve(response);
-        else reject(new Error('the DNSSEC resolver answered another question over TCP'));
+        if (matches(response, id, name, type)) finish(null, response);
+        else finish(new Error('the DNSSEC resolver answered another question over TCP'));
       } catch (error) {
-        reject(error as Error);
+        finish(error as Error);
       }
     });
   });

@@ -21,7 +21,8 @@ export type HostTls =
   | { level: 'dane'; records: TlsaRecord[] }
   | { level: 'encrypt'; records: TlsaRecord[] }
   | { level: 'may'; why: string }
-  | { level: 'unusable'; why: string; stage: 'address' | 'tlsa' };
+  /** signalsDane: its TLSA answer had records or failed, so the domain is a DANE domain. */
+  | { level: 'unusable'; why: string; signalsDane: boolean };
 
 export interface MxHost {
   name: string;
@@ -71,7 +72,7 @@ function tlsaRecordsOf(answer: Extract<DnssecAnswer, { kind: 'records' }>): Tlsa
 async function hostTls(resolver: DnssecResolver, name: string, addresses: HostAddresses, port: number): Promise<HostTls> {
   if (!addresses.secure) return { level: 'may', why: `the addresses of ${name} are not DNSSEC-signed` };
   const tlsa = await resolver.query(`_${port}._tcp.${name}`, 'TLSA');
-  if (tlsa.kind === 'failed') return { level: 'unusable', why: `TLSA lookup failed: ${tlsa.why}`, stage: 'tlsa' };
+  if (tlsa.kind === 'failed') return { level: 'unusable', why: `TLSA lookup failed: ${tlsa.why}`, signalsDane: true };
   if (tlsa.security !== 'secure') return { level: 'may', why: `the TLSA answer for ${name} is not DNSSEC-signed` };
   if (tlsa.kind !== 'records') return { level: 'may', why: `${name} publishes no TLSA records` };
   const records = tlsaRecordsOf(tlsa);
@@ -96,13 +97,17 @@ export async function daneRoute(resolver: DnssecResolver, domain: string, port: 
   const hosts = await Promise.all(
     targets.map(async (target): Promise<MxHost> => {
       const addresses = await addressesOf(resolver, target.name);
-      if (addresses.failed) return { ...target, addresses: [], tls: { level: 'unusable', why: `address lookup failed: ${addresses.failed}`, stage: 'address' } };
-      return { ...target, addresses: addresses.addresses, tls: await hostTls(resolver, target.name, addresses, port) };
+      if (!addresses.failed) return { ...target, addresses: addresses.addresses, tls: await hostTls(resolver, target.name, addresses, port) };
+      // The host is unusable, but its TLSA answer still says whether the domain is a DANE domain: a bogus
+      // address answer must not turn a DANE domain into one delivered to opportunistically by other routes.
+      const tlsa = await resolver.query(`_${port}._tcp.${target.name}`, 'TLSA');
+      const signalsDane = tlsa.kind === 'failed' || (tlsa.kind === 'records' && tlsa.security === 'secure');
+      return { ...target, addresses: [], tls: { level: 'unusable', why: `address lookup failed: ${addresses.failed}`, signalsDane } };
     }),
   );
-  // A failed address lookup is no sign of DANE: only TLSA answers (or a failed TLSA lookup) are, so that a
-  // flaky address lookup never takes a domain out of its MTA-STS policy.
-  const dane = hosts.some((host) => host.tls.level === 'dane' || host.tls.level === 'encrypt' || (host.tls.level === 'unusable' && host.tls.stage === 'tlsa'));
+  // A failed address lookup alone is no sign of DANE (only TLSA answers are), so that a flaky lookup of an
+  // unsigned host never takes a domain out of its MTA-STS policy.
+  const dane = hosts.some((host) => host.tls.level === 'dane' || host.tls.level === 'encrypt' || (host.tls.level === 'unusable' && host.tls.signalsDane));
   if (!dane) return { kind: 'insecure', why: `no MX host of ${domain} has DNSSEC-signed TLSA records` };
   const usable = hosts.filter((host) => host.tls.level !== 'unusable' && host.addresses.length > 0);
   const skipped = hosts.filter((host) => !usable.includes(host));

@@ -2,8 +2,9 @@
 // - Usable records are DANE-TA(2) and DANE-EE(3), selector Cert(0) or SPKI(1), matching Full(0),
 //   SHA2-256(1) or SHA2-512(2). PKIX-TA(0) and PKIX-EE(1) are unusable for SMTP (§3.1.3).
 // - DANE-EE: the leaf certificate (or its key) must match; its names and dates are ignored (§3.1.1).
-// - DANE-TA: a certificate on a signature-verified path from the leaf must match, and the leaf must be
-//   valid now and name the MX host (§3.1.2, §3.2.3). The path must be in the chain the server sends.
+// - DANE-TA: a certificate on a signature-verified path of CA certificates from the leaf must match, and
+//   the leaf must be valid now and name the MX host (§3.1.2, §3.2.3). The path must be in the chain the
+//   server sends.
 // The matching itself is zone-eu's mx-connect (verifyCertAgainstTlsa), which builds that verified path.
 import type { X509Certificate } from 'node:crypto';
 
@@ -60,10 +61,13 @@ export function verifyAgainstTlsa(chain: X509Certificate[], records: TlsaRecord[
     problems.push('the certificate matches no DANE-EE record');
   }
   if (trustAnchors.length) {
-    const result = dane.verifyCertAgainstTlsa(leaf, trustAnchors, issuers);
+    // Only CA certificates valid now may stand above the leaf: a CA's ordinary leaf certificate has the key
+    // to sign, but no authority to issue (mx-connect checks signatures, not basicConstraints or dates).
+    const authorities = issuers.filter((cert) => cert.ca && now >= new Date(cert.validFrom) && now <= new Date(cert.validTo));
+    const result = dane.verifyCertAgainstTlsa(leaf, trustAnchors, authorities);
     if (!result.valid || !result.matchedRecord) {
       problems.push('no certificate on a verified path from the server certificate matches a DANE-TA record');
-    } else if (!leaf.checkHost(mxName, { subject: 'default' })) {
+    } else if (!leaf.checkHost(mxName, { subject: 'default', partialWildcards: false })) {
       problems.push(`the certificate chains to a DANE-TA record but does not name ${mxName}`);
     } else if (now < new Date(leaf.validFrom) || now > new Date(leaf.validTo)) {
       problems.push(`the certificate chains to a DANE-TA record but is not valid now (${leaf.validFrom} to ${leaf.validTo})`);

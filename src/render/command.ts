@@ -1,5 +1,6 @@
 // `mailproxy render`: the config's Haraka instance directories, and with --units/--system its systemd
-// units, written by the one effectful edge (write.ts).
+// units (and with --unbound/--system the DANE resolver's unbound drop-in), written by the one effectful
+// edge (write.ts).
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CliIo } from '../cli';
@@ -7,6 +8,7 @@ import { loadConfigFile } from '../cli-support';
 import { effectiveTls } from '../certs/deploy/state';
 import { renderInstances } from './haraka';
 import { renderUnits } from './systemd';
+import { renderUnbound, UNBOUND_CONF_DIR } from './unbound';
 import { writeRendered } from './write';
 
 export async function runRenderCommand(args: string[], io: CliIo): Promise<number> {
@@ -16,6 +18,7 @@ export async function runRenderCommand(args: string[], io: CliIo): Promise<numbe
       config: { type: 'string' },
       out: { type: 'string' },
       units: { type: 'string' },
+      unbound: { type: 'string' },
       system: { type: 'boolean', default: false },
       root: { type: 'string', default: '/' },
     },
@@ -35,6 +38,8 @@ export async function runRenderCommand(args: string[], io: CliIo): Promise<numbe
   const outputs: [string, Map<string, string>][] = [[values.out ?? installed(config.system.instances_dir), rendered]];
   const unitsDir = values.units ?? (values.system ? installed(config.system.units_dir) : null);
   if (unitsDir) outputs.push([unitsDir, renderUnits(config, { source })]);
+  const unboundDir = values.unbound ?? (values.system ? installed(UNBOUND_CONF_DIR) : null);
+  if (unboundDir) outputs.push([unboundDir, renderUnbound(config, { source })]);
   for (const [dir, files] of outputs) {
     const report = await writeRendered(dir, files);
     for (const file of report.written) io.stdout.write(`wrote ${path.join(dir, file)}\n`);

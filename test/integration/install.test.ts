@@ -50,6 +50,8 @@ describe('scripts/install.sh --root', () => {
         'etc/mailproxy/instances/haraka-in/config/smtp.ini',
         'etc/systemd/system/mailproxy-haraka-in.service',
         'etc/systemd/system/mailproxy-health.timer',
+        // The DANE resolver's unbound drop-in (outbound.dane is on by default).
+        'etc/unbound/unbound.conf.d/mailproxy.conf',
         'var/lib/mailproxy',
       ]) {
         expect(existsSync(path.join(target, file)), file).toBe(true);

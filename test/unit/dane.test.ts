@@ -1,7 +1,8 @@
 // The DANE rules on their own: which TLSA records are usable, which certificates match (real certificates
 // made with openssl), how a validating resolver's answers classify, and which TLS each MX host is owed.
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import dnsPacket from 'dns-packet';
@@ -70,10 +71,22 @@ describe('matching the certificate chain against TLSA records', () => {
       ok: false,
       why: `the certificate chains to a DANE-TA record but does not name ${MX}`,
     });
-    expect(verifyAgainstTlsa([issued, caCert], [anchor], MX, new Date(Date.now() + 30 * 86400_000))).toMatchObject({
-      ok: false,
-      why: expect.stringMatching(/is not valid now/),
-    });
+    // A leaf of that CA (CA:FALSE) has a key that can sign, but no authority to issue.
+    const leafIssued = (() => {
+      const caDir = path.join(dir, 'ca');
+      const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: caDir, stdio: 'pipe' });
+      const pem = ca.issue(['mx.other.example']);
+      writeFileSync(path.join(caDir, 'sub.pem'), pem.cert);
+      writeFileSync(path.join(caDir, 'sub-key.pem'), pem.key);
+      openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${MX}`, '-keyout', 'forged-key.pem', '-out', 'forged.csr']);
+      writeFileSync(path.join(caDir, 'forged.ext'), `subjectAltName=DNS:${MX}\n`);
+      openssl(['x509', '-req', '-in', 'forged.csr', '-CA', 'sub.pem', '-CAkey', 'sub-key.pem', '-set_serial', '99', '-days', '2', '-extfile', 'forged.ext', '-out', 'forged.pem']);
+      return { forged: new X509Certificate(readFileSync(path.join(caDir, 'forged.pem'))), sub: new X509Certificate(pem.cert) };
+    })();
+    expect(leafIssued.forged.verify(leafIssued.sub.publicKey)).toBe(true);
+    expect(verifyAgainstTlsa([leafIssued.forged, leafIssued.sub, caCert], [anchor], MX, now)).toMatchObject({ ok: false });
+    // Expired (the leaf, and here its CA too): refused.
+    expect(verifyAgainstTlsa([issued, caCert], [anchor], MX, new Date(Date.now() + 30 * 86400_000))).toMatchObject({ ok: false });
   });
 });
 
@@ -144,7 +157,7 @@ describe('the TLS each MX host is owed (RFC 7672 §2.2)', () => {
       ...host('b.example.org', '192.0.2.2', secure('TLSA', tlsaData(3))),
     });
     const route = await daneRoute(both, 'example.org', 25);
-    expect(route).toMatchObject({ kind: 'dane', hosts: [{ name: 'b.example.org' }], skipped: [{ name: 'a.example.org', tls: { level: 'unusable', stage: 'tlsa' } }] });
+    expect(route).toMatchObject({ kind: 'dane', hosts: [{ name: 'b.example.org' }], skipped: [{ name: 'a.example.org', tls: { level: 'unusable', signalsDane: true } }] });
     const only = resolverOf({ 'example.org MX': mx(['a.example.org', 10]), ...host('a.example.org', '192.0.2.1', servfail) });
     expect(await daneRoute(only, 'example.org', 25)).toMatchObject({ kind: 'failed', why: expect.stringContaining('a.example.org: TLSA lookup failed') });
   });
@@ -153,6 +166,16 @@ describe('the TLS each MX host is owed (RFC 7672 §2.2)', () => {
     expect(await daneRoute(resolverOf({ 'example.org MX': servfail }), 'example.org', 25)).toMatchObject({ kind: 'failed' });
     const flaky = resolverOf({ 'example.org MX': mx(['a.example.org', 10]), 'a.example.org A': servfail, 'a.example.org AAAA': noData });
     expect(await daneRoute(flaky, 'example.org', 25)).toMatchObject({ kind: 'insecure' });
+  });
+
+  it('keeps a domain DANE when a bogus address answer hides a host that publishes TLSA records', async () => {
+    const bogusAaaa = resolverOf({
+      'example.org MX': mx(['a.example.org', 10]),
+      'a.example.org A': secure('A', '192.0.2.1'),
+      'a.example.org AAAA': servfail,
+      '_25._tcp.a.example.org TLSA': secure('TLSA', tlsaData(3)),
+    });
+    expect(await daneRoute(bogusAaaa, 'example.org', 25)).toMatchObject({ kind: 'failed', why: expect.stringContaining('a.example.org: address lookup failed') });
   });
 
   it('uses the domain itself without MX records, leaves NXDOMAIN and null MX to Haraka, and asks TLSA at the port given', async () => {

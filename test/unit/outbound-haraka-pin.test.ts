@@ -64,6 +64,9 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     expect(hmail).toContain(
       "if (self.force_tls && !authorized) {\n                            processing_mail = false\n                            socket.end()\n                            self.temp_fail('Host failed TLS verification required by configuration.')",
     );
+    // The options get_tls_options returns reach tls.connect as they are, or spread (which keeps symbol keys).
+    expect(tlsSocket).toContain('options = { ...options, ...getCertFor(exports.cfg.mutual_auth_hosts[host]) }');
+    expect(tlsSocket).toContain("        cleartext.on('error', (err) => {\n            err.source = 'tls'\n            socket.emit('error', err)");
     // The SNI is the name an MX address was found under; a plugin's MX given as an address keeps its from_dns.
     expect(source('outbound/tls.js')).toContain('if (mx.from_dns) return { ...this.cfg, servername: mx.from_dns }');
     const netUtils = readFileSync(require.resolve('haraka-net-utils/lib/get_mx.js'), 'utf8');

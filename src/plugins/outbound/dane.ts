@@ -1,20 +1,34 @@
-// DANE's certificate check inside Haraka's STARTTLS. Haraka 3.3.4 (outbound/hmail.js) upgrades with
-// `obtls.get_tls_options(mx)`, sets rejectUnauthorized when TLS is forced, and then, in the upgrade
-// callback, temp-fails the delivery when `cleartext.authorized` is false (tls_socket.js reads it on
-// 'secureConnect'). A DANE-EE certificate need not chain to any CA, so for an MX that DANE governs the TLS
-// connection is made here without the CA check, and `authorized` is set from the TLSA match before
-// Haraka's listener reads it: matched, or `encrypt` (no usable record: TLS without authentication), is
-// authorized; anything else is not, and Haraka ends the attempt without sending a byte of the message.
-// Patches a Haraka internal (node:tls.connect as tls_socket.js calls it): test/unit/outbound-haraka-pin.test.ts.
+// DANE's certificate check inside Haraka's STARTTLS. Haraka 3.3.4 (outbound/hmail.js) upgrades with the
+// options of `obtls.get_tls_options(mx)` (tls_socket.js then calls `tls.connect(options)`), sets
+// rejectUnauthorized when TLS is forced, and in its 'secureConnect' callback temp-fails a forced TLS whose
+// socket is not `authorized`. A DANE-EE certificate need not chain to any CA, so:
+// - `get_tls_options(mx)` marks the options it returns for an MX that DANE governs in the current delivery
+//   (the message's state, and the MX name and address Haraka is trying);
+// - `tls.connect` with marked options, and only those (an HTTPS policy fetch or any other TLS client in the
+//   process is never touched), connects without Node's CA check, and judges the certificate by the TLSA
+//   records before Haraka's callback runs: a match, or `encrypt` (no usable record), is authorized and
+//   Haraka goes on; a mismatch destroys the connection with a TLS error, which Haraka treats like a failed
+//   handshake (the next MX is tried, tls-fallback.ts refuses the plaintext retry), and Haraka's callback
+//   never runs. Not a byte of the message is sent before the check.
+// Patches Haraka internals: test/unit/outbound-haraka-pin.test.ts fails when Haraka changes.
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { verifyAgainstTlsa } from '../../dane/tlsa';
 import { currentDelivery, daneRequirement, type DeliveryState } from './delivery';
 import { failures } from './explain';
+import { harakaOutboundTls } from './tls-fallback';
 
 const PATCHED = Symbol.for('mailproxy.dane-tls');
+/** On the options get_tls_options returns for a DANE-governed MX (object spread keeps symbol keys). */
+const DANE_UPGRADE = Symbol('mailproxy.dane-upgrade');
+
+interface DaneUpgrade {
+  state: DeliveryState;
+  mx: string;
+}
 
 type Connect = typeof tls.connect;
+type SecureConnectListener = (...args: unknown[]) => void;
 
 /** The chain the server sent, leaf first, as Node assembled it (each certificate once). */
 export function peerChain(socket: tls.TLSSocket): X509Certificate[] {
@@ -35,51 +49,85 @@ function authorize(socket: tls.TLSSocket): void {
   (socket as { authorizationError?: Error }).authorizationError = undefined;
 }
 
-function judge(socket: tls.TLSSocket, state: DeliveryState): void {
+/** True when the connection may go on (authorized); false when it was failed. */
+function judge(socket: tls.TLSSocket, { state, mx }: DaneUpgrade): boolean {
   const required = daneRequirement(state);
-  const name = state.attempt.mx?.name ?? '';
-  if (!required) return;
+  // The attempt moved on meanwhile (cannot happen while Haraka waits for this handshake): fail closed.
+  if (!required || state.attempt.mx?.name !== mx) return reject(socket, state, mx, 'the delivery attempt this connection belongs to has ended');
   if (required.level === 'encrypt') {
     authorize(socket);
-    state.hmail.loginfo(`DANE ${name}: TLS without authentication (its TLSA records are all unusable for SMTP: RFC 7672 §2.2)`);
-    return;
+    state.hmail.loginfo(`DANE ${mx}: TLS without authentication (its TLSA records are all unusable for SMTP: RFC 7672 §2.2)`);
+    return true;
   }
   let verdict: ReturnType<typeof verifyAgainstTlsa>;
   try {
-    verdict = verifyAgainstTlsa(peerChain(socket), required.records, name, new Date());
+    verdict = verifyAgainstTlsa(peerChain(socket), required.records, mx, new Date());
   } catch (error) {
     verdict = { ok: false, why: `the certificate could not be read: ${(error as Error).message}` };
   }
-  if (verdict.ok) {
-    authorize(socket);
-    state.hmail.loginfo(`DANE ${name}: certificate matches TLSA ${verdict.matched}`);
-    return;
-  }
-  socket.authorized = false;
-  socket.authorizationError = new Error(`DANE: ${verdict.why}`);
-  state.attempt.tlsFailure = failures.daneMismatch(state.domain, name, verdict.why);
-  state.hmail.logwarn(state.attempt.tlsFailure.text);
+  if (!verdict.ok) return reject(socket, state, mx, verdict.why);
+  authorize(socket);
+  state.hmail.loginfo(`DANE ${mx}: certificate matches TLSA ${verdict.matched}`);
+  return true;
 }
 
-/** Wraps node:tls.connect once: connections made for a DANE-governed MX are judged by their TLSA records. */
+function reject(socket: tls.TLSSocket, state: DeliveryState, mx: string, why: string): false {
+  const failure = failures.daneMismatch(state.domain, mx, why);
+  state.attempt.tlsFailure = failure;
+  state.attempt.tlsFailureMx = mx;
+  state.hmail.logwarn(failure.text);
+  socket.authorized = false;
+  socket.destroy(new Error(failure.text));
+  return false;
+}
+
+/** Marks the STARTTLS options of an MX that DANE governs in the current delivery. */
+function markDaneUpgrades(): boolean {
+  const obtls = harakaOutboundTls() as ReturnType<typeof harakaOutboundTls> & {
+    get_tls_options?: (mx: { exchange?: string; from_dns?: string }) => object;
+    [PATCHED]?: boolean;
+  };
+  if (typeof obtls.get_tls_options !== 'function') return false;
+  if (obtls[PATCHED]) return true;
+  const original = obtls.get_tls_options;
+  obtls.get_tls_options = function getTlsOptions(mx) {
+    const options = original.call(this, mx) as Record<string | symbol, unknown>;
+    const state = currentDelivery();
+    const tried = state?.attempt.mx;
+    if (state && tried && daneRequirement(state) && tried.name === String(mx?.from_dns ?? '').toLowerCase() && tried.address === mx?.exchange) {
+      options[DANE_UPGRADE] = { state, mx: tried.name } satisfies DaneUpgrade;
+    }
+    return options;
+  };
+  obtls[PATCHED] = true;
+  return true;
+}
+
+/** Installs both halves once. False when Haraka or node:tls lacks what they wrap. */
 export function installDaneTls(): boolean {
   const module = tls as typeof tls & { [PATCHED]?: boolean };
+  if (!markDaneUpgrades() || typeof module.connect !== 'function') return false;
   if (module[PATCHED]) return true;
-  if (typeof module.connect !== 'function') return false;
   const original: Connect = module.connect;
   module.connect = function connect(this: unknown, ...args: unknown[]): tls.TLSSocket {
-    const state = currentDelivery();
-    const options = args[0];
-    if (!state || !daneRequirement(state) || typeof options !== 'object' || options === null) {
-      return (original as (...a: unknown[]) => tls.TLSSocket).apply(this, args);
-    }
+    const options = args[0] as (tls.ConnectionOptions & { [DANE_UPGRADE]?: DaneUpgrade }) | undefined;
+    const upgrade = typeof options === 'object' && options !== null ? options[DANE_UPGRADE] : undefined;
+    if (!upgrade) return (original as (...a: unknown[]) => tls.TLSSocket).apply(this, args);
     // The SNI stays the MX name (get_tls_options sets it from the name the MX was found under).
     const socket = (original as (...a: unknown[]) => tls.TLSSocket).call(
       this,
-      { ...(options as tls.ConnectionOptions), rejectUnauthorized: false, checkServerIdentity: () => undefined },
+      { ...options, rejectUnauthorized: false, checkServerIdentity: () => undefined },
       ...args.slice(1),
     );
-    socket.prependOnceListener('secureConnect', () => judge(socket, state));
+    // tls_socket.js registers its callback with once('secureConnect') right after this returns: it runs
+    // only when the TLSA check passed.
+    const once = socket.once.bind(socket) as (event: string | symbol, listener: SecureConnectListener) => tls.TLSSocket;
+    socket.once = function onceGuarded(event: string | symbol, listener: SecureConnectListener) {
+      if (event !== 'secureConnect') return once(event, listener);
+      return once(event, (...eventArgs: unknown[]) => {
+        if (judge(socket, upgrade)) listener(...eventArgs);
+      });
+    } as typeof socket.once;
     return socket;
   } as Connect;
   module[PATCHED] = true;

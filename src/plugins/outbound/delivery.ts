@@ -34,8 +34,10 @@ export interface Attempt {
   mx?: { name: string; address: string };
   /** Why this attempt was deferred by the plugin itself (route). */
   failure?: Failure;
-  /** A TLS handshake that failed under MTA-STS enforce: why the attempt ended, if no MX answered. */
+  /** A TLS handshake (or DANE check) that failed where TLS was required: why the attempt ended, if no MX answered. */
   tlsFailure?: Failure;
+  /** The MX name tlsFailure is about (a DANE mismatch is not overwritten by the TLS error it causes). */
+  tlsFailureMx?: string;
   /** A host was marked for a try without TLS during this attempt. */
   fallbackQueued: boolean;
 }

@@ -36,8 +36,10 @@ export const failures = {
   }),
   daneResolver: (domain: string, error: string): Failure => ({
     status: '4.4.3',
-    text: `DANE: the local DNSSEC-validating resolver did not answer for ${domain} (${error}); is unbound running?`,
-    local: true,
+    text: /ECONNREFUSED/.test(error)
+      ? `DANE: the local DNSSEC-validating resolver refused the lookups for ${domain} (${error}): is unbound running? (mailproxy dane resolver)`
+      : `DANE: the local DNSSEC-validating resolver gave no answer for ${domain} in time (${error}); the next attempt asks again`,
+    ...(/ECONNREFUSED/.test(error) ? { local: true as const } : {}),
   }),
   daneNoStarttls: (domain: string, mx: string): Failure => ({
     status: '4.7.4',

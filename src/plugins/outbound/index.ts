@@ -21,7 +21,7 @@ import { createMtaStsResolver, type MtaStsResolver, type PolicyDecision } from '
 import { mxMatches } from '../../mtasts/policy';
 import { parseHostPort } from '../../config/net';
 import { createDnssecResolver, type DnssecResolver } from '../../dane/resolver';
-import { daneRoute, describeRoute, type DaneRoute } from '../../dane/route';
+import { daneRoute, describeRoute, type DaneRoute, type MxHost } from '../../dane/route';
 import { installDaneTls } from './dane';
 import { parseQueueFileName } from '../../queue/qfile';
 import { beginAttempt, daneRequirement, stateOf, withDelivery, type DeliveryState, type HMail, type TlsPolicy } from './delivery';
@@ -55,6 +55,7 @@ interface RoutePlugin extends HarakaPlugin {
   mtaSts: MtaStsResolver | null;
   dane: DnssecResolver | null;
   load_outbound_ini(): void;
+  mtaStsForHostsWithoutDane(hmail: HMail, domain: string, route: Extract<DaneRoute, { kind: 'dane' }>): Promise<MxHost[] | Failure>;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -179,8 +180,24 @@ function logPolicy(hmail: HMail, domain: string, policy: TlsPolicy, detail: stri
 }
 
 /** The MX list for Haraka: the addresses the validating resolver gave, each under its MX name (the SNI). */
-function daneExchanges(route: Extract<DaneRoute, { kind: 'dane' }>, port: number): Mx[] {
-  return route.hosts.flatMap((host) => host.addresses.map((address) => ({ exchange: address, from_dns: host.name, priority: host.priority, port })));
+function daneExchanges(hosts: MxHost[], port: number): Mx[] {
+  return hosts.flatMap((host) => host.addresses.map((address) => ({ exchange: address, from_dns: host.name, priority: host.priority, port })));
+}
+
+/**
+ * DANE governs the hosts with TLSA records; an MTA-STS enforce policy still governs the others of a DANE
+ * domain (RFC 8461 §2): only those it names are used, with TLS verified the PKIX way (attempt.enforce).
+ */
+export async function mtaStsForHostsWithoutDane(this: RoutePlugin, hmail: HMail, domain: string, route: Extract<DaneRoute, { kind: 'dane' }>): Promise<MxHost[] | Failure> {
+  const without = route.hosts.filter((host) => host.tls.level === 'may');
+  if (!without.length || !this.mtaSts) return route.hosts;
+  const decision = await this.mtaSts.policyFor(domain);
+  if (decision.error) hmail.logwarn(`MTA-STS ${domain}: ${decision.error}`);
+  if (decision.mode !== 'enforce') return route.hosts;
+  stateOf(hmail).attempt.enforce = true;
+  const hosts = route.hosts.filter((host) => host.tls.level !== 'may' || decision.mx.some((pattern) => mxMatches(pattern, host.name)));
+  if (!hosts.length) return failures.noPolicyMx(domain, route.hosts.map((host) => host.name));
+  return hosts;
 }
 
 export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: string): void {
@@ -226,9 +243,11 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
         return defer(failures.daneLookup(name, dane.why));
       }
       if (dane.kind === 'dane') {
-        state.attempt.daneHosts = new Map(dane.hosts.map((host) => [host.name, host.tls]));
-        logPolicy(hmail, name, 'dane', describeRoute(dane));
-        return reply(constants.OK, daneExchanges(dane, mxPort));
+        const hosts = await this.mtaStsForHostsWithoutDane(hmail, name, dane);
+        if (!Array.isArray(hosts)) return defer(hosts);
+        state.attempt.daneHosts = new Map(hosts.map((host) => [host.name, host.tls]));
+        logPolicy(hmail, name, 'dane', `${describeRoute(dane)}${state.attempt.enforce ? '; MTA-STS enforce for the hosts without TLSA' : ''}`);
+        return reply(constants.OK, daneExchanges(hosts, mxPort));
       }
       hmail.loginfo(`DANE ${name}: does not apply (${dane.why})`);
     }

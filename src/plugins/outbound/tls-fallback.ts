@@ -31,7 +31,11 @@ function markFailed(host: string): void {
   const dane = daneRequirement(state);
   if (dane) {
     const name = state.attempt.mx?.name ?? host;
-    state.attempt.tlsFailure = failures.daneHandshake(domain, name, host);
+    // A DANE mismatch ends its connection with a TLS error: the mismatch is the reason, not the error.
+    if (state.attempt.tlsFailureMx !== name) {
+      state.attempt.tlsFailure = failures.daneHandshake(domain, name, host);
+      state.attempt.tlsFailureMx = name;
+    }
     hmail.logwarn(`STARTTLS with ${name} (${host}) failed; its DNSSEC-signed TLSA records require TLS (DANE ${dane.level}): no try without TLS`);
     return;
   }
