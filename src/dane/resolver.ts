@@ -45,21 +45,28 @@ function timeoutError(options: DnssecResolverOptions, over: string): Error {
   return new Error(`no answer from the DNSSEC resolver ${options.host}:${options.port} over ${over} in ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms`);
 }
 
+/** resolve/reject in one callback that acts once, after `cleanup` (the socket, the timer). */
+function settleOnce<T>(resolve: (value: T) => void, reject: (error: Error) => void, cleanup: () => void): (error: Error | null, value?: T) => void {
+  let done = false;
+  return (error, value) => {
+    if (done) return;
+    done = true;
+    cleanup();
+    if (error) reject(error);
+    else resolve(value as T);
+  };
+}
+
 /** Over a connected UDP socket: only the resolver's own datagrams arrive, and a closed port fails at once. */
 function overUdp(options: DnssecResolverOptions, name: string, type: RecordType): Promise<dnsPacket.DecodedPacket> {
   const { id, bytes } = queryPacket(name, type);
   const socket = dgram.createSocket(net.isIPv6(options.host) ? 'udp6' : 'udp4');
   return new Promise<dnsPacket.DecodedPacket>((resolve, reject) => {
-    let done = false;
-    const timer = setTimeout(() => finish(timeoutError(options, 'UDP')), options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    const finish = (error: Error | null, packet?: dnsPacket.DecodedPacket) => {
-      if (done) return;
-      done = true;
+    const finish = settleOnce(resolve, reject, () => {
       clearTimeout(timer);
       socket.close();
-      if (error) reject(error);
-      else resolve(packet as dnsPacket.DecodedPacket);
-    };
+    });
+    const timer = setTimeout(() => finish(timeoutError(options, 'UDP')), options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     socket.on('error', (error) => finish(error));
     socket.on('message', (message) => {
       let response: dnsPacket.DecodedPacket;
@@ -79,16 +86,11 @@ function overTcp(options: DnssecResolverOptions, name: string, type: RecordType)
   return new Promise<dnsPacket.DecodedPacket>((resolve, reject) => {
     const socket = net.connect({ host: options.host, port: options.port });
     let received = Buffer.alloc(0);
-    let done = false;
-    const timer = setTimeout(() => finish(timeoutError(options, 'TCP')), options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    const finish = (error: Error | null, packet?: dnsPacket.DecodedPacket) => {
-      if (done) return;
-      done = true;
+    const finish = settleOnce(resolve, reject, () => {
       clearTimeout(timer);
       socket.destroy();
-      if (error) reject(error);
-      else resolve(packet as dnsPacket.DecodedPacket);
-    };
+    });
+    const timer = setTimeout(() => finish(timeoutError(options, 'TCP')), options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     socket.on('error', (error) => finish(error));
     socket.on('close', () => finish(new Error(`the DNSSEC resolver ${options.host}:${options.port} closed the TCP connection before answering`)));
     socket.on('connect', () => socket.write(Buffer.concat([Buffer.from([bytes.length >> 8, bytes.length & 0xff]), bytes])));

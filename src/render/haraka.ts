@@ -465,6 +465,10 @@ function instanceFiles(config: Config, role: Role, options: RenderOptions): Reco
   if (role.plugins.includes('relay')) Object.assign(files, relayFiles(config, options));
   if (role.plugins.includes('mailproxy-outbound')) {
     files['mailproxy-outbound.ini'] = outboundRoutingIni(config, options);
+    files['mailproxy-outbound.timeout'] = renderList(
+      `${header(options, RESTART)}\nSeconds each hook of mailproxy-outbound may take (Haraka's default: 30). Routing may wait for three rounds of DNSSEC lookups (5 s each, again over TCP when truncated) and an MTA-STS policy fetch.`,
+      ['90'],
+    );
     // Haraka's own template is not in the instance, so its bounces came out empty. Read raw: no header comment.
     files['outbound.bounce_message'] = bounceMessage();
   }

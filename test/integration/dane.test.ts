@@ -10,14 +10,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSelfSigned } from '../../src/certs/selfsigned';
 import { makeTestCa, type TestCa } from '../../src/certs/testca';
-import { LOOPBACK, type Topology } from '../../src/demo/topology';
-import { dataPayload, message, openSession } from '../../src/smtp/script';
+import type { Topology } from '../../src/demo/topology';
 import { DNSSEC_TOOLS, startDnssecPeers, type DnssecPeers } from '../../src/testpeers/dnssec';
 import { freePort } from '../../src/testpeers/ports';
 import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
 import { runCli } from '../helpers/cli';
 import { missingPeers, requirePeers } from '../helpers/peers';
 import { eventually } from '../helpers/poll';
+import { relayOut } from '../helpers/send';
 import { withTopology } from '../helpers/topology';
 
 const spkiSha256 = (pem: string) => createHash('sha256').update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
@@ -37,6 +37,8 @@ type Case = keyof typeof CASES;
 const mxOf = (name: Case) => `mx.${CASES[name].domain}`;
 const POLICY_HOST = '127.0.0.5';
 /** Two MX hosts: the preferred one's certificate does not match its TLSA record, the second one's does. */
+/** A DANE domain whose second MX has no TLSA record, under an MTA-STS enforce policy: that MX gets PKIX-verified TLS, not opportunistic. */
+const MIXED = { domain: 'dane-mixed.test', first: { name: 'mx1.dane-mixed.test', address: '127.0.0.40' }, second: { name: 'mx2.dane-mixed.test', address: '127.0.0.41' } };
 const FAILOVER = { domain: 'dane-failover.test', first: { name: 'mx1.dane-failover.test', address: '127.0.0.38' }, second: { name: 'mx2.dane-failover.test', address: '127.0.0.39' } };
 
 const run = requirePeers('DANE against NSD and unbound', missingPeers([...DNSSEC_TOOLS, '/usr/bin/openssl']));
@@ -103,6 +105,16 @@ describe.runIf(run)('DANE in haraka-out', () => {
             `_${port}._tcp.mx2 IN TLSA 3 1 1 ${spkiSha256(failoverPairs[1]!.cert)}`,
           ],
         },
+        {
+          name: MIXED.domain,
+          records: [
+            '@ IN MX 10 mx1',
+            '@ IN MX 20 mx2',
+            `mx1 IN A ${MIXED.first.address}`,
+            `mx2 IN A ${MIXED.second.address}`,
+            `_${port}._tcp.mx1 IN TLSA 3 1 1 ${spkiSha256(someOtherKey.cert)}`,
+          ],
+        },
         // PKIX-EE (usage 1) is unusable for SMTP: TLS without authentication.
         { name: CASES.unusable.domain, records: [...mxRecords('unusable'), tlsa('unusable', `1 1 1 ${spkiSha256(someOtherKey.cert)}`)] },
       ],
@@ -111,13 +123,15 @@ describe.runIf(run)('DANE in haraka-out', () => {
       const options = tls[name];
       sinks.set(name, await startSmtpSink({ host: CASES[name].address, port, name: mxOf(name), ...(options ? { tls: options } : {}) }));
     }
+    const mixedPair = makeSelfSigned(path.join(dir, MIXED.second.name), MIXED.second.name);
+    const mixedTls = { key: readFileSync(mixedPair.keyPath, 'utf8'), cert: readFileSync(mixedPair.certPath, 'utf8') };
+    failoverSinks.push(await startSmtpSink({ host: MIXED.second.address, port, name: MIXED.second.name, tls: mixedTls }));
     for (const [index, host] of [FAILOVER.first, FAILOVER.second].entries()) {
       failoverSinks.push(await startSmtpSink({ host: host.address, port, name: host.name, tls: failoverPairs[index]! }));
     }
-    policyServer = https.createServer(pkix.issue([`mta-sts.${CASES.mismatch.domain}`]), (_request, response) => {
-      response
-        .writeHead(200, { 'content-type': 'text/plain' })
-        .end(`version: STSv1\r\nmode: enforce\r\nmx: ${mxOf('mismatch')}\r\nmax_age: 86400\r\n`);
+    policyServer = https.createServer(pkix.issue([`mta-sts.${CASES.mismatch.domain}`, `mta-sts.${MIXED.domain}`]), (request, response) => {
+      const domain = String(request.headers.host ?? '').replace(/^mta-sts\./, '').replace(/:\d+$/, '');
+      response.writeHead(200, { 'content-type': 'text/plain' }).end(`version: STSv1\r\nmode: enforce\r\nmx: *.${domain}\r\nmax_age: 86400\r\n`);
     });
     await new Promise<void>((resolve) => policyServer.listen(0, POLICY_HOST, resolve));
   }, 60_000);
@@ -129,15 +143,7 @@ describe.runIf(run)('DANE in haraka-out', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function relay(t: Topology, name: Case): Promise<void> {
-    const session = await openSession(t.outbound.host, t.outbound.port, { localAddress: LOOPBACK.backend });
-    await session.command('MAIL FROM:<alice@demo.test>');
-    expect((await session.command(`RCPT TO:<bob@${CASES[name].domain}>`)).code).toBe(250);
-    await session.command('DATA');
-    session.write(dataPayload(message(`dane ${name}`, `case ${name}`)));
-    expect((await session.reply()).code).toBe(250);
-    session.close();
-  }
+  const relay = (t: Topology, name: Case) => relayOut(t, `bob@${CASES[name].domain}`, `dane ${name}`);
 
   it('delivers where the TLSA records match, defers where they do not, and never falls back to plaintext', async () => {
     await withTopology(
@@ -158,7 +164,8 @@ describe.runIf(run)('DANE in haraka-out', () => {
       async (t) => {
         // The MTA-STS policy of the mismatch domain is valid, and its MX's certificate passes it.
         t.dns.zone.TXT = { ...t.dns.zone.TXT, [`_mta-sts.${CASES.mismatch.domain}`]: ['v=STSv1; id=1;'] };
-        t.dns.zone.A = { ...t.dns.zone.A, [`mta-sts.${CASES.mismatch.domain}`]: [POLICY_HOST] };
+        t.dns.zone.A = { ...t.dns.zone.A, [`mta-sts.${CASES.mismatch.domain}`]: [POLICY_HOST], [`mta-sts.${MIXED.domain}`]: [POLICY_HOST] };
+        t.dns.zone.TXT = { ...t.dns.zone.TXT, [`_mta-sts.${MIXED.domain}`]: ['v=STSv1; id=1;'] };
         // A domain DANE does not cover is routed as before, through dns.servers (the rig's DNS server).
         t.dns.zone.MX = { ...t.dns.zone.MX, [CASES.unsigned.domain]: [{ exchange: mxOf('unsigned'), preference: 10 }] };
         t.dns.zone.A = { ...t.dns.zone.A, [mxOf('unsigned')]: [CASES.unsigned.address] };
@@ -167,7 +174,7 @@ describe.runIf(run)('DANE in haraka-out', () => {
         const log = () => t.haraka['haraka-out']?.output() ?? '';
         const context = () => `${log().slice(-6000)}\n--- dns ---\n${peers.logs().slice(-2000)}`;
         const delivered = async (name: Case) => (await sinks.get(name)!.waitForMessages(1, 30_000))[0]!;
-        const deferred = (name: Case, why: RegExp) =>
+        const deferred = (name: string, why: RegExp) =>
           eventually(`${name} deferred: ${why}`, () => new RegExp(`Temp failing \\S+ for \\d+ seconds: ${why.source}`).test(log()), { timeoutMs: 30_000, context });
 
         // DANE-EE 3 1 1 matches a self-signed certificate: delivered over TLS.
@@ -178,16 +185,16 @@ describe.runIf(run)('DANE in haraka-out', () => {
         // No usable record (PKIX-EE only): encrypted without authentication.
         expect((await delivered('unusable')).secure).toBe(true);
         // A mismatch on the preferred MX moves on to the next one, as for a failed handshake.
-        const session = await openSession(t.outbound.host, t.outbound.port, { localAddress: LOOPBACK.backend });
-        await session.command('MAIL FROM:<alice@demo.test>');
-        await session.command(`RCPT TO:<bob@${FAILOVER.domain}>`);
-        await session.command('DATA');
-        session.write(dataPayload(message('dane failover', 'second MX')));
-        expect((await session.reply()).code).toBe(250);
-        session.close();
-        expect((await failoverSinks[1]!.waitForMessages(1, 30_000))[0]!.secure).toBe(true);
-        expect(failoverSinks[0]!.messages).toHaveLength(0);
+        await relayOut(t, `bob@${FAILOVER.domain}`, 'dane failover');
+        expect((await failoverSinks[2]!.waitForMessages(1, 30_000))[0]!.secure).toBe(true);
+        expect(failoverSinks[1]!.messages).toHaveLength(0);
         expect(log()).toContain(`DANE: the certificate of ${FAILOVER.first.name}, an MX host of ${FAILOVER.domain}, does not match its DNSSEC-signed TLSA records`);
+        // The DANE host of the mixed domain is down; its other MX has no TLSA record, and the domain's
+        // MTA-STS policy (enforce) still governs it: its self-signed certificate fails, nothing is sent.
+        await relayOut(t, `bob@${MIXED.domain}`, 'dane mixed');
+        await deferred('mixed', /MTA-STS policy of dane-mixed\.test \(enforce\) requires TLS with a certificate valid for the MX host name, but the TLS handshake with 127\.0\.0\.41 failed/);
+        expect(failoverSinks[0]!.messages).toHaveLength(0);
+        expect(log()).toContain(`TLS policy for ${MIXED.domain}: dane (${MIXED.first.name} dane, ${MIXED.second.name} may; MTA-STS enforce for the hosts DANE does not authenticate)`);
         // Unsigned zone: opportunistic as before (this MX offers no STARTTLS).
         expect((await delivered('unsigned')).secure).toBe(false);
         expect(log()).toContain(`TLS policy for ${CASES.unsigned.domain}: opportunistic`);

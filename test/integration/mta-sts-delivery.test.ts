@@ -10,12 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSelfSigned } from '../../src/certs/selfsigned';
 import { makeTestCa, type TestCa } from '../../src/certs/testca';
 import { LOOPBACK, type Topology } from '../../src/demo/topology';
-import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
 import { startBrokenTlsMx } from '../helpers/broken-tls-mx';
 import { parseDsn } from '../helpers/dsn';
 import { withTopology } from '../helpers/topology';
 import { eventually } from '../helpers/poll';
+import { relayOut } from '../helpers/send';
 
 const DOMAIN = 'secure.example';
 const MX = `mx.${DOMAIN}`;
@@ -40,15 +40,7 @@ describe('MTA-STS enforce mode in haraka-out', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function relay(t: Topology): Promise<void> {
-    const session = await openSession(t.outbound.host, t.outbound.port, { localAddress: LOOPBACK.backend });
-    await session.command('MAIL FROM:<alice@demo.test>');
-    expect((await session.command(`RCPT TO:<carol@${DOMAIN}>`)).code).toBe(250);
-    await session.command('DATA');
-    session.write(dataPayload(message('mta-sts', 'must travel over verified TLS')));
-    expect((await session.reply()).code).toBe(250);
-    session.close();
-  }
+  const relay = (t: Topology) => relayOut(t, `carol@${DOMAIN}`, 'mta-sts');
 
   async function waitForCount(t: Topology, pattern: RegExp, count: number): Promise<void> {
     const output = () => t.haraka['haraka-out']?.output() ?? '';

@@ -59,6 +59,8 @@ describe('rendered Haraka instances, read back through haraka-config itself', ()
 
     const outboundIni = outbound.get('outbound.ini', { booleans: ['-local_mx_ok', '+enable_tls'] }).main;
     expect(outboundIni).toMatchObject({ concurrency_max: 20, local_mx_ok: false, enable_tls: true });
+    // Routing waits for DNSSEC lookups and an MTA-STS fetch: more than Haraka's default 30 s per hook.
+    expect(Number(outbound.get('mailproxy-outbound.timeout'))).toBe(90);
     expect(outboundIni.temp_fail_intervals).toMatch(/^60s,300s,900s,1800s,3600s,7200s,14400s,28800s,28800s,/);
     const waits = String(outboundIni.temp_fail_intervals).split(',').map((wait) => parseInt(wait, 10));
     expect(waits.reduce((sum, wait) => sum + wait, 0)).toBeLessThanOrEqual(432000);

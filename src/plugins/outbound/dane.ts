@@ -1,20 +1,21 @@
-// DANE's certificate check inside Haraka's STARTTLS. Haraka 3.3.4 (outbound/hmail.js) upgrades with the
-// options of `obtls.get_tls_options(mx)` (tls_socket.js then calls `tls.connect(options)`), sets
-// rejectUnauthorized when TLS is forced, and in its 'secureConnect' callback temp-fails a forced TLS whose
-// socket is not `authorized`. A DANE-EE certificate need not chain to any CA, so:
-// - `get_tls_options(mx)` marks the options it returns for an MX that DANE governs in the current delivery
-//   (the message's state, and the MX name and address Haraka is trying);
+// DANE's certificate check inside Haraka's STARTTLS. Haraka 3.3.4 (outbound/hmail.js) asks
+// `get_force_tls(mx)` before connecting to an MX, upgrades with the options of `obtls.get_tls_options(mx)`
+// for the same mx object (tls_socket.js then calls `tls.connect(options)`), sets rejectUnauthorized when TLS
+// is forced, and on 'secureConnect' temp-fails a forced TLS whose socket is not `authorized`. A DANE-EE
+// certificate need not chain to any CA, so:
+// - get_force_tls (tls-fallback.ts) remembers which message an mx object belongs to (rememberMx below), and
+//   `get_tls_options(mx)` marks the options it returns when DANE governs that MX in that message;
 // - `tls.connect` with marked options, and only those (an HTTPS policy fetch or any other TLS client in the
-//   process is never touched), connects without Node's CA check, and judges the certificate by the TLSA
-//   records before Haraka's callback runs: a match, or `encrypt` (no usable record), is authorized and
-//   Haraka goes on; a mismatch destroys the connection with a TLS error, which Haraka treats like a failed
-//   handshake (the next MX is tried, tls-fallback.ts refuses the plaintext retry), and Haraka's callback
-//   never runs. Not a byte of the message is sent before the check.
+//   process is never touched), connects without Node's CA check and judges the certificate by the TLSA
+//   records before 'secureConnect' reaches anyone: a match, or `encrypt` (no usable record), is authorized
+//   and the event goes on to Haraka; a mismatch swallows the event and destroys the connection with a TLS
+//   error, which Haraka treats like a failed handshake (the next MX is tried, tls-fallback.ts refuses the
+//   plaintext retry). Not a byte of the message is sent before the check.
 // Patches Haraka internals: test/unit/outbound-haraka-pin.test.ts fails when Haraka changes.
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { verifyAgainstTlsa } from '../../dane/tlsa';
-import { currentDelivery, daneRequirement, type DeliveryState } from './delivery';
+import { daneRequirement, type DeliveryState } from './delivery';
 import { failures } from './explain';
 import { harakaOutboundTls } from './tls-fallback';
 
@@ -28,7 +29,13 @@ interface DaneUpgrade {
 }
 
 type Connect = typeof tls.connect;
-type SecureConnectListener = (...args: unknown[]) => void;
+
+/** The message each mx object Haraka is connecting to belongs to (set by get_force_tls, per connection). */
+const mxOwners = new WeakMap<object, DeliveryState>();
+
+export function rememberMx(mx: object, state: DeliveryState): void {
+  mxOwners.set(mx, state);
+}
 
 /** The chain the server sent, leaf first, as Node assembled it (each certificate once). */
 export function peerChain(socket: tls.TLSSocket): X509Certificate[] {
@@ -92,7 +99,7 @@ function markDaneUpgrades(): boolean {
   const original = obtls.get_tls_options;
   obtls.get_tls_options = function getTlsOptions(mx) {
     const options = original.call(this, mx) as Record<string | symbol, unknown>;
-    const state = currentDelivery();
+    const state = typeof mx === 'object' && mx !== null ? mxOwners.get(mx) : undefined;
     const tried = state?.attempt.mx;
     if (state && tried && daneRequirement(state) && tried.name === String(mx?.from_dns ?? '').toLowerCase() && tried.address === mx?.exchange) {
       options[DANE_UPGRADE] = { state, mx: tried.name } satisfies DaneUpgrade;
@@ -119,15 +126,13 @@ export function installDaneTls(): boolean {
       { ...options, rejectUnauthorized: false, checkServerIdentity: () => undefined },
       ...args.slice(1),
     );
-    // tls_socket.js registers its callback with once('secureConnect') right after this returns: it runs
-    // only when the TLSA check passed.
-    const once = socket.once.bind(socket) as (event: string | symbol, listener: SecureConnectListener) => tls.TLSSocket;
-    socket.once = function onceGuarded(event: string | symbol, listener: SecureConnectListener) {
-      if (event !== 'secureConnect') return once(event, listener);
-      return once(event, (...eventArgs: unknown[]) => {
-        if (judge(socket, upgrade)) listener(...eventArgs);
-      });
-    } as typeof socket.once;
+    // Every listener of 'secureConnect' (tls_socket.js's callback, and the 'secure' relay of its
+    // pluggable stream) hears it only when the TLSA check passed.
+    const emit = socket.emit.bind(socket) as (event: string | symbol, ...eventArgs: unknown[]) => boolean;
+    socket.emit = function emitJudged(event: string | symbol, ...eventArgs: unknown[]): boolean {
+      if (event === 'secureConnect' && !judge(socket, upgrade)) return false;
+      return emit(event, ...eventArgs);
+    } as typeof socket.emit;
     return socket;
   } as Connect;
   module[PATCHED] = true;

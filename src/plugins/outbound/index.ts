@@ -185,17 +185,20 @@ function daneExchanges(hosts: MxHost[], port: number): Mx[] {
 }
 
 /**
- * DANE governs the hosts with TLSA records; an MTA-STS enforce policy still governs the others of a DANE
+ * DANE governs the hosts it authenticates; an MTA-STS enforce policy still governs the others of a DANE
  * domain (RFC 8461 §2): only those it names are used, with TLS verified the PKIX way (attempt.enforce).
  */
 export async function mtaStsForHostsWithoutDane(this: RoutePlugin, hmail: HMail, domain: string, route: Extract<DaneRoute, { kind: 'dane' }>): Promise<MxHost[] | Failure> {
-  const without = route.hosts.filter((host) => host.tls.level === 'may');
-  if (!without.length || !this.mtaSts) return route.hosts;
+  // `encrypt` (TLSA records, none usable) authenticates nothing: MTA-STS governs those hosts too.
+  const authenticated = (host: MxHost) => host.tls.level === 'dane';
+  if (route.hosts.every(authenticated) || !this.mtaSts) return route.hosts;
   const decision = await this.mtaSts.policyFor(domain);
   if (decision.error) hmail.logwarn(`MTA-STS ${domain}: ${decision.error}`);
   if (decision.mode !== 'enforce') return route.hosts;
   stateOf(hmail).attempt.enforce = true;
-  const hosts = route.hosts.filter((host) => host.tls.level !== 'may' || decision.mx.some((pattern) => mxMatches(pattern, host.name)));
+  const hosts = route.hosts
+    .filter((host) => authenticated(host) || decision.mx.some((pattern) => mxMatches(pattern, host.name)))
+    .map((host): MxHost => (authenticated(host) ? host : { ...host, tls: { level: 'may', why: `MTA-STS enforce (${host.tls.level === 'may' ? host.tls.why : 'no usable TLSA record'})` } }));
   if (!hosts.length) return failures.noPolicyMx(domain, route.hosts.map((host) => host.name));
   return hosts;
 }
@@ -246,7 +249,7 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
         const hosts = await this.mtaStsForHostsWithoutDane(hmail, name, dane);
         if (!Array.isArray(hosts)) return defer(hosts);
         state.attempt.daneHosts = new Map(hosts.map((host) => [host.name, host.tls]));
-        logPolicy(hmail, name, 'dane', `${describeRoute(dane)}${state.attempt.enforce ? '; MTA-STS enforce for the hosts without TLSA' : ''}`);
+        logPolicy(hmail, name, 'dane', `${describeRoute(dane)}${state.attempt.enforce ? '; MTA-STS enforce for the hosts DANE does not authenticate' : ''}`);
         return reply(constants.OK, daneExchanges(hosts, mxPort));
       }
       hmail.loginfo(`DANE ${name}: does not apply (${dane.why})`);

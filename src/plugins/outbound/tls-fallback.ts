@@ -8,6 +8,7 @@
 // its force-TLS path, which asks no one, and a failure is only recorded as the reason for the deferral.
 // Patches a Haraka internal: test/unit/outbound-haraka-pin.test.ts fails when Haraka changes.
 import { currentDelivery, daneRequirement, stateOf, type HMail } from './delivery';
+import { rememberMx } from './dane';
 import { failures } from './explain';
 
 interface OutboundTls {
@@ -91,6 +92,7 @@ function forceTlsPerMessage(): boolean {
   proto.get_force_tls = function getForceTls(this: HMail, mx: HarakaMx): boolean {
     const state = stateOf(this);
     state.attempt.mx = { name: String(mx?.from_dns ?? mx?.exchange ?? '').toLowerCase(), address: String(mx?.exchange ?? '') };
+    if (typeof mx === 'object' && mx !== null) rememberMx(mx, state);
     return state.attempt.enforce || daneRequirement(state) !== undefined || original.call(this, mx);
   };
   proto[PATCHED] = true;
