@@ -8,8 +8,8 @@
 //     no records (secure)     -> `may`: opportunistic TLS;
 //     insecure addresses/TLSA -> `may`;
 //     failed (bogus) TLSA     -> the host is unusable: skipped, and never reached in plaintext.
-// - A domain with at least one host with TLSA records, or whose TLSA lookup failed, is a DANE domain;
-//   MTA-STS is not asked.
+// - A domain with at least one host with TLSA records, or whose TLSA lookup failed, is a DANE domain:
+//   its MTA-STS policy governs only the hosts DANE does not authenticate (the plugin's routing).
 //   A DANE domain with no usable host left defers.
 import net from 'node:net';
 import type dnsPacket from 'dns-packet';
@@ -69,9 +69,12 @@ function tlsaRecordsOf(answer: Extract<DnssecAnswer, { kind: 'records' }>): Tlsa
   }));
 }
 
+/** Where an MX host publishes its TLSA records (RFC 7672 §2.2.3; the port is 25 except on test rigs). */
+const tlsaName = (host: string, port: number) => `_${port}._tcp.${host}`;
+
 async function hostTls(resolver: DnssecResolver, name: string, addresses: HostAddresses, port: number): Promise<HostTls> {
   if (!addresses.secure) return { level: 'may', why: `the addresses of ${name} are not DNSSEC-signed` };
-  const tlsa = await resolver.query(`_${port}._tcp.${name}`, 'TLSA');
+  const tlsa = await resolver.query(tlsaName(name, port), 'TLSA');
   if (tlsa.kind === 'failed') return { level: 'unusable', why: `TLSA lookup failed: ${tlsa.why}`, signalsDane: true };
   if (tlsa.security !== 'secure') return { level: 'may', why: `the TLSA answer for ${name} is not DNSSEC-signed` };
   if (tlsa.kind !== 'records') return { level: 'may', why: `${name} publishes no TLSA records` };
@@ -100,7 +103,7 @@ export async function daneRoute(resolver: DnssecResolver, domain: string, port: 
       if (!addresses.failed) return { ...target, addresses: addresses.addresses, tls: await hostTls(resolver, target.name, addresses, port) };
       // The host is unusable, but its TLSA answer still says whether the domain is a DANE domain: a bogus
       // address answer must not turn a DANE domain into one delivered to opportunistically by other routes.
-      const tlsa = await resolver.query(`_${port}._tcp.${target.name}`, 'TLSA');
+      const tlsa = await resolver.query(tlsaName(target.name, port), 'TLSA');
       const signalsDane = tlsa.kind === 'failed' || (tlsa.kind === 'records' && tlsa.security === 'secure');
       return { ...target, addresses: [], tls: { level: 'unusable', why: `address lookup failed: ${addresses.failed}`, signalsDane } };
     }),

@@ -9,7 +9,7 @@ import { UNIT_NAMES } from '../render/systemd';
 import { judgeBackend, judgeBanner, judgeDisk, judgeQueue, judgeTls, judgeUnit, judgeWireguard } from './checks';
 import { probeBackend, probeBanner, probeDisk, probeQueue, probeStarttls, probeUnit, probeWireguard } from './probes';
 import { report, type CheckResult, type HealthReport, type Verdict } from './status';
-import { resolverValidates } from '../dane/command';
+import { resolverValidates } from '../dane/self-check';
 import { createDnssecResolver } from '../dane/resolver';
 
 export interface HealthDeps {

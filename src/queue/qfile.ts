@@ -63,7 +63,7 @@ export interface QueueEntry {
   lastError: string | null;
   /** Where lastError came from: the file itself or Haraka's log. */
   lastErrorSource: 'file' | 'log' | null;
-  /** The TLS policy of its last attempt (dane, mta-sts, opportunistic, backend), from Haraka's log. */
+  /** The TLS policy of its last attempt (dane, mta-sts, opportunistic), from Haraka's log. */
   tlsPolicy: string | null;
   /** Bytes on disk (header and message). */
   size: number;

@@ -5,7 +5,7 @@ import type { HostTls } from '../../dane/route';
 import type { Failure } from './explain';
 
 /** Which rule decided the TLS of an attempt: what the log and `mailproxy queue list` show. */
-export type TlsPolicy = 'dane' | 'mta-sts' | 'opportunistic' | 'backend';
+export type TlsPolicy = 'dane' | 'mta-sts' | 'opportunistic';
 
 /** The slice of Haraka's HMailItem (outbound/hmail.js) the plugin uses. */
 export interface HMail {
@@ -27,7 +27,6 @@ export interface Attempt {
   failuresBefore: number;
   /** The recipient domain is under an MTA-STS enforce policy: TLS with a verified certificate, no fallback. */
   enforce: boolean;
-  policy?: TlsPolicy;
   /** DANE: the TLS level of each MX host name of the domain (src/dane/route.ts). */
   daneHosts?: Map<string, HostTls>;
   /** The MX Haraka is trying now: it asks get_force_tls right before each connection (tls-fallback.ts). */

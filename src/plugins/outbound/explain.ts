@@ -34,13 +34,14 @@ export const failures = {
     status: '4.7.5',
     text: `DANE: a DNSSEC lookup for ${domain} failed (${why}); the message waits rather than going out without the protection its DNS may ask for`,
   }),
-  daneResolver: (domain: string, error: string): Failure => ({
-    status: '4.4.3',
-    text: /ECONNREFUSED/.test(error)
-      ? `DANE: the local DNSSEC-validating resolver refused the lookups for ${domain} (${error}): is unbound running? (mailproxy dane resolver)`
-      : `DANE: the local DNSSEC-validating resolver gave no answer for ${domain} in time (${error}); the next attempt asks again`,
-    ...(/ECONNREFUSED/.test(error) ? { local: true as const } : {}),
-  }),
+  daneResolver: (domain: string, error: string): Failure =>
+    /ECONNREFUSED/.test(error)
+      ? {
+          status: '4.4.3',
+          text: `DANE: the local DNSSEC-validating resolver refused the lookups for ${domain} (${error}): is unbound running? (mailproxy dane resolver)`,
+          local: true,
+        }
+      : { status: '4.4.3', text: `DANE: the local DNSSEC-validating resolver gave no answer for ${domain} in time (${error}); the next attempt asks again` },
   daneNoStarttls: (domain: string, mx: string): Failure => ({
     status: '4.7.4',
     text: `DANE: ${mx}, an MX host of ${domain}, publishes DNSSEC-signed TLSA records, so TLS is required, but it did not offer STARTTLS`,
@@ -78,7 +79,7 @@ export function explainFailure(
 ): Failure | null {
   if (attempt.failure) return attempt.failure;
   const last = /^Too many failures \(([\s\S]*)\)$/.exec(reason)?.[1] ?? reason;
-  if (attempt.tlsFailure && (/^Tried all MXs/.test(last) || last.includes(NOT_VERIFIED))) return attempt.tlsFailure;
+  if (attempt.tlsFailure && /^Tried all MXs/.test(last)) return attempt.tlsFailure;
   if (attempt.daneMx && last.includes(NO_STARTTLS)) return failures.daneNoStarttls(domain, attempt.daneMx);
   return harakaTlsFailure(last, domain);
 }

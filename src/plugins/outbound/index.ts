@@ -5,7 +5,8 @@
 // - DANE (RFC 7672) first: when the domain's MX records are DNSSEC-secure and an MX host publishes
 //   DNSSEC-secure TLSA records, the MX list comes from the local validating resolver, each host with
 //   its TLS level (src/dane/route.ts); such a host gets TLS with a certificate that matches its records
-//   (dane.ts) or the message stays queued. MTA-STS is not asked for a DANE domain.
+//   (dane.ts) or the message stays queued. A DANE domain's MTA-STS policy governs only the hosts DANE
+//   does not authenticate.
 // - MTA-STS (RFC 8461): for a domain whose policy is `enforce`, only MX hosts the policy names are used,
 //   and Haraka's force-TLS is switched on for the domain: STARTTLS is required and the certificate must
 //   verify for the MX name, or the delivery is temp-failed. A cached policy keeps applying when DNS or
@@ -175,7 +176,6 @@ function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: Po
 
 /** The log line `mailproxy queue list` reads the policy from (src/queue/qfile.ts policiesFromLog). */
 function logPolicy(hmail: HMail, domain: string, policy: TlsPolicy, detail: string): void {
-  stateOf(hmail).attempt.policy = policy;
   hmail.loginfo(`TLS policy for ${domain}: ${policy} (${detail})`);
 }
 
@@ -226,7 +226,6 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
     if (file.kind === 'unreadable') return defer(failures.queueFile(hmail.path, file.error));
   }
   if (this.localDomains.has(name)) {
-    state.attempt.policy = 'backend';
     const { host, port, bind } = this.cfg.backend;
     const mx: Mx = { exchange: String(host), priority: 0, port: Number(port) };
     if (bind) mx.bind = bind;
