@@ -5,26 +5,26 @@
 #
 #   sudo bash scripts/install.sh [--node PATH] [--root DIR]
 #
-#   --node PATH  the Node.js binary the units run (default: system.node of the config, /usr/bin/node);
-#                Node 22 or newer
-#   --root DIR   install into DIR (a throwaway root for tests): no user, no chown, no systemctl
+#   --node PATH  the Node.js (22 or newer) the units, the timers and the mailproxy command run: written
+#                into the config as system.node (default: the config's system.node, /usr/bin/node)
+#   --root DIR   install into DIR (a throwaway root for tests): no user, no chown, no systemctl; the
+#                mailproxy command in DIR/usr/local/bin runs DIR's app and config
 set -euo pipefail
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 root=""
-node=""
+node_arg=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) root="${2:?--root needs a directory}"; shift 2 ;;
-    --node) node="${2:?--node needs a path}"; shift 2 ;;
+    --node) node_arg="${2:?--node needs a path}"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "install.sh: unknown option $1" >&2; usage ;;
   esac
 done
 
 src="$(cd "$(dirname "$0")/.." && pwd)"
-app="$root/opt/mailproxy"
 etc="$root/etc/mailproxy"
 config="$etc/mailproxy.yaml"
 state="$root/var/lib/mailproxy"
@@ -32,15 +32,25 @@ user=mailproxy
 say() { printf 'mailproxy install: %s\n' "$*"; }
 die() { printf 'mailproxy install: %s\n' "$*" >&2; exit 1; }
 
-# Node: Haraka 3.3.4's own dependencies declare node >= 22; Node 20 is past its end of life.
-node="${node:-/usr/bin/node}"
-[ -x "$node" ] || die "no Node.js at $node: install Node.js 22 LTS (e.g. NodeSource's nodejs package) or pass --node PATH"
-major="$("$node" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
-if [ "$major" -lt 22 ]; then
-  die "Node.js at $node is $("$node" --version 2>/dev/null || echo unknown); mailproxy needs 22 or newer (Haraka 3.3.4's dependencies require it). Install Node.js 22 LTS and run again, or pass --node PATH"
-fi
-
 [ -f "$src/dist/src/cli.js" ] || die "$src is not built: run 'npm ci && npm run build' there first"
+
+# Haraka 3.3.4's own dependencies declare node >= 22; Node 20 is past its end of life.
+require_node22() {
+  [ -x "$1" ] || die "$2 $1 does not exist: install Node.js 22 LTS (e.g. NodeSource's nodejs package) or pass --node PATH"
+  local major
+  major="$("$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [ "$major" -lt 22 ] 2>/dev/null || ! [ "$major" -eq "$major" ] 2>/dev/null; then
+    die "$2 $1 is $("$1" --version 2>/dev/null || echo unknown); mailproxy needs 22 or newer (Haraka 3.3.4's dependencies require it). Install Node.js 22 LTS and run again, or pass --node PATH"
+  fi
+}
+[ -z "$node_arg" ] || require_node22 "$node_arg" "--node"
+
+# A Node to run the checkout's CLI, which reads and sets the config (any version does); the Node the
+# units run is the config's system.node, checked below.
+bootstrap="$node_arg"
+[ -n "$bootstrap" ] || bootstrap="$(command -v /usr/bin/node node 2>/dev/null | head -n 1 || true)"
+[ -n "$bootstrap" ] || die "no Node.js found: install Node.js 22 LTS (e.g. NodeSource's nodejs package) or pass --node PATH"
+checkout() { "$bootstrap" "$src/bin/mailproxy.js" "$@"; }
 
 if [ -z "$root" ]; then
   [ "$(id -u)" -eq 0 ] || die "run as root (or with --root DIR for a throwaway install)"
@@ -48,6 +58,35 @@ if [ -z "$root" ]; then
     useradd --system --user-group --home-dir /var/lib/mailproxy --no-create-home --shell /usr/sbin/nologin "$user"
     say "created system user $user"
   fi
+fi
+
+# The config is the user's: created once from the example, never overwritten; --node is the one key the
+# installer sets in it, so that the units, the timers, the mailproxy command and check all name one Node.
+mkdir -p "$etc/tls"
+chmod 0750 "$etc/tls"
+first_install=no
+if [ ! -e "$config" ]; then
+  cp "$src/mailproxy.example.yaml" "$config"
+  chmod 0640 "$config"
+  first_install=yes
+  say "wrote $config from the example: edit it (hostname, public_ipv4, domains), then run this again"
+else
+  say "kept $config"
+fi
+if [ -n "$node_arg" ] && [ "$(checkout config get system.node --config "$config")" != "$node_arg" ]; then
+  checkout config set system.node "$node_arg" --config "$config" >/dev/null
+  say "set system.node: $node_arg in $config"
+fi
+settings="$(checkout config get system.node system.app_dir --config "$config")" || die "cannot read $config: fix the errors above"
+node="$(printf '%s\n' "$settings" | sed -n 1p)"
+app="$root$(printf '%s\n' "$settings" | sed -n 2p)"
+
+require_node22 "$node" "system.node"
+# The units run with ProtectHome=yes: a Node under a home directory runs here but not for them (203/EXEC).
+if [ -z "$root" ]; then
+  case "$node" in
+    /root/*|/home/*|/run/user/*) die "system.node $node lies under a home directory, which the units hide (ProtectHome=yes): put Node.js 22 elsewhere (e.g. /opt/node22/bin/node) and pass --node PATH" ;;
+  esac
 fi
 
 # The application: the built tree, then its production packages from the lock file.
@@ -63,19 +102,6 @@ if [ "$(cat "$app/.installed-lock" 2>/dev/null)" != "$lock_sum" ] || [ ! -d "$ap
   echo "$lock_sum" > "$app/.installed-lock"
 fi
 
-# The config is the user's: created once from the example, never overwritten.
-mkdir -p "$etc/tls"
-chmod 0750 "$etc/tls"
-first_install=no
-if [ ! -e "$config" ]; then
-  cp "$src/mailproxy.example.yaml" "$config"
-  chmod 0640 "$config"
-  first_install=yes
-  say "wrote $config from the example: edit it (hostname, public_ipv4, domains), then run this again"
-else
-  say "kept $config"
-fi
-
 mkdir -p "$state"
 chmod 0750 "$state"
 if [ -z "$root" ]; then
@@ -84,6 +110,18 @@ if [ -z "$root" ]; then
 fi
 
 mailproxy() { "$node" "$app/bin/mailproxy.js" "$@"; }
+
+# The mailproxy command on PATH, with the Node the units run.
+command_file="$root/usr/local/bin/mailproxy"
+mkdir -p "$(dirname "$command_file")"
+{
+  echo '#!/bin/sh'
+  echo '# mailproxy, written by scripts/install.sh: the Node the units run (system.node) and the installed app.'
+  if [ -n "$root" ]; then echo ": \"\${MAILPROXY_CONFIG:=$config}\"; export MAILPROXY_CONFIG"; fi
+  printf 'exec %q %q "$@"\n' "$node" "$app/bin/mailproxy.js"
+} > "$command_file.tmp"
+chmod 0755 "$command_file.tmp"
+mv -f "$command_file.tmp" "$command_file"
 unbound_conf="$root/etc/unbound/unbound.conf.d/mailproxy.conf"
 rendered="$(mailproxy render --config "$config" --root "${root:-/}" --system)"
 printf '%s\n' "$rendered" | grep -v '^wrote ' || true
@@ -105,10 +143,12 @@ if [ -z "$root" ] && [ -f "$unbound_conf" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     unbound_changed=yes
   fi
-  unbound-checkconf >/dev/null || die "unbound-checkconf refuses the configuration with $unbound_conf: fix it, or set outbound.dane: false"
-  # Exit 1 only says the key was updated; a real failure shows in the resolver check below.
+  # The root key first: unbound-checkconf refuses an auto-trust-anchor-file that does not exist yet (Debian
+  # makes it from dns-root-data, a recommendation this install leaves out). Exit 1 only says the key was
+  # updated; a real failure shows in the resolver check below.
   unbound-anchor -a /var/lib/unbound/root.key || true
   chown unbound: /var/lib/unbound/root.key 2>/dev/null || true
+  unbound-checkconf >/dev/null || die "unbound-checkconf refuses the configuration with $unbound_conf: fix it, or set outbound.dane: false"
   systemctl enable --now unbound.service
   if [ "$unbound_changed" = yes ]; then systemctl restart unbound.service; fi
   if ! mailproxy dane resolver --config "$config"; then
@@ -124,7 +164,7 @@ if [ -z "$root" ]; then
     mailproxy check --config "$config"
     systemctl enable --now mailproxy-haraka-in.service mailproxy-haraka-out.service mailproxy-health.timer mailproxy-cert-renew.timer
     if [ "$changed" = yes ]; then systemctl try-restart mailproxy-haraka-in.service mailproxy-haraka-out.service; fi
-    say "running; check with: $node $app/bin/mailproxy.js health --config $config"
+    say "running; check with: mailproxy health"
   fi
 fi
 

@@ -4,10 +4,13 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { effectiveTls } from './certs/deploy/state';
 import { certificateWarnings } from './certs/deploy/validate';
 import { formatConfigError, loadConfigText } from './config/load';
+import { placeholders, placeholderWarning } from './config/placeholders';
 import type { Config } from './config/schema';
+import { hiddenFromUnits, nodeProblem, probeNode } from './haraka/node-runtime';
 import { checkPluginOrder, harakaBin } from './haraka/process';
 import { renderInstances } from './render/haraka';
 import { ROLES } from './render/roles';
@@ -18,10 +21,22 @@ export interface CheckReport {
   lines: string[];
 }
 
+/** Why Haraka's tls plugin would fail to build its TLS context from this pair (it exits), or null. */
+function unloadablePair(keyPem: string, certPem: string): string | null {
+  try {
+    createSecureContext({ key: keyPem, cert: certPem });
+    return null;
+  } catch (err) {
+    const reason = (err as Error).message;
+    return /key values mismatch/i.test(reason) ? 'the key does not belong to the certificate' : reason;
+  }
+}
+
 /**
- * The certificate on disk that tls.ini names (the last `cert deploy`'s, else tls.key/tls.cert): missing,
- * expired or not yet valid, fewer than health.cert_warning_days (14) days left, names that do not cover
- * hostname, a key of another certificate. Warnings: the config itself is still valid.
+ * The certificate on disk that tls.ini names (the last `cert deploy`'s, else tls.key/tls.cert). A pair
+ * Haraka cannot load (not PEM, a key of another certificate) is an `error:` line: Haraka would exit at
+ * start. Warnings, the config itself still valid: missing, expired or not yet valid, fewer than
+ * health.cert_warning_days (14) days left, names that do not cover hostname.
  */
 export function tlsCheckLines(config: Config, now = new Date()): string[] {
   const tls = effectiveTls(config);
@@ -44,16 +59,42 @@ export function tlsCheckLines(config: Config, now = new Date()): string[] {
   } catch {
     // unreadable for this user (the key is for group mailproxy) or missing (said above): not compared
   }
-  const warnings = certificateWarnings(certPem, keyPem, config.hostname, now, config.health.cert_warning_days);
-  for (const warning of warnings) lines.push(`warning: ${label('cert')}: ${tls.cert}: ${warning}`);
+  const unloadable = keyPem === null ? null : unloadablePair(keyPem, certPem);
+  if (unloadable) {
+    lines.push(`error: ${label('key')} ${tls.key} and ${label('cert')} ${tls.cert}: Haraka cannot load them (${unloadable}); haraka-in would stop at start. Give a matching PEM key and certificate (\`mailproxy cert deploy\` checks them first)`);
+  }
+  const warnings = certificateWarnings(certPem, unloadable ? null : keyPem, config.hostname, now, config.health.cert_warning_days);
+  for (const warning of warnings) {
+    if (!unloadable || !/does not parse|holds no PEM/.test(warning)) lines.push(`warning: ${label('cert')}: ${tls.cert}: ${warning}`);
+  }
+  return lines;
+}
+
+/** Warnings about the machine and the values a user must change, not about the file's syntax. */
+async function setupWarnings(config: Config): Promise<string[]> {
+  const lines: string[] = [];
+  const example = placeholderWarning(placeholders(config));
+  if (example) lines.push(`warning: ${example}`);
+  const node = nodeProblem(config.system.node, await probeNode(config.system.node)) ?? hiddenFromUnits(config.system.node);
+  if (node) lines.push(`warning: ${node}`);
   return lines;
 }
 
 export async function checkConfig(text: string, source: string): Promise<CheckReport> {
   const result = loadConfigText(text);
   if (!result.ok) return { ok: false, lines: result.errors.map((error) => formatConfigError(source, error)) };
-  const lines = [`${source}: config is valid`, ...result.warnings.map((warning) => `warning: ${formatConfigError(source, warning)}`)];
-  lines.push(...tlsCheckLines(result.config));
+  const configLines = result.warnings.map((warning) => `warning: ${formatConfigError(source, warning)}`);
+  const tlsLines = tlsCheckLines(result.config);
+  const broken = tlsLines.filter((line) => line.startsWith('error: '));
+  const lines = [
+    broken.length === 0 ? `${source}: config is valid` : `${source}: the config parses, but haraka-in cannot start with it:`,
+    ...broken,
+    ...configLines,
+    ...tlsLines.filter((line) => !line.startsWith('error: ')),
+    ...(await setupWarnings(result.config)),
+  ];
+  // Haraka would only repeat the TLS error above as a stack trace.
+  if (broken.length > 0) return { ok: false, lines };
   const tls = effectiveTls(result.config);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-check-'));
   try {

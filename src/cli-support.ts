@@ -3,11 +3,39 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatConfigError, loadConfigText } from './config/load';
 import type { Config } from './config/schema';
 
 /** A mistake in the command line: main() prints it with the usage text and exits 2. */
 export class UsageError extends Error {}
+
+/**
+ * The one line a command prints for a mistake in its command line: a UsageError's message, or Node's
+ * parseArgs error in the same words for every command (`Unknown option '--bogus'`, without the advice
+ * about positionals that parseArgs adds only for commands that take them). Null for any other error.
+ */
+export function usageErrorMessage(err: unknown): string | null {
+  if (err instanceof UsageError) return err.message;
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS') || typeof message !== 'string') return null;
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const option = /^Unknown option '([^']*)'/.exec(message)?.[1];
+    if (option !== undefined) return `Unknown option '${option}'`;
+  }
+  return message.split('. To specify a positional argument')[0] ?? message;
+}
+
+/** parseArgs, with its errors turned into UsageErrors that say the same thing for every command. */
+export function parseCommandArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (err) {
+    const message = usageErrorMessage(err);
+    if (message !== null) throw new UsageError(message);
+    throw err;
+  }
+}
 
 /** Where the installer puts the config: commands on the VPS and in the units need no --config. */
 export const DEFAULT_CONFIG_PATH = '/etc/mailproxy/mailproxy.yaml';

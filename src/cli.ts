@@ -5,13 +5,12 @@ import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { checkConfig } from './check';
-import { configDocs } from './config/docs';
-import { DEFAULT_CONFIG_PATH, readConfigFile, UsageError } from './cli-support';
-import { parseHostPort } from './config/net';
+import { DEFAULT_CONFIG_PATH, parseCommandArgs, readConfigFile, usageErrorMessage, UsageError } from './cli-support';
 import { runDemo } from './demo/run';
 import { runRenderCommand } from './render/command';
 import { runNotesCommand } from './install/command';
 import { sendMessage } from './smtp/send';
+import { parseServerOption } from './smtp/server-arg';
 import { runQueueCommand } from './queue/command';
 import { runCertCommand } from './certs/command';
 import { runHealthCommand } from './health/command';
@@ -19,6 +18,7 @@ import { runStatsCommand } from './stats/command';
 import { runSelftestCommand } from './selftest/command';
 import { runDoctorCommand } from './doctor/command';
 import { runDaneCommand } from './dane/command';
+import { runConfigCommand } from './configure/command';
 
 export interface CliIo {
   stdout: Writable;
@@ -41,12 +41,13 @@ commands:
                                      /etc/unbound/unbound.conf.d; --root prefixes the default dirs (an
                                      installer's throwaway root)
   notes  --config FILE               the DNS records, backend settings and firewall rules the config needs
-  send   --server HOST:PORT --from ADDR --to ADDR [--to ADDR] [--subject S] [--body TEXT]
+  send   --server IP:PORT --from ADDR --to ADDR [--to ADDR] [--subject S] [--body TEXT]
          [--local-address IP] [--helo NAME] [--starttls]
                                      send one test message
-  cert deploy --config FILE --key K --cert C [--chain CA] [--instances DIR]
+  cert deploy --config FILE --key K --cert C [--chain CA] [--instances DIR] [--verify-timeout SECONDS]
                                      validate a certificate, install it so Haraka never sees a mismatched
-                                     pair, verify it is served over STARTTLS (rollback otherwise)
+                                     pair, verify it is served over STARTTLS within --verify-timeout
+                                     (default 30 s; rollback otherwise)
   cert issue|renew --config FILE [--instances DIR] [--no-deploy] [--force] [--verbose]
                                      native ACME (renew acts only under acme.renew_days left)
   queue list|count --config FILE [--json] [--log FILE]
@@ -80,6 +81,10 @@ commands:
                                      and refused by check and reason; --svg draws refusals over time
   demo                               run the whole appliance on loopback (what \`npm start\` does)
   config docs                        print the config reference (docs/CONFIG.md)
+  config get KEY... [--config FILE]  each key's value on a line, defaults included (e.g. system.node)
+  config set KEY VALUE [--config FILE]
+                                     change one key in the file, keeping its comments; refused when the
+                                     result would be invalid
 
 ${CONFIG_DEFAULT}
 \`mailproxy <command> --help\` prints one command's usage, \`mailproxy --version\` the version.
@@ -147,8 +152,9 @@ async function run(command: string | undefined, args: string[], io: CliIo): Prom
           starttls: { type: 'boolean', default: false },
         },
       });
-      const server = parseHostPort(values.server ?? '');
-      if (!server) throw new UsageError('--server HOST:PORT is required (an IP address and a port)');
+      const parsed = parseServerOption(values.server);
+      if (!parsed.ok) throw new UsageError(parsed.error);
+      const { server } = parsed;
       if (!values.from || !values.to?.length) throw new UsageError('--from and at least one --to are required');
       const result = await sendMessage({
         host: server.host,
@@ -181,12 +187,10 @@ async function run(command: string | undefined, args: string[], io: CliIo): Prom
     case 'dane':
       return runDaneCommand(args, io);
     case 'demo':
+      parseCommandArgs({ args, options: {} }); // it takes no options: refuse one rather than ignore it
       return runDemo(io);
-    case 'config': {
-      if (args[0] !== 'docs') throw new UsageError('usage: mailproxy config docs');
-      io.stdout.write(configDocs());
-      return 0;
-    }
+    case 'config':
+      return runConfigCommand(args, io);
     case 'help':
     case '--help':
     case '-h':
@@ -218,8 +222,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     }
     return await run(command, args, io);
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.stderr.write(`mailproxy: ${(err as Error).message}\n\n${(command && commandUsage(command)) || USAGE}`);
+    const usageError = usageErrorMessage(err);
+    if (usageError !== null) {
+      io.stderr.write(`mailproxy: ${usageError}\n\n${(command && commandUsage(command)) || USAGE}`);
       return 2;
     }
     io.stderr.write(`mailproxy: ${(err as Error).message}\n`);

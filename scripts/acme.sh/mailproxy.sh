@@ -20,7 +20,8 @@
 # SAVED_DEPLOY_MAILPROXY_* and reuses them on later runs when they are not set):
 #
 #   DEPLOY_MAILPROXY_CMD     how to run mailproxy, split at spaces (no quoting)
-#                            default: /usr/bin/node /opt/mailproxy/bin/mailproxy.js
+#                            default: /usr/local/bin/mailproxy (the command scripts/install.sh
+#                            writes: the Node the units run, and the installed app)
 #   DEPLOY_MAILPROXY_CONFIG  the config file
 #                            default: /etc/mailproxy/mailproxy.yaml
 #
@@ -38,7 +39,7 @@ mailproxy_deploy() {
   _cca="$4"
   _cfullchain="$5"
 
-  DEPLOY_MAILPROXY_CMD_DEFAULT="/usr/bin/node /opt/mailproxy/bin/mailproxy.js"
+  DEPLOY_MAILPROXY_CMD_DEFAULT="/usr/local/bin/mailproxy"
   DEPLOY_MAILPROXY_CONFIG_DEFAULT="/etc/mailproxy/mailproxy.yaml"
 
   _debug _cdomain "$_cdomain"

@@ -1,6 +1,6 @@
 // Parses and validates config text. Pure: the caller reads the file. Every error names the key, the value,
 // what was expected and the line, so `mailproxy check` can be read without opening the schema.
-import { isMap, isNode, isScalar, LineCounter, parseDocument, Scalar, type Document } from 'yaml';
+import { isMap, isNode, isScalar, isSeq, LineCounter, Parser, parseDocument, Scalar, type Document, type YAMLError } from 'yaml';
 import { z } from 'zod';
 import { configSchema, type Config } from './schema';
 import { checkRules, checkWarnings, type RuleIssue } from './rules';
@@ -9,9 +9,12 @@ export interface ConfigError {
   key: string;
   value: unknown;
   message: string;
+  /** The key's line; for a key not in the file, the line of the nearest enclosing key that is; null when none is. */
   line: number | null;
-  /** Set for YAML syntax errors only: where the parser stopped. */
+  /** Set for YAML syntax errors only: where the problem starts. */
   column?: number;
+  /** The key is not in the file (missing, or a default that a rule checks). */
+  absent?: true;
 }
 
 /** The key of a YAML syntax error: the file is not YAML, so no config key is involved. */
@@ -46,25 +49,84 @@ export function formatConfigError(source: string, error: ConfigError): string {
   const where = error.line === null ? source : `${source}:${error.line}${error.column === undefined ? '' : `:${error.column}`}`;
   if (error.key === YAML_SYNTAX_KEY) return `${where}: YAML syntax error: ${error.message}`;
   const value = error.value === HIDDEN ? '(value hidden)' : error.value === undefined ? 'missing' : JSON.stringify(error.value);
-  return `${where}: ${error.key}: ${value}: ${error.message}`;
+  // A key not in the file has no line of its own: the line shown is its parent's, or there is none.
+  const absent = !error.absent ? '' : error.value !== undefined ? ' (the default: not in the file)' : error.line === null ? ' (not in the file)' : '';
+  return `${where}: ${error.key}: ${value}${absent}: ${error.message}`;
 }
 
-function lineOf(doc: Document, counter: LineCounter, path: readonly PropertyKey[]): number | null {
-  // Walk down as far as the path exists, so a missing key points at its parent mapping.
-  for (let depth = path.length; depth >= 0; depth--) {
-    const node = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth) as unknown[], true);
-    if (isNode(node) && node.range) return counter.linePos(node.range[0]).line;
-  }
-  return null;
-}
-
-function lineOfKey(doc: Document, counter: LineCounter, path: readonly PropertyKey[], key: string): number | null {
-  const parent = path.length === 0 ? doc.contents : doc.getIn(path as unknown[], true);
+/** The line of the key (or list item) at `path` itself, or null when the file does not have it. */
+function ownLine(doc: Document, counter: LineCounter, path: readonly PropertyKey[]): number | null {
+  const last = path.at(-1);
+  if (last === undefined) return isNode(doc.contents) && doc.contents.range ? counter.linePos(doc.contents.range[0]).line : null;
+  const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1) as unknown[], true);
+  let node: unknown = null;
   if (isMap(parent)) {
-    const pair = parent.items.find((item) => isNode(item.key) && String((item.key as { value?: unknown }).value) === key);
-    if (pair && isNode(pair.key) && pair.key.range) return counter.linePos(pair.key.range[0]).line;
+    // The key's line, not its value's: a mapping's value starts on the line of its first entry.
+    node = parent.items.find((item) => isScalar(item.key) && String(item.key.value) === String(last))?.key ?? null;
+  } else if (isSeq(parent) && typeof last === 'number') {
+    node = parent.items[last] ?? null;
   }
-  return lineOf(doc, counter, path);
+  return isNode(node) && node.range ? counter.linePos(node.range[0]).line : null;
+}
+
+/**
+ * Where `path` is in the file: its own line; for a key not in the file, the line of the nearest enclosing
+ * key that is there (a missing `backend.host` points at `backend:`), or null when only the document
+ * encloses it (a missing `domains` has no line, rather than the first line of the file).
+ */
+function locate(doc: Document, counter: LineCounter, path: readonly PropertyKey[]): { line: number | null; absent?: true } {
+  for (let depth = path.length; depth >= 0; depth--) {
+    if (depth === 0 && path.length > 0) break;
+    const line = ownLine(doc, counter, path.slice(0, depth));
+    if (line !== null) return depth === path.length ? { line } : { line, absent: true };
+  }
+  return { line: null, absent: true };
+}
+
+type CstToken = { type?: string; offset?: number; source?: string; end?: unknown };
+
+/** Every token of the parser's concrete syntax tree, in document order. */
+function* cstTokens(node: unknown): Generator<CstToken> {
+  if (Array.isArray(node)) {
+    for (const item of node) yield* cstTokens(item);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  const token = node as CstToken & Record<string, unknown>;
+  if (typeof token.type === 'string' && typeof token.offset === 'number') yield token;
+  for (const key of ['start', 'key', 'sep', 'value', 'items', 'end']) yield* cstTokens(token[key]);
+}
+
+/**
+ * Where a syntax error's problem starts. The parser reports an unclosed quote or bracket where it gave up
+ * (the end of the quoted text, often lines later, or the line after an unclosed `[`): point at the quote or
+ * bracket that opens it instead. Any other error: where the parser stopped, past the indent.
+ */
+function syntaxErrorStart(text: string, error: YAMLError): number {
+  const stop = error.pos[0];
+  const tokens = [...new Parser().parse(text)].flatMap((document) => [...cstTokens(document)]);
+  const before = (token: CstToken) => (token.offset ?? Infinity) < stop;
+  if (error.code === 'MISSING_CHAR' && /quote/.test(error.message)) {
+    const quoted = tokens.filter(
+      (token) =>
+        (token.type === 'double-quoted-scalar' || token.type === 'single-quoted-scalar') &&
+        before(token) &&
+        (token.offset ?? 0) + (token.source?.length ?? 0) >= stop,
+    );
+    const opening = quoted.at(-1)?.offset;
+    if (opening !== undefined) return opening;
+  }
+  const flow = /^Flow (sequence|map)\b/.exec(error.message)?.[1];
+  if (error.code === 'BAD_INDENT' && flow) {
+    const kind = flow === 'sequence' ? ['flow-seq-start', 'flow-seq-end'] : ['flow-map-start', 'flow-map-end'];
+    const opened = tokens.filter((token) => token.type === 'flow-collection' && before(token) && (token as { start?: CstToken }).start?.type === kind[0]);
+    const closes = (token: CstToken) => Array.isArray(token.end) && token.end.some((end: CstToken) => end?.type === kind[1]);
+    const opening = (opened.filter((token) => !closes(token)).at(-1) ?? opened.at(-1))?.offset;
+    if (opening !== undefined) return opening;
+  }
+  let pos = stop;
+  while (text[pos] === ' ' || text[pos] === '\t') pos++; // at the item, not at the indent before it
+  return pos;
 }
 
 function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
@@ -150,9 +212,7 @@ export function loadConfigText(text: string): LoadResult {
   if (syntax) {
     // Only the first: the parser's later errors are mostly that one mistake seen again from the following
     // lines (one bad indent makes every sibling after it "not at the same column").
-    let pos = syntax.pos[0];
-    while (text[pos] === ' ' || text[pos] === '\t') pos++; // at the item, not at the indent before it
-    const { line, col } = counter.linePos(pos);
+    const { line, col } = counter.linePos(syntaxErrorStart(text, syntax));
     return {
       ok: false,
       errors: [{ key: YAML_SYNTAX_KEY, value: undefined, message: syntax.message.split('\n')[0] ?? syntax.message, line, column: col }],
@@ -179,7 +239,7 @@ export function loadConfigText(text: string): LoadResult {
           message: suggestion
             ? `unsupported key '${key}'${where}; did you mean '${suggestion}'? (every key: docs/CONFIG.md)`
             : `unsupported key '${key}'${where}; see docs/CONFIG.md for the keys`,
-          line: lineOfKey(doc, counter, issue.path, key),
+          line: locate(doc, counter, [...issue.path, key]).line,
         });
         if (suggestion) meant.add(formatKey([...issue.path, suggestion]));
       }
@@ -192,7 +252,7 @@ export function loadConfigText(text: string): LoadResult {
         key: formatKey(issue.path),
         value,
         message: quotedScalarHint(issue, value, doc.getIn(issue.path as unknown[], true)) ?? describeIssue(issue),
-        line: lineOf(doc, counter, issue.path),
+        ...locate(doc, counter, issue.path),
       });
     }
     errors.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
@@ -202,7 +262,7 @@ export function loadConfigText(text: string): LoadResult {
     key: formatKey(issue.path),
     value: issue.value,
     message: issue.message,
-    line: lineOf(doc, counter, issue.path),
+    ...locate(doc, counter, issue.path),
   });
   const ruleIssues = checkRules(parsed.data);
   if (ruleIssues.length > 0) return { ok: false, errors: ruleIssues.map(located) };

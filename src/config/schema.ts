@@ -49,7 +49,11 @@ const inbound = z
 const backend = z
   .strictObject({
     host: ip.default('10.0.0.2').describe('Address of the mail server (Mailcow) on the WireGuard network.'),
-    port: port.default(25).describe('SMTP port of the mail server; must not be behind postscreen (XCLIENT needs smtpd).'),
+    port: port
+      .default(10029)
+      .describe(
+        'SMTP port of the mail server’s smtpd that trusts XCLIENT from wireguard.address: never postscreen (Mailcow’s 25, and 10025, which expects a PROXY header), which does not implement XCLIENT. 10029 is free in every Mailcow release (10026 held zeyple on 127.0.0.1 in older ones).',
+      ),
     connect_timeout: seconds(0.1, 60)
       .default(2)
       .describe('Seconds to wait for the backend to accept a connection before answering the sender 4xx.'),
@@ -72,8 +76,10 @@ const backend = z
       .describe('Refuse (4xx) rather than forward without XCLIENT, which would show the backend the proxy’s address instead of the sender’s.'),
     starttls: z
       .boolean()
-      .default(false)
-      .describe('Use STARTTLS to the backend (certificate not verified), and refuse (4xx) when it is not offered. WireGuard already encrypts the path.'),
+      .default(true)
+      .describe(
+        'Use STARTTLS to the backend (certificate not verified: WireGuard authenticates the path), and refuse (4xx) when it is not offered. Mailcow refuses plaintext sessions for mailboxes with “enforce inbound TLS” (reject_plaintext_session), whatever the tunnel.',
+      ),
     rdns_timeout: seconds(0.1, 30)
       .default(3)
       .describe('Seconds to spend finding the client’s forward-confirmed reverse DNS name for XCLIENT NAME; then [TEMPUNAVAIL].'),
@@ -120,6 +126,15 @@ const limits = z
       .default(50)
       .describe(
         'Backend sessions (smtpd processes at the backend) haraka-in holds at once. A client session opens one at its first accepted domain; over the cap it gets 421 4.7.0 and no backend connection is made. Keep it well below the process limit of the backend’s XCLIENT service (Postfix: default_process_limit, 100, or the maxproc column in master.cf): haraka-out’s deliveries to the backend and `mailproxy health` need processes there too, and Postfix that runs out of processes makes new connections wait for a banner.',
+      ),
+    max_backend_sessions_per_network: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(10)
+      .describe(
+        'Backend sessions haraka-in holds at once for the clients of one network (IPv4 /24, IPv6 /48); one more gets 421 4.7.0 and no backend connection. A fifth of max_backend_sessions, so a handful of addresses from one network cannot hold every backend session while other senders wait.',
       ),
     max_session_time: z
       .number()
@@ -190,6 +205,12 @@ const outbound = z
       .boolean()
       .default(false)
       .describe('Deliver to MX hosts at this machine’s own or loopback addresses. Only loopback test rigs need it.'),
+    allow_private_mx: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Deliver to MX addresses inside wireguard.network or in private space (RFC 1918, loopback, link-local, ULA, carrier-grade NAT). Off: such an address is skipped, and a domain that has no other stays queued with the reason, so that a hostile or broken MX record never makes haraka-out connect into the tunnel from the address the backend trusts. Only loopback test rigs and private partner networks need it.',
+      ),
     mta_sts: z
       .boolean()
       .default(true)
@@ -216,7 +237,7 @@ const outbound = z
       .boolean()
       .default(true)
       .describe(
-        'haraka-out’s Received line names only the VPS (`by <hostname> with ESMTP id …; <date>`): no backend HELO name, WireGuard address or Haraka version. Earlier Received lines are kept. false: Haraka’s own two lines.',
+        'haraka-out’s Received line names only the VPS (`by <hostname> with ESMTP id …; <date>`): no backend HELO name, WireGuard address or Haraka version. Earlier Received lines are kept. false: Haraka’s own Received line.',
       ),
   })
   .prefault({});

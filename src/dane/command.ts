@@ -16,10 +16,18 @@ export async function runDaneCommand(args: string[], io: CliIo): Promise<number>
     options: { config: { type: 'string' }, resolver: { type: 'string' }, port: { type: 'string', default: '25' } },
   });
   const [action, domain] = positionals;
+  if (action !== 'check' && action !== 'resolver') {
+    throw new UsageError('usage: mailproxy dane check DOMAIN | mailproxy dane resolver  [--config FILE | --resolver IP:PORT]');
+  }
   let address = values.resolver;
   if (!address) {
     const loaded = loadConfigFile(values.config, io.stderr);
     if (!loaded) return 1;
+    // DANE off: haraka-out asks no DNSSEC resolver, so there is none to probe (and none needs to run).
+    if (!loaded.config.outbound.dane) {
+      io.stdout.write(`${daneOffText(action, loaded.source, loaded.config.outbound.dane_resolver)}\n`);
+      return 0;
+    }
     address = loaded.config.outbound.dane_resolver;
   }
   const target = parseHostPort(address);
@@ -39,7 +47,14 @@ export async function runDaneCommand(args: string[], io: CliIo): Promise<number>
       (result.ok ? io.stdout : io.stderr).write(`${target.host}:${target.port}: ${result.text}\n`);
       return result.ok ? 0 : 1;
     }
-    default:
-      throw new UsageError('usage: mailproxy dane check DOMAIN | mailproxy dane resolver  [--config FILE | --resolver IP:PORT]');
   }
+}
+
+/** What `dane resolver|check` says instead of probing when the config turns DANE off. */
+export function daneOffText(action: 'check' | 'resolver', source: string, resolver: string): string {
+  const off = `DANE is off (outbound.dane: false in ${source})`;
+  if (action === 'resolver') {
+    return `${off}: haraka-out asks no DNSSEC-validating resolver, so ${resolver} was not probed; set outbound.dane: true to use one, or pass --resolver IP:PORT to probe one anyway`;
+  }
+  return `${off}: haraka-out applies no DANE to any domain, only MTA-STS or opportunistic TLS; pass --resolver IP:PORT to see a domain's DANE records anyway`;
 }

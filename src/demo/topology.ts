@@ -14,6 +14,7 @@ import { inboundListen, renderInstances } from '../render/haraka';
 import { writeRendered } from '../render/write';
 import { startDnsServer, type DnsServer, type Zone } from '../testpeers/dns-server';
 import { startSmtpSink, type SinkOptions, type SmtpSink } from '../testpeers/smtp-sink';
+import { publishedZone } from './zone';
 
 export const LOOPBACK = {
   inbound: '127.0.0.1',
@@ -75,41 +76,57 @@ export function loopbackConfig(stateDir: string, ports: TopologyPorts, tls: { ke
     public_ipv4: '192.0.2.25',
     domains: [DEMO_DOMAIN],
     inbound: { listen: [`${LOOPBACK.inbound}:${ports.inbound}`] },
-    backend: { host: LOOPBACK.backend, port: ports.backend, connect_timeout: 2, timeout: 30 },
+    // The rig's backend stand-ins speak plaintext; STARTTLS to the backend (the production default) is
+    // tested against a stand-in that offers it and against the real Postfix of the e2e suite.
+    backend: { host: LOOPBACK.backend, port: ports.backend, connect_timeout: 2, timeout: 30, starttls: false },
     // All load in this rig comes from a few loopback addresses (benchmarks open hundreds of connections
     // from one, and hold hundreds of backend sessions on a sink without a process limit): the per-address
     // limits are off and the backend cap is out of the way here; the limits tests and `npm run bench:edge`
     // set their own.
-    limits: { max_clients_per_ip: 0, max_connect_rate_per_ip: 0, max_backend_sessions: 10_000 },
+    limits: { max_clients_per_ip: 0, max_connect_rate_per_ip: 0, max_backend_sessions: 10_000, max_backend_sessions_per_network: 10_000 },
     wireguard: { address: LOOPBACK.wireguard, network: '127.0.0.0/8' },
     outbound: {
       listen: `${LOOPBACK.wireguard}:${ports.outbound}`,
       relay_acl: [`${LOOPBACK.backend}/32`],
       mx_port: ports.internetMx,
       allow_local_mx: true,
+      // The rig's "internet" MX is on loopback.
+      allow_private_mx: true,
       // No validating resolver on this rig; test/integration/dane.test.ts brings its own unbound.
       dane: false,
     },
     tls,
     dns: { servers: [`${LOOPBACK.dns}:${ports.dns}`] },
     state_dir: stateDir,
+    // The Node running the rig is the one its Haraka processes run on (check and health judge it).
+    system: { node: process.execPath },
     log_level: 'info',
   };
 }
 
-export function loopbackZone(): Zone {
+/**
+ * What the loopback DNS server answers: the "internet" (example.net's MX on 127.0.0.4, two clients' reverse
+ * DNS) and the records a correct setup publishes for `config` (MX, A, PTR of the public address, SPF, DMARC,
+ * TLS-RPT: zone.ts). Every other name is NXDOMAIN, so no DNSBL lists the public address, and no query
+ * leaves loopback.
+ */
+export function loopbackZone(config: Config): Zone {
+  const published = publishedZone(config);
   return {
-    MX: { [INTERNET_DOMAIN]: [{ exchange: `mx.${INTERNET_DOMAIN}`, preference: 10 }] },
+    MX: { [INTERNET_DOMAIN]: [{ exchange: `mx.${INTERNET_DOMAIN}`, preference: 10 }], ...published.MX },
     A: {
       [`mx.${INTERNET_DOMAIN}`]: [LOOPBACK.internet],
-      'mx.demo.test': ['127.0.0.1'],
       'client9.example.net': ['127.0.0.9'],
       'liar.example.net': ['127.0.0.11'],
+      ...published.A,
     },
+    AAAA: { ...published.AAAA },
+    TXT: { ...published.TXT },
     PTR: {
       // A client with forward-confirmed reverse DNS, and one whose PTR name points elsewhere.
       '9.0.0.127.in-addr.arpa': ['client9.example.net'],
       '10.0.0.127.in-addr.arpa': ['liar.example.net'],
+      ...published.PTR,
     },
   };
 }
@@ -135,7 +152,7 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     options.transformFiles?.(files);
     await writeRendered(instancesDir, files);
 
-    const dns = await startDnsServer(loopbackZone(), LOOPBACK.dns, ports.dns);
+    const dns = await startDnsServer(loopbackZone(config), LOOPBACK.dns, ports.dns);
     started.push({ stop: () => dns.close() });
     const backend =
       options.backend === false

@@ -163,7 +163,10 @@ export interface BackendFacts {
   /** The errno code of a failed connect (EADDRNOTAVAIL, ECONNREFUSED, ...). */
   errorCode: string | null;
   banner: SmtpReply | null;
+  /** The last EHLO reply: after STARTTLS when it was asked and worked. */
   ehlo: SmtpReply | null;
+  /** With backend.starttls: 'ok', 'not offered', or why it failed; null when not asked. */
+  starttls: string | null;
 }
 
 /** The XCLIENT attributes of an EHLO reply (upper case), or null when XCLIENT is not offered. */
@@ -177,32 +180,47 @@ export function xclientAttributes(ehlo: SmtpReply): string[] | null {
 
 function connectHint(code: string | null, from: string): string {
   if (code === 'EADDRNOTAVAIL') return ` (wireguard.address ${from} is not on this host: is the WireGuard interface up?)`;
-  if (code === 'ECONNREFUSED') return ' (nothing listens there: is the backend’s smtpd running on that port?)';
+  if (code === 'ECONNREFUSED') return ' (nothing listens there: is the backend’s smtpd service for mailproxy set up and published? mailproxy notes shows how)';
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return ' (no route: is the tunnel up?)';
   return '';
 }
 
+/** A service that answers the port but is not the XCLIENT smtpd: what it is most likely to be. */
+function wrongServiceHint(facts: BackendFacts, port: number): string {
+  if (facts.errorCode === 'ETIMEDOUT' && !facts.banner) {
+    return ' (a postscreen that waits for a PROXY header, like Mailcow’s port 10025, greets nobody: use the smtpd service mailproxy notes prints)';
+  }
+  if (port === 25) return ' (Mailcow’s port 25 is postscreen, which does not implement XCLIENT: use the smtpd service mailproxy notes prints)';
+  return '';
+}
+
 /**
- * The backend greets a connection from wireguard.address and offers XCLIENT with ADDR to it (Postfix
- * advertises XCLIENT only to `smtpd_authorized_xclient_hosts`). Without it haraka-in refuses every
- * sender (CRITICAL) unless `backend.require_xclient` is off (WARNING: mail arrives under the proxy's address).
+ * The backend greets a connection from wireguard.address, takes STARTTLS when backend.starttls is on, and
+ * then offers XCLIENT with ADDR to it (Postfix advertises XCLIENT only to `smtpd_authorized_xclient_hosts`).
+ * Without either haraka-in refuses every sender (CRITICAL); without XCLIENT only a WARNING when
+ * `backend.require_xclient` is off (mail arrives under the proxy's address).
  */
-export function judgeBackend(facts: BackendFacts, requireXclient: boolean): Verdict {
+export function judgeBackend(facts: BackendFacts, backend: { port: number; requireXclient: boolean; starttls: boolean }): Verdict {
   const where = `${facts.to} from ${facts.from}`;
-  if (facts.error) return { status: 'CRITICAL', detail: `${where}: ${facts.error}${connectHint(facts.errorCode, facts.from)}` };
+  if (facts.error) return { status: 'CRITICAL', detail: `${where}: ${facts.error}${connectHint(facts.errorCode, facts.from)}${wrongServiceHint(facts, backend.port)}` };
   if (!facts.banner || facts.banner.code !== 220) {
     return { status: 'CRITICAL', detail: `${where} refuses the connection: ${facts.banner?.lines.join(' | ') ?? 'no banner'}` };
   }
   if (!facts.ehlo || facts.ehlo.code !== 250) {
     return { status: 'CRITICAL', detail: `${where} refuses EHLO: ${facts.ehlo?.lines.join(' | ') ?? 'no reply'}` };
   }
+  if (backend.starttls && facts.starttls !== 'ok') {
+    const why = facts.starttls === 'not offered' ? 'does not offer STARTTLS (Postfix: smtpd_tls_security_level = may, with its certificate)' : `STARTTLS failed: ${facts.starttls}`;
+    return { status: 'CRITICAL', detail: `${where} ${why}: haraka-in refuses every sender with 451 (backend.starttls)${wrongServiceHint(facts, backend.port)}` };
+  }
   const greeting = facts.banner.lines[0] ?? '';
+  const tls = facts.starttls === 'ok' ? '; STARTTLS' : '';
   const attributes = xclientAttributes(facts.ehlo);
-  if (attributes?.includes('ADDR')) return { status: 'OK', detail: `${where}: ${greeting}; XCLIENT ${attributes.join(' ')}` };
+  if (attributes?.includes('ADDR')) return { status: 'OK', detail: `${where}: ${greeting}${tls}; XCLIENT ${attributes.join(' ')}` };
   const missing = attributes
     ? `offers XCLIENT without ADDR (${attributes.join(' ') || 'no attributes'})`
-    : `does not offer XCLIENT to ${facts.from} (Postfix: smtpd_authorized_xclient_hosts = ${facts.from})`;
-  return requireXclient
+    : `does not offer XCLIENT to ${facts.from} (Postfix: smtpd_authorized_xclient_hosts = ${facts.from} on that smtpd service)${wrongServiceHint(facts, backend.port)}`;
+  return backend.requireXclient
     ? { status: 'CRITICAL', detail: `${where} ${missing}: haraka-in refuses every sender with 451 (backend.require_xclient)` }
     : { status: 'WARNING', detail: `${where} ${missing}: mail reaches it under the proxy’s address (backend.require_xclient is off)` };
 }

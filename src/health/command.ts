@@ -4,7 +4,7 @@
 // typo in a monitoring setup is not reported as a broken mail server.
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { loadConfigFile, resolveConfigPath, UsageError } from '../cli-support';
+import { loadConfigFile, resolveConfigPath, usageErrorMessage, UsageError } from '../cli-support';
 import { writeFileAtomic } from '../render/write';
 import { formatHuman, formatJson, formatPrometheus } from './format';
 import { runHealthChecks } from './run';
@@ -45,8 +45,9 @@ export async function runHealthCommand(argv: string[], io: HealthIo): Promise<nu
   try {
     values = parse(argv);
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.stderr.write(`mailproxy health: ${(err as Error).message}\n\n${HEALTH_USAGE}`);
+    const usage = usageErrorMessage(err);
+    if (usage !== null) {
+      io.stderr.write(`mailproxy health: ${usage}\n\n${HEALTH_USAGE}`);
       return UNKNOWN;
     }
     throw err;

@@ -227,15 +227,39 @@ export async function probeStarttls(target: Target, hostname: string, timeoutMs:
   }
 }
 
-/** A session to the backend from `from` (wireguard.address): banner and EHLO, then QUIT. */
-export async function probeBackend(target: Target & { localAddress: string }, hostname: string, timeoutMs: number): Promise<BackendFacts> {
-  const facts: BackendFacts = { from: target.localAddress, to: formatTarget(target), error: null, errorCode: null, banner: null, ehlo: null };
-  let socket: net.Socket | null = null;
+/**
+ * A session to the backend from `from` (wireguard.address) as haraka-in opens it: banner, EHLO, and with
+ * `starttls` STARTTLS and EHLO again (the EHLO that counts for XCLIENT is the last one), then QUIT.
+ */
+export async function probeBackend(target: Target & { localAddress: string }, hostname: string, timeoutMs: number, starttls: boolean): Promise<BackendFacts> {
+  const facts: BackendFacts = { from: target.localAddress, to: formatTarget(target), error: null, errorCode: null, banner: null, ehlo: null, starttls: null };
+  let socket: Duplex | null = null;
   try {
-    socket = await connect(target, timeoutMs);
-    const reader = new ReplyReader(socket);
+    const plain = await connect(target, timeoutMs);
+    socket = plain;
+    const reader = new ReplyReader(plain);
     facts.banner = await reader.next(timeoutMs, 'banner');
-    if (facts.banner.code === 220) facts.ehlo = await command(socket, reader, `EHLO ${hostname}`, timeoutMs);
+    if (facts.banner.code !== 220) return facts;
+    facts.ehlo = await command(plain, reader, `EHLO ${hostname}`, timeoutMs);
+    if (!starttls || facts.ehlo.code !== 250) return facts;
+    if (!hasExtension(facts.ehlo, 'STARTTLS')) {
+      facts.starttls = 'not offered';
+      return facts;
+    }
+    const go = await command(plain, reader, 'STARTTLS', timeoutMs);
+    if (go.code !== 220) {
+      facts.starttls = `refused: ${go.lines.join(' | ')}`;
+      return facts;
+    }
+    reader.detach();
+    try {
+      socket = await upgrade(plain, hostname, timeoutMs);
+    } catch (err) {
+      facts.starttls = (err as Error).message;
+      return facts;
+    }
+    facts.starttls = 'ok';
+    facts.ehlo = await command(socket, new ReplyReader(socket), `EHLO ${hostname}`, timeoutMs);
   } catch (err) {
     facts.error = (err as Error).message;
     facts.errorCode = err instanceof ProbeError ? err.code : null;

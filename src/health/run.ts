@@ -11,6 +11,7 @@ import { probeBackend, probeBanner, probeDisk, probeQueue, probeStarttls, probeU
 import { report, type CheckResult, type HealthReport, type Verdict } from './status';
 import { resolverValidates } from '../dane/self-check';
 import { createDnssecResolver } from '../dane/resolver';
+import { nodeProblem, probeNode } from '../haraka/node-runtime';
 
 export interface HealthDeps {
   /** The environment the external commands run with (PATH finds systemctl and wg). */
@@ -63,8 +64,13 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
   const tunnel = (async () => {
     const backend = await timed('backend', async () =>
       judgeBackend(
-        await probeBackend({ host: config.backend.host, port: config.backend.port, localAddress: config.wireguard.address }, config.hostname, timeoutMs),
-        config.backend.require_xclient,
+        await probeBackend(
+          { host: config.backend.host, port: config.backend.port, localAddress: config.wireguard.address },
+          config.hostname,
+          timeoutMs,
+          config.backend.starttls,
+        ),
+        { port: config.backend.port, requireXclient: config.backend.require_xclient, starttls: config.backend.starttls },
       ),
     );
     const wireguard = await timed('wireguard', async () =>
@@ -97,6 +103,12 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
         oldestCritical: h.oldest_critical,
       }),
     ),
+    timed('node', async () => {
+      const probe = await probeNode(config.system.node);
+      const problem = nodeProblem(config.system.node, probe);
+      if (problem || !probe.ok) return { status: 'CRITICAL', detail: problem ?? config.system.node };
+      return { status: 'OK', detail: `system.node ${config.system.node} is ${probe.version}` };
+    }),
     timed('disk', async () => judgeDisk(await probeDisk(config.state_dir), { warningMb: h.disk_warning_mb, criticalMb: h.disk_critical_mb })),
     ...(config.outbound.dane ? [timed('haraka-out.dane', () => daneResolverCheck(config.outbound.dane_resolver))] : []),
   ]);

@@ -3,6 +3,7 @@
 // `mailproxy notes` prints it any time.
 import type { Config } from '../config/schema';
 import { parseHostPort } from '../config/net';
+import { placeholders, placeholderWarning } from '../config/placeholders';
 
 function dnsRecords(config: Config): string[] {
   const ips = [`ip4:${config.public_ipv4}`, ...(config.public_ipv6 ? [`ip6:${config.public_ipv6}`] : [])].join(' ');
@@ -18,14 +19,68 @@ function dnsRecords(config: Config): string[] {
   return lines;
 }
 
-function backendSettings(config: Config): string[] {
+function relayhost(config: Config): string {
   const outbound = parseHostPort(config.outbound.listen);
+  return `[${outbound?.host ?? config.outbound.listen}]:${outbound?.port ?? 2526}`;
+}
+
+/** The smtpd service's options: XCLIENT trusted from the VPS on this port only, Mailcow's own HELO rules. */
+function serviceOptions(config: Config): string[] {
+  return [`smtpd_authorized_xclient_hosts=${config.wireguard.address}`, 'smtpd_sasl_auth_enable=no', 'syslog_name=postfix/mailproxy'];
+}
+
+/**
+ * Mailcow as it ships: port 25 is postscreen (no XCLIENT), 10025 a postscreen behind a PROXY header;
+ * main.cf is rebuilt at every start and only extra.cf is kept; master.cf is tracked in git and update.sh
+ * merges over it, while the executables in data/hooks/postfix/ run at every container start; extra ports
+ * are published with docker-compose.override.yml, and Docker-published ports bypass the INPUT chain.
+ */
+function mailcowSettings(config: Config): string[] {
+  const { host, port } = config.backend;
+  const service = `${port}/inet`;
+  const options = serviceOptions(config).map((option) => `postconf -c /opt/postfix/conf -P '${service}/${option}'`);
   return [
-    `  main.cf:   smtpd_authorized_xclient_hosts = ${config.wireguard.address}`,
-    `  master.cf: an smtpd service (not postscreen) on ${config.backend.host}:${config.backend.port}, e.g.`,
-    `             ${config.backend.host}:${config.backend.port} inet n - n - - smtpd`,
-    `  main.cf:   relayhost = [${outbound?.host ?? config.outbound.listen}]:${outbound?.port ?? 2526}`,
-    `  never put ${config.wireguard.address} in mynetworks`,
+    `Mailcow (mailcow-dockerized), in its directory (e.g. /opt/mailcow-dockerized):`,
+    `  1. data/hooks/postfix/mailproxy.sh (chmod +x; runs at every start of the postfix container, so it`,
+    `     survives update.sh): an smtpd on port ${port} that trusts XCLIENT from ${config.wireguard.address} only`,
+    `       #!/bin/sh`,
+    `       postconf -c /opt/postfix/conf -M '${service}=${port} inet n - n - - smtpd'`,
+    ...options.map((line) => `       ${line}`),
+    `  2. docker-compose.override.yml: publish it on the WireGuard address only`,
+    `       services:`,
+    `         postfix-mailcow:`,
+    `           ports:`,
+    `             - "${host}:${port}:${port}"`,
+    `  3. data/conf/postfix/extra.cf: outbound mail (bounces too) leaves through haraka-out`,
+    `       relayhost = ${relayhost(config)}`,
+    `  4. the host firewall: Docker-published ports bypass the INPUT chain; only the VPS may reach ${port}`,
+    `       iptables -I DOCKER-USER -p tcp -m conntrack --ctorigdst ${host} --ctorigdstport ${port} ! -s ${config.wireguard.address} -j DROP`,
+    `  then: docker compose up -d (recreates postfix-mailcow; check: mailproxy health, line "backend")`,
+  ];
+}
+
+function postfixSettings(config: Config): string[] {
+  const { host, port } = config.backend;
+  return [
+    `Plain Postfix (with its smtpd_tls_cert_file and smtpd_tls_key_file set, for STARTTLS):`,
+    `  master.cf:`,
+    `    ${host}:${port} inet n - n - - smtpd`,
+    ...serviceOptions(config).map((option) => `      -o ${option}`),
+    `  main.cf:`,
+    `    relayhost = ${relayhost(config)}`,
+  ];
+}
+
+function backendSettings(config: Config): string[] {
+  return [
+    ...mailcowSettings(config),
+    '',
+    ...postfixSettings(config),
+    '',
+    `Never put ${config.wireguard.address} in mynetworks: the proxy would be allowed to relay anywhere.`,
+    ...(config.backend.starttls
+      ? []
+      : [`backend.starttls is off: Mailcow refuses plaintext for mailboxes with "enforce inbound TLS" (reject_plaintext_session).`]),
   ];
 }
 
@@ -44,14 +99,17 @@ function firewall(config: Config): string[] {
 }
 
 export function installNotes(config: Config): string {
+  const warning = placeholderWarning(placeholders(config));
+  const dns = warning
+    ? [`Not printed: ${warning}.`]
+    : ['DNS records to publish (docs: README "DNS you must set"):', ...dnsRecords(config)];
   return [
-    'DNS records to publish (docs: README "DNS you must set"):',
-    ...dnsRecords(config),
+    ...dns,
     '',
-    'On the backend (Mailcow / Postfix):',
+    `On the backend, haraka-in forwards to ${config.backend.host}:${config.backend.port} (backend.host, backend.port) from ${config.wireguard.address}:`,
     ...backendSettings(config),
     '',
-    'Firewall (nftables, e.g. /etc/nftables.d/mailproxy.nft): port 25 open to the world, haraka-out only on WireGuard:',
+    'Firewall on the VPS (nftables, e.g. /etc/nftables.d/mailproxy.nft): port 25 open to the world, haraka-out only on WireGuard:',
     ...firewall(config),
     '',
   ].join('\n');

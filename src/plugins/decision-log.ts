@@ -12,7 +12,8 @@
 //
 // Fields: time, action (refuse: the client got `code` and the check's refusal; log: a check in `log` mode
 // would have refused; accept: a session that ended without an edge refusal, logged once at disconnect by
-// mailproxy-edge), ip, then check, reason and code where they apply, then any extra field a check adds.
+// mailproxy-edge, with `msgs` and, when no check applied to the client, `exempt=loopback|private|allow`),
+// ip, then check, reason and code where they apply, then any extra field a check adds.
 
 export const DECISION_WORD = 'mailproxy-decision';
 

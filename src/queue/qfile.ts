@@ -19,7 +19,8 @@
 // - Haraka 3.3.4 never writes the failure reason into the file: a temp failure only renames it, and
 //   Address.toJSON drops the dsn_* fields even when a split rewrites the todo. lastError is therefore read
 //   from rcpt dsn fields when present (older Haraka wrote them) and otherwise from Haraka's log
-//   (lastErrorsFromLog below).
+//   (lastErrorsFromLog below), where the cause of a "Tried all MXs" deferral is on the lines before it
+//   ("Failed to get socket: connect ECONNREFUSED …").
 
 export const TEMP_PREFIX = '__tmp__.';
 export const ERROR_PREFIX = 'error.';
@@ -293,29 +294,81 @@ export function tlsPoliciesFromLog(log: string): Map<string, string> {
 }
 
 /**
+ * What went wrong with one MX in a delivery attempt, from hmail.js's own log lines (try_deliver and
+ * try_deliver_host_on_socket), or null for any other line. Haraka then defers with only "Tried all MXs".
+ */
+export function mxFailureOf(message: string): string | null {
+  const socket = /^Failed to get socket: (.*)$/.exec(message)?.[1];
+  if (socket !== undefined) return readableSocketError(socket.trim());
+  const ongoing = /^Ongoing connection failed to (.+?) : (.*)$/.exec(message);
+  if (ongoing) return `${ongoing[1]}: ${(ongoing[2] ?? '').trim()}`;
+  const closed = /^Remote end (\S+) closed connection while we were processing mail/.exec(message)?.[1];
+  if (closed) return `${closed} closed the connection during the SMTP session`;
+  const local = /^MX (\S+) is local, skipping since local_mx_ok=false/.exec(message)?.[1];
+  if (local) return `MX ${local} is this host (skipped: outbound local_mx_ok=false)`;
+  return null;
+}
+
+/** client_pool.js names a timed-out socket by its JSON arguments: `outbound::{"port":25,"host":"…"}`. */
+function readableSocketError(error: string): string {
+  const timedOut = /^connection timed out to outbound::(\{.*\})$/.exec(error)?.[1];
+  if (!timedOut) return error;
+  try {
+    const args = JSON.parse(timedOut) as { host?: unknown; port?: unknown; path?: unknown };
+    if (typeof args.path === 'string') return `connection timed out to ${args.path}`;
+    if (typeof args.host === 'string') return `connection timed out to ${args.host}:${String(args.port ?? 25)}`;
+  } catch {
+    // fall through: keep Haraka's words
+  }
+  return error;
+}
+
+const TRIED_ALL_MXS = /^Tried all MXs\b/;
+
+/**
  * Last failure per queue id from Haraka's log (journald or captured output, any line prefix). Reads
  * hmail's `Temp failing <file> for <n> seconds: <reason>` lines, and adds the remote's reply from the
  * `recipient <addr> deferred: <reply>` lines logged for the same uuid since its previous failure.
+ * Haraka's "Tried all MXs" names no cause: it is replaced by the last MX failure logged for the uuid in
+ * that attempt (`connect ECONNREFUSED 192.0.2.1:25`), as Postfix's mailq shows the last cause.
  */
 export function lastErrorsFromLog(log: string): Map<string, string> {
   const errors = new Map<string, string>();
   const deferred = new Map<string, string[]>();
+  const mxFailures = new Map<string, string[]>();
+  const add = (map: Map<string, string[]>, uuid: string, text: string) => map.set(uuid, [...(map.get(uuid) ?? []), text]);
   const uuidOf = (line: string) => LOG_UUID.exec(line)?.[1] ?? null;
   for (const line of log.split('\n')) {
-    const rcpt = /\[outbound\] recipient (\S+) deferred: (.*)$/.exec(line);
+    const message = /\[outbound\] (.*)$/.exec(line)?.[1];
+    if (message === undefined) continue;
+    const rcpt = /^recipient (\S+) deferred: (.*)$/.exec(message);
     if (rcpt) {
       const uuid = uuidOf(line);
-      if (uuid) deferred.set(uuid, [...(deferred.get(uuid) ?? []), `${rcpt[1]} ${rcpt[2].trim()}`]);
+      if (uuid) add(deferred, uuid, `${rcpt[1]} ${(rcpt[2] ?? '').trim()}`);
       continue;
     }
-    const temp = /\[outbound\] Temp failing (\S+) for \d+ seconds: (.*)$/.exec(line);
+    const mxFailure = mxFailureOf(message.trimEnd());
+    if (mxFailure) {
+      const uuid = uuidOf(line);
+      if (uuid) add(mxFailures, uuid, mxFailure);
+      continue;
+    }
+    const temp = /^Temp failing (\S+) for \d+ seconds: (.*)$/.exec(message);
     if (!temp) continue;
     const name = parseQueueFileName(temp[1] ?? '');
     if (!name) continue;
     const uuid = uuidOf(line);
     const replies = uuid ? (deferred.get(uuid) ?? []) : [];
-    if (uuid) deferred.delete(uuid);
-    const reason = (temp[2] ?? '').trim();
+    const tried = uuid ? (mxFailures.get(uuid) ?? []) : [];
+    if (uuid) {
+      deferred.delete(uuid);
+      mxFailures.delete(uuid);
+    }
+    let reason = (temp[2] ?? '').trim();
+    const cause = tried.at(-1);
+    if (cause && TRIED_ALL_MXS.test(reason)) {
+      reason = reason.replace(TRIED_ALL_MXS, tried.length > 1 ? `${cause} (the last of ${tried.length} MX failures)` : cause);
+    }
     errors.set(queueIdOf(name), replies.length ? `${reason} (${replies.join('; ')})` : reason);
   }
   return errors;

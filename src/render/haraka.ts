@@ -2,6 +2,7 @@
 // Only files Haraka really reads are produced. Next to each file: whether Haraka reloads it by itself
 // (file watch) or needs a restart.
 import path from 'node:path';
+import { DATA_LINE_LIMIT } from '../haraka/data-line';
 import type { Config } from '../config/schema';
 import { formatHostPort } from '../config/net';
 import { bounceMessage } from './bounce';
@@ -89,7 +90,11 @@ function connectionIni(config: Config, role: Role, options: RenderOptions): stri
           ? { key: 'add_received', value: false, why: 'mailproxy-outbound adds its own Received line, naming only this host (outbound.hide_internal_received).' }
           : { key: 'add_received', value: true },
         { key: 'show_version', value: false, why: 'Do not tell the internet which Haraka version runs here.' },
-        { key: 'clean_auth_results', value: true },
+        {
+          key: 'clean_auth_results',
+          value: false,
+          why: 'The message goes on as it came (mailproxy hands on the bytes received, not Haraka’s parsed header), so this would clean nothing: the backend’s filter judges Authentication-Results fields.',
+        },
         { key: 'max_lines', value: 1000 },
         { key: 'max_received', value: 100 },
       ],
@@ -102,8 +107,8 @@ function connectionIni(config: Config, role: Role, options: RenderOptions): stri
         { key: 'line_length', value: 512 },
         {
           key: 'data_line_length',
-          value: 1000,
-          why: 'Every line RFC 5321 allows (998 octets and CRLF) passes untouched; a longer one is folded with CRLF SP, as Postfix folds at smtp_line_length_limit. Haraka’s 992 folded lawful lines too (and broke their DKIM signature).',
+          value: DATA_LINE_LIMIT,
+          why: 'Lines up to this length pass untouched; Haraka would fold a longer one with CRLF SP, so mailproxy refuses such a message before 250 (552 5.3.4) instead of changing it.',
         },
         ...(role.name === 'haraka-in'
           ? [{ key: 'recipients', value: config.inbound.max_recipients, why: 'Recipients of one message. Not read by Haraka itself: mailproxy-smtp answers 452 4.5.3 past it.' }]
@@ -233,9 +238,11 @@ function outboundIni(config: Config, role: Role, options: RenderOptions): string
           value: config.outbound.allow_local_mx,
           why: 'false: never deliver to an MX that is this host (mail for our own domains goes to the backend).',
         },
-        config.outbound.hide_internal_received
-          ? { key: 'received_header', value: 'disabled', why: 'mailproxy-outbound adds the one Received line (outbound.hide_internal_received).' }
-          : { key: 'received_header', value: `${config.hostname} (mailproxy outbound)` },
+        {
+          key: 'received_header',
+          value: 'disabled',
+          why: 'The queue holds the message as received after one Received line (mailproxy-outbound’s, or Haraka’s own without outbound.hide_internal_received): a header Haraka’s outbound adds to its parsed copy would not reach it.',
+        },
       ],
     },
   ]);
@@ -251,8 +258,9 @@ function forwardFiles(config: Config, options: RenderOptions): Record<string, st
   // The message data must reach the backend at 64 KB/s or better on average (a 25 MB message: 400 s), and
   // it fails sooner when the backend takes nothing for backend.timeout.
   const bodyTimeout = backend.timeout + Math.ceil(config.inbound.max_message_size / (64 * 1024));
-  // At the end of data: the DATA reply, the body, the end-of-data reply.
-  const messageLimit = backend.timeout + bodyTimeout + backend.data_timeout;
+  // At the end of data: a keepalive NOOP's reply still on its way, the DATA reply, the body, the
+  // end-of-data reply.
+  const messageLimit = 2 * backend.timeout + bodyTimeout + backend.data_timeout;
   const hookLimit = Math.ceil(Math.max(greetingLimit, messageLimit) + 5);
   return {
     'mailproxy-forward.ini': renderIni(header(options, WATCHED), [
@@ -361,7 +369,15 @@ function outboundRoutingIni(config: Config, options: RenderOptions): string {
   return renderIni(header(options, WATCHED), [
     {
       name: 'main',
-      entries: [{ key: 'mx_port', value: config.outbound.mx_port }],
+      entries: [
+        { key: 'mx_port', value: config.outbound.mx_port },
+        {
+          key: 'private_mx_ok',
+          value: config.outbound.allow_private_mx,
+          why: 'MX addresses in wireguard.network or private space (RFC 1918, loopback, link-local, ULA, CGNAT) are skipped: such a domain stays queued.',
+        },
+        { key: 'tunnel_network', value: config.wireguard.network },
+      ],
     },
     {
       name: 'mta_sts',
@@ -424,6 +440,11 @@ function limitsIni(config: Config, options: RenderOptions): string {
           key: 'max_backend_sessions',
           value: limits.max_backend_sessions,
           why: 'Backend sessions at once (mailproxy-forward takes one per client session); over it 421 4.7.0, no backend connection.',
+        },
+        {
+          key: 'max_backend_sessions_per_network',
+          value: limits.max_backend_sessions_per_network,
+          why: 'Backend sessions at once from clients of one network (IPv4 /24, IPv6 /48); over it 421 4.7.0.',
         },
         { key: 'max_session_time', value: limits.max_session_time, why: 'Seconds a client session may last; then 421 4.4.2. 0: no limit.' },
         ...(limits.exempt.length > 0 ? [{ key: 'exempt', value: limits.exempt, why: 'Addresses the per-address limits leave alone.' }] : []),

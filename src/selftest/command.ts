@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { loadConfigFile, resolveConfigPath, UsageError } from '../cli-support';
+import { loadConfigFile, resolveConfigPath, usageErrorMessage, UsageError } from '../cli-support';
 import { parseTargetHostPort, type TargetHostPort } from '../config/net';
 import type { Config } from '../config/schema';
 import { STATUS_CODE } from '../health/status';
@@ -66,8 +66,9 @@ export function prepareCheckCommand(
     if (parsed.positionals.length) throw new UsageError(`unexpected argument: ${parsed.positionals[0]}`);
     values = parsed.values;
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.stderr.write(`mailproxy ${command}: ${(err as Error).message}\n\n${usage}`);
+    const message = usageErrorMessage(err);
+    if (message !== null) {
+      io.stderr.write(`mailproxy ${command}: ${message}\n\n${usage}`);
       return UNKNOWN;
     }
     throw err;

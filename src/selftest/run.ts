@@ -1,6 +1,6 @@
 // Runs `mailproxy selftest`: MXToolbox's SMTP test against each address of haraka-in (or --target), and
 // haraka-out's relay refusal from this host. Probes (probes.ts) measure, judges (checks.ts) decide.
-import { formatHostPort, isUnspecifiedIp, parseHostPort, type HostPort, type TargetHostPort } from '../config/net';
+import { formatHostPort, isPrivateIp, isUnspecifiedIp, parseHostPort, type HostPort, type TargetHostPort } from '../config/net';
 import type { Config } from '../config/schema';
 import { probeTarget } from '../health/run';
 import { inboundListen } from '../render/haraka';
@@ -45,6 +45,16 @@ export function inboundTargets(config: Config): HostPort[] {
   });
 }
 
+/**
+ * The address senders reach a listen address at: a public one as it is; a private or loopback one (haraka-in
+ * behind NAT, or the demo on 127.0.0.1) is reached through the public address of its family, whose PTR is
+ * the one MXToolbox and every sender look up.
+ */
+export function senderFacingIp(config: Config, host: string): string {
+  if (!isPrivateIp(host)) return host;
+  return (host.includes(':') ? config.public_ipv6 : config.public_ipv4) ?? host;
+}
+
 /** haraka-in's relay probe: MXToolbox's own, then every foreign trick, from three kinds of sender. */
 export function inboundRelayPlan(config: Config): RelayPlan {
   const own = config.domains[0] ?? config.hostname;
@@ -84,14 +94,17 @@ async function resolveTarget(target: TargetHostPort, dns: DnsClient): Promise<{ 
   return { addresses: ips.map((host) => ({ host, port: target.port })), line: checkLine(`target@${target.host}`, null, { status: 'OK', detail }) };
 }
 
-/** Every check against one address of haraka-in: its reverse DNS, banner, and a cold and a warm transaction. */
-async function addressChecks(config: Config, target: HostPort, options: SelftestOptions): Promise<CheckLine[]> {
+/**
+ * Every check against one address of haraka-in: the reverse DNS of `publicIp` (where senders reach it), the
+ * banner, and a cold and a warm transaction.
+ */
+async function addressChecks(config: Config, target: HostPort, publicIp: string, options: SelftestOptions): Promise<CheckLine[]> {
   const label = formatHostPort(target);
   const timeoutMs = options.timeoutMs ?? STEP_TIMEOUT_MS;
   const probe = { sender: MXTOOLBOX_PROBE.sender, rcpt: MXTOOLBOX_PROBE.recipients[0] };
   let fresh = freshSourceFor(target);
   const started = performance.now();
-  const rdnsPromise = probeReverseDns(options.dns, target.host);
+  const rdnsPromise = probeReverseDns(options.dns, publicIp);
   // Cold first (the address is new to haraka-in), then warm from the same address.
   let cold = await probeSession(target, fresh ?? undefined, probe, timeoutMs);
   if (fresh && cold.connectMs === null && /EADDRNOTAVAIL|EINVAL/.test(cold.error ?? '')) {
@@ -105,8 +118,8 @@ async function addressChecks(config: Config, target: HostPort, options: Selftest
   const context = { freshSource: fresh !== null };
   return [
     checkLine(`banner@${label}`, MXTOOLBOX.banner, judgeBannerName(label, cold.banner ?? warm.banner, cold.error, rdns, config.hostname), cold.connectMs ?? 0),
-    checkLine(`rdns@${target.host}`, MXTOOLBOX.rdns, judgeReverseDns(rdns, config.hostname)),
-    checkLine(`hostname@${target.host}`, MXTOOLBOX.hostname, judgeValidHostname(rdns, config.hostname)),
+    checkLine(`rdns@${publicIp}`, MXTOOLBOX.rdns, judgeReverseDns(rdns, config.hostname)),
+    checkLine(`hostname@${publicIp}`, MXTOOLBOX.hostname, judgeValidHostname(rdns, config.hostname)),
     checkLine(`connect.cold@${label}`, MXTOOLBOX.connection, judgeTime('connection', cold, { ...context, temperature: 'cold' }), cold.connectMs ?? ms),
     checkLine(`connect.warm@${label}`, MXTOOLBOX.connection, judgeTime('connection', warm, { ...context, temperature: 'warm' }), warm.connectMs ?? ms),
     checkLine(`transaction.cold@${label}`, MXTOOLBOX.transaction, judgeTime('transaction', cold, { ...context, temperature: 'cold' }), cold.transactionMs ?? ms),
@@ -119,14 +132,17 @@ export async function runSelftest(config: Config, options: SelftestOptions): Pro
   const timeoutMs = options.timeoutMs ?? STEP_TIMEOUT_MS;
   const lines: CheckLine[] = [];
   let targets: HostPort[];
+  // --target names the address senders use; haraka-in's own listen addresses may sit behind NAT.
+  let publicIpOf = (host: string) => host;
   if (options.target) {
     const resolved = await resolveTarget(options.target, options.dns);
     if (resolved.line) lines.push(resolved.line);
     targets = resolved.addresses;
   } else {
     targets = inboundTargets(config);
+    publicIpOf = (host) => senderFacingIp(config, host);
   }
-  for (const target of targets) lines.push(...(await addressChecks(config, target, options)));
+  for (const target of targets) lines.push(...(await addressChecks(config, target, publicIpOf(target.host), options)));
   // One address is enough for TLS and relaying: every address of haraka-in is one process with one tls.ini.
   const first = targets[0];
   if (first) {

@@ -15,6 +15,8 @@ export interface Summary {
   to: Date | null;
   /** Sessions the edge let through (one `accept` line each), and the messages they delivered. */
   accepted: { sessions: number; messages: number };
+  /** Of those, the ones no check applied to (`exempt=`: loopback, private, allow), by why. */
+  exempt: { sessions: number; messages: number; byReason: Record<string, number> };
   /** Sessions refused, by the check and reason that refused them. */
   refused: CountsByCheck;
   /** Checks in `log` mode that would have refused (the session went on). */
@@ -60,7 +62,14 @@ const empty = (): CountsByCheck => ({ total: 0, byCheck: {}, byReason: {} });
 
 /** Counts the decisions at or after `since` (all when null). */
 export function aggregate(decisions: readonly ParsedDecision[], since: Date | null = null): Summary {
-  const summary: Summary = { from: null, to: null, accepted: { sessions: 0, messages: 0 }, refused: empty(), logged: empty() };
+  const summary: Summary = {
+    from: null,
+    to: null,
+    accepted: { sessions: 0, messages: 0 },
+    exempt: { sessions: 0, messages: 0, byReason: {} },
+    refused: empty(),
+    logged: empty(),
+  };
   for (const decision of decisions) {
     if (since && decision.time < since) continue;
     if (!summary.from || decision.time < summary.from) summary.from = decision.time;
@@ -68,9 +77,16 @@ export function aggregate(decisions: readonly ParsedDecision[], since: Date | nu
     const check = decision.check ?? 'unknown';
     const reason = decision.reason ?? 'unknown';
     if (decision.action === 'accept') {
-      summary.accepted.sessions += 1;
       const msgs = Number(decision.fields.msgs ?? 0);
-      summary.accepted.messages += Number.isFinite(msgs) ? msgs : 0;
+      const messages = Number.isFinite(msgs) ? msgs : 0;
+      summary.accepted.sessions += 1;
+      summary.accepted.messages += messages;
+      const exempt = decision.fields.exempt;
+      if (exempt) {
+        summary.exempt.sessions += 1;
+        summary.exempt.messages += messages;
+        summary.exempt.byReason[exempt] = (summary.exempt.byReason[exempt] ?? 0) + 1;
+      }
     } else if (decision.action === 'refuse') {
       bump(summary.refused, check, reason);
     } else {

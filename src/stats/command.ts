@@ -9,7 +9,7 @@ import { UsageError } from '../cli-support';
 import { parseDecisionLine, type ParsedDecision } from '../plugins/decision-log';
 import { writeFileAtomic } from '../render/write';
 import { aggregate, parseSince, refusalSeries } from './aggregate';
-import { formatSummary } from './format';
+import { formatSummary, type LogFacts } from './format';
 import { renderChart } from './svg';
 
 export interface StatsIo {
@@ -21,15 +21,27 @@ export interface StatsIo {
   now?: () => Date;
 }
 
-/** Only the decision lines are kept, and only those at or after `since`: a day of a busy MX's log is large. */
-async function readDecisions(input: Readable, since: Date | null): Promise<ParsedDecision[]> {
+/** Haraka's level tag of a line, where decision lines are written (behind any journald prefix). */
+const NOTICE_OR_INFO = /(^|\s)\[(NOTICE|INFO)\]\s/;
+
+/**
+ * Only the decision lines are kept, and only those at or after `since`: a day of a busy MX's log is large.
+ * The rest is counted, to say why there is nothing to count when that happens.
+ */
+async function readDecisions(input: Readable, since: Date | null): Promise<{ decisions: ParsedDecision[]; facts: LogFacts }> {
   const decisions: ParsedDecision[] = [];
+  const facts: LogFacts = { lines: 0, noticeLines: 0, before: 0, since };
   const lines = readline.createInterface({ input, crlfDelay: Infinity });
   for await (const line of lines) {
+    if (line === '') continue;
+    facts.lines += 1;
+    if (NOTICE_OR_INFO.test(line)) facts.noticeLines += 1;
     const decision = parseDecisionLine(line);
-    if (decision && (!since || decision.time >= since)) decisions.push(decision);
+    if (!decision) continue;
+    if (!since || decision.time >= since) decisions.push(decision);
+    else facts.before += 1;
   }
-  return decisions;
+  return { decisions, facts };
 }
 
 export async function runStatsCommand(argv: string[], io: StatsIo): Promise<number> {
@@ -50,9 +62,9 @@ export async function runStatsCommand(argv: string[], io: StatsIo): Promise<numb
     throw new UsageError('give a log FILE, or pipe the log in: journalctl -u mailproxy-haraka-in -o cat | mailproxy stats');
   }
   const input = file === undefined || file === '-' ? stdin : createReadStream(file);
-  const decisions = await readDecisions(input, since);
+  const { decisions, facts } = await readDecisions(input, since);
   const summary = aggregate(decisions);
-  io.stdout.write(values.json ? `${JSON.stringify(summary, null, 2)}\n` : formatSummary(summary));
+  io.stdout.write(values.json ? `${JSON.stringify(summary, null, 2)}\n` : formatSummary(summary, facts));
   if (values.svg) {
     const series = refusalSeries(decisions, { from: since ?? summary.from, to: since ? now : summary.to });
     await writeFileAtomic(values.svg, renderChart(series));

@@ -7,7 +7,7 @@
 // exits, every deploy ends with the new fingerprint served, and every session completes.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { deployCertificate } from '../../src/certs/deploy/deploy';
 import { probeServedCertificate } from '../../src/certs/deploy/probe';
 import { sendMessage } from '../../src/smtp/send';
@@ -16,7 +16,10 @@ import { withTopology } from '../helpers/topology';
 
 const DEPLOYS = 20;
 
-describe('the TLS reload race', () => {
+describe('the TLS reload race (about 2 minutes: 20 deploys into running Haraka)', () => {
+  // The longest file of the suite, silent while it works: say so when it starts.
+  beforeAll(() => console.log(`cert-deploy-soak: ${DEPLOYS} certificate deploys into a running haraka-in and haraka-out take about 2 minutes…`));
+
   it('is real: a certificate rewritten in place with tls.ini touched before the key makes Haraka exit', async () => {
     await withTopology({ instances: ['haraka-in'], backend: false, internet: false }, async (t) => {
       const ca = makeCa(path.join(t.config.state_dir, '..', 'race-ca'));

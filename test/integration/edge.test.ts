@@ -231,6 +231,27 @@ describe('edge checks in refuse mode', () => {
   });
 });
 
+describe('edge checks in refuse mode, at every greeting', () => {
+  const lists = useListServer(LISTS);
+  const topology = useTopology({
+    instances: ['haraka-in'],
+    internet: false,
+    transformFiles: (files) => withPublicClients(files, lists().address),
+    tweak: edgeConfig({ lookup_timeout: 0.9, helo: { mode: 'refuse' } }),
+  });
+
+  it('refuses a forged HELO that follows a clean one (issue 19)', async () => {
+    const t = topology();
+    const { session } = await connect(t.inbound.host, t.inbound.port, '127.0.0.27');
+    expect((await session.command('EHLO client27.example.net')).code).toBe(250);
+    const again = await session.command('EHLO mx.demo.test');
+    expect([again.code, again.text.slice(0, 5)]).toEqual([550, '5.7.1']);
+    await eventually('the connection closed', () => session.isClosed);
+    await eventually('the decision line', () => decisions(t.haraka['haraka-in']!.output(), '127.0.0.27').some((line) => line.action === 'refuse'));
+    expect(decisions(t.haraka['haraka-in']!.output(), '127.0.0.27').map((line) => [line.action, line.check, line.reason, line.code])).toEqual([['refuse', 'helo', 'forged', 550]]);
+  });
+});
+
 describe('edge checks with a banner pause, and in log mode', () => {
   const lists = useListServer({ '31.0.0.127.bl.test': ['127.0.0.2'] });
   const topology = useTopology({

@@ -117,7 +117,7 @@ async function checks(config: string, env?: NodeJS.ProcessEnv): Promise<{ code: 
   return { code: result.code, by: Object.fromEntries(json.checks.map((check) => [check.name, check])) };
 }
 
-const ALL = ['haraka-in.unit', 'haraka-out.unit', 'haraka-in.banner', 'haraka-in.tls', 'haraka-out.banner', 'backend', 'wireguard', 'haraka-out.queue', 'disk'];
+const ALL = ['haraka-in.unit', 'haraka-out.unit', 'haraka-in.banner', 'haraka-in.tls', 'haraka-out.banner', 'backend', 'wireguard', 'haraka-out.queue', 'node', 'disk'];
 
 async function sink(options: Partial<SinkOptions> & { host: string }) {
   const started = await startSmtpSink(options);
@@ -165,7 +165,7 @@ describe('mailproxy health on a running appliance', () => {
     expect(human.err).toBe('');
     expect(human.code).toBe(0);
     const lines = human.out.trimEnd().split('\n');
-    expect(lines[0]).toBe('mailproxy health OK: 9 OK');
+    expect(lines[0]).toBe('mailproxy health OK: 10 OK');
     expect(lines.slice(1).map((line) => line.split(/\s+/).slice(0, 2).join(' '))).toEqual(ALL.map((name) => `OK ${name}`));
     expect(human.out).toContain(`${IN_UNIT} is active`);
     expect(human.out).toMatch(/haraka-in\.banner\s+127\.0\.0\.1:\d+ greets as mx\.demo\.test in \d+ ms/);

@@ -2,7 +2,7 @@
 // (and rendered), an old Node refused with the reason.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { requirePeers } from '../helpers/peers';
@@ -58,8 +58,11 @@ describe('scripts/install.sh --root', () => {
       }
       // No dev packages on the VPS.
       expect(existsSync(path.join(target, 'opt/mailproxy/node_modules/vitest'))).toBe(false);
-      expect(first.out).toContain('smtpd_authorized_xclient_hosts = 10.0.0.1');
+      expect(first.out).toContain('smtpd_authorized_xclient_hosts=10.0.0.1');
       expect(first.out).toContain('iifname "wg0" tcp dport 2526 accept');
+      // The example's placeholders get no DNS records.
+      expect(first.out).toContain('Not printed: hostname mx.example.com, public_ipv4 203.0.113.25, domains[0] example.com');
+      expect(first.out).not.toContain('MX 10');
 
       const before = snapshot(target);
       const second = install(target);
@@ -76,6 +79,43 @@ describe('scripts/install.sh --root', () => {
       expect(third.code, third.err).toBe(0);
       expect(readFileSync(configFile, 'utf8')).toBe(edited);
       expect(readFileSync(path.join(target, 'etc/mailproxy/instances/haraka-in/config/log.ini'), 'utf8')).toMatch(/^level=debug$/m);
+    },
+    300_000,
+  );
+
+  it.runIf(node22)(
+    'runs every unit, timer and the mailproxy command with the --node it was given, not /usr/bin/node',
+    () => {
+      const target = tempDir();
+      // A Node at a path of its own, as /opt/node22/bin/node would be on a VPS.
+      const node = path.join(target, 'opt/node22/bin/node');
+      mkdirSync(path.dirname(node), { recursive: true });
+      symlinkSync(process.execPath, node);
+      const result = install(target, node);
+      expect(result.code, result.err).toBe(0);
+      expect(result.out).toContain(`set system.node: ${node}`);
+      const units = readdirSync(path.join(target, 'etc/systemd/system')).filter((name) => name.endsWith('.service'));
+      expect(units.sort()).toEqual(['mailproxy-cert-renew.service', 'mailproxy-haraka-in.service', 'mailproxy-haraka-out.service', 'mailproxy-health.service']);
+      for (const unit of units) {
+        const execStart = /^ExecStart=(\S+)/m.exec(readFileSync(path.join(target, 'etc/systemd/system', unit), 'utf8'))?.[1];
+        expect(execStart, unit).toBe(node);
+      }
+      // Each timer starts one of those services.
+      for (const timer of ['mailproxy-health.timer', 'mailproxy-cert-renew.timer']) {
+        expect(units).toContain(timer.replace('.timer', '.service'));
+      }
+      const command = path.join(target, 'usr/local/bin/mailproxy');
+      expect(readFileSync(command, 'utf8')).toContain(`exec ${node} ${path.join(target, 'opt/mailproxy/bin/mailproxy.js')}`);
+      const get = spawnSync(command, ['config', 'get', 'system.node'], { encoding: 'utf8' });
+      expect(get.stdout.trim(), get.stderr).toBe(node);
+      // The config keeps its comments: the installer changed one key.
+      const config = readFileSync(path.join(target, 'etc/mailproxy/mailproxy.yaml'), 'utf8');
+      expect(config).toContain(`  node: ${node}`);
+      expect(config).toContain('# The VPS\'s public name.');
+      // A later run without --node keeps it.
+      const again = spawnSync('bash', [installer, '--root', target], { encoding: 'utf8', timeout: 240_000 });
+      expect(again.status, again.stderr).toBe(0);
+      expect(readFileSync(path.join(target, 'etc/systemd/system/mailproxy-haraka-in.service'), 'utf8')).toContain(`ExecStart=${node} `);
     },
     300_000,
   );

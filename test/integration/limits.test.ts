@@ -211,4 +211,43 @@ describe('mailproxy-limits: backend sessions', () => {
       expect(backend.deliveries).toHaveLength(2);
     });
   });
+
+  it('five addresses of one network that hold sessions on a refused RCPT cannot lock out another network; a backend idle close frees their slots (issue 19)', async () => {
+    // The first ten RCPTs that reach the backend (those of the ten sessions the network's share allows) are
+    // refused; the backend idle-closes a session after 1.5 s, as Postfix does after smtpd_timeout.
+    const options: ScriptedBackendOptions = { idleTimeoutMs: 1500, rcpt: (n) => (n < 10 ? '550 5.1.1 <nobody@demo.test>: Recipient address rejected' : null) };
+    await withLimitsAndScriptedBackend({ max_backend_sessions: 50, max_backend_sessions_per_network: 10, max_clients_per_ip: 10 }, options, async (t, backend) => {
+      const held: SmtpScript[] = [];
+      const codes: number[] = [];
+      for (const address of ['127.0.0.71', '127.0.0.72', '127.0.0.73', '127.0.0.74', '127.0.0.75']) {
+        for (let n = 0; n < 10; n++) {
+          const session = await greeted(t, address);
+          held.push(session);
+          expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+          codes.push((await session.command('RCPT TO:<nobody@demo.test>')).code);
+        }
+      }
+      // Their network (127.0.0.0/24) got its share of backend sessions, the rest 421.
+      expect(codes.filter((code) => code === 421)).toHaveLength(40);
+      expect(logOf(t)).toMatch(refusalLine('127.0.0.75', 'max_backend_sessions_per_network', 10));
+      // Another network is served at once, while those sessions sit there.
+      const other = await greeted(t, '127.0.1.6');
+      expect(await sendOne(other, 'another network')).toEqual([250, 250, 354, 250]);
+      other.close();
+      // The backend closes the idle sessions; their slots come back though the clients stay connected.
+      const stillConnected = held.filter((session) => !session.isClosed);
+      expect(stillConnected.length).toBeGreaterThanOrEqual(10);
+      const sixth = await eventually('a backend session for the sixth address of the same network', async () => {
+        const s = await greeted(t, '127.0.0.76');
+        const result = await sendOne(s, 'after the idle close');
+        if (result.at(-1) === 250) return s;
+        s.close();
+        return null;
+      }, { timeoutMs: 10_000 });
+      sixth.close();
+      for (const session of held) session.close();
+      expect(backend.deliveries).toHaveLength(2);
+    });
+  });
 });
+

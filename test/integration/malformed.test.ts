@@ -22,7 +22,8 @@ interface Case {
 const message = (subject: string, body: string) => `From: sender@example.net\r\nTo: alice@demo.test\r\nSubject: ${subject}\r\n\r\n${body}\r\n.\r\n`;
 
 const LONG_LINE_OK = 'k'.repeat(998);
-const LONG_LINE_BAD = 'w'.repeat(1500);
+// Over RFC 5322's 998, under the 64 KB haraka-in takes as it is (src/haraka/data-line.ts): handed on whole.
+const LONG_LINE_OVER_RFC = 'w'.repeat(1500);
 
 const CASES: Case[] = [
   {
@@ -141,7 +142,7 @@ const CASES: Case[] = [
       ['MAIL FROM:<a@example.net>\r\n', 250],
       ['RCPT TO:<alice@demo.test>\r\n', 250],
       ['DATA\r\n', 354],
-      [message('long lines', `${LONG_LINE_OK}\r\n${LONG_LINE_BAD}`), 250],
+      [message('long lines', `${LONG_LINE_OK}\r\n${LONG_LINE_OVER_RFC}`), 250],
     ],
   },
 ];
@@ -191,7 +192,7 @@ describe('haraka-in answers malformed input and serves the next client', () => {
     expect(received.find((m) => m.subject === 'eight-bit sender')?.mailFrom).toBe('jö@example.net');
     const long = received.find((m) => m.subject === 'long lines')!.raw.toString('latin1');
     expect(long).toContain(`\r\n${LONG_LINE_OK}\r\n`);
-    expect(long).toContain(`\r\n${LONG_LINE_BAD.slice(0, 998)}\r\n ${LONG_LINE_BAD.slice(998)}\r\n`);
+    expect(long).toContain(`\r\n${LONG_LINE_OVER_RFC}\r\n`);
     console.info(`malformed input: ${CASES.length} cases, ${replies} replies as expected, ${CASES.length} next clients served, backend received ${t.backend!.messages.length} messages (${lawful.length} lawful ones from the cases), nothing else`);
   }, 120_000);
 

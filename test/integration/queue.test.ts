@@ -1,7 +1,7 @@
 // `mailproxy queue` against a real haraka-out: messages it cannot deliver stay in its queue directory,
 // which we list, count, flush (SIGHUP) and delete from while Haraka keeps running.
 import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -77,9 +77,11 @@ describe('mailproxy queue on a running haraka-out (no internet: deliveries temp-
       recipients: [`bob@${INTERNET_DOMAIN}`],
       attempts: 1,
       pid: out(t).child.pid,
-      lastError: 'Tried all MXs',
+      // Haraka defers with only "Tried all MXs"; the cause is the line it logged for the MX before that.
+      lastError: `connect ECONNREFUSED ${LOOPBACK.internet}:${t.config.outbound.mx_port}`,
       lastErrorSource: 'log',
     });
+    expect(out(t).output()).toMatch(/Temp failing \S+ for \d+ seconds: Tried all MXs/);
     expect(first.uuid).toBe(`${firstUuid}.1`);
     expect(Date.now() - first.queuedAt.getTime()).toBeLessThan(60_000);
     const wait = first.nextAttempt!.getTime() - Date.now();
@@ -94,7 +96,8 @@ describe('mailproxy queue on a running haraka-out (no internet: deliveries temp-
     expect(await countQueue(queueDir(t))).toEqual({ total: 1, byDomain: { [INTERNET_DOMAIN]: 1 }, problems: 0, errorFiles: 0, inProgress: 0 });
     const table = formatQueueTable([first]);
     expect(table).toContain(first.id);
-    expect(table).toContain('Tried all MXs');
+    expect(table).toContain(`connect ECONNREFUSED ${LOOPBACK.internet}:${t.config.outbound.mx_port}`);
+    expect(table).not.toContain('Tried all MXs');
 
     // Haraka's own reader agrees (`haraka -c DIR --qlist`, read-only).
     const env: NodeJS.ProcessEnv = { ...process.env };
@@ -160,6 +163,14 @@ describe('mailproxy queue on a running haraka-out (no internet: deliveries temp-
     const list = await run('list', '--json');
     expect(list.code).toBe(0);
     expect(JSON.parse(list.text).entries.some((entry: { recipients: string[] }) => entry.recipients.includes(`cli@${INTERNET_DOMAIN}`))).toBe(true);
+    // With haraka-out's log (`journalctl … | mailproxy queue list --log -` on the VPS): the cause, not "Tried all MXs".
+    const logFile = path.join(t.config.state_dir, 'haraka-out.log');
+    writeFileSync(logFile, out(t).output());
+    const table = await run('list', '--log', logFile);
+    expect(table.code).toBe(0);
+    const row = table.out.split('\n').find((line) => line.includes(`cli@${INTERNET_DOMAIN}`));
+    expect(row).toMatch(new RegExp(`connect ECONNREFUSED ${LOOPBACK.internet.replace(/\./g, '\\.')}:${t.config.outbound.mx_port}$`));
+    expect(table.out).not.toContain('Tried all MXs');
     const count = await run('count');
     expect(count.code).toBe(0);
     expect(count.text).toContain(INTERNET_DOMAIN);

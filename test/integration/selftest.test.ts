@@ -137,12 +137,13 @@ describe('mailproxy selftest', () => {
   let ca = '';
   beforeAll(() => {
     const t = topology();
-    // haraka-in's address (127.0.0.1) has mx.demo.test as its PTR, which resolves back (loopbackZone: A 127.0.0.1);
-    // the stand-ins get theirs below. The topology's self-signed certificate is trusted with --ca.
+    // haraka-in listens on 127.0.0.1, which stands in for the public address 192.0.2.25 as a listen address
+    // behind NAT does: the PTR judged is 192.0.2.25's (loopbackZone publishes it: mx.demo.test, which resolves
+    // back), and 127.0.0.1 has none. The stand-ins, reached by --target, get theirs below. The topology's
+    // self-signed certificate is trusted with --ca.
     ca = t.config.tls.cert;
     t.dns.zone.PTR = {
       ...t.dns.zone.PTR,
-      '1.0.0.127.in-addr.arpa': ['mx.demo.test'],
       '21.0.0.127.in-addr.arpa': ['mx.demo.test'],
       '22.0.0.127.in-addr.arpa': ['mx.demo.test'],
       '23.0.0.127.in-addr.arpa': ['127-0-0-23.dynamic.example.net'],
@@ -151,7 +152,7 @@ describe('mailproxy selftest', () => {
     // 127.0.0.22's PTR names mx.demo.test, which does not resolve back to it.
     t.dns.zone.A = {
       ...t.dns.zone.A,
-      'mx.demo.test': ['127.0.0.1', ...[20, 21, 24, 25, 26, 27, 28, 29, 30].map((n) => `127.0.0.${n}`)],
+      'mx.demo.test': ['192.0.2.25', ...[20, 21, 24, 25, 26, 27, 28, 29, 30].map((n) => `127.0.0.${n}`)],
       '127-0-0-23.dynamic.example.net': ['127.0.0.23'],
       'standin.demo.test': ['127.0.0.20'],
     };
@@ -164,13 +165,14 @@ describe('mailproxy selftest', () => {
     const lines = human.out.trimEnd().split('\n');
     expect(lines[0]).toBe(`mailproxy selftest OK: ${ALL.length} pass`);
     expect(lines.slice(1).map((line) => line.split(/\s+/).slice(0, 2).join(' '))).toEqual(
-      ALL.map((name) => `PASS ${name}@${name === 'haraka-out.relay' ? `${t.outbound.host}:${t.outbound.port}` : ['rdns', 'hostname'].includes(name) ? '127.0.0.1' : `127.0.0.1:${t.inbound.port}`}`),
+      ALL.map((name) => `PASS ${name}@${name === 'haraka-out.relay' ? `${t.outbound.host}:${t.outbound.port}` : ['rdns', 'hostname'].includes(name) ? '192.0.2.25' : `127.0.0.1:${t.inbound.port}`}`),
     );
     expect(human.code).toBe(0);
     for (const name of ['SMTP Banner Check', 'SMTP Reverse DNS Mismatch', 'SMTP Valid Hostname', 'SMTP TLS', 'SMTP Open Relay', 'SMTP Connection Time', 'SMTP Transaction Time']) {
       expect(human.out).toContain(name);
     }
-    expect(human.out).toMatch(/banner@\S+ +SMTP Banner Check +127\.0\.0\.1:\d+ greets as mx\.demo\.test, the PTR of 127\.0\.0\.1/);
+    expect(human.out).toMatch(/banner@\S+ +SMTP Banner Check +127\.0\.0\.1:\d+ greets as mx\.demo\.test, the PTR of 192\.0\.2\.25/);
+    expect(human.out).toMatch(/rdns@192\.0\.2\.25 +SMTP Reverse DNS Mismatch +PTR of 192\.0\.2\.25 is mx\.demo\.test, which resolves back to it/);
     expect(human.out).toMatch(/connect\.cold@\S+ .*first connection from 127\.\d+\.\d+\.\d+, an address haraka-in had not seen/);
     expect(human.out).toMatch(/relay@\S+ .*refused all 39 attempts from 3 senders \(supertool@mxtoolboxsmtpdiag\.com, <>, postmaster@demo\.test\) with 5xx/);
     expect(human.out).toMatch(/haraka-out\.relay@\S+ .*refused all 30 relay attempts from 127\.0\.0\.1 \(this host\) with 5xx; only outbound\.relay_acl \(127\.0\.0\.2\/32\) may relay.*"refused from here"/);

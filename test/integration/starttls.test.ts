@@ -41,6 +41,13 @@ describe('STARTTLS on haraka-in', () => {
     const configured = new X509Certificate(readFileSync(t.config.tls.cert));
     expect(served?.fingerprint256).toBe(configured.fingerprint256);
     expect(secure.getProtocol()).toMatch(/^TLSv1\.[23]$/);
+    // A second STARTTLS inside TLS is refused (RFC 3207), and the session goes on over TLS.
+    secure.write('EHLO client.test\r\n');
+    expect(await readReply(secure)).not.toMatch(/STARTTLS/);
+    secure.write('STARTTLS\r\n');
+    expect(await readReply(secure)).toMatch(/^503 5\.5\.1 /);
+    secure.write('NOOP\r\n');
+    expect(await readReply(secure)).toMatch(/^250 /);
     secure.destroy();
   });
 

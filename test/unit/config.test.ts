@@ -26,7 +26,7 @@ describe('config validation', () => {
     const result = loadConfigText(example);
     expect(result.ok).toBe(true);
     if (!result.ok) return;
-    expect(result.config.backend).toMatchObject({ host: '10.0.0.2', port: 25 });
+    expect(result.config.backend).toMatchObject({ host: '10.0.0.2', port: 10029 });
     expect(result.config.outbound).toMatchObject({ listen: '10.0.0.1:2526', relay_acl: ['10.0.0.2/32'] });
     expect(result.config.wireguard.address).toBe('10.0.0.1');
   });
@@ -148,16 +148,63 @@ describe('config validation', () => {
     expect(error?.message).toBe('expected number');
   });
 
-  it('names a missing required key', () => {
+  it('names a missing required key, without pointing at an unrelated line (issue 24)', () => {
     const errors = errorsFor('version: 1\npublic_ipv4: 198.51.100.7\ndomains: [example.org]\n');
     expect(errors.map((error) => error.key)).toEqual(['hostname']);
-    expect(formatConfigError('x.yaml', errors[0] as ConfigError)).toContain('x.yaml:1: hostname: missing: expected string');
+    expect(errors[0]?.line).toBeNull();
+    expect(formatConfigError('x.yaml', errors[0] as ConfigError)).toBe('x.yaml: hostname: missing (not in the file): expected string');
+
+    // The example without its domains: not reported at `version: 1`'s line (the first key of the file).
+    const text = example.replace(/^domains:\n(?: {2}- .*\n)+/m, '');
+    expect(text).not.toMatch(/^domains:/m);
+    const [domains] = errorsFor(text);
+    expect(domains).toMatchObject({ key: 'domains', value: undefined, line: null });
+    expect(formatConfigError('mailproxy.yaml', domains as ConfigError)).toMatch(/^mailproxy\.yaml: domains: missing \(not in the file\): /);
   });
 
-  it('reports YAML syntax errors with their line and column', () => {
+  it('points a missing nested key at the line of its parent mapping (issue 24)', () => {
+    const text = 'version: 1\nhostname: mx.example.org\npublic_ipv4: 198.51.100.7\ndomains: [example.org]\nedge:\n  dnsbl:\n    zones:\n      - weight: 2\n';
+    const errors = errorsFor(text);
+    expect(errors).toEqual([expect.objectContaining({ key: 'edge.dnsbl.zones[0].zone', value: undefined, line: lineOf(text, '- weight: 2') })]);
+    expect(formatConfigError('x.yaml', errors[0] as ConfigError)).toBe(`x.yaml:${lineOf(text, '- weight: 2')}: edge.dnsbl.zones[0].zone: missing: expected string`);
+  });
+
+  it('says a default a rule refuses is not in the file, at its parent’s line or none (issue 24)', () => {
+    // backend.host defaults to 10.0.0.2, outside this wireguard.network.
+    const base = 'version: 1\nhostname: mx.example.org\npublic_ipv4: 198.51.100.7\ndomains: [example.org]\nwireguard:\n  network: 10.9.0.0/24\n  address: 10.9.0.1\noutbound:\n  listen: 10.9.0.1:2526\n  relay_acl: [10.9.0.2/32]\n';
+    const nested = `${base}backend:\n  port: 25\n`;
+    const [underParent] = errorsFor(nested);
+    expect(underParent).toMatchObject({ key: 'backend.host', value: '10.0.0.2', line: lineOf(nested, 'backend:') });
+    expect(formatConfigError('x.yaml', underParent as ConfigError)).toMatch(
+      new RegExp(`^x\\.yaml:${lineOf(nested, 'backend:')}: backend\\.host: "10\\.0\\.0\\.2" \\(the default: not in the file\\): expected an address inside`),
+    );
+    const [noParent] = errorsFor(base);
+    expect(noParent).toMatchObject({ key: 'backend.host', value: '10.0.0.2', line: null });
+    expect(formatConfigError('x.yaml', noParent as ConfigError)).toMatch(/^x\.yaml: backend\.host: "10\.0\.0\.2" \(the default: not in the file\): /);
+  });
+
+  it('points a value that is wrong at its key’s line, a mapping too (not at its first entry)', () => {
+    const text = 'version: 1\nhostname: mx.example.org\npublic_ipv4: 198.51.100.7\ndomains: [example.org]\nbackend:\n  - 10.0.0.2\n';
+    expect(errorsFor(text)).toEqual([expect.objectContaining({ key: 'backend', line: lineOf(text, 'backend:') })]);
+  });
+
+  it('reports YAML syntax errors at the line and column where the problem starts (issue 24)', () => {
+    // An unclosed bracket: at the bracket, not on the line after it where the parser gave up.
     const errors = errorsFor('version: 1\nhostname: [unclosed\n');
-    expect(errors).toEqual([expect.objectContaining({ key: '(yaml)', line: 3, column: 1 })]);
-    expect(formatConfigError('x.yaml', errors[0] as ConfigError)).toMatch(/^x\.yaml:3:1: YAML syntax error: Flow sequence in block collection/);
+    expect(errors).toEqual([expect.objectContaining({ key: '(yaml)', line: 2, column: 11 })]);
+    expect(formatConfigError('x.yaml', errors[0] as ConfigError)).toMatch(/^x\.yaml:2:11: YAML syntax error: Flow sequence in block collection/);
+
+    // An unclosed quote: at the quote, not where the quoted text ends (the end of the file, lines later).
+    for (const quote of ['"', "'"]) {
+      const text = replaceLine(example, 'hostname: mx.example.com\n', `hostname: ${quote}mx.example.com\n`);
+      const [error] = errorsFor(text);
+      expect(error, quote).toMatchObject({ key: '(yaml)', line: lineOf(text, `hostname: ${quote}`), column: 11 });
+      expect(error?.message, quote).toBe(`Missing closing ${quote}quote`);
+    }
+
+    // A bracket left open inside another: at the inner one.
+    const nested = 'version: 1\nhostname: mx.example.org\ndomains: [example.org]\nbackend: {port: 25, host: [1}\n';
+    expect(errorsFor(nested)).toEqual([expect.objectContaining({ key: '(yaml)', line: 4, column: 27 })]);
   });
 
   it('reports one bad indent once, with line, column and the YAML library’s message (issue 15)', () => {
@@ -180,7 +227,7 @@ describe('config validation', () => {
     expect(errors).toEqual([expect.objectContaining({ key: 'hostnme', line: lineOf(text, 'hostnme:') })]);
     expect(errors[0]?.message).toMatch(/^unsupported key 'hostnme'; did you mean 'hostname'\?/);
 
-    const nested = errorsFor(replaceLine(example, '  port: 25\n', '  prot: 25\n'));
+    const nested = errorsFor(replaceLine(example, '  port: 10029\n', '  prot: 10029\n'));
     expect(nested).toEqual([expect.objectContaining({ key: 'backend.prot', message: expect.stringContaining("did you mean 'port'?") })]);
 
     const far = errorsFor(example.replace('backend:\n', 'backend:\n  colour: blue\n'));
@@ -188,10 +235,10 @@ describe('config validation', () => {
   });
 
   it('says a quoted number or boolean is a string (issue 15)', () => {
-    const text = replaceLine(example, '  port: 25\n', '  port: "25"\n');
+    const text = replaceLine(example, '  port: 10029\n', '  port: "10029"\n');
     const errors = errorsFor(text);
-    expect(errors).toEqual([expect.objectContaining({ key: 'backend.port', value: '25', line: lineOf(text, 'port: "25"') })]);
-    expect(errors[0]?.message).toMatch(/^expected a number; the quotes make "25" a string: write 25 without them$/);
+    expect(errors).toEqual([expect.objectContaining({ key: 'backend.port', value: '10029', line: lineOf(text, 'port: "10029"') })]);
+    expect(errors[0]?.message).toMatch(/^expected a number; the quotes make "10029" a string: write 10029 without them$/);
 
     const [flag] = errorsFor('version: 1\nhostname: mx.example.org\npublic_ipv4: 198.51.100.7\ndomains: [example.org]\nbackend:\n  starttls: "true"\n');
     expect(flag).toMatchObject({ key: 'backend.starttls', value: 'true' });

@@ -292,19 +292,33 @@ describe('the plugin skips the clients it must not judge', () => {
     return { connection, logged, results, run };
   }
 
+  // A loopback client (local tools, the demo's sender) is counted too, marked, since issue 24 item 5: `mailproxy
+  // stats` on the demo counts its sessions. The appliance itself (its health probes) is never logged.
   it.each([
-    ['a loopback client', '127.0.0.5', { is_private: true, is_local: true }, 'private', 0],
-    ['an RFC 1918 client', '10.1.2.3', { is_private: true }, 'private', 1],
-    ['the appliance itself (health probes)', '203.0.113.25', {}, 'own', 0],
-    ['a client on the allow list', '198.51.100.7', {}, 'allow', 1],
-  ])('%s: no check, and an accept line only for real clients', async (_, ip, flags, skip, acceptLines) => {
+    ['a loopback client', '127.0.0.5', { is_private: true, is_local: true }, 'private', ['loopback']],
+    ['an RFC 1918 client', '10.1.2.3', { is_private: true }, 'private', ['private']],
+    ['the appliance itself (health probes)', '203.0.113.25', {}, 'own', []],
+    ['a client on the allow list', '198.51.100.7', {}, 'allow', ['allow']],
+  ])('%s: no check, and an accept line marked exempt for every client but the appliance itself', async (_, ip, flags, skip, exempt) => {
     const s = session(ip, flags);
     expect(await s.run('edge_start')).toEqual([]);
     expect(s.results).toEqual([{ skip }]);
     expect(await s.run('edge_decide', 'mx.example.com')).toEqual([]);
     await s.run('edge_accounted');
-    expect(s.logged.filter((line) => / action=accept /.test(line))).toHaveLength(acceptLines);
+    const accepted = s.logged.filter((line) => / action=accept /.test(line));
+    expect(accepted.map((line) => / exempt=(\S+)$/.exec(line)?.[1])).toEqual(exempt);
+    expect(accepted.every((line) => / msgs=1 /.test(line))).toBe(true);
     expect(s.logged.filter((line) => / action=(refuse|log) /.test(line))).toEqual([]);
+  });
+
+  it('a checked client that passed: an accept line without exempt', async () => {
+    const s = session('192.0.2.8');
+    s.connection.early_talker = false;
+    await s.run('edge_start');
+    expect(await s.run('edge_decide', 'mail.example.org')).toEqual([]);
+    await s.run('edge_accounted');
+    expect(s.logged).toHaveLength(1);
+    expect(s.logged[0]).toMatch(/^mailproxy-decision time=\S+ action=accept ip=192\.0\.2\.8 msgs=1$/);
   });
 
   it('a public client that talked first is refused, and logged once', async () => {

@@ -135,8 +135,10 @@ describe('the backend', () => {
     errorCode: null,
     banner: { code: 220, lines: ['220 backend.test ESMTP Postfix'] },
     ehlo: ehlo('PIPELINING', 'XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT'),
+    starttls: null,
     ...over,
   });
+  const plain = (requireXclient: boolean) => ({ port: 10029, requireXclient, starttls: false });
 
   it('reads XCLIENT attributes from EHLO', () => {
     expect(xclientAttributes(ehlo('SIZE 100', 'xclient name addr'))).toEqual(['NAME', 'ADDR']);
@@ -144,24 +146,38 @@ describe('the backend', () => {
   });
 
   it('is OK when the backend offers XCLIENT with ADDR', () => {
-    expect(judgeBackend(facts({}), true)).toMatchObject({ status: 'OK', detail: expect.stringContaining('XCLIENT NAME ADDR') });
+    expect(judgeBackend(facts({}), plain(true))).toMatchObject({ status: 'OK', detail: expect.stringContaining('XCLIENT NAME ADDR') });
   });
 
   it('is CRITICAL without XCLIENT under require_xclient, WARNING without it', () => {
-    expect(judgeBackend(facts({ ehlo: ehlo('PIPELINING') }), true)).toMatchObject({
+    expect(judgeBackend(facts({ ehlo: ehlo('PIPELINING') }), plain(true))).toMatchObject({
       status: 'CRITICAL',
       detail: expect.stringContaining('smtpd_authorized_xclient_hosts = 10.0.0.1'),
     });
-    expect(judgeBackend(facts({ ehlo: ehlo('XCLIENT NAME HELO') }), true).status).toBe('CRITICAL');
-    expect(judgeBackend(facts({ ehlo: ehlo('PIPELINING') }), false).status).toBe('WARNING');
+    expect(judgeBackend(facts({ ehlo: ehlo('XCLIENT NAME HELO') }), plain(true)).status).toBe('CRITICAL');
+    expect(judgeBackend(facts({ ehlo: ehlo('PIPELINING') }), plain(false)).status).toBe('WARNING');
   });
 
   it('is CRITICAL when it cannot connect, explaining a missing WireGuard address', () => {
-    expect(judgeBackend(facts({ error: 'connect EADDRNOTAVAIL 10.0.0.2:25 - Local (10.0.0.1:0)', errorCode: 'EADDRNOTAVAIL', banner: null, ehlo: null }), true)).toMatchObject({
+    expect(judgeBackend(facts({ error: 'connect EADDRNOTAVAIL 10.0.0.2:25 - Local (10.0.0.1:0)', errorCode: 'EADDRNOTAVAIL', banner: null, ehlo: null }), plain(true))).toMatchObject({
       status: 'CRITICAL',
       detail: expect.stringContaining('is the WireGuard interface up?'),
     });
-    expect(judgeBackend(facts({ banner: { code: 421, lines: ['421 4.3.2 shutting down'] }, ehlo: null }), true).status).toBe('CRITICAL');
+    expect(judgeBackend(facts({ banner: { code: 421, lines: ['421 4.3.2 shutting down'] }, ehlo: null }), plain(true)).status).toBe('CRITICAL');
+  });
+
+  it('with backend.starttls, is CRITICAL when STARTTLS is not offered or fails, and OK after it', () => {
+    const tlsOn = { port: 10029, requireXclient: true, starttls: true };
+    expect(judgeBackend(facts({ starttls: 'not offered' }), tlsOn)).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('does not offer STARTTLS') });
+    expect(judgeBackend(facts({ starttls: 'refused: 454 4.7.0 TLS not available' }), tlsOn)).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('454 4.7.0') });
+    expect(judgeBackend(facts({ starttls: 'ok' }), tlsOn)).toMatchObject({ status: 'OK', detail: expect.stringContaining('; STARTTLS; XCLIENT') });
+  });
+
+  it('names the wrong service: Mailcow’s postscreen on 25, a PROXY-protocol postscreen that never greets', () => {
+    const onPort = (port: number) => ({ port, requireXclient: true, starttls: false });
+    expect(judgeBackend(facts({ ehlo: ehlo('PIPELINING') }), onPort(25)).detail).toContain('port 25 is postscreen');
+    const silent = facts({ error: 'no banner within 10 s', errorCode: 'ETIMEDOUT', banner: null, ehlo: null });
+    expect(judgeBackend(silent, onPort(10025)).detail).toContain('PROXY header');
   });
 });
 

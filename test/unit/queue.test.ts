@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   classifyQueueFile,
   lastErrorsFromLog,
+  mxFailureOf,
   tlsPoliciesFromLog,
   parseQueueFile,
   parseQueueFileName,
@@ -255,6 +256,13 @@ describe('queue file contents', () => {
   });
 });
 
+// What haraka-out logs when every MX of a domain fails to connect: the cause first, then only "Tried all MXs".
+const refused = (uuid: string, file: string, causes: string[], suffix = '') =>
+  [
+    ...causes.map((cause) => `[NOTICE] [${uuid}] [outbound] ${cause}`),
+    `[INFO] [${uuid}] [outbound] Temp failing ${file} for 3600 seconds: Tried all MXs${suffix}`,
+  ].join('\n');
+
 describe('last errors from the Haraka log', () => {
   // Lines as haraka-out 3.3.4 printed them (see test/integration/queue.test.ts), with a journald prefix on some.
   const log = [
@@ -270,6 +278,47 @@ describe('last errors from the Haraka log', () => {
     expect(errors.get('2kDtOL')).toBe('Some recipients temp failed: <busy@example.net> (<busy@example.net> 450 4.2.1 mailbox busy)');
     expect(errors.get('2Vidda')).toBe('DNS lookup failure: Error: queryMx ETIMEOUT example.org');
     expect(errors.size).toBe(2);
+  });
+
+  it('names the cause of "Tried all MXs": the last MX failure of that attempt, as Postfix mailq does', () => {
+    const one = 'A0000000-0000-4000-8000-000000000001.1';
+    const two = 'A0000000-0000-4000-8000-000000000002.1';
+    const errors = lastErrorsFromLog(
+      [
+        // First attempt: refused; the second attempt (a flush) times out on one MX and is cut off by the next.
+        refused(one, '1795443341480_1795443401480_1_18028_Refuse_4_vm', ['Failed to get socket: connect ECONNREFUSED 127.0.0.9:2500']),
+        refused(
+          two,
+          '1795443341480_1795443401480_1_18028_TwoMXs_5_vm',
+          [
+            'Failed to get socket: connection timed out to outbound::{"port":25,"host":"192.0.2.1","localAddress":"198.51.100.7"}',
+            'Ongoing connection failed to 192.0.2.2:25 : socket timeout waiting on ehlo',
+          ],
+          ' (a flushed attempt: not counted, back on its schedule)',
+        ),
+        refused(two, '1795443341480_1795447001480_1_18028_TwoMXs_6_vm', [
+          'Failed to get socket: connection timed out to outbound::{"port":25,"host":"192.0.2.1"}',
+          'Remote end 192.0.2.2:25 closed connection while we were processing mail. Trying next MX.',
+        ]),
+        // Causes logged for another uuid, or before an earlier failure, never leak into this one.
+        refused('A0000000-0000-4000-8000-000000000003.1', '1795443341480_1795443341480_0_18028_NoCause_7_vm', []),
+      ].join('\n'),
+    );
+    expect(errors.get('Refuse')).toBe('connect ECONNREFUSED 127.0.0.9:2500');
+    expect(errors.get('TwoMXs')).toBe('192.0.2.2:25 closed the connection during the SMTP session (the last of 2 MX failures)');
+    expect(errors.get('NoCause')).toBe('Tried all MXs');
+    expect(
+      lastErrorsFromLog(
+        refused(
+          two,
+          '1795443341480_1795443401480_1_18028_TwoMXs_5_vm',
+          ['Failed to get socket: connection timed out to outbound::{"port":25,"host":"192.0.2.1","localAddress":"198.51.100.7"}'],
+          ' (a flushed attempt: not counted, back on its schedule)',
+        ),
+      ).get('TwoMXs'),
+    ).toBe('connection timed out to 192.0.2.1:25 (a flushed attempt: not counted, back on its schedule)');
+    expect(mxFailureOf('MX 127.0.0.1 is local, skipping since local_mx_ok=false')).toBe('MX 127.0.0.1 is this host (skipped: outbound local_mx_ok=false)');
+    expect(mxFailureOf('Temp failing x for 3 seconds: y')).toBeNull();
   });
 
   it('keeps the TLS policy of the last attempt of each message', () => {
@@ -330,11 +379,13 @@ describe('listQueue / countQueue', () => {
   it('fills lastError from a log when the file has none', async () => {
     const dir = freshDir('log');
     const id = parseQueueFileName(made.deferred.file)!.uid;
-    const log = `[INFO] [X] [outbound] Temp failing ${made.deferred.file} for 3600 seconds: Tried all MXs`;
+    const uuid = 'A0000000-0000-4000-8000-000000000001.1';
+    const log = refused(uuid, made.deferred.file, ['Failed to get socket: connect ECONNREFUSED 127.0.0.9:2500']);
     const listing = await listQueue(dir, { log });
     const entry = listing.entries.find((candidate) => candidate.id === id)!;
-    expect(entry.lastError).toBe('Tried all MXs');
+    expect(entry.lastError).toBe('connect ECONNREFUSED 127.0.0.9:2500');
     expect(entry.lastErrorSource).toBe('log');
+    expect(formatQueueTable([entry])).toMatch(/connect ECONNREFUSED 127\.0\.0\.9:2500$/m);
   });
 
   it('says clearly when the directory is missing', async () => {

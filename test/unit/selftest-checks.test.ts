@@ -22,7 +22,7 @@ import {
 } from '../../src/selftest/checks';
 import { chooseResolver, parseResolverAddress, reverseName } from '../../src/selftest/dns';
 import { checkLine, findingsReport, formatFindings, formatFindingsJson } from '../../src/selftest/findings';
-import { inboundRelayPlan, inboundTargets } from '../../src/selftest/run';
+import { inboundRelayPlan, inboundTargets, senderFacingIp } from '../../src/selftest/run';
 
 const now = new Date('2026-03-01T12:00:00Z');
 const DAY = 86_400_000;
@@ -221,6 +221,20 @@ describe('targets and resolvers', () => {
       { host: '203.0.113.25', port: 25 },
       { host: '2001:db8::25', port: 25 },
     ]);
+  });
+
+  it('judges the reverse DNS of the address senders reach: the public one for a listen address behind NAT or on loopback', () => {
+    const natted = config('public_ipv6: 2001:db8::25\ninbound:\n  listen: ["10.0.0.5:25", "[fd00::5]:25"]\n');
+    expect(inboundTargets(natted)).toEqual([
+      { host: '10.0.0.5', port: 25 },
+      { host: 'fd00::5', port: 25 },
+    ]);
+    expect(senderFacingIp(natted, '10.0.0.5')).toBe('203.0.113.25');
+    expect(senderFacingIp(natted, '127.0.0.1')).toBe('203.0.113.25');
+    expect(senderFacingIp(natted, 'fd00::5')).toBe('2001:db8::25');
+    expect(senderFacingIp(config(), '::1')).toBe('::1');
+    expect(senderFacingIp(natted, '203.0.113.25')).toBe('203.0.113.25');
+    expect(senderFacingIp(natted, '198.51.100.9')).toBe('198.51.100.9');
   });
 });
 

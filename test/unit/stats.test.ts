@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli';
 import { formatDecision, parseDecisionLine, parseLogfmt } from '../../src/plugins/decision-log';
 import { aggregate, parseSince, readDecisions, refusalSeries } from '../../src/stats/aggregate';
+import { formatSummary } from '../../src/stats/format';
 import { runStatsCommand } from '../../src/stats/command';
 import { renderChart } from '../../src/stats/svg';
 
@@ -78,6 +79,27 @@ describe('stats of a known log', () => {
       },
     });
     expect(summary.logged).toEqual({ total: 1, byCheck: { helo: 1 }, byReason: { helo: { not_fqdn: 1 } } });
+  });
+
+  it('counts sessions no check applied to (exempt=) among the accepted, and says why they were not checked', () => {
+    const exempt = [
+      '[NOTICE] [u1] [mailproxy-edge] mailproxy-decision time=2026-05-01T12:00:00.000Z action=accept ip=127.0.0.1 msgs=1 exempt=loopback',
+      '[NOTICE] [u2] [mailproxy-edge] mailproxy-decision time=2026-05-01T12:00:01.000Z action=accept ip=127.0.0.1 msgs=0 exempt=loopback',
+      '[NOTICE] [u3] [mailproxy-edge] mailproxy-decision time=2026-05-01T12:00:02.000Z action=accept ip=10.0.0.7 msgs=2 exempt=private',
+    ].join('\n');
+    const summary = aggregate(readDecisions(`${LOG}${exempt}\n`));
+    expect(summary.accepted).toEqual({ sessions: 5, messages: 5 });
+    expect(summary.exempt).toEqual({ sessions: 3, messages: 3, byReason: { loopback: 2, private: 1 } });
+    expect(summary.refused.total).toBe(5);
+    expect(formatSummary(summary).split('\n').slice(0, 6)).toEqual([
+      'sessions: 2026-05-01T10:00:05.000Z to 2026-05-01T12:00:02.000Z',
+      '  total                                10',
+      '  accepted                              5  50.0 %, 5 messages',
+      '    not checked (loopback)              2',
+      '    not checked (private)               1',
+      '  refused                               5  50.0 %',
+    ]);
+    expect(aggregate(decisions).exempt).toEqual({ sessions: 0, messages: 0, byReason: {} });
   });
 
   it('--since counts back from now, or from a point in time', () => {
@@ -275,6 +297,21 @@ describe('mailproxy stats', () => {
     expect(code).toBe(0);
     const summary = JSON.parse(stdout.text()) as { accepted: { sessions: number }; refused: { total: number; byCheck: object } };
     expect([summary.accepted.sessions, summary.refused.total, summary.refused.byCheck]).toEqual([1, 1, { helo: 1 }]);
+  });
+
+  it('with nothing to count, says why: an empty log, a log_level that hides NOTICE, not haraka-in\'s log, or --since', async () => {
+    const first = async (text: string, args: string[] = []) => {
+      const stdin = new PassThrough();
+      stdin.end(text);
+      const stdout = capture();
+      expect(await runStatsCommand(args, { stdin, stdout: stdout.stream, stderr: capture().stream, now: () => new Date('2026-05-02T12:00:00Z') })).toBe(0);
+      return stdout.text().split('\n')[0];
+    };
+    expect(await first('')).toBe('sessions: no decision lines: the log is empty');
+    expect(await first('[WARN] [-] [core] something\n[ERROR] [-] [core] else\n')).toMatch(/none of the log's 2 lines is at NOTICE or INFO.*log_level warn or error\? set it to info or notice/);
+    const harakaOut = '[NOTICE] [-] [core] Listening on 10.0.0.2:2526\n[INFO] [-] [outbound] delivered\n';
+    expect(await first(harakaOut)).toMatch(/no decision lines in 2 lines of log: .*except for the appliance's own addresses.*is this haraka-in's log \(journalctl -u mailproxy-haraka-in\)/);
+    expect(await first(LOG, ['--since', '1h'])).toBe('sessions: no decision lines since 2026-05-02T11:00:00.000Z (8 before it)');
   });
 
   it('refuses a bad --since as a usage error', async () => {

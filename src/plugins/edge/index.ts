@@ -9,7 +9,8 @@
 // The DNS lists are asked at connect_init, in parallel with the rest of the greeting; every check is
 // decided at the first HELO/EHLO (or an unknown first command), so the banner never waits for DNS. A
 // refusal is one 5xx and a disconnect. Every decision is one `mailproxy-decision` line (decision-log.ts);
-// a session the edge did not refuse gets one `action=accept` line when it ends.
+// a session the edge did not refuse gets one `action=accept` line when it ends (marked `exempt=` when no
+// check applied to it).
 //
 // Skipped: the appliance's own addresses (health probes), the allow list, and private clients (loopback,
 // RFC 1918, ...) as Haraka flags them (`remote.is_private`). Haraka treats a plugin that throws as "carry
@@ -183,14 +184,19 @@ function warnZoneErrors(plugin: EdgePlugin, connection: Connection, errors: { zo
   }
 }
 
-/** At the first HELO/EHLO (or unknown first command): early talker, HELO name, DNS lists, in that order. */
+/**
+ * At the first HELO/EHLO (or unknown first command): early talker, HELO name, DNS lists, in that order. At
+ * every later HELO/EHLO the HELO name again: a clean first greeting must not let a forged one through
+ * (XCLIENT passes the name the client greeted with last).
+ */
 export function edge_decide(this: EdgePlugin, next: Next, connection: Connection, params: unknown): void {
   const state = stateOf(connection);
-  if (!state || state.exempt || state.decided) return next();
+  if (!state || state.exempt) return next();
+  const first = !state.decided;
   state.decided = true;
   const { settings } = this;
   try {
-    if (state.pregreet && !state.earlyDecided && settings.earlyTalker.mode !== 'off') {
+    if (first && state.pregreet && !state.earlyDecided && settings.earlyTalker.mode !== 'off') {
       const refusal = earlyTalkerVerdict(this, connection, settings.earlyTalker.mode);
       if (refusal) return next(constants.DENYDISCONNECT, refusal);
     }
@@ -208,7 +214,7 @@ export function edge_decide(this: EdgePlugin, next: Next, connection: Connection
     connection.results.add(this, { err: (err as Error).message });
     return next();
   }
-  if (!state.lists) return next();
+  if (!first || !state.lists) return next();
   const { zones, allowZones, threshold, mode } = settings.dnsbl;
   state.lists.then(
     (answers) => {
@@ -244,14 +250,26 @@ export function edge_decide(this: EdgePlugin, next: Next, connection: Connection
   );
 }
 
-/** One `action=accept` line for every session the edge (or mailproxy-limits) did not refuse; none for the
- * appliance's own addresses and loopback (health probes, local tools). */
+/** Why no check applied to a session, as its accept line says it (`exempt=`): loopback apart from the other
+ * private clients, since Haraka flags 127/8 as both. */
+function exemptMark(exempt: EdgeState['exempt'], connection: Connection): string | undefined {
+  if (!exempt) return undefined;
+  return exempt === 'private' && connection.remote.is_local ? 'loopback' : exempt;
+}
+
+/**
+ * One `action=accept` line for every session the edge (or mailproxy-limits) did not refuse, so that `mailproxy
+ * stats` counts every client: one no check applied to says why (`exempt=loopback`, `private`, `allow`). None
+ * for the appliance's own addresses: those are its health probes, not traffic.
+ */
 export function edge_accounted(this: EdgePlugin, next: Next, connection: Connection): void {
   try {
     const state = stateOf(connection);
-    const own = state ? state.exempt === 'own' : isOwnAddress(this.settings, connection.remote.ip);
-    if (!wasRefused(connection) && !own && !connection.remote.is_local) {
-      logDecision(connection, this, { action: 'accept', ip: connection.remote.ip, extra: { msgs: connection.msg_count?.accept ?? 0 } });
+    const why = state ? state.exempt : exemption(this.settings, connection);
+    if (!wasRefused(connection) && why !== 'own') {
+      const exempt = exemptMark(why, connection);
+      const extra = { msgs: connection.msg_count?.accept ?? 0, ...(exempt ? { exempt } : {}) };
+      logDecision(connection, this, { action: 'accept', ip: connection.remote.ip, extra });
     }
   } catch (err) {
     this.logerror(`mailproxy-edge: ${(err as Error).message}`);

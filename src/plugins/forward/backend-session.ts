@@ -152,6 +152,12 @@ export class BackendSession {
     this.failureListeners.add(() => signal.removeEventListener('abort', onAbort));
   }
 
+  /** Calls `listener` once when the session ends, however it ends (at once when it already has). */
+  onEnd(listener: () => void): void {
+    if (this.failure) listener();
+    else this.failureListeners.add(() => listener());
+  }
+
   get usable(): boolean {
     return this.failure === null && !this.socket.destroyed;
   }
@@ -165,7 +171,9 @@ export class BackendSession {
       this.buffer = this.buffer.slice(end + 1);
       const match = /^(\d{3})([ -]?)(.*)$/.exec(line);
       if (!match) return this.fail(new BackendError(`backend sent a malformed reply line: ${JSON.stringify(line.slice(0, 80))}`), true);
-      this.partial.push(match[3] ?? '');
+      // Split as bytes (latin1 keeps each byte one character), read as UTF-8: a reply that names an
+      // SMTPUTF8 address reaches the client as the backend wrote it.
+      this.partial.push(Buffer.from(match[3] ?? '', 'latin1').toString('utf8'));
       if (this.partial.length > MAX_REPLY_LINES) return this.fail(new BackendError('backend reply has too many lines'), true);
       if (match[2] !== '-') {
         const reply = { code: Number(match[1]), lines: this.partial };

@@ -15,7 +15,7 @@ import { BackendError, BackendSession, parseCapabilities, type Reply } from './b
 import { backendSessions } from '../limits/backend-sessions';
 import { logDecision } from '../decision-log';
 import { cachedClientNameLookup, type ClientName } from './fcrdns';
-import { captureLines, wireMessage, type CapturableStream, type Capture } from './wire-message';
+import { captureOf, captureRaw, MAX_HEADER_BYTES, pipeRaw, rawPayload, unchangedRefusal, type RawCapture, type RawStream } from '../raw-message';
 import { xclientAttributes, xclientCommands, type ClientFacts } from './xclient';
 
 interface ForwardIni {
@@ -67,7 +67,8 @@ interface Transaction {
   mail_from: Address;
   rcpt_to: Address[];
   notes: Record<string, unknown>;
-  message_stream: CapturableStream & { pipe(destination: NodeJS.WritableStream, options: object): void; once(event: string, fn: (err: Error) => void): void };
+  message_stream: RawStream;
+  end_data(cb: () => void): unknown;
   results: { add(plugin: unknown, result: object): void };
 }
 
@@ -143,10 +144,10 @@ const SAFE_HELO = /^[\x21-\x7e]{1,255}$/;
  * when XCLIENT is built. Other plugins that need the name before RCPT may await it too. */
 const PENDING_NAME = 'mailproxy_client_name';
 const MAIL_PARAMS = 'mailproxy_mail_params';
-const CAPTURE = 'mailproxy_capture';
-/** Messages up to this size go to the backend in one write built from a copy of the stored lines
- * (wire-message.ts); equal to connection.ini spool_after, so no spooled message is also copied. */
+/** Messages up to this size go to the backend in one write from a copy of the stored lines
+ * (raw-message.ts); equal to connection.ini spool_after, so no spooled message is also copied. */
 const CAPTURE_LIMIT = 256 * 1024;
+const NOTHING = Buffer.alloc(0);
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const constants = require('haraka-constants') as { OK: number; DENY: number; DENYSOFT: number; DENYSOFTDISCONNECT: number; CONT: number };
@@ -238,7 +239,7 @@ export function prepare_transaction(this: ForwardPlugin, next: Next, connection:
     // MAIL FROM parameters the backend must see again (BODY=8BITMIME, SMTPUTF8).
     transaction.notes[MAIL_PARAMS] = params[1] ?? {};
     // From MAIL on, so that the Received line Haraka stores before the data hook is captured too.
-    transaction.notes[CAPTURE] = captureLines(transaction.message_stream, CAPTURE_LIMIT);
+    captureRaw(transaction, { messageLimit: CAPTURE_LIMIT, headerLimit: MAX_HEADER_BYTES });
   }
   next();
 }
@@ -413,8 +414,10 @@ async function backendFor(plugin: ForwardPlugin, connection: Connection): Promis
   const existing = connection.notes[STATE] as BackendState | undefined;
   if (existing?.session.usable) return existing;
   if (existing) dropBackend(connection);
-  // limits.max_backend_sessions (set by mailproxy-limits): over it, no backend connection is made.
-  if (!backendSessions.acquire(connection)) throw new BackendBusy(backendSessions.limit);
+  // limits.max_backend_sessions and its share per client network (set by mailproxy-limits): over either,
+  // no backend connection is made.
+  const slot = backendSessions.acquire(connection, connection.remote.ip);
+  if (!slot.ok) throw new BackendBusy(slot.reason, slot.limit);
   const opening = new AbortController();
   connection.notes[OPENING] = opening;
   try {
@@ -422,6 +425,13 @@ async function backendFor(plugin: ForwardPlugin, connection: Connection): Promis
     // Without XCLIENT nothing awaited the name yet: Haraka's Received header at DATA wants it.
     await clientName(connection);
     connection.notes[STATE] = state;
+    // The slot lives as long as the backend session: one the backend closed (idle, stress) or that failed
+    // frees it at once, not when the client leaves.
+    state.session.onEnd(() => {
+      if (connection.notes[STATE] !== state) return;
+      delete connection.notes[STATE];
+      backendSessions.release(connection);
+    });
     return state;
   } catch (err) {
     backendSessions.release(connection);
@@ -431,10 +441,13 @@ async function backendFor(plugin: ForwardPlugin, connection: Connection): Promis
   }
 }
 
-/** No backend session left under limits.max_backend_sessions. */
+/** No backend session left under limits.max_backend_sessions or the client network's share. */
 class BackendBusy extends Error {
-  constructor(readonly limit: number) {
-    super(`backend session cap reached (${limit})`);
+  constructor(
+    readonly reason: 'max_backend_sessions' | 'max_backend_sessions_per_network',
+    readonly limit: number,
+  ) {
+    super(`backend session cap reached (${reason} ${limit})`);
   }
 }
 
@@ -518,8 +531,8 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
  * send would get a backend session now, and a 451 per recipient would keep it, and its client slot, open;
  * after a 421 the sender queues the message and retries later, or tries the next MX. */
 function backendBusy(plugin: ForwardPlugin, connection: Connection, next: Next, err: BackendBusy): void {
-  connection.transaction?.results.add(plugin, { fail: 'max_backend_sessions' });
-  logDecision(connection, plugin, { action: 'refuse', ip: connection.remote.ip, check: 'limits', reason: 'max_backend_sessions', code: 421, extra: { limit: err.limit } });
+  connection.transaction?.results.add(plugin, { fail: err.reason });
+  logDecision(connection, plugin, { action: 'refuse', ip: connection.remote.ip, check: 'limits', reason: err.reason, code: 421, extra: { limit: err.limit } });
   next(constants.DENYSOFTDISCONNECT, DSN.create(421, 'Mail server busy, try again later', 7, 0));
 }
 
@@ -556,7 +569,7 @@ function streamBody(state: BackendState, transaction: Transaction, settings: Set
     writer.once('finish', () => settle());
     writer.once('error', settle);
     transaction.message_stream.once('error', settle);
-    transaction.message_stream.pipe(writer, { dot_stuffed: false, ending_dot: true });
+    pipeRaw(transaction.message_stream, captureOf(transaction) as RawCapture, writer, NOTHING, { dot_stuffed: false, ending_dot: true });
   });
 }
 
@@ -570,6 +583,9 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
     return backendUnavailable(this, connection, next, `backend accepted ${bound.accepted} recipients, the client was told 250 for ${transaction.rcpt_to.length}`);
   }
   const settings = this.settings;
+  const unchangeable = unchangedRefusal(transaction);
+  // The backend transaction stays open: the reset hook RSETs it.
+  if (unchangeable) return refuse(this, next, transaction, { code: unchangeable.code, lines: [unchangeable.text] });
   const releaseClientTimer = holdClientTimer(connection, settings);
   (async () => {
     // DATA goes to the backend only now that the whole message is here: sent when the client said DATA,
@@ -584,8 +600,7 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
       if (go.code === 421) dropBackend(connection);
       return refuse(this, next, transaction, go);
     }
-    const capture = transaction.notes[CAPTURE] as Capture | undefined;
-    const payload = capture ? wireMessage(transaction, transaction.message_stream, capture) : null;
+    const payload = rawPayload(transaction.message_stream, captureOf(transaction) as RawCapture, NOTHING, true);
     // Waiting before writing: the end-of-data reply can never arrive unawaited (which would fail the session).
     // The wait is data_timeout after the body; a streamed body's own deadline bounds the part before.
     const verdict = state.session.read(payload ? settings.dataTimeoutMs : settings.dataTimeoutMs + settings.bodyTimeoutMs);
@@ -615,7 +630,14 @@ function refuse(plugin: ForwardPlugin, next: Next, transaction: Transaction, rep
 
 export function reset_backend_transaction(this: ForwardPlugin, next: Next, connection: Connection): void {
   const state = connection.notes[STATE] as BackendState | undefined;
-  if (state?.inData) {
+  const bound = connection.transaction?.notes[BOUND] as Binding | undefined;
+  if (state && !state.inData && (bound?.accepted ?? 0) === 0) {
+    // A transaction that ended with no recipient the backend accepted: its session (and slot) is not kept
+    // for a client that may only have come to probe addresses; the next transaction opens a new one.
+    state.session.quit();
+    delete connection.notes[STATE];
+    backendSessions.release(connection);
+  } else if (state?.inData) {
     // The backend is inside DATA: only closing the connection aborts the transaction, and an RSET
     // written now would land in the body.
     dropBackend(connection);

@@ -22,6 +22,7 @@ interface LimitsIni {
     max_clients_per_ip?: number;
     max_connect_rate_per_ip?: number;
     max_backend_sessions?: number;
+    max_backend_sessions_per_network?: number;
     max_session_time?: number;
     /** `exempt[]=` lines (haraka-config makes them an array); a comma list also works. */
     exempt?: string | string[];
@@ -97,7 +98,7 @@ export function load_limits_ini(this: LimitsPlugin): void {
   if (this.counters) this.counters.configure(limits);
   else this.counters = new ConnectionCounters(limits);
   this.maxSessionMs = numberOr(main.max_session_time, 900) * 1000;
-  backendSessions.configure(numberOr(main.max_backend_sessions, 50));
+  backendSessions.configure(numberOr(main.max_backend_sessions, 50), numberOr(main.max_backend_sessions_per_network, 10));
 }
 
 export function admit_client(this: LimitsPlugin, next: Next, connection: Connection): void {

@@ -11,9 +11,17 @@ export interface Failure {
 }
 
 export const failures = {
+  privateMx: (domain: string, skipped: string[]): Failure => ({
+    status: '4.4.4',
+    text: `every MX address of ${domain} lies where haraka-out never delivers by MX (${skipped.join('; ')}): behind the tunnel or in private space; the message stays queued (outbound.allow_private_mx: true allows it)`,
+  }),
   noPolicyMx: (domain: string, exchanges: string[]): Failure => ({
     status: '4.7.5',
     text: `MTA-STS policy of ${domain} (enforce) names none of its MX hosts (${exchanges.join(', ')})`,
+  }),
+  mxLookupRetry: (domain: string, error: string): Failure => ({
+    status: '4.4.3',
+    text: `MX lookup for ${domain} failed (${error}): trying again later`,
   }),
   mxLookup: (domain: string, error: string): Failure => ({
     status: '4.4.3',

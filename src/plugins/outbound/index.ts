@@ -20,7 +20,8 @@ import path from 'node:path';
 import type { HarakaPlugin, Next } from '../haraka-types';
 import { createMtaStsResolver, type MtaStsResolver, type PolicyDecision } from '../../mtasts/cache';
 import { mxMatches } from '../../mtasts/policy';
-import { parseHostPort } from '../../config/net';
+import { parseCidr, parseHostPort, type Cidr } from '../../config/net';
+import { splitPrivateMx } from './private-mx';
 import { createDnssecResolver, type DnssecResolver } from '../../dane/resolver';
 import { daneRoute, describeRoute, type DaneRoute, type MxHost } from '../../dane/route';
 import { installDaneTls } from './dane';
@@ -29,11 +30,13 @@ import { beginAttempt, daneRequirement, stateOf, withDelivery, type DeliveryStat
 import { bounceFields, isExpiry, type RecipientDsn } from './dsn';
 import { explainFailure, failures, type Failure } from './explain';
 import { queueFileState } from './queue-file';
-import { stampLocal, stampSmtp, type ReceivedConnection, type ReceivedIni, type ReceivedTransaction } from './received';
+import { smtpTraceLine, stampLocal, type ReceivedConnection, type ReceivedIni, type ReceivedTransaction } from './received';
+import { captureOf, captureRaw, MAX_HEADER_BYTES, rawView, unchangedRefusal, type RawCapture, type RawStream } from '../raw-message';
+import { REPLY_CODE_NOTE } from '../reply-code';
 import { harakaOutboundTls, installTlsFallback } from './tls-fallback';
 
 interface OutboundIni {
-  main: { mx_port?: number };
+  main: { mx_port?: number; private_mx_ok?: boolean; tunnel_network?: string };
   backend: { host?: string; port?: number; bind?: string };
   local: { domains?: string[] };
   mta_sts: { enabled?: boolean; port?: number; cache_file?: string };
@@ -53,6 +56,8 @@ interface Mx {
 interface RoutePlugin extends HarakaPlugin {
   cfg: OutboundIni;
   localDomains: Set<string>;
+  /** Where MX addresses are skipped (private-mx.ts); null when outbound.allow_private_mx is on. */
+  privateMx: { tunnel: Cidr | null } | null;
   mtaSts: MtaStsResolver | null;
   dane: DnssecResolver | null;
   load_outbound_ini(): void;
@@ -76,14 +81,16 @@ export function register(this: RoutePlugin): void {
   this.register_hook('get_mx', 'route');
   this.register_hook('deferred', 'explain_deferral');
   this.register_hook('bounce', 'describe_bounce');
+  this.register_hook('mail', 'capture_message');
   this.register_hook('data_post', 'stamp_received');
   this.register_hook('pre_send_trans_email', 'stamp_local_received');
 }
 
 export function load_outbound_ini(this: RoutePlugin): void {
-  this.cfg = this.config.get('mailproxy-outbound.ini', { booleans: ['-mta_sts.enabled', '-received.rewrite', '-dane.enabled'] }, () =>
+  this.cfg = this.config.get('mailproxy-outbound.ini', { booleans: ['-mta_sts.enabled', '-received.rewrite', '-dane.enabled', '-main.private_mx_ok'] }, () =>
     this.load_outbound_ini(),
   ) as OutboundIni;
+  this.privateMx = this.cfg.main.private_mx_ok ? null : { tunnel: parseCidr(String(this.cfg.main.tunnel_network ?? '')) };
   this.localDomains = new Set((this.cfg.local?.domains ?? []).map((domain) => domain.toLowerCase()));
   const resolver = this.cfg.dane?.enabled ? parseHostPort(String(this.cfg.dane.resolver ?? '127.0.0.1:53')) : null;
   if (this.cfg.dane?.enabled && !resolver) this.logerror(`[dane] resolver=${this.cfg.dane.resolver} is not ADDRESS:PORT: DANE is off`);
@@ -101,10 +108,35 @@ export function load_outbound_ini(this: RoutePlugin): void {
   });
 }
 
-/** data_post: haraka-out's own Received line for a message from the backend (received.ts). */
-export function stamp_received(this: RoutePlugin, next: Next, connection: ReceivedConnection): void {
+type SmtpConnection = ReceivedConnection & { transaction?: (ReceivedTransaction & { message_stream: RawStream; end_data(cb: () => void): unknown; discard_data?: boolean }) | null };
+
+/** Messages up to this size are queued from one in-memory copy (connection.ini spool_after). */
+const WHOLE_LIMIT = 256 * 1024;
+
+/** mail: copy the message's lines as they are stored, from before Haraka's own Received line (raw-message.ts). */
+export function capture_message(this: RoutePlugin, next: Next, connection: SmtpConnection): void {
+  const transaction = connection.transaction;
+  if (transaction) captureRaw(transaction, { messageLimit: WHOLE_LIMIT, headerLimit: MAX_HEADER_BYTES });
+  next();
+}
+
+/**
+ * data_post: what haraka-out queues is its own Received line (received.ts) and then the message exactly as
+ * the backend sent it, so the backend's DKIM signature still verifies; Haraka's outbound queue would write
+ * the header it rebuilt from its parsed copy. A message that cannot be queued unchanged is refused here,
+ * before 250.
+ */
+export function stamp_received(this: RoutePlugin, next: Next, connection: SmtpConnection): void {
+  const transaction = connection.transaction;
+  if (!transaction) return next();
   try {
-    stampSmtp(this.cfg.received ?? {}, connection);
+    const refusal = unchangedRefusal(transaction);
+    if (refusal) {
+      if (refusal.code === 451) this.logerror(`cannot queue the message unchanged: ${refusal.text}`);
+      transaction.notes[REPLY_CODE_NOTE] = refusal.code;
+      return next(refusal.code === 552 ? constants.DENY : constants.DENYSOFT, refusal.text);
+    }
+    transaction.message_stream = rawView(transaction.message_stream, captureOf(transaction) as RawCapture, smtpTraceLine(this.cfg.received ?? {}, connection));
   } catch (err) {
     this.logerror(`cannot add the Received line: ${String(err)}`);
     return next(constants.DENYSOFT, 'Temporary failure adding the Received header');
@@ -155,6 +187,12 @@ async function lookupMx(domain: string): Promise<Mx[]> {
   const netUtils = require('haraka-net-utils') as { get_mx(domain: string): Promise<Mx[]> };
   const exchanges = await netUtils.get_mx(domain);
   return exchanges.sort((a, b) => a.priority - b.priority);
+}
+
+async function resolveMxHosts(exchanges: Mx[]): Promise<Mx[]> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const netUtils = require('haraka-net-utils') as { resolve_mx_hosts(mxs: Mx[]): Promise<Mx[]> };
+  return netUtils.resolve_mx_hosts(exchanges);
 }
 
 function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: PolicyDecision): Mx[] | Failure {
@@ -232,6 +270,14 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
     return reply(constants.OK, [mx]);
   }
   const mxPort = Number(this.cfg.main.mx_port ?? 25);
+  // Addresses behind the tunnel or in private space are never used (private-mx.ts).
+  const routeTo = (exchanges: Mx[]) => {
+    if (!this.privateMx) return reply(constants.OK, exchanges);
+    const { usable, skipped } = splitPrivateMx(exchanges, this.privateMx.tunnel);
+    for (const { mx, reason } of skipped) hmail.logwarn(`MX ${mx.from_dns ?? mx.exchange} of ${name} at ${mx.exchange} is ${reason}: skipped`);
+    if (usable.length === 0 && skipped.length > 0) return defer(failures.privateMx(name, skipped.map(({ mx, reason }) => `${mx.from_dns ?? mx.exchange} ${mx.exchange}: ${reason}`)));
+    return reply(constants.OK, usable);
+  };
   (async () => {
     if (this.dane) {
       let dane: DaneRoute;
@@ -249,7 +295,7 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
         if (!Array.isArray(hosts)) return defer(hosts);
         state.attempt.daneHosts = new Map(hosts.map((host) => [host.name, host.tls]));
         logPolicy(hmail, name, 'dane', `${describeRoute(dane)}${state.attempt.enforce ? '; MTA-STS enforce for the hosts DANE does not authenticate' : ''}`);
-        return reply(constants.OK, daneExchanges(hosts, mxPort));
+        return routeTo(daneExchanges(hosts, mxPort));
       }
       hmail.loginfo(`DANE ${name}: does not apply (${dane.why})`);
     }
@@ -262,15 +308,24 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
     } catch (err) {
       hmail.logwarn(`MX lookup for ${name} failed: ${(err as Error).message}`);
       if (state.attempt.enforce) return defer(failures.mxLookup(name, (err as Error).message));
+      // Haraka's own lookup would resolve again, past the private-MX filter (a record that changed in
+      // between could point into the tunnel): defer here instead.
+      if (this.privateMx) return defer(failures.mxLookupRetry(name, (err as Error).message));
       // Let Haraka's own lookup produce its usual temp-fail or bounce for this DNS answer.
       return withDelivery(state, () => next());
     }
-    if (exchanges.length === 0) return withDelivery(state, () => next());
+    if (exchanges.length === 0) {
+      // As Haraka answers nowhere to deliver, without a second lookup that could answer otherwise.
+      if (this.privateMx) return reply(constants.DENY, `Nowhere to deliver mail to for domain ${name}`);
+      return withDelivery(state, () => next());
+    }
     for (const mx of exchanges) mx.port = mxPort;
     const result = decision ? applyPolicy(hmail, name, exchanges, decision) : exchanges;
     if (!Array.isArray(result)) return defer(result);
     logPolicy(hmail, name, decision?.mode === 'enforce' ? 'mta-sts' : 'opportunistic', decision ? `MTA-STS ${decision.mode}` : 'no MTA-STS policy');
-    return reply(constants.OK, result);
+    if (!this.privateMx) return reply(constants.OK, result);
+    // Resolved here, as Haraka would resolve them next (haraka-net-utils), to see where they point.
+    return routeTo(await resolveMxHosts(result));
   })().catch((err: Error) => {
     // Fail closed: an unexpected error must not turn into a plaintext delivery.
     defer(failures.routing(name, err.message));

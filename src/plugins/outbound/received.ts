@@ -7,7 +7,8 @@
 // The protocol is written as RFC 3848 defines it from what the session really was (ESMTP, ESMTPS after
 // STARTTLS, ESMTPA/ESMTPSA after AUTH, SMTP after HELO), as Haraka's own received_line() does.
 // Every earlier Received line is left as it came (RFC 5321 §4.4), and nothing else in the header changes,
-// so a DKIM signature the backend made still verifies. Mail haraka-out makes itself (bounces) gets
+// so a DKIM signature the backend made still verifies: the line goes before the message's bytes as they
+// were received, not into Haraka's parsed header (raw-message.ts). Mail haraka-out makes itself (bounces) gets
 // `Received: by <hostname> id <uuid>; <date>` when it is queued.
 
 export interface ReceivedIni {
@@ -55,13 +56,17 @@ export function receivedValue(by: string, protocol: string | null, id: string, d
   return `by ${headerSafe(by)}${withPart} id ${headerSafe(id)};\r\n\t${utils.date_to_str(date)}`;
 }
 
-/** data_post: stamp a message that came in over SMTP. */
-export function stampSmtp(cfg: ReceivedIni, connection: ReceivedConnection): void {
+/**
+ * data_post: the trace line of a message that came in over SMTP, as bytes to put before the message as it
+ * was received (raw-message.ts); empty without the rewrite, where Haraka's own line is already the first
+ * stored line.
+ */
+export function smtpTraceLine(cfg: ReceivedIni, connection: ReceivedConnection): Buffer {
   const transaction = connection.transaction;
-  if (!cfg.rewrite || !transaction || transaction.notes[STAMPED]) return;
+  if (!cfg.rewrite || !transaction) return Buffer.alloc(0);
   const by = cfg.by || connection.local?.host || 'localhost';
-  transaction.add_leading_header('Received', receivedValue(by, protocolOf(connection), transaction.uuid, new Date()));
   transaction.notes[STAMPED] = true;
+  return Buffer.from(`Received: ${receivedValue(by, protocolOf(connection), transaction.uuid, new Date())}\r\n`);
 }
 
 /** pre_send_trans_email: stamp a message haraka-out made itself (a bounce), which no session stamped. */

@@ -11,6 +11,8 @@
 // And it spares Haraka a failing unlink per message (unspooled-destroy.ts), limits the recipients of one
 // message (max-recipients.ts), and refuses a DATA line of a dot and bare CRs, an end of data to Postfix
 // but not to Haraka (dot-cr-line.ts: SMTP smuggling).
+// A STARTTLS inside TLS gets 503 5.5.1 (RFC 3207 §4.2); Haraka's tls plugin would answer 220 and try a
+// second handshake on the TLS socket, which leaves the session broken.
 import type { HarakaPlugin, Next } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { withEnhancedStatus } from './enhanced';
@@ -48,7 +50,7 @@ let patched = false;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const DSN = require('haraka-dsn') as { create(code: number, msg: string, subject?: number, detail?: number): unknown };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const constants = require('haraka-constants') as { DENYSOFT: number };
+const constants = require('haraka-constants') as { DENY: number; DENYSOFT: number };
 
 export function register(this: HarakaPlugin): void {
   const connectionIni = this.config.get('connection.ini') as { main?: { spool_after?: unknown }; max?: { recipients?: unknown } };
@@ -57,6 +59,7 @@ export function register(this: HarakaPlugin): void {
   }
   this.max_recipients = recipientLimit(connectionIni.max);
   if (this.max_recipients) this.register_hook('rcpt', 'limit_recipients');
+  this.register_hook('unrecognized_command', 'refuse_starttls_in_tls');
   if (patched) return;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const connection = require('haraka/connection') as { Connection?: { prototype: { respond: Respond; accumulate_data?: AccumulateData } } };
@@ -95,6 +98,14 @@ export function limit_recipients(this: HarakaPlugin, next: Next, connection: { t
   const limit = this.max_recipients as number;
   if (connection.transaction && overRecipientLimit(connection.transaction.rcpt_to.length, limit)) {
     return next(constants.DENYSOFT, DSN.create(452, `Too many recipients: at most ${limit} per message, send the rest in another`, 5, 3));
+  }
+  next();
+}
+
+/** unrecognized_command: STARTTLS on a session that already runs TLS. */
+export function refuse_starttls_in_tls(this: HarakaPlugin, next: Next, connection: { tls?: { enabled?: boolean } }, params: unknown[]): void {
+  if (connection.tls?.enabled && String(params?.[0] ?? '').toUpperCase() === 'STARTTLS') {
+    return next(constants.DENY, DSN.create(503, 'TLS already active', 5, 1));
   }
   next();
 }
