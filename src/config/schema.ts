@@ -65,10 +65,10 @@ const backend = z
       .describe(
         'Seconds to wait for the backend’s reply after the end of data, while its content filters run (RFC 5321 §4.5.3.2.6, Postfix’s smtp_data_done_timeout). Giving up earlier answers the sender 4xx while the backend may still deliver: a duplicate when the sender retries.',
       ),
-    keepalive: seconds(1, 300)
-      .default(4)
+    keepalive: seconds(0, 300)
+      .default(0)
       .describe(
-        'Seconds of quiet after which haraka-in sends NOOP to the backend while a transaction waits for its client (between RCPTs, or during a slow upload), so the backend’s idle timeout (Postfix’s smtpd_timeout: 300 s, 10 s under stress) does not end it.',
+        'Seconds of quiet after which haraka-in sends NOOP to the backend while a transaction waits for its client. 0 (the default): none; a backend session the backend closed meanwhile (Postfix’s smtpd_timeout: 300 s, 10 s under stress) is replayed at the end of data or the next RCPT (MAIL and every recipient accepted so far, in a new session), since Postfix under stress counts NOOPs against smtpd_junk_command_limit (1).',
       ),
     require_xclient: z
       .boolean()

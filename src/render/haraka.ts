@@ -258,9 +258,9 @@ function forwardFiles(config: Config, options: RenderOptions): Record<string, st
   // The message data must reach the backend at 64 KB/s or better on average (a 25 MB message: 400 s), and
   // it fails sooner when the backend takes nothing for backend.timeout.
   const bodyTimeout = backend.timeout + Math.ceil(config.inbound.max_message_size / (64 * 1024));
-  // At the end of data: a keepalive NOOP's reply still on its way, the DATA reply, the body, the
-  // end-of-data reply.
-  const messageLimit = 2 * backend.timeout + bodyTimeout + backend.data_timeout;
+  // At the end of data: a replay of a lost session (a new greeting, then MAIL and the recipients), a
+  // keepalive NOOP's reply still on its way, the DATA reply, the body, the end-of-data reply.
+  const messageLimit = greetingLimit + 3 * backend.timeout + bodyTimeout + backend.data_timeout;
   const hookLimit = Math.ceil(Math.max(greetingLimit, messageLimit) + 5);
   return {
     'mailproxy-forward.ini': renderIni(header(options, WATCHED), [
@@ -274,7 +274,7 @@ function forwardFiles(config: Config, options: RenderOptions): Record<string, st
           { key: 'timeout', value: backend.timeout },
           { key: 'data_timeout', value: backend.data_timeout, why: 'The wait for the reply after the end of data (content filters run then).' },
           { key: 'body_timeout', value: bodyTimeout, why: 'The longest the message data may take to reach the backend: backend.timeout + max_message_size at 64 KB/s.' },
-          { key: 'keepalive', value: backend.keepalive, why: 'NOOP to the backend after this many quiet seconds while a transaction waits for its client.' },
+          { key: 'keepalive', value: backend.keepalive, why: 'NOOP to the backend after this many quiet seconds while a transaction waits for its client; 0: none (a lost session is replayed).' },
           { key: 'require_xclient', value: backend.require_xclient },
           { key: 'starttls', value: backend.starttls },
           { key: 'rdns_timeout', value: backend.rdns_timeout },

@@ -168,6 +168,16 @@ describe.runIf(run)('DANE in haraka-out', () => {
         const delivered = async (name: Case) => (await sinks.get(name)!.waitForMessages(1, 30_000))[0]!;
         const deferred = (name: string, why: RegExp) =>
           eventually(`${name} deferred: ${why}`, () => new RegExp(`Temp failing \\S+ for \\d+ seconds: ${why.source}`).test(log()), { timeoutMs: 30_000, context });
+        // A DANE mismatch defers quietly: the lines of its delivery are ours, and no CRIT (Haraka once wrote
+        // EHLO into the connection the check had destroyed: "Socket write failed unexpectedly").
+        const critAfterMismatch = (mx: string) => {
+          const mismatch = new RegExp(`^\\[WARN\\] \\[([^\\]]+)\\] \\[outbound\\] DANE: the certificate of ${mx.replace(/\./g, '\\.')}, `, 'gm');
+          const ids = [...log().matchAll(mismatch)].map((match) => `[${match[1]}]`);
+          expect(ids, `no DANE mismatch logged for ${mx}`).not.toHaveLength(0);
+          return log()
+            .split('\n')
+            .filter((line) => line.startsWith('[CRIT]') && ids.some((id) => line.includes(id)));
+        };
 
         // DANE-EE 3 1 1 matches a self-signed certificate: delivered over TLS.
         expect((await delivered('ee')).secure).toBe(true);
@@ -181,6 +191,7 @@ describe.runIf(run)('DANE in haraka-out', () => {
         expect((await failoverSinks[2]!.waitForMessages(1, 30_000))[0]!.secure).toBe(true);
         expect(failoverSinks[1]!.messages).toHaveLength(0);
         expect(log()).toContain(`DANE: the certificate of ${FAILOVER.first.name}, an MX host of ${FAILOVER.domain}, does not match its DNSSEC-signed TLSA records`);
+        expect(critAfterMismatch(FAILOVER.first.name)).toEqual([]);
         // The DANE host of the mixed domain is down; its other MX has no TLSA record, and the domain's
         // MTA-STS policy (enforce) still governs it: its self-signed certificate fails, nothing is sent.
         await relayOut(t, `bob@${MIXED.domain}`, 'dane mixed');
@@ -192,6 +203,7 @@ describe.runIf(run)('DANE in haraka-out', () => {
         expect(log()).toContain(`TLS policy for ${CASES.unsigned.domain}: opportunistic`);
 
         await deferred('mismatch', /DANE: the certificate of mx\.dane-mismatch\.test, an MX host of dane-mismatch\.test, does not match its DNSSEC-signed TLSA records/);
+        expect(critAfterMismatch(mxOf('mismatch'))).toEqual([]);
         await deferred('bogus', /DANE: a DNSSEC lookup for dane-bogus\.test failed \([^)]*TLSA[^)]*SERVFAIL/);
         await deferred('noStarttls', /DANE: mx\.dane-nostarttls\.test, an MX host of dane-nostarttls\.test, publishes DNSSEC-signed TLSA records, so TLS is required, but it did not offer STARTTLS/);
         for (const name of ['mismatch', 'bogus', 'noStarttls'] as const) {

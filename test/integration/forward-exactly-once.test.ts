@@ -58,15 +58,16 @@ function expectNothingLost(codes: number[], backend: ScriptedBackend) {
   else expect(backend.delivered()).toBe(0);
 }
 
-describe('a transaction lives and dies with its backend session', () => {
-  it('the backend drops the connection at a RCPT: later RCPTs and DATA get 4xx, nothing is accepted', async () => {
+describe('a transaction outlives its backend session: a lost one is replayed in a new session (issue 19)', () => {
+  it('the backend drops the connection at a RCPT: that RCPT gets 4xx, the next one replays MAIL and the accepted ones, and the message goes once', async () => {
     await withScriptedBackend({ rcpt: (n) => (n === 1 ? 'drop' : null) }, undefined, async (t, backend) => {
       const session = await openSession(t.inbound.host, t.inbound.port);
       const codes = await threeRecipients(session);
       session.close();
-      expect(codes.slice(0, 5)).toEqual([250, 250, 451, 451, 451]);
+      expect(codes).toEqual([250, 250, 451, 250, 354, 250]);
       expectNothingLost(codes, backend);
-      expect(backend.accepted()).toBe(1);
+      expect(backend.accepted()).toBe(2);
+      expect(backend.deliveries.map((d) => d.rcpts)).toEqual([['alice@demo.test', 'carol@demo.test']]);
     });
   });
 
@@ -82,18 +83,18 @@ describe('a transaction lives and dies with its backend session', () => {
     });
   });
 
-  it('the backend closes while idle between two RCPTs: the next RCPT and DATA get 4xx', async () => {
+  it('the backend closes while idle between two RCPTs: the next RCPT replays the transaction, and the message goes once', async () => {
     await withScriptedBackend({ idleTimeoutMs: 300 }, undefined, async (t, backend) => {
       const session = await openSession(t.inbound.host, t.inbound.port);
       const codes = await threeRecipients(session, () => sleep(800));
       session.close();
-      expect(codes.slice(0, 5)).toEqual([250, 250, 451, 451, 451]);
+      expect(codes).toEqual([250, 250, 250, 250, 354, 250]);
       expectNothingLost(codes, backend);
-      expect(backend.accepted()).toBe(1);
+      expect(backend.accepted()).toBe(2);
     });
   });
 
-  it('after a lost transaction the client session goes on with a new one, delivered once', async () => {
+  it('after a transaction whose session was lost the client session goes on with a new one; each delivered once', async () => {
     await withScriptedBackend({ rcpt: (n) => (n === 1 ? 'drop' : null) }, undefined, async (t, backend) => {
       const session = await openSession(t.inbound.host, t.inbound.port);
       await threeRecipients(session);
@@ -101,7 +102,10 @@ describe('a transaction lives and dies with its backend session', () => {
       const again = await sendVia(session, ['alice@demo.test', 'bob@demo.test'], 'again');
       session.close();
       expect(again.final?.code).toBe(250);
-      expect(backend.deliveries.map((d) => d.rcpts)).toEqual([['alice@demo.test', 'bob@demo.test']]);
+      expect(backend.deliveries.map((d) => d.rcpts)).toEqual([
+        ['alice@demo.test', 'carol@demo.test'],
+        ['alice@demo.test', 'bob@demo.test'],
+      ]);
     });
   });
 });
@@ -211,6 +215,61 @@ describe('a slow upload', () => {
       expect(backend.deliveries[0]?.data).toContain('line 9');
     });
   }, 60_000);
+});
+
+describe('a backend session lost while the client takes its time (issue 19)', () => {
+  // The backend closes a session idle for 600 ms with 421, as Postfix does after smtpd_timeout (10 s under stress).
+  const idle = { idleTimeoutMs: 600 };
+
+  it('is replayed at the end of data: MAIL and every accepted recipient in a new session, no NOOP, the message once', async () => {
+    await withScriptedBackend(idle, undefined, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+      expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+      expect((await session.command('RCPT TO:<bob@demo.test>')).code).toBe(250);
+      await sleep(1200);
+      expect((await session.command('DATA')).code).toBe(354);
+      session.write(dataPayload(message('replayed', 'body')));
+      const final = await session.reply();
+      session.close();
+      expect(final.code, final.text).toBe(250);
+      expect(backend.accepted()).toBe(2);
+      expect(backend.deliveries.map((delivery) => delivery.rcpts)).toEqual([['alice@demo.test', 'bob@demo.test']]);
+      expect(backend.commands[1]).toEqual(['XCLIENT', 'EHLO', 'MAIL', 'RCPT', 'RCPT', 'DATA']);
+      expect(backend.commands.flat()).not.toContain('NOOP');
+    });
+  });
+
+  it('is replayed at the next RCPT too, and the message carries every recipient', async () => {
+    await withScriptedBackend(idle, undefined, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+      expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+      await sleep(1200);
+      expect((await session.command('RCPT TO:<bob@demo.test>')).code).toBe(250);
+      expect((await session.command('DATA')).code).toBe(354);
+      session.write(dataPayload(message('replayed at rcpt', 'body')));
+      expect((await session.reply()).code).toBe(250);
+      session.close();
+      expect(backend.deliveries.map((delivery) => delivery.rcpts)).toEqual([['alice@demo.test', 'bob@demo.test']]);
+    });
+  });
+
+  it('answers 451 when the new session refuses a recipient the client was told 250 for, and delivers nothing', async () => {
+    // The first RCPT (in the first session) is accepted, the replayed one refused.
+    await withScriptedBackend({ ...idle, rcpt: (n) => (n === 1 ? '550 5.1.1 <alice@demo.test>: gone meanwhile' : null) }, undefined, async (t, backend) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+      expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
+      await sleep(1200);
+      expect((await session.command('DATA')).code).toBe(354);
+      session.write(dataPayload(message('not replayable', 'body')));
+      const final = await session.reply();
+      session.close();
+      expect(final.code).toBe(451);
+      expect(backend.delivered()).toBe(0);
+    });
+  });
 });
 
 describe('keepalive NOOPs', () => {

@@ -64,6 +64,15 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     expect(hmail).toContain(
       "if (self.force_tls && !authorized) {\n                            processing_mail = false\n                            socket.end()\n                            self.temp_fail('Host failed TLS verification required by configuration.')",
     );
+    // Both handshake events of the TLS socket reach hmail.js, which writes EHLO on 'secure': dane.ts swallows
+    // both after a mismatch (else EHLO went into the destroyed socket: "[CRIT] Socket write failed unexpectedly").
+    expect(tlsSocket).toContain(
+      "        this.targetsocket.on('secureConnect', (a, b) => {\n            this.emit('secureConnect', a, b)\n            this.emit('secure', a, b)\n        })\n        this.targetsocket.on('secure', (a, b) => {\n            this.emit('secure', a, b)\n        })",
+    );
+    expect(hmail).toContain(
+      "                socket.once('secure', () => {\n                    // Set this flag so we don't try STARTTLS again if it\n                    // is incorrectly offered at EHLO once we are secured.\n                    secured = true\n                    send_command(mx.using_lmtp ? 'LHLO' : 'EHLO', mx.bind_helo)",
+    );
+    expect(hmail).toContain('self.logcrit(`Socket write failed unexpectedly: ${err}`)');
     // The options get_tls_options returns reach tls.connect as they are, or spread (which keeps symbol keys).
     expect(tlsSocket).toContain('options = { ...options, ...getCertFor(exports.cfg.mutual_auth_hosts[host]) }');
     expect(tlsSocket).toContain("        cleartext.on('error', (err) => {\n            err.source = 'tls'\n            socket.emit('error', err)");

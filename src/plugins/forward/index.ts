@@ -78,6 +78,7 @@ interface Connection {
   remote: { ip: string; port: number; host?: string | null; info?: string | null };
   local: { ip: string; port: number };
   hello: { verb: string | null; host: string | null };
+  tls?: { enabled?: boolean };
   notes: Record<string, unknown>;
   transaction: Transaction | null;
   /** The client's socket (Haraka's pluggableStream); its idle timer is Haraka's inactivity timeout.
@@ -110,12 +111,19 @@ interface Binding {
   session: BackendSession;
   /** Recipients the backend accepted in this transaction. */
   accepted: number;
+  /** Those recipients as the backend was asked (the client got 250 for each): replayed in a new backend
+   * session when this one is lost before the end of data. */
+  recipients: string[];
 }
 
 /** Per client connection: the backend session and the transaction open on it. */
 interface BackendState {
   session: BackendSession;
   pipelining: boolean;
+  /** The session ended its greeting with EHLO (an ESMTP client), not HELO. */
+  esmtp: boolean;
+  /** The client identity XCLIENT passed (identityOf): a new HELO/EHLO or STARTTLS needs a new session. */
+  identity: string;
   /** The client transaction whose MAIL FROM the backend accepted, until its end or RSET. */
   binding: Binding | null;
   /** From the DATA sent to the backend until its end-of-data reply: an RSET or QUIT written now would be
@@ -182,7 +190,7 @@ export function load_forward_ini(this: ForwardPlugin): void {
     replyTimeoutMs: Number(cfg.main.timeout) * 1000,
     dataTimeoutMs: Number(cfg.main.data_timeout ?? 600) * 1000,
     bodyTimeoutMs: Number(cfg.main.body_timeout ?? cfg.main.timeout) * 1000,
-    keepAliveMs: Number(cfg.main.keepalive ?? 4) * 1000,
+    keepAliveMs: Number(cfg.main.keepalive ?? 0) * 1000,
     requireXclient: cfg.main.require_xclient,
     starttls: cfg.main.starttls,
     rdnsTimeoutMs: Number(cfg.main.rdns_timeout ?? 3) * 1000,
@@ -279,8 +287,8 @@ function deferWith(connection: Connection, next: Next, dsn: unknown): void {
 }
 
 /** The transaction's backend session is gone: nothing more of this transaction can be accepted. */
-function transactionLost(plugin: ForwardPlugin, connection: Connection, next: Next, when: string): void {
-  connection.logwarn(plugin, `backend session of this transaction was lost before ${when}: refusing with 4xx`);
+function transactionLost(plugin: ForwardPlugin, connection: Connection, next: Next, when: string, why = ''): void {
+  connection.logwarn(plugin, `backend session of this transaction was lost before ${when}${why ? ` (${why})` : ''}: refusing with 4xx`);
   connection.transaction?.results.add(plugin, { fail: `backend session lost before ${when}` });
   deferWith(connection, next, DSN.create(451, 'Connection to the backend was lost during this transaction; send the message again', 4, 4));
 }
@@ -351,6 +359,7 @@ async function establishBackend(plugin: ForwardPlugin, connection: Connection, r
     const banner = await session.read();
     if (!isOk(banner)) throw new BackendError(`backend greeted with ${banner.code}`, banner);
     let capabilities = new Map<string, string[]>();
+    let esmtp = true;
     let advertised = remembered;
     if (!advertised) {
       let ehlo = await session.command(`EHLO ${settings.heloName}`);
@@ -375,13 +384,17 @@ async function establishBackend(plugin: ForwardPlugin, connection: Connection, r
         // Postfix answers XCLIENT with a new 220 greeting.
         if (!isOk(reply)) throw new XclientRefused(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, reply);
       }
-      // Postfix takes the HELO name from the EHLO that must follow XCLIENT, not from XCLIENT HELO=, so
-      // that EHLO carries the client's name when it is one safe token (Haraka keeps only the first word
-      // of HELO and refuses control characters; anything else outside printable ASCII is not sent raw).
-      const heloForBackend = SAFE_HELO.test(facts.helo ?? '') ? (facts.helo as string) : settings.heloName;
-      const ehlo = await session.command(`EHLO ${heloForBackend}`);
-      if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO after XCLIENT with ${ehlo.code}`, ehlo);
-      capabilities = parseCapabilities(ehlo);
+      // Postfix takes the HELO name and the protocol from the HELO or EHLO that must follow XCLIENT, not
+      // from XCLIENT HELO= and PROTO=: the client's own verb, with its name when that is one safe token
+      // (Haraka keeps only the first word of HELO and refuses control characters; anything else outside
+      // printable ASCII is not sent raw), else its address literal, never this proxy's name.
+      const heloForBackend = SAFE_HELO.test(facts.helo ?? '') ? (facts.helo as string) : addressLiteral(facts.ip);
+      const verb = facts.esmtp ? 'EHLO' : 'HELO';
+      const greeting = await session.command(`${verb} ${heloForBackend}`);
+      if (!isOk(greeting)) throw new BackendError(`backend refused ${verb} after XCLIENT with ${greeting.code}`, greeting);
+      // After HELO the session has no extensions: no pipelining, no MAIL parameters.
+      capabilities = facts.esmtp ? parseCapabilities(greeting) : new Map();
+      esmtp = facts.esmtp;
       connection.results.add(plugin, { pass: 'xclient' });
     } else if (settings.requireXclient) {
       throw new BackendError('backend does not offer XCLIENT to this host (see smtpd_authorized_xclient_hosts)', null);
@@ -389,15 +402,25 @@ async function establishBackend(plugin: ForwardPlugin, connection: Connection, r
       connection.results.add(plugin, { skip: 'xclient(not offered; degraded delivery allowed)' });
       connection.logwarn(plugin, 'backend does not offer XCLIENT: forwarding without the client identity');
     }
-    return { session, pipelining: capabilities.has('PIPELINING'), binding: null, inData: false };
+    return { session, pipelining: capabilities.has('PIPELINING'), esmtp, identity: identityOf(connection), binding: null, inData: false };
   } catch (err) {
     session.destroy();
     throw err;
   }
 }
 
-function mailFromLine(transaction: Transaction): string {
-  const params = (transaction.notes[MAIL_PARAMS] as Record<string, string> | undefined) ?? {};
+/** The client's address as an SMTP address literal (RFC 5321 §4.1.3), for a HELO name that cannot go raw. */
+function addressLiteral(ip: string): string {
+  return ip.includes(':') ? `[IPv6:${ip}]` : `[${ip}]`;
+}
+
+/** What XCLIENT passes about the client that the client can change mid-session: HELO verb and name, TLS. */
+function identityOf(connection: Connection): string {
+  return JSON.stringify([connection.hello.verb ?? null, connection.hello.host ?? null, connection.tls?.enabled === true]);
+}
+
+function mailFromLine(transaction: Transaction, esmtp: boolean): string {
+  const params = esmtp ? ((transaction.notes[MAIL_PARAMS] as Record<string, string> | undefined) ?? {}) : {};
   const extra: string[] = [];
   for (const [key, value] of Object.entries(params)) {
     const name = key.toUpperCase();
@@ -412,7 +435,8 @@ function mailFromLine(transaction: Transaction): string {
  * process until the backend's own timeout. */
 async function backendFor(plugin: ForwardPlugin, connection: Connection): Promise<BackendState> {
   const existing = connection.notes[STATE] as BackendState | undefined;
-  if (existing?.session.usable) return existing;
+  // A session opened for another HELO/EHLO or before STARTTLS carries the old identity: a new one.
+  if (existing?.session.usable && existing.identity === identityOf(connection)) return existing;
   if (existing) dropBackend(connection);
   // limits.max_backend_sessions and its share per client network (set by mailproxy-limits): over either,
   // no backend connection is made.
@@ -479,12 +503,11 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
   const target = backendRecipient(this, params[0]);
   // Not ours: no plugin accepts it, so Haraka answers 550 (haraka-in never relays); the backend never hears of it.
   if (!transaction || !target) return next();
-  const bound = transaction.notes[BOUND] as Binding | undefined;
-  if (bound && bound.accepted > 0 && !liveBinding(connection, bound)) return transactionLost(this, connection, next, 'this recipient');
   (async () => {
+    const bound = await liveOrReplayed(this, connection, transaction);
     const state = await backendFor(this, connection);
     const open = bound !== undefined && state.binding === bound;
-    const lines = open ? [] : [mailFromLine(transaction)];
+    const lines = open ? [] : [mailFromLine(transaction, state.esmtp)];
     lines.push(`RCPT TO:<${target}>`);
     let replies: Reply[];
     if (state.pipelining) {
@@ -506,14 +529,15 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
         const [code, dsn] = refusal(mailReply);
         return next(code, dsn);
       }
-      binding = { session: state.session, accepted: 0 };
+      binding = { session: state.session, accepted: 0, recipients: [] };
       state.binding = binding;
       transaction.notes[BOUND] = binding;
     }
     const rcptReply = replies.shift() as Reply;
     if (isOk(rcptReply)) {
       binding.accepted += 1;
-      if (binding.accepted === 1) state.session.keepAlive(this.settings.keepAliveMs);
+      binding.recipients.push(target);
+      if (binding.accepted === 1 && this.settings.keepAliveMs > 0) state.session.keepAlive(this.settings.keepAliveMs);
       transaction.results.add(this, { pass: `rcpt ${target}` });
       return next(constants.OK);
     }
@@ -523,8 +547,47 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
     return next(code, dsn);
   })().catch((err: Error) => {
     if (err instanceof BackendBusy) return backendBusy(this, connection, next, err);
+    if (err instanceof ReplayRefused) return transactionLost(this, connection, next, 'this recipient', err.message);
     backendUnavailable(this, connection, next, 'recipient check failed', err);
   });
+}
+
+/** The backend no longer accepts what the client was told 250 for, in a new session. */
+class ReplayRefused extends BackendError {}
+
+/**
+ * The transaction's binding, live. One whose backend session was lost (the backend's idle close,
+ * stress, an error) while the client took its time is replayed in a new session: MAIL and every
+ * recipient the client was told 250 for, each of which must be accepted again (else ReplayRefused). This
+ * replaces the NOOP keepalive that Postfix under stress counts as junk commands.
+ */
+async function liveOrReplayed(plugin: ForwardPlugin, connection: Connection, transaction: Transaction): Promise<Binding | undefined> {
+  const bound = transaction.notes[BOUND] as Binding | undefined;
+  if (!bound || bound.accepted === 0 || liveBinding(connection, bound)) return bound;
+  connection.loginfo(plugin, `backend session lost with ${bound.accepted} recipient(s) accepted: replaying the transaction in a new session`);
+  const state = await backendFor(plugin, connection);
+  const lines = [mailFromLine(transaction, state.esmtp), ...bound.recipients.map((recipient) => `RCPT TO:<${recipient}>`)];
+  let replies: Reply[];
+  if (state.pipelining) {
+    replies = await state.session.send(...lines);
+  } else {
+    replies = [];
+    for (const line of lines) {
+      const reply = await state.session.command(line);
+      replies.push(reply);
+      if (!isOk(reply)) break;
+    }
+  }
+  const refused = replies.find((reply) => !isOk(reply));
+  if (refused || replies.length !== lines.length) {
+    const reply = refused ?? null;
+    throw new ReplayRefused(`the backend refused the replayed transaction${reply ? ` with ${reply.code} ${reply.lines.join(' ')}` : ''}`, reply);
+  }
+  const binding: Binding = { session: state.session, accepted: bound.recipients.length, recipients: [...bound.recipients] };
+  state.binding = binding;
+  transaction.notes[BOUND] = binding;
+  transaction.results.add(plugin, { pass: 'replayed' });
+  return binding;
 }
 
 /** Over limits.max_backend_sessions: 421 and the session ends (RFC 5321 §3.8). Nothing this session could
@@ -536,9 +599,8 @@ function backendBusy(plugin: ForwardPlugin, connection: Connection, next: Next, 
   next(constants.DENYSOFTDISCONNECT, DSN.create(421, 'Mail server busy, try again later', 7, 0));
 }
 
-export function check_backend_data(this: ForwardPlugin, next: Next, connection: Connection): void {
-  const bound = connection.transaction?.notes[BOUND] as Binding | undefined;
-  if (bound && bound.accepted > 0 && !liveBinding(connection, bound)) return transactionLost(this, connection, next, 'DATA');
+/** DATA: nothing to check here any more; a lost backend session is replayed at the end of data. */
+export function check_backend_data(this: ForwardPlugin, next: Next): void {
   next();
 }
 
@@ -575,12 +637,11 @@ function streamBody(state: BackendState, transaction: Transaction, settings: Set
 
 export function forward_message(this: ForwardPlugin, next: Next, connection: Connection): void {
   const transaction = connection.transaction;
-  const state = connection.notes[STATE] as BackendState | undefined;
-  const bound = transaction?.notes[BOUND] as Binding | undefined;
-  if (!transaction || !state || !bound || !liveBinding(connection, bound)) return transactionLost(this, connection, next, 'the end of data');
+  const first = transaction?.notes[BOUND] as Binding | undefined;
+  if (!transaction || !first) return transactionLost(this, connection, next, 'the end of data');
   // Every recipient the client got 250 for must be a recipient of the backend transaction that carries the message.
-  if (bound.accepted === 0 || bound.accepted !== transaction.rcpt_to.length) {
-    return backendUnavailable(this, connection, next, `backend accepted ${bound.accepted} recipients, the client was told 250 for ${transaction.rcpt_to.length}`);
+  if (first.accepted === 0 || first.accepted !== transaction.rcpt_to.length) {
+    return backendUnavailable(this, connection, next, `backend accepted ${first.accepted} recipients, the client was told 250 for ${transaction.rcpt_to.length}`);
   }
   const settings = this.settings;
   const unchangeable = unchangedRefusal(transaction);
@@ -588,6 +649,15 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
   if (unchangeable) return refuse(this, next, transaction, { code: unchangeable.code, lines: [unchangeable.text] });
   const releaseClientTimer = holdClientTimer(connection, settings);
   (async () => {
+    let bound: Binding | undefined;
+    try {
+      bound = await liveOrReplayed(this, connection, transaction);
+    } catch (err) {
+      if (err instanceof ReplayRefused || err instanceof BackendBusy) return transactionLost(this, connection, next, 'the end of data', err.message);
+      throw err;
+    }
+    const state = connection.notes[STATE] as BackendState | undefined;
+    if (!bound || !state || !liveBinding(connection, bound)) return transactionLost(this, connection, next, 'the end of data');
     // DATA goes to the backend only now that the whole message is here: sent when the client said DATA,
     // the backend would sit idle in DATA for as long as the client takes to upload (a slow sender outlasts
     // Postfix's smtpd_timeout), and it costs one round trip.

@@ -7,10 +7,11 @@
 //   `get_tls_options(mx)` marks the options it returns when DANE governs that MX in that message;
 // - `tls.connect` with marked options, and only those (an HTTPS policy fetch or any other TLS client in the
 //   process is never touched), connects without Node's CA check and judges the certificate by the TLSA
-//   records before 'secureConnect' reaches anyone: a match, or `encrypt` (no usable record), is authorized
-//   and the event goes on to Haraka; a mismatch swallows the event and destroys the connection with a TLS
-//   error, which Haraka treats like a failed handshake (the next MX is tried, tls-fallback.ts refuses the
-//   plaintext retry). Not a byte of the message is sent before the check.
+//   records before the handshake's events ('secure', then 'secureConnect') reach anyone: a match, or
+//   `encrypt` (no usable record), is authorized and the events go on to Haraka; a mismatch swallows both
+//   and destroys the connection with a TLS error, which Haraka treats like a failed handshake (the next MX
+//   is tried, tls-fallback.ts refuses the plaintext retry). Not a byte, not even EHLO, is written to the
+//   connection after the handshake unless the check passed.
 // Patches Haraka internals: test/unit/outbound-haraka-pin.test.ts fails when Haraka changes.
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
@@ -126,11 +127,21 @@ export function installDaneTls(): boolean {
       { ...options, rejectUnauthorized: false, checkServerIdentity: () => undefined },
       ...args.slice(1),
     );
-    // Every listener of 'secureConnect' (tls_socket.js's callback, and the 'secure' relay of its
-    // pluggable stream) hears it only when the TLSA check passed.
+    // The handshake ends in two events: Node emits 'secure', whose first listener (tls.connect's
+    // onConnectSecure) emits 'secureConnect'. Both reach Haraka: tls_socket.js's upgrade callback and its
+    // pluggable stream hear 'secureConnect', and that stream relays 'secure' too, on which hmail.js sends
+    // EHLO. So the certificate is judged at the first of them, before any listener runs, and after a
+    // mismatch neither is heard: the socket is destroyed and nothing writes to it (a 'secure' relayed
+    // after the destroy had hmail write EHLO into it: "[CRIT] Socket write failed unexpectedly").
+    let verdict: boolean | undefined;
     const emit = socket.emit.bind(socket) as (event: string | symbol, ...eventArgs: unknown[]) => boolean;
     socket.emit = function emitJudged(event: string | symbol, ...eventArgs: unknown[]): boolean {
-      if (event === 'secureConnect' && !judge(socket, upgrade)) return false;
+      if (event === 'secure' || event === 'secureConnect') {
+        verdict ??= judge(socket, upgrade);
+        if (!verdict) return false;
+        // onConnectSecure set `authorized` from Node's own check after 'secure' was judged: DANE's stands.
+        if (event === 'secureConnect') authorize(socket);
+      }
       return emit(event, ...eventArgs);
     } as typeof socket.emit;
     return socket;
