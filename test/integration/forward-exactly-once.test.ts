@@ -272,6 +272,20 @@ describe('a backend session lost while the client takes its time (issue 19)', ()
   });
 });
 
+describe('the backend’s reply text', () => {
+  it('reaches the client as the backend wrote it, UTF-8 included (issue 19)', async () => {
+    await withScriptedBackend({ rcpt: () => '550 5.1.1 <jörg@demo.test>: Empfänger unbekannt' }, undefined, async (t) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
+      const refused = await session.command('RCPT TO:<alice@demo.test>');
+      session.close();
+      expect(refused.code).toBe(550);
+      // SmtpScript reads bytes as latin1: decode them as the UTF-8 they must be.
+      expect(Buffer.from(refused.text, 'latin1').toString('utf8')).toContain('<jörg@demo.test>: Empfänger unbekannt');
+    });
+  });
+});
+
 describe('keepalive NOOPs', () => {
   it('never pipeline a command behind a NOOP still waiting for its reply (Postfix would refuse DATA)', async () => {
     await withScriptedBackend({ noopDelayMs: 800 }, backendSettings({ keepalive: 1 }), async (t, backend) => {
