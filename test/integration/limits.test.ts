@@ -1,6 +1,8 @@
 // mailproxy-limits in a real haraka-in: every limit holds (421 and one `refused` log line) and a client
 // under it is served. Test clients are 127.0.0.x: unlike Haraka's edge plugins, the limits apply to
 // loopback and private addresses too. Each test uses its own client addresses.
+import net from 'node:net';
+import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { LOOPBACK, type Topology } from '../../src/demo/topology';
 import type { ConfigInput } from '../../src/config/schema';
@@ -81,6 +83,140 @@ function refusalLine(ip: string, reason: string, limit: number): RegExp {
   );
 }
 
+/** LINGER_MS in src/plugins/limits/index.ts: how long haraka-in leaves a socket open after the session ended. */
+const LINGER_MS = 2000;
+
+/**
+ * A client that never closes its side of the connection (allowHalfOpen): after the server's 221 or 421 and its
+ * FIN it keeps the socket, as a broken or hostile client does. Only by writing can it learn that the server
+ * dropped the socket: the kernel answers data for a closed socket with a reset, and the socket closes.
+ */
+class LingeringClient {
+  private buffer = '';
+  private readonly replies: Reply[] = [];
+  private wake: (() => void) | null = null;
+  /** When the server ended its side (FIN), and when this socket closed (after the server dropped it). */
+  endedAt: number | null = null;
+  closedAt: number | null = null;
+
+  private constructor(private socket: net.Socket) {
+    this.attach(socket);
+  }
+
+  static connect(t: Topology, address: string): Promise<LingeringClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: t.inbound.host, port: t.inbound.port, localAddress: address, allowHalfOpen: true });
+      socket.once('connect', () => resolve(new LingeringClient(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  private attach(socket: net.Socket): void {
+    socket.on('data', (chunk: Buffer) => {
+      if (socket !== this.socket) return;
+      this.buffer += chunk.toString('latin1');
+      for (let end = this.buffer.indexOf('\r\n'); end !== -1; end = this.buffer.indexOf('\r\n')) {
+        const line = this.buffer.slice(0, end);
+        this.buffer = this.buffer.slice(end + 2);
+        if (/^\d{3}(?: |$)/.test(line)) this.replies.push({ code: Number(line.slice(0, 3)), lines: [line], text: line.slice(4) });
+      }
+      this.notify();
+    });
+    socket.on('end', () => {
+      if (socket === this.socket) this.endedAt ??= Date.now();
+      this.notify();
+    });
+    socket.on('close', () => {
+      if (socket === this.socket) this.closedAt ??= Date.now();
+      this.notify();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  /** Waits, without polling, until `probe` gives something; throws after 10 s. */
+  private async until<T>(what: string, probe: () => T | undefined | false): Promise<T> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const value = probe();
+      if (value) return value;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  reply(): Promise<Reply> {
+    return this.until('a reply', () => this.replies.shift());
+  }
+
+  /** Waits for the server to end its side (its FIN, or TLS close_notify). */
+  async serverEnded(): Promise<void> {
+    await this.until('the server to end its side', () => this.ended);
+  }
+
+  async command(line: string): Promise<Reply> {
+    this.socket.write(`${line}\r\n`);
+    return this.reply();
+  }
+
+  /** STARTTLS, and TLS over the same socket, half-open as the plain one (tls.connect takes allowHalfOpen from
+   * the socket it is given): a TLS close_notify and FIN do not end it. */
+  async startTls(): Promise<void> {
+    expect((await this.command('STARTTLS')).code).toBe(220);
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const socket = tls.connect({ socket: plain, servername: 'mx.demo.test', rejectUnauthorized: false }, () => resolve(socket));
+      socket.once('error', reject);
+    });
+    // A reset may reach the plain socket first; either closing counts.
+    plain.on('close', () => (this.closedAt ??= Date.now()));
+    this.socket = secure;
+    this.attach(secure);
+  }
+
+  /** A command the server ignores after the session ended; once the server dropped the socket, it brings the reset. */
+  poke(): void {
+    if (!this.socket.destroyed) this.socket.write('NOOP\r\n');
+  }
+
+  get ended(): boolean {
+    return this.endedAt !== null;
+  }
+
+  get closed(): boolean {
+    return this.closedAt !== null;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** Pokes every client every 200 ms until all of them are closed; throws after timeoutMs. */
+async function untilDropped(what: string, clients: readonly LingeringClient[], timeoutMs: number): Promise<void> {
+  const poke = setInterval(() => {
+    for (const client of clients) client.poke();
+  }, 200);
+  try {
+    await eventually(what, () => clients.every((client) => client.closed), { timeoutMs });
+  } finally {
+    clearInterval(poke);
+  }
+}
+
 describe('mailproxy-limits: client sessions', () => {
   it('max_clients: the session over the cap gets 421 4.7.0, one under it is served', async () => {
     await withLimits({ max_clients: 3 }, async (t) => {
@@ -112,6 +248,76 @@ describe('mailproxy-limits: client sessions', () => {
       expect(await sendOne(held[0]!, 'limited address')).toEqual([250, 250, 354, 250]);
       for (const s of [...held, other]) s.close();
       expect(t.backend!.messages.map((m) => m.subject).sort()).toEqual(['limited address', 'other address']);
+    });
+  });
+
+  it('a client that sends QUIT and keeps its socket counts until haraka-in drops the socket, 2 s later; so does a refused one (issue 19)', async () => {
+    await withLimits({ max_clients_per_ip: 10 }, async (t) => {
+      const address = '127.0.0.81';
+      const clients: LingeringClient[] = [];
+      try {
+        // Ten sessions one after another: each is greeted, says QUIT, gets 221 and the server's FIN, and keeps
+        // its socket.
+        for (let n = 0; n < 10; n++) {
+          const client = await LingeringClient.connect(t, address);
+          clients.push(client);
+          expect((await client.reply()).code, `banner of session ${n + 1}`).toBe(220);
+          expect((await client.command('QUIT')).code).toBe(221);
+          await client.serverEnded();
+        }
+        // While those ten sockets are open, thirty more from the same address are refused; they keep their
+        // sockets after the 421 too.
+        const refused = await Promise.all(
+          Array.from({ length: 30 }, async () => {
+            const client = await LingeringClient.connect(t, address);
+            clients.push(client);
+            const first = await client.reply();
+            if (first.code === 421) await client.serverEnded();
+            return first;
+          }),
+        );
+        // The refusals came before the first lingering socket may have been dropped: they are for open sockets.
+        expect(Date.now() - clients[0]!.endedAt!, 'forty sessions took too long for this test to mean anything').toBeLessThan(LINGER_MS);
+        expect(refused.map((reply) => reply.code)).toEqual(Array(30).fill(421));
+        expect(refused[0]!.text).toContain('4.7.0');
+        expect(logOf(t)).toMatch(refusalLine(address, 'max_clients_per_ip', 10));
+        expect(clients.some((client) => client.closed)).toBe(false);
+
+        // The clients keep writing; haraka-in drops every socket about LINGER_MS after its session ended.
+        await untilDropped('haraka-in to drop the forty lingering sockets', clients, 4 * LINGER_MS);
+        for (const client of clients) {
+          const lingered = client.closedAt! - client.endedAt!;
+          expect(lingered).toBeGreaterThanOrEqual(LINGER_MS - 200);
+          expect(lingered).toBeLessThan(2 * LINGER_MS);
+        }
+        // Their counts came back with their sockets: the address is served again.
+        const session = await greeted(t, address);
+        expect(await sendOne(session, 'after the lingering sockets')).toEqual([250, 250, 354, 250]);
+        session.close();
+      } finally {
+        for (const client of clients) client.close();
+      }
+    });
+  });
+
+  it('a client that QUITs after STARTTLS and keeps its socket counts until haraka-in drops the socket (issue 19)', async () => {
+    await withLimits({ max_clients_per_ip: 1 }, async (t) => {
+      const address = '127.0.0.82';
+      const client = await LingeringClient.connect(t, address);
+      try {
+        expect((await client.reply()).code).toBe(220);
+        expect((await client.command('EHLO client.test')).code).toBe(250);
+        await client.startTls();
+        expect((await client.command('EHLO client.test')).code).toBe(250);
+        expect((await client.command('QUIT')).code).toBe(221);
+        await client.serverEnded();
+        await expectRefused(t, address);
+        await untilDropped('haraka-in to drop the lingering TLS socket', [client], 4 * LINGER_MS);
+        expect(client.closedAt! - client.endedAt!).toBeGreaterThanOrEqual(LINGER_MS - 200);
+        (await greeted(t, address)).close();
+      } finally {
+        client.close();
+      }
     });
   });
 

@@ -27,4 +27,14 @@ describe('the Haraka internals mailproxy-smtp relies on', () => {
     expect(connection).toContain('    accumulate_data(line) {');
     expect(connection).toContain('if (line.length === 3 && line[0] === 0x2e && line[1] === 0x0d && line[2] === 0x0a) {');
   });
+
+  it('answers 550 for any temporary failure of the outbound layer, whose queue-write failures say "Queueing failed" or "Queue error" (mailproxy-smtp answers 451)', () => {
+    const outbound = readFileSync(path.join(path.dirname(require.resolve('haraka/package.json')), 'outbound', 'index.js'), 'utf8');
+    expect(outbound).toContain("reject('Queueing failed')");
+    expect(outbound).toContain("reject('Queue error')");
+    expect(outbound).toContain('if (next) next(constants.denysoft, err)');
+    const respond = connection.slice(connection.indexOf('                outbound.send_trans_email(this.transaction, (retval2, msg2) => {'));
+    expect(respond).toContain("this.respond(550, msg2 || 'Internal Server Error', () => {");
+  });
 });
+

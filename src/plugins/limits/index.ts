@@ -3,7 +3,13 @@
 //   new connection ─▶ (lookup_rdns, before any DNS query) over max_clients, max_clients_per_ip or
 //                     max_connect_rate_per_ip?  421 4.7.0 and close : count it, start its session timer
 //   session timer  ─▶ after max_session_time: 421 4.4.2 and close (never while a hook is at work)
-//   disconnect     ─▶ give the counts back
+//   disconnect     ─▶ (the session ended: QUIT, a refusal, a timeout) stop the session timer; a client that
+//                     still holds its socket LINGER_MS later has it destroyed
+//   socket closed  ─▶ give the counts back
+//
+// A client is counted until its socket closes, not until its session ends: after Haraka's 221 or 421 it
+// closes only its own side, and a client that never closes its side would keep the socket (and a file
+// descriptor) until the inactivity timeout while the counts said it was gone.
 //
 // The cap on backend sessions lives in backend-sessions.ts: this plugin sets it, mailproxy-forward takes
 // a slot before it connects to the backend and answers 421 4.7.0 when there is none.
@@ -29,16 +35,24 @@ interface LimitsIni {
   };
 }
 
+/** connection.client: a net.Socket, or Haraka's pluggableStream around one (tls_socket.js), which passes
+ * on the socket's 'close' (also after STARTTLS) and destroy(). */
+interface ClientSocket {
+  once(event: string, listener: () => void): unknown;
+  destroy(): unknown;
+}
+
 interface Connection {
   remote: { ip: string };
   notes: Record<string, unknown>;
   state: number;
   /** Set while a plugin hook runs (Haraka's plugins.js), null between hooks. */
   current_hook: unknown;
-  client: { setTimeout(ms: number): unknown; once(event: string, listener: () => void): unknown };
+  client: ClientSocket;
   results: { add(plugin: unknown, result: object): void };
   respond(code: number, message: unknown, after?: () => void): void;
   disconnect(): void;
+  loginfo(...args: unknown[]): void;
   lognotice(...args: unknown[]): void;
   logerror(...args: unknown[]): void;
 }
@@ -56,8 +70,14 @@ const DSN = require('haraka-dsn') as { create(code: number, msg: string, subject
 
 const TICKET = 'mailproxy_limits_ticket';
 const TIMER = 'mailproxy_limits_timer';
-/** A refused or ended client that does not close its side is dropped after this: it would otherwise keep
- * its socket (and file descriptor) until Haraka's inactivity timeout, minutes later. */
+const LINGER = 'mailproxy_limits_linger';
+const CLOSED = 'mailproxy_limits_closed';
+/** After the session ended (QUIT, a refusal, a timeout) a client that has not closed its side by then has
+ * its socket destroyed: it would otherwise keep the socket (a file descriptor, and its place in the
+ * counts) until Haraka's inactivity timeout, minutes later. 2 s is ample for a client to read the last
+ * reply and close (a real MTA closes at once), short enough that 10 sockets from one address that linger
+ * after QUIT do not keep the address out for long. A timer, not the socket's idle timeout: a client that
+ * keeps writing after QUIT never goes idle. */
 const LINGER_MS = 2000;
 /** How often a session past max_session_time looks again while a hook is at work. */
 const RECHECK_MS = 1000;
@@ -73,8 +93,9 @@ export function register(this: LimitsPlugin): void {
   // lookup_rdns, not connect: the first hook that can refuse a connection runs before mailproxy-forward
   // starts the client's reverse DNS lookup, so a refused client costs no DNS query (Haraka answers a
   // DENYSOFTDISCONNECT here with the 421 given and closes, as it would at connect).
+  this.register_hook('connect_init', 'watch_socket');
   this.register_hook('lookup_rdns', 'admit_client');
-  this.register_hook('disconnect', 'release_client');
+  this.register_hook('disconnect', 'end_session');
 }
 
 function numberOr(value: unknown, fallback: number): number {
@@ -101,7 +122,21 @@ export function load_limits_ini(this: LimitsPlugin): void {
   backendSessions.configure(numberOr(main.max_backend_sessions, 50), numberOr(main.max_backend_sessions_per_network, 10));
 }
 
+/** connect_init runs as the connection is set up, before its socket can have closed: from here on the
+ * plugin knows when it does. */
+export function watch_socket(this: LimitsPlugin, next: Next, connection: Connection): void {
+  connection.client.once('close', () => {
+    connection.notes[CLOSED] = true;
+    const linger = connection.notes[LINGER] as NodeJS.Timeout | undefined;
+    if (linger) clearTimeout(linger);
+    release(this, connection);
+  });
+  next();
+}
+
 export function admit_client(this: LimitsPlugin, next: Next, connection: Connection): void {
+  // Haraka runs no lookup_rdns for a client that has gone; if one ever did, it must not be counted.
+  if (connection.notes[CLOSED]) return next();
   let verdict;
   try {
     verdict = this.counters.admit(connection.remote.ip);
@@ -112,13 +147,12 @@ export function admit_client(this: LimitsPlugin, next: Next, connection: Connect
   if (!verdict.admitted) {
     connection.results.add(this, { fail: verdict.reason });
     logDecision(connection, this, { action: 'refuse', ip: connection.remote.ip, check: 'limits', reason: verdict.reason, code: 421, extra: { limit: verdict.limit } });
-    connection.client.setTimeout(LINGER_MS);
+    // Haraka answers 421 and runs the disconnect hook: end_session drops the socket if the client keeps it.
     return next(constants.DENYSOFTDISCONNECT, DSN.create(421, REFUSAL_TEXT[verdict.reason], 7, 0));
   }
   const ticket = verdict.ticket;
+  // Counted until watch_socket sees the socket close (or end_session's timer destroys it).
   connection.notes[TICKET] = ticket;
-  // The disconnect hook gives the counts back; the socket's close does it when that hook never runs.
-  connection.client.once('close', () => release(this, connection));
   if (this.maxSessionMs > 0) armSessionTimer(this, connection, this.maxSessionMs);
   next();
 }
@@ -138,19 +172,42 @@ function endLongSession(plugin: LimitsPlugin, connection: Connection): void {
   if (connection.current_hook) return armSessionTimer(plugin, connection, RECHECK_MS);
   connection.results.add(plugin, { fail: 'max_session_time' });
   logDecision(connection, plugin, { action: 'refuse', ip: connection.remote.ip, check: 'limits', reason: 'max_session_time', code: 421, extra: { limit: plugin.maxSessionMs / 1000 } });
-  connection.client.setTimeout(LINGER_MS);
   connection.respond(421, DSN.create(421, 'Session too long, closing; send the rest again later', 4, 2), () => connection.disconnect());
 }
 
-function release(plugin: LimitsPlugin, connection: Connection): void {
-  const ticket = connection.notes[TICKET] as Ticket | undefined;
-  if (ticket) plugin.counters.release(ticket);
+function stopSessionTimer(connection: Connection): void {
   const timer = connection.notes[TIMER] as NodeJS.Timeout | undefined;
   if (timer) clearTimeout(timer);
   delete connection.notes[TIMER];
 }
 
-export function release_client(this: LimitsPlugin, next: Next, connection: Connection): void {
-  release(this, connection);
+/** Gives the counts back (once: the ticket knows). */
+function release(plugin: LimitsPlugin, connection: Connection): void {
+  stopSessionTimer(connection);
+  const ticket = connection.notes[TICKET] as Ticket | undefined;
+  if (ticket) plugin.counters.release(ticket);
+}
+
+/** The session is over (Haraka runs the disconnect hook for every ending, and then ends its side of the
+ * socket); the counts stay until the socket closes, which LINGER_MS from now is made sure of. */
+export function end_session(this: LimitsPlugin, next: Next, connection: Connection): void {
+  stopSessionTimer(connection);
+  if (!connection.notes[CLOSED] && !connection.notes[LINGER]) {
+    const linger = setTimeout(() => dropLingering(this, connection), LINGER_MS);
+    linger.unref();
+    connection.notes[LINGER] = linger;
+  }
   next();
+}
+
+function dropLingering(plugin: LimitsPlugin, connection: Connection): void {
+  if (connection.notes[CLOSED]) return;
+  connection.loginfo(plugin, `client kept its socket ${LINGER_MS} ms after the session ended: closing it`);
+  try {
+    connection.client.destroy();
+  } catch (err) {
+    connection.logerror(plugin, `socket not destroyed: ${(err as Error).message}`);
+  }
+  // Its file descriptor is gone with destroy(); the 'close' that follows finds the ticket released.
+  release(plugin, connection);
 }

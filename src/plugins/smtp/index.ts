@@ -11,6 +11,8 @@
 // And it spares Haraka a failing unlink per message (unspooled-destroy.ts), limits the recipients of one
 // message (max-recipients.ts), and refuses a DATA line of a dot and bare CRs, an end of data to Postfix
 // but not to Haraka (dot-cr-line.ts: SMTP smuggling).
+// A message haraka-out could not write to its queue (a full disk) gets 451 4.3.0, not the 550 Haraka 3.3.4
+// answers for any temporary failure of its outbound layer: the backend would bounce it to the sender.
 // A STARTTLS inside TLS gets 503 5.5.1 (RFC 3207 §4.2); Haraka's tls plugin would answer 220 and try a
 // second handshake on the TLS socket, which leaves the session broken.
 import type { HarakaPlugin, Next } from '../haraka-types';
@@ -45,6 +47,8 @@ type Respond = (this: ConnectionLike, code: number, msg: unknown, func?: () => v
 type AccumulateData = (this: ConnectionLike, line: unknown) => unknown;
 
 const TOO_BIG = 'Message too big!';
+/** What Haraka's outbound layer says when it could not write the queue file (outbound/index.js). */
+const QUEUE_WRITE_FAILED = /^(Queueing failed|Queue error|Error from stream line reader: )/;
 let patched = false;
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -83,6 +87,9 @@ export function register(this: HarakaPlugin): void {
   proto.respond = function respond(this: ConnectionLike, code: number, msg: unknown, func?: () => void) {
     letLoneQuitThrough(this);
     if (code === 550 && msg === TOO_BIG) return original.call(this, 552, '5.3.4 Message size exceeds fixed maximum message size', func);
+    if (code === 550 && typeof msg === 'string' && QUEUE_WRITE_FAILED.test(msg)) {
+      return original.call(this, 451, `4.3.0 ${msg}: the queue could not be written, try again later`, func);
+    }
     const notes = this.transaction?.notes;
     const wanted = notes?.[REPLY_CODE_NOTE];
     if (notes && typeof wanted === 'number' && code >= 400 && Math.floor(wanted / 100) === Math.floor(code / 100)) {
