@@ -27,6 +27,16 @@ function listFiles(dir: string, prefix = ''): string[] {
     .sort();
 }
 
+describe('mailproxy-forward.timeout', () => {
+  it('gives the slowest end of data room: a replayed greeting, MAIL and recipients, a NOOP, DATA, the body and the verdict (issue 19)', () => {
+    const { backend, inbound } = example;
+    const limit = Number(render().get('haraka-in/config/mailproxy-forward.timeout')?.trim().split('\n').at(-1));
+    const greeting = backend.rdns_timeout + 2 * backend.connect_timeout + 24 * backend.timeout;
+    const body = backend.timeout + Math.ceil(inbound.max_message_size / (64 * 1024));
+    expect(limit).toBeGreaterThanOrEqual(greeting + 3 * backend.timeout + body + backend.data_timeout);
+  });
+});
+
 describe('rendered Haraka instances, read back through haraka-config itself', () => {
   it('haraka-in and haraka-out read the values the config asks for', async () => {
     const dir = tempDir();
