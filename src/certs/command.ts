@@ -1,10 +1,10 @@
 // `mailproxy cert deploy|issue|renew`: routes to the deploy path (deploy/) and to native ACME (acme/).
-import type { CliIo } from '../cli';
-import { UsageError } from '../cli-support';
-import { runAcmeCommand } from './acme/command';
-import { runDeployCommand } from './deploy/command';
+import type { Command, CommandIo } from '../command/io';
+import { UsageError } from '../command/usage';
+import { ACME_USAGE_ENTRY, runAcmeCommand } from './acme/command';
+import { DEPLOY_USAGE_ENTRY, runDeployCommand } from './deploy/command';
 
-export async function runCertCommand(args: string[], io: CliIo): Promise<number> {
+async function runCertCommand(args: string[], io: CommandIo): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
     case 'deploy':
@@ -16,3 +16,10 @@ export async function runCertCommand(args: string[], io: CliIo): Promise<number>
       throw new UsageError(`usage: mailproxy cert deploy|issue|renew ... (got ${sub ?? 'nothing'})`);
   }
 }
+
+export const command: Command = {
+  name: 'cert',
+  usage: [DEPLOY_USAGE_ENTRY, ACME_USAGE_ENTRY],
+  exitStyle: 'plain',
+  run: runCertCommand,
+};

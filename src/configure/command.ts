@@ -1,13 +1,24 @@
 // `mailproxy config docs|get|set`: the config reference, one key's value (defaults included), and a change
 // of one key in the file that keeps its comments (the installer sets system.node this way).
 import { stat } from 'node:fs/promises';
-import type { CliIo } from '../cli';
-import { loadConfigFile, readConfigFile, resolveConfigPath, UsageError } from '../cli-support';
+import { loadConfigFile, readConfigFile, resolveConfigPath } from '../command/config-file';
+import type { Command, CommandIo } from '../command/io';
+import { synopsisLine, UsageError, type UsageEntry } from '../command/usage';
 import { configDocs } from '../config/docs';
 import { configValue, formatValue, parseKeyPath, setConfigValue } from '../config/edit';
 import { writeFileAtomic } from '../render/write';
 
-export const CONFIG_USAGE = 'usage: mailproxy config docs | config get KEY... [--config FILE] | config set KEY VALUE [--config FILE]';
+const USAGE: UsageEntry[] = [
+  { synopsis: 'config docs', about: ['print the config reference (docs/CONFIG.md)'] },
+  { synopsis: 'config get KEY... [--config FILE]', about: ["each key's value on a line, defaults included (e.g. system.node)"] },
+  {
+    synopsis: 'config set KEY VALUE [--config FILE]',
+    about: ['change one key in the file, keeping its comments; refused when the', 'result would be invalid'],
+  },
+];
+
+/** Every form in one line, the message of a usage error. */
+const CONFIG_USAGE = `usage: ${synopsisLine(USAGE)}`;
 
 function takeConfigOption(args: string[]): { rest: string[]; config: string | undefined } {
   const at = args.indexOf('--config');
@@ -24,7 +35,7 @@ function keyPath(key: string | undefined): string[] {
   return path;
 }
 
-export async function runConfigCommand(args: string[], io: CliIo): Promise<number> {
+async function runConfigCommand(args: string[], io: CommandIo): Promise<number> {
   const [verb, ...more] = args;
   const { rest, config } = takeConfigOption(more);
   // Any option but --config is unknown (set's VALUE is never one).
@@ -56,9 +67,15 @@ export async function runConfigCommand(args: string[], io: CliIo): Promise<numbe
       return 1;
     }
     const file = resolveConfigPath(config).file;
-    if (edited.text !== text) await writeFileAtomic(file, edited.text, (await stat(file)).mode & 0o7777);
+    if (edited.text !== text) {
+      // The new file keeps the old one's mode and group: the installer gives it to root:mailproxy, 0640.
+      const { mode, gid } = await stat(file);
+      await writeFileAtomic(file, edited.text, mode & 0o7777, gid === process.getgid?.() ? null : gid);
+    }
     io.stdout.write(`${source}: ${rest[0]} = ${rest[1]}${edited.text === text ? ' (unchanged)' : ''}\n`);
     return 0;
   }
   throw new UsageError(CONFIG_USAGE);
 }
+
+export const command: Command = { name: 'config', usage: USAGE, exitStyle: 'plain', run: runConfigCommand };

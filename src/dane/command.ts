@@ -1,15 +1,16 @@
 // `mailproxy dane check DOMAIN` and `mailproxy dane resolver`: what haraka-out's DANE sees, asked of the same
 // validating resolver (outbound.dane_resolver, or --resolver).
 import { parseArgs } from 'node:util';
-import type { CliIo } from '../cli';
-import { loadConfigFile, UsageError } from '../cli-support';
+import { loadConfigFile } from '../command/config-file';
+import type { Command, CommandIo } from '../command/io';
+import { UsageError } from '../command/usage';
 import { parseHostPort } from '../config/net';
 import { formatDaneRoute } from './format';
 import { createDnssecResolver } from './resolver';
 import { daneRoute } from './route';
 import { resolverValidates } from './self-check';
 
-export async function runDaneCommand(args: string[], io: CliIo): Promise<number> {
+async function runDaneCommand(args: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -49,6 +50,26 @@ export async function runDaneCommand(args: string[], io: CliIo): Promise<number>
     }
   }
 }
+
+export const command: Command = {
+  name: 'dane',
+  usage: [
+    {
+      synopsis: 'dane check DOMAIN [--config FILE | --resolver IP:PORT] [--port 25]',
+      about: [
+        'the DANE verdict haraka-out applies to DOMAIN: each MX host and the',
+        'TLS it gets (dane, encrypt, opportunistic, skipped); exit 1 when the',
+        'lookups fail (mail for it waits)',
+      ],
+    },
+    {
+      synopsis: 'dane resolver [--config FILE | --resolver IP:PORT]',
+      about: ["whether outbound.dane_resolver validates DNSSEC (the root's AD bit)"],
+    },
+  ],
+  exitStyle: 'plain',
+  run: runDaneCommand,
+};
 
 /** What `dane resolver|check` says instead of probing when the config turns DANE off. */
 export function daneOffText(action: 'check' | 'resolver', source: string, resolver: string): string {

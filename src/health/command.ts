@@ -1,27 +1,15 @@
-// `mailproxy health --config FILE [--json] [--prometheus FILE]`: the CLI edge of the health checks.
-// A Nagios plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Anything that keeps it from checking
-// (a usage error, a config that does not load, a textfile it cannot write) is UNKNOWN, never 2, so that a
-// typo in a monitoring setup is not reported as a broken mail server.
-import type { Writable } from 'node:stream';
+// `mailproxy health`: the CLI edge of the health checks. A Nagios plugin: exit 0 OK, 1 WARNING,
+// 2 CRITICAL, 3 UNKNOWN. Anything that keeps it from checking (a usage error, a config that does not
+// load, a textfile it cannot write) is UNKNOWN, never 2, so that a typo in a monitoring setup is not
+// reported as a broken mail server.
 import { parseArgs } from 'node:util';
-import { loadConfigFile, resolveConfigPath, usageErrorMessage, UsageError } from '../cli-support';
+import { loadConfigFile, resolveConfigPath } from '../command/config-file';
+import type { Command, CommandIo } from '../command/io';
+import { UsageError } from '../command/usage';
 import { writeFileAtomic } from '../render/write';
 import { formatHuman, formatJson, formatPrometheus } from './format';
 import { runHealthChecks } from './run';
 import { STATUS_CODE, worst } from './status';
-
-export const HEALTH_USAGE = `usage: mailproxy health --config FILE [--json] [--prometheus FILE]
-  exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the worst check wins: CRITICAL > WARNING > UNKNOWN > OK)
-  --json             the report as JSON instead of one line per check
-  --prometheus FILE  also write the result as a node_exporter textfile (atomically; name it *.prom)
-`;
-
-export interface HealthIo {
-  stdout: Writable;
-  stderr: Writable;
-  /** The environment systemctl and wg run with (their PATH); process.env when absent. */
-  env?: NodeJS.ProcessEnv;
-}
 
 const UNKNOWN = STATUS_CODE.UNKNOWN;
 
@@ -40,18 +28,9 @@ function parse(argv: string[]) {
   return values;
 }
 
-export async function runHealthCommand(argv: string[], io: HealthIo): Promise<number> {
-  let values: ReturnType<typeof parse>;
-  try {
-    values = parse(argv);
-  } catch (err) {
-    const usage = usageErrorMessage(err);
-    if (usage !== null) {
-      io.stderr.write(`mailproxy health: ${usage}\n\n${HEALTH_USAGE}`);
-      return UNKNOWN;
-    }
-    throw err;
-  }
+/** A usage error is thrown: src/cli.ts prints it with the usage and exits UNKNOWN (exitStyle nagios). */
+async function runHealthCommand(argv: string[], io: CommandIo): Promise<number> {
+  const values = parse(argv);
   let loaded: ReturnType<typeof loadConfigFile>;
   try {
     loaded = loadConfigFile(values.config, io.stderr);
@@ -76,3 +55,23 @@ export async function runHealthCommand(argv: string[], io: HealthIo): Promise<nu
   io.stdout.write(values.json ? formatJson(report) : formatHuman(report));
   return STATUS_CODE[status];
 }
+
+export const command: Command = {
+  name: 'health',
+  usage: [
+    {
+      synopsis: 'health --config FILE [--json] [--prometheus FILE]',
+      about: [
+        'both units, banners, STARTTLS and certificate, backend + XCLIENT,',
+        'WireGuard handshake, queue, disk; exit 0 OK, 1 WARNING, 2 CRITICAL,',
+        '3 UNKNOWN (usage errors too); --prometheus writes a textfile',
+      ],
+    },
+  ],
+  details: `  exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the worst check wins: CRITICAL > WARNING > UNKNOWN > OK)
+  --json             the report as JSON instead of one line per check
+  --prometheus FILE  also write the result as a node_exporter textfile (atomically; name it *.prom)
+`,
+  exitStyle: 'nagios',
+  run: runHealthCommand,
+};

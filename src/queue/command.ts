@@ -1,14 +1,15 @@
 // `mailproxy queue list|count|flush|delete`: the CLI edge of the queue tools.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { loadConfigFile, UsageError } from '../cli-support';
+import { loadConfigFile } from '../command/config-file';
+import type { Command, CommandIo } from '../command/io';
+import { UsageError } from '../command/usage';
 import { stateDirFor } from '../render/haraka';
 import { formatDeleteResult, formatQueueCount, formatQueueListing, queueJson } from './format';
 import { countQueue, deleteMessage, findHarakaPid, flushQueue, listQueue } from './tools';
 
-export async function runQueueCommand(argv: string[], io: { stdout: Writable; stderr: Writable }): Promise<number> {
+async function runQueueCommand(argv: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -64,3 +65,20 @@ export async function runQueueCommand(argv: string[], io: { stdout: Writable; st
       throw new UsageError('usage: mailproxy queue list|count|flush|delete');
   }
 }
+
+export const command: Command = {
+  name: 'queue',
+  usage: [
+    {
+      synopsis: 'queue list|count --config FILE [--json] [--log FILE]',
+      about: [
+        "haraka-out's queue: domain, age, attempts, last error (from --log,",
+        'e.g. `journalctl -u mailproxy-haraka-out -o cat > FILE`)',
+      ],
+    },
+    { synopsis: 'queue flush --config FILE [--instances DIR]', about: ['retry every deferred message now (SIGHUP to the running haraka-out)'] },
+    { synopsis: 'queue delete ID --config FILE [--instances DIR] [--force]', about: ['remove one message (file name, id or the uuid from its 250 reply)'] },
+  ],
+  exitStyle: 'plain',
+  run: runQueueCommand,
+};

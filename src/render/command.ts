@@ -3,15 +3,15 @@
 // edge (write.ts).
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { CliIo } from '../cli';
-import { loadConfigFile } from '../cli-support';
+import { loadConfigFile } from '../command/config-file';
+import type { Command, CommandIo } from '../command/io';
 import { effectiveTls } from '../certs/deploy/state';
 import { renderInstances } from './haraka';
 import { renderUnits } from './systemd';
 import { renderUnbound, UNBOUND_CONF_DIR } from './unbound';
 import { writeRendered } from './write';
 
-export async function runRenderCommand(args: string[], io: CliIo): Promise<number> {
+async function runRenderCommand(args: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -48,3 +48,22 @@ export async function runRenderCommand(args: string[], io: CliIo): Promise<numbe
   }
   return 0;
 }
+
+export const command: Command = {
+  name: 'render',
+  usage: [
+    {
+      synopsis: 'render --config FILE [--out DIR] [--units DIR] [--unbound DIR] [--system] [--root DIR]',
+      about: [
+        'write both Haraka instance dirs (default --out: system.instances_dir),',
+        'and the systemd units (mailproxy-haraka-in.service, ...) into --units',
+        'DIR, or with --system into system.units_dir; the unbound drop-in of',
+        'the DANE resolver into --unbound DIR, or with --system into',
+        '/etc/unbound/unbound.conf.d; --root prefixes the default dirs (an',
+        "installer's throwaway root)",
+      ],
+    },
+  ],
+  exitStyle: 'plain',
+  run: runRenderCommand,
+};

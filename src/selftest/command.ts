@@ -1,33 +1,17 @@
-// `mailproxy selftest [--config FILE] [--target HOST[:PORT]] [--resolver IP[:PORT]] [--ca FILE] [--json]`:
-// the CLI edge of the SMTP self-test. Exit codes are health's (Nagios): 0 OK, 1 WARNING, 2 CRITICAL,
-// 3 UNKNOWN, also for a usage error, a config that does not load, or no resolver to ask but the system's.
-// `mailproxy doctor` shares the edge (prepareCheckCommand).
+// `mailproxy selftest`: the CLI edge of the SMTP self-test. Exit codes are health's (Nagios): 0 OK,
+// 1 WARNING, 2 CRITICAL, 3 UNKNOWN, also for a usage error, a config that does not load, or no resolver to
+// ask but the system's. `mailproxy doctor` shares the edge (prepareCheckCommand).
 import { readFileSync } from 'node:fs';
-import type { Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { loadConfigFile, resolveConfigPath, usageErrorMessage, UsageError } from '../cli-support';
+import { loadConfigFile, resolveConfigPath } from '../command/config-file';
+import type { Command, CommandIo } from '../command/io';
+import { UsageError } from '../command/usage';
 import { parseTargetHostPort, type TargetHostPort } from '../config/net';
 import type { Config } from '../config/schema';
 import { STATUS_CODE } from '../health/status';
 import { chooseResolver, makeDnsClient, type DnsClient } from './dns';
 import { formatFindings, formatFindingsJson, type FindingsReport } from './findings';
 import { runSelftest } from './run';
-
-export const SELFTEST_USAGE = `usage: mailproxy selftest [--config FILE] [--target HOST[:PORT]] [--resolver IP[:PORT]] [--ca FILE] [--json]
-  MXToolbox's SMTP test against haraka-in, under its check names: Banner Check, Reverse DNS Mismatch,
-  Valid Hostname, TLS, Open Relay, Connection Time and Transaction Time (cold and warm); and haraka-out
-  refusing to relay from this host. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the worst check wins)
-  --target HOST[:PORT]   test this address or host name (resolved through the resolver; port 25 by default)
-                         instead of haraka-in's listen addresses
-  --resolver IP[:PORT]   the DNS server to ask (default: the config's dns.servers; never the system resolver)
-  --ca FILE              also trust this CA certificate (PEM) when verifying the chain (a staging or test CA)
-  --json                 the report as JSON
-`;
-
-export interface CheckIo {
-  stdout: Writable;
-  stderr: Writable;
-}
 
 export interface PreparedCheck {
   config: Config;
@@ -41,38 +25,28 @@ const UNKNOWN = STATUS_CODE.UNKNOWN;
 
 /**
  * What selftest and doctor share before checking: arguments, the config, the CA files, the resolver. A
- * number is the exit code of a run that stops here (UNKNOWN, with the reason on stderr).
+ * number is the exit code of a run that stops here (UNKNOWN, with the reason on stderr); a usage error is
+ * thrown (src/cli.ts prints it with the usage and exits UNKNOWN).
  */
 export function prepareCheckCommand(
   command: 'selftest' | 'doctor',
   argv: string[],
-  io: CheckIo,
-  usage: string,
+  io: CommandIo,
   extraOptions: ParseArgsConfig['options'] = {},
 ): PreparedCheck | number {
-  let values: PreparedCheck['values'];
-  try {
-    const parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        config: { type: 'string' },
-        resolver: { type: 'string' },
-        ca: { type: 'string', multiple: true },
-        json: { type: 'boolean', default: false },
-        ...extraOptions,
-      },
-    });
-    if (parsed.positionals.length) throw new UsageError(`unexpected argument: ${parsed.positionals[0]}`);
-    values = parsed.values;
-  } catch (err) {
-    const message = usageErrorMessage(err);
-    if (message !== null) {
-      io.stderr.write(`mailproxy ${command}: ${message}\n\n${usage}`);
-      return UNKNOWN;
-    }
-    throw err;
-  }
+  const parsed = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      resolver: { type: 'string' },
+      ca: { type: 'string', multiple: true },
+      json: { type: 'boolean', default: false },
+      ...extraOptions,
+    },
+  });
+  if (parsed.positionals.length) throw new UsageError(`unexpected argument: ${parsed.positionals[0]}`);
+  const values: PreparedCheck['values'] = parsed.values;
   const say = (text: string) => {
     io.stderr.write(`mailproxy ${command} UNKNOWN: ${text}\n`);
     return UNKNOWN;
@@ -97,24 +71,47 @@ export function prepareCheckCommand(
   return { config: loaded.config, dns: makeDnsClient(resolver.servers), json: values.json === true, extraCa, values };
 }
 
-export function printReport(report: FindingsReport, json: boolean, io: CheckIo): number {
+export function printReport(report: FindingsReport, json: boolean, io: CommandIo): number {
   io.stdout.write(json ? formatFindingsJson(report) : formatFindings(report));
   return STATUS_CODE[report.status];
 }
 
-export async function runSelftestCommand(argv: string[], io: CheckIo): Promise<number> {
-  const prepared = prepareCheckCommand('selftest', argv, io, SELFTEST_USAGE, { target: { type: 'string' } });
+async function runSelftestCommand(argv: string[], io: CommandIo): Promise<number> {
+  const prepared = prepareCheckCommand('selftest', argv, io, { target: { type: 'string' } });
   if (typeof prepared === 'number') return prepared;
   let target: TargetHostPort | undefined;
   const text = prepared.values.target as string | undefined;
   if (text !== undefined) {
     const parsed = parseTargetHostPort(text, 25);
-    if (!parsed) {
-      io.stderr.write(`mailproxy selftest: --target ${JSON.stringify(text)}: expected HOST[:PORT], IP[:PORT] or [IPv6]:PORT\n\n${SELFTEST_USAGE}`);
-      return UNKNOWN;
-    }
+    if (!parsed) throw new UsageError(`--target ${JSON.stringify(text)}: expected HOST[:PORT], IP[:PORT] or [IPv6]:PORT`);
     target = parsed;
   }
   const report = await runSelftest(prepared.config, { dns: prepared.dns, extraCa: prepared.extraCa, ...(target ? { target } : {}) });
   return printReport(report, prepared.json, io);
 }
+
+export const command: Command = {
+  name: 'selftest',
+  usage: [
+    {
+      synopsis: 'selftest [--config FILE] [--target HOST[:PORT]] [--resolver IP[:PORT]] [--ca FILE] [--json]',
+      about: [
+        "MXToolbox's SMTP test against haraka-in under its check names (banner,",
+        'reverse DNS, valid hostname, TLS, open relay, connection and transaction',
+        'time cold and warm) and haraka-out refusing to relay from here; exit',
+        'codes as health; never asks the system resolver',
+      ],
+    },
+  ],
+  details: `  MXToolbox's SMTP test against haraka-in, under its check names: Banner Check, Reverse DNS Mismatch,
+  Valid Hostname, TLS, Open Relay, Connection Time and Transaction Time (cold and warm); and haraka-out
+  refusing to relay from this host. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the worst check wins)
+  --target HOST[:PORT]   test this address or host name (resolved through the resolver; port 25 by default)
+                         instead of haraka-in's listen addresses
+  --resolver IP[:PORT]   the DNS server to ask (default: the config's dns.servers; never the system resolver)
+  --ca FILE              also trust this CA certificate (PEM) when verifying the chain (a staging or test CA)
+  --json                 the report as JSON
+`,
+  exitStyle: 'nagios',
+  run: runSelftestCommand,
+};

@@ -1,25 +1,17 @@
-// `mailproxy stats [FILE | -] [--since 24h] [--svg FILE] [--json]`: the decision lines of haraka-in's log
+// `mailproxy stats`: the decision lines of haraka-in's log
 // (from a file, or stdin: `journalctl -u mailproxy-haraka-in -o cat | mailproxy stats`), counted, and
 // optionally drawn. The one effectful edge of src/stats: reading the log, writing the chart.
 import { createReadStream } from 'node:fs';
 import readline from 'node:readline';
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { UsageError } from '../cli-support';
+import type { Command, CommandIo } from '../command/io';
+import { UsageError } from '../command/usage';
 import { parseDecisionLine, type ParsedDecision } from '../plugins/decision-log';
 import { writeFileAtomic } from '../render/write';
 import { aggregate, parseSince, refusalSeries } from './aggregate';
 import { formatSummary, type LogFacts } from './format';
 import { renderChart } from './svg';
-
-export interface StatsIo {
-  stdout: Writable;
-  stderr: Writable;
-  /** Where the log comes from without FILE (process.stdin when absent). */
-  stdin?: Readable & { isTTY?: boolean };
-  /** The clock --since counts back from. */
-  now?: () => Date;
-}
 
 /** Haraka's level tag of a line, where decision lines are written (behind any journald prefix). */
 const NOTICE_OR_INFO = /(^|\s)\[(NOTICE|INFO)\]\s/;
@@ -44,7 +36,7 @@ async function readDecisions(input: Readable, since: Date | null): Promise<{ dec
   return { decisions, facts };
 }
 
-export async function runStatsCommand(argv: string[], io: StatsIo): Promise<number> {
+export async function runStatsCommand(argv: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -72,3 +64,19 @@ export async function runStatsCommand(argv: string[], io: StatsIo): Promise<numb
   }
   return 0;
 }
+
+export const command: Command = {
+  name: 'stats',
+  usage: [
+    {
+      synopsis: 'stats [FILE | -] [--since 24h] [--svg FILE] [--json]',
+      about: [
+        "haraka-in's edge decisions from its log (FILE, or stdin: `journalctl",
+        '-u mailproxy-haraka-in -o cat | mailproxy stats`): sessions accepted',
+        'and refused by check and reason; --svg draws refusals over time',
+      ],
+    },
+  ],
+  exitStyle: 'plain',
+  run: runStatsCommand,
+};

@@ -14,7 +14,7 @@ import type { Config } from '../../src/config/schema';
 import { LOOPBACK, type Topology } from '../../src/demo/topology';
 import { judgeBackend } from '../../src/health/checks';
 import { probeBackend } from '../../src/health/probes';
-import { installNotes } from '../../src/install/notes';
+import { installNotes } from '../../src/notes/notes';
 import { openSession } from '../../src/smtp/script';
 import { postfixUnavailableReason, startPostfix, type PostfixInstance } from '../fixtures/postfix';
 import { missingPeers, requirePeers } from '../helpers/peers';

@@ -4,7 +4,7 @@ import { createSocket } from 'node:dgram';
 import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { resolveConfigPath } from '../../src/cli-support';
+import { resolveConfigPath } from '../../src/command/config-file';
 import { DEPLOY_USAGE } from '../../src/certs/deploy/command';
 import { checkPluginOrder, harakaBin } from '../../src/haraka/process';
 import { runCli } from '../helpers/cli';

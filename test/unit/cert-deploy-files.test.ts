@@ -7,7 +7,7 @@ import { acquireLock, ensureDeployDir, filePolicy, installFile, lookupUser, prun
 import { systemdRestarter } from '../../src/certs/deploy/restart';
 import { effectiveTls, formatRecord, parseRecord, type DeployRecord } from '../../src/certs/deploy/state';
 import { readTlsPair, withTlsPair } from '../../src/certs/deploy/tlsini';
-import { tlsCheckLines } from '../../src/check';
+import { tlsCheckLines } from '../../src/check/run';
 import { loadConfigText } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';
 import { renderInstances } from '../../src/render/haraka';

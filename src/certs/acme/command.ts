@@ -5,12 +5,18 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { CliIo } from '../../cli';
-import { loadConfigFile, UsageError } from '../../cli-support';
+import { loadConfigFile } from '../../command/config-file';
+import type { CommandIo } from '../../command/io';
+import { UsageError, type UsageEntry } from '../../command/usage';
 import type { Config } from '../../config/schema';
 import { deployCertificate } from '../deploy/deploy';
 import { issueCertificate, withAcmeLock, type IssueLog } from './issue';
 import { acmeDir, acmePlan, certFacts, describeCert, describeChallenge, jitterMs, renewalDue, tlsIniCertPath, type AcmePlan, type CertFacts } from './plan';
+
+export const ACME_USAGE_ENTRY: UsageEntry = {
+  synopsis: 'cert issue|renew --config FILE [--instances DIR] [--no-deploy] [--force] [--verbose]',
+  about: ['native ACME (renew acts only under acme.renew_days left)'],
+};
 
 const USAGE = 'usage: mailproxy cert issue|renew [--config FILE] [--instances DIR] [--no-deploy] [--force] [--verbose]';
 
@@ -57,7 +63,7 @@ async function undeployedIssue(plan: AcmePlan, current: Current | null, now: Dat
   }
 }
 
-export async function runAcmeCommand(sub: 'issue' | 'renew', args: string[], io: CliIo): Promise<number> {
+export async function runAcmeCommand(sub: 'issue' | 'renew', args: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,

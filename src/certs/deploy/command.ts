@@ -1,15 +1,26 @@
-// `mailproxy cert deploy --config FILE --key K --cert C [--chain CA] [--instances DIR] [--verify-timeout S]`:
-// parses its arguments, runs the one deploy path (deploy.ts) and prints its progress. Exit 0 when the
-// certificate is deployed and served (or was already), 1 when it was refused, failed or rolled back.
+// `mailproxy cert deploy`: parses its arguments, runs the one deploy path (deploy.ts) and prints its
+// progress. Exit 0 when the certificate is deployed and served (or was already), 1 when it was refused,
+// failed or rolled back.
 import { parseArgs } from 'node:util';
-import type { CliIo } from '../../cli';
-import { loadConfigFile, UsageError } from '../../cli-support';
+import { loadConfigFile } from '../../command/config-file';
+import type { CommandIo } from '../../command/io';
+import { synopsisLine, UsageError, type UsageEntry } from '../../command/usage';
 import { systemdRestarter } from './restart';
 import { deployCertificate, DeployError } from './deploy';
 
-export const DEPLOY_USAGE = 'mailproxy cert deploy --config FILE --key K --cert C [--chain CA] [--instances DIR] [--verify-timeout SECONDS]';
+export const DEPLOY_USAGE_ENTRY: UsageEntry = {
+  synopsis: 'cert deploy --config FILE --key K --cert C [--chain CA] [--instances DIR] [--verify-timeout SECONDS]',
+  about: [
+    'validate a certificate, install it so Haraka never sees a mismatched',
+    'pair, verify it is served over STARTTLS within --verify-timeout',
+    '(default 30 s; rollback otherwise)',
+  ],
+};
 
-export async function runDeployCommand(args: string[], io: CliIo): Promise<number> {
+/** The command line, in the message of a usage error. */
+export const DEPLOY_USAGE = synopsisLine([DEPLOY_USAGE_ENTRY]);
+
+export async function runDeployCommand(args: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {

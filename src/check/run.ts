@@ -5,16 +5,16 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
-import { effectiveTls } from './certs/deploy/state';
-import { certificateWarnings } from './certs/deploy/validate';
-import { formatConfigError, loadConfigText } from './config/load';
-import { placeholders, placeholderWarning } from './config/placeholders';
-import type { Config } from './config/schema';
-import { hiddenFromUnits, nodeProblem, probeNode } from './haraka/node-runtime';
-import { checkPluginOrder, harakaBin } from './haraka/process';
-import { renderInstances } from './render/haraka';
-import { ROLES } from './render/roles';
-import { writeRendered } from './render/write';
+import { effectiveTls } from '../certs/deploy/state';
+import { certificateWarnings } from '../certs/deploy/validate';
+import { formatConfigError, loadConfigText } from '../config/load';
+import { placeholders, placeholderWarning } from '../config/placeholders';
+import type { Config } from '../config/schema';
+import { hiddenFromUnits, nodeProblem, probeNode } from '../haraka/node-runtime';
+import { checkPluginOrder, harakaBin } from '../haraka/process';
+import { renderInstances } from '../render/haraka';
+import { ROLES } from '../render/roles';
+import { writeRendered } from '../render/write';
 
 export interface CheckReport {
   ok: boolean;

@@ -1,41 +1,10 @@
-// What every `mailproxy` subcommand shares: the usage error, which config file to read, and reading it with
-// its errors reported.
+// Which config file a command reads, and reading it with its errors reported: the one place for
+// --config, $MAILPROXY_CONFIG and the installed default.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { formatConfigError, loadConfigText } from './config/load';
-import type { Config } from './config/schema';
-
-/** A mistake in the command line: main() prints it with the usage text and exits 2. */
-export class UsageError extends Error {}
-
-/**
- * The one line a command prints for a mistake in its command line: a UsageError's message, or Node's
- * parseArgs error in the same words for every command (`Unknown option '--bogus'`, without the advice
- * about positionals that parseArgs adds only for commands that take them). Null for any other error.
- */
-export function usageErrorMessage(err: unknown): string | null {
-  if (err instanceof UsageError) return err.message;
-  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
-  if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS') || typeof message !== 'string') return null;
-  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    const option = /^Unknown option '([^']*)'/.exec(message)?.[1];
-    if (option !== undefined) return `Unknown option '${option}'`;
-  }
-  return message.split('. To specify a positional argument')[0] ?? message;
-}
-
-/** parseArgs, with its errors turned into UsageErrors that say the same thing for every command. */
-export function parseCommandArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
-  try {
-    return parseArgs(config);
-  } catch (err) {
-    const message = usageErrorMessage(err);
-    if (message !== null) throw new UsageError(message);
-    throw err;
-  }
-}
+import { formatConfigError, loadConfigText } from '../config/load';
+import type { Config } from '../config/schema';
 
 /** Where the installer puts the config: commands on the VPS and in the units need no --config. */
 export const DEFAULT_CONFIG_PATH = '/etc/mailproxy/mailproxy.yaml';
@@ -75,7 +44,7 @@ function unreadable(file: string, from: ConfigPathSource, err: NodeJS.ErrnoExcep
   return new Error(`${problem}${origin}`);
 }
 
-/** The config file's text; a file that cannot be read throws one line (main() prints it and exits 1). */
+/** The config file's text; a file that cannot be read throws one line (src/cli.ts prints it and exits 1). */
 export function readConfigFile(file: string | undefined): { text: string; source: string } {
   const resolved = resolveConfigPath(file);
   try {
