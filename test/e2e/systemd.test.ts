@@ -2,16 +2,21 @@
 // overlay, its own network namespace) where scripts/install.sh runs as the README says, and systemd's own
 // state shows readiness (Type=notify), the watchdog, the SIGINT stop with haraka-out's queue kept, the
 // try-restart by `cert deploy`, both timers, haraka-out waiting for the WireGuard address, and the
-// sandbox letting each instance do its job. Every address below exists only inside the container.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+// sandbox letting each instance do its job; then the README's `mailproxy …` command lines for the VPS run
+// there as written (README_VPS), each checked for doing its job. Every address below exists only inside
+// the container, nothing leaves its network namespace, and DNS answers come from stand-ins inside it.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCa, type Issued } from '../helpers/cert-fixtures';
+import { readmeCommands } from '../helpers/readme-commands';
 import { missingPeers, requirePeers } from '../helpers/peers';
 import { bootContainer, CONTAINER_NODE, nspawnUnavailableReason, type Container, type RunResult } from '../helpers/nspawn';
 import { startPeers, storedMessages } from '../helpers/nspawn-peers';
 import { describeSamples, sampleUnit, watchUnit, type UnitSample } from '../helpers/nspawn-units';
+import type { Zone } from '../../src/testpeers/dns-server';
 
 const REPO = path.resolve(__dirname, '../..');
 const DIST = path.join(REPO, 'dist');
@@ -38,17 +43,68 @@ const DOMAIN = 'mailproxy.test';
 const NET = {
   public: '198.18.0.25', // public_ipv4: haraka-in on port 25
   client: '198.18.0.9', // a sender on the internet
+  // A sender in a network namespace of its own (INTERNET_NS): Haraka counts the VPS's own addresses,
+  // client above included, as local, and the edge checks leave those alone.
+  internet: '198.18.1.9',
   wireguard: '10.0.0.1', // the VPS's WireGuard address, on the stand-in wg0
   backend: '10.0.0.2', // the backend stand-in (XCLIENT sink) and the relay ACL
   mx: '198.18.7.25', // the MX of later.test, down until the queue test brings it up
+  down: '198.18.7.26', // the MX of down.test, which never answers (connection refused)
+  daneMx: '198.18.7.27', // the MX of example.org in the DNSSEC-signed test zones (only looked up)
   dns: '127.0.0.53', // dns.servers: the stand-in DNS server
 };
+const INTERNET_NS = 'internet';
 const BACKEND_PORT = 10029;
 const LATER = 'later.test';
+const DOWN = 'down.test';
+// The backend stand-in's mailboxes: other local parts at DOMAIN are unknown users, as at a real backend.
+const MAILBOXES = ['alice', 'bob', 'postmaster'];
 const QUEUE = '/var/lib/mailproxy/haraka-out/queue';
 const PEERS = { backend: '/run/mailproxy-test/backend', mx: '/run/mailproxy-test/mx', certs: '/run/mailproxy-test/certs' };
 // Everything the file waits for together, so that a hang cannot hold CI.
-const BUDGET_MS = 240_000;
+const BUDGET_MS = 270_000;
+
+// The README's command lines for the VPS, each run in the container exactly as written (no --config: the
+// installed /usr/local/bin/mailproxy reads /etc/mailproxy/mailproxy.yaml), with the README section it comes
+// from. `run` replaces a line only where it cannot run as written here, saying why. The test below fails
+// when one stops working; the check after the suite fails when the README changes a line, or shows a
+// `mailproxy` command line that neither this list nor NOT_RUN_HERE names.
+const README_VPS = {
+  version: { line: 'mailproxy --version' }, // Commands
+  configDocs: { line: 'mailproxy config docs' }, // Commands
+  check: { line: 'mailproxy check' }, // Deploy on a VPS, step 3
+  notes: { line: 'mailproxy notes' }, // Deploy on a VPS, step 4
+  health: { line: 'mailproxy health' }, // Deploy on a VPS, step 5
+  // Deploy on a VPS, step 5, and Verify from outside: the config's dns.servers is the stand-in DNS server
+  // inside the container (doctor and selftest never ask the system resolver; the container's network
+  // namespace has no way out anyway).
+  doctor: { line: 'mailproxy doctor' },
+  selftest: { line: 'mailproxy selftest' },
+  selftestTarget: {
+    line: 'mailproxy selftest --target mx.example.com:25 --resolver 127.0.0.53', // Verify from outside
+    // The certificate comes from the test's CA, which only --ca (the README's flag for a test CA) trusts;
+    // 127.0.0.53 is the stand-in DNS server here, which publishes mx.example.com.
+    run: `mailproxy selftest --target mx.example.com:25 --resolver 127.0.0.53 --ca ${PEERS.certs}/ca.pem`,
+  },
+  configGet: { line: 'mailproxy config get system.node' }, // Deploy on a VPS
+  daneResolver: { line: 'mailproxy dane resolver' }, // Deploy on a VPS, step 2; DNS you must set
+  daneCheck: { line: 'mailproxy dane check example.org' }, // DNS you must set
+  queueLog: { line: 'journalctl -u mailproxy-haraka-out -o cat | mailproxy queue list --log -' }, // Commands
+  statsDay: { line: 'journalctl -u mailproxy-haraka-in -o cat | mailproxy stats --since 24h' }, // Commands
+  statsChart: { line: 'journalctl -u mailproxy-haraka-in -o cat --since -2d | mailproxy stats --since 24h --svg /tmp/refused.svg' }, // Edge checks
+  render: { line: 'mailproxy render' }, // Certificates
+  certRenew: { line: 'mailproxy cert renew' }, // Deploy on a VPS (the renewal timer); Native ACME
+} satisfies Record<string, { line: string; run?: string }>;
+
+// Command lines the README shows that this file does not run as written, and why. A line that begins
+// another one run here (`mailproxy stats`, `mailproxy dane`) counts as run.
+const NOT_RUN_HERE: Record<string, string> = {
+  'mailproxy cert deploy': 'the `cert deploy` test in this file runs it, with --key, --cert and --chain',
+  'mailproxy cert issue': 'orders a certificate from an ACME CA on the internet (test/integration/cert-acme.test.ts runs it against pebble)',
+  'mailproxy cert issue --no-deploy': 'as `mailproxy cert issue`',
+  'mailproxy demo': 'the demo, from a checkout (npm start), not the VPS',
+  'mailproxy send': "names the demo's test sender (test/integration runs it)",
+};
 
 const TEST_CONFIG = `# written by test/e2e/systemd.test.ts
 version: 1
@@ -68,10 +124,40 @@ outbound:
 dns: { servers: [${NET.dns}] }
 `;
 
+// What dns.servers answers: the records of README "DNS you must set" as `mailproxy notes` prints them, with
+// DMARC and TLS-RPT (what `mailproxy doctor` checks); mx.example.com for the README's `selftest --target`
+// line; and the MX hosts of the "internet" domains haraka-out delivers to.
+const ZONE: Zone = {
+  MX: {
+    [DOMAIN]: [{ exchange: HOSTNAME, preference: 10 }],
+    [LATER]: [{ exchange: `mx.${LATER}`, preference: 10 }],
+    [DOWN]: [{ exchange: `mx.${DOWN}`, preference: 10 }],
+  },
+  A: { [HOSTNAME]: [NET.public], 'mx.example.com': [NET.public], [`mx.${LATER}`]: [NET.mx], [`mx.${DOWN}`]: [NET.down] },
+  PTR: { [`${NET.public.split('.').reverse().join('.')}.in-addr.arpa`]: [HOSTNAME] },
+  TXT: {
+    [DOMAIN]: [`v=spf1 ip4:${NET.public} -all`],
+    [`_dmarc.${DOMAIN}`]: [`v=DMARC1; p=reject; rua=mailto:postmaster@${DOMAIN}`],
+    [`_smtp._tls.${DOMAIN}`]: [`v=TLSRPTv1; rua=mailto:postmaster@${DOMAIN}`],
+  },
+};
+
 /** A link named `name` with `address`: a dummy interface, or a veth pair where the kernel has no dummy. */
 function addLinkScript(name: string, address: string): string {
   return `(ip link add ${name} type dummy 2>/dev/null || ip link add ${name} type veth peer name ${name}-peer) && ip addr add ${address} dev ${name} && ip link set ${name} up && (ip link set ${name}-peer up 2>/dev/null || true)`;
 }
+
+/** The network namespace INTERNET_NS with NET.internet, linked to the container's by a veth pair. */
+const INTERNET_SCRIPT = [
+  `ip netns add ${INTERNET_NS}`,
+  `ip link add inet0 type veth peer name inet1 netns ${INTERNET_NS}`,
+  'ip link set inet0 up',
+  `ip route add ${NET.internet}/32 dev inet0`,
+  `ip -n ${INTERNET_NS} link set lo up`,
+  `ip -n ${INTERNET_NS} link set inet1 up`,
+  `ip -n ${INTERNET_NS} addr add ${NET.internet}/32 dev inet1`,
+  `ip -n ${INTERNET_NS} route add default dev inet1`,
+].join(' && ');
 
 /** A field of /proc/PID/status ("CapEff:\t0000000000000400"). */
 function statusField(status: string, key: string): string | undefined {
@@ -119,8 +205,22 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     });
   }
 
-  function swaks(from: string, server: string, port: number, args: string[]): Promise<RunResult> {
-    return c().run(['swaks', '--server', server, '--port', String(port), '--local-interface', from, '--timeout', '15', ...args], { timeoutMs: left(30_000) });
+  /** `argv` as run from NET.internet (in its network namespace), else in the container's. */
+  const from = (address: string, argv: string[]) => (address === NET.internet ? ['ip', 'netns', 'exec', INTERNET_NS, ...argv] : argv);
+
+  function swaks(source: string, server: string, port: number, args: string[]): Promise<RunResult> {
+    return c().run(from(source, ['swaks', '--server', server, '--port', String(port), '--local-interface', source, '--timeout', '15', ...args]), { timeoutMs: left(30_000) });
+  }
+
+  /** One of the README's lines (README_VPS), run in the container as written, or as its `run` says. */
+  function vps(name: keyof typeof README_VPS, timeoutMs = 60_000): Promise<RunResult> {
+    const entry: { line: string; run?: string } = README_VPS[name];
+    return c().run(['bash', '-o', 'pipefail', '-c', entry.run ?? entry.line], { timeoutMs: left(timeoutMs) });
+  }
+
+  /** `mailproxy ARGS` in the container: a form the README gives (`queue list|count`, `config set KEY VALUE`) filled in. */
+  function mailproxy(args: string[], timeoutMs = 60_000): Promise<RunResult> {
+    return c().run(['mailproxy', ...args], { timeoutMs: left(timeoutMs) });
   }
 
   /** The queue files of haraka-out that hold `subject`, with the attempts their name records. */
@@ -142,14 +242,14 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     );
     c().setDeadline(deadline);
     await timed('addresses and stand-ins', async () => {
-      const addresses = [NET.public, NET.client, NET.backend, NET.mx].map((ip) => `ip addr add ${ip}/32 dev lo`).join(' && ');
-      await c().ok(['sh', '-c', `${addresses} && ${addLinkScript('wg0', `${NET.wireguard}/24`)}`]);
+      const addresses = [NET.public, NET.client, NET.backend, NET.mx, NET.down].map((ip) => `ip addr add ${ip}/32 dev lo`).join(' && ');
+      await c().ok(['sh', '-c', `${addresses} && ${addLinkScript('wg0', `${NET.wireguard}/24`)} && ${INTERNET_SCRIPT}`]);
       await startPeers(
         c(),
         'mailproxy-test-backend',
         {
-          dns: { host: NET.dns, port: 53, zone: { MX: { [LATER]: [{ exchange: `mx.${LATER}`, preference: 10 }] }, A: { [`mx.${LATER}`]: [NET.mx] } } },
-          sinks: [{ host: NET.backend, port: BACKEND_PORT, xclient: true, name: 'backend.test', dir: PEERS.backend }],
+          dns: { host: NET.dns, port: 53, zone: ZONE },
+          sinks: [{ host: NET.backend, port: BACKEND_PORT, xclient: true, name: 'backend.test', dir: PEERS.backend, recipients: { domains: [DOMAIN], mailboxes: MAILBOXES } }],
         },
         DIST,
       );
@@ -392,6 +492,300 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     // RestartSec=10: the retry waits, it does not spin.
     expect(up.at - failedAt, report).toBeGreaterThan(8_000);
     expect(up.listening, report).toBe(true);
+  });
+
+  it("runs the README's VPS commands as written, and each does its job", async (ctx) => {
+    if (!installed) ctx.skip();
+    const configFile = '/etc/mailproxy/mailproxy.yaml';
+    const original = c().readFile(configFile) ?? '';
+    const owner = async () => (await c().ok(['stat', '-c', '%U:%G %a', configFile])).trim();
+    const installedOwner = await owner();
+    const listener = `${NET.public}:25`;
+    try {
+      // Commands: the installed app's version, and the config reference.
+      const version = await vps('version');
+      const { version: packageVersion } = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+      expect(version, said(version)).toMatchObject({ code: 0, stdout: `mailproxy ${packageVersion}\n` });
+      const docs = await vps('configDocs');
+      expect(docs.code, said(docs)).toBe(0);
+      expect(docs.stdout).toMatch(/^# mailproxy config reference\n[\s\S]*\n\| `system\.node` \|/);
+
+      // Deploy on a VPS: the key the installer set from --node.
+      const node = await vps('configGet');
+      expect(node, said(node)).toMatchObject({ code: 0, stdout: `${INSTALLER.node}\n` });
+
+      // Step 3: the config is valid and Haraka loads both instances' plugins, with nothing to warn about.
+      const check = await timed('mailproxy check', () => vps('check', 90_000));
+      expect(check.code, said(check)).toBe(0);
+      expect(check.stdout).toMatch(/^haraka-in: Haraka loaded plugins /m);
+      expect(check.stdout).toMatch(/^haraka-out: Haraka loaded plugins /m);
+      expect(`${check.stdout}${check.stderr}`).not.toMatch(/^(warning|error)/m);
+
+      // Step 4: the DNS records notes prints are the ones the stand-in DNS server publishes (ZONE).
+      const notes = await vps('notes');
+      expect(notes.code, said(notes)).toBe(0);
+      for (const record of [
+        [`${HOSTNAME}.`, 'A', NET.public],
+        [`PTR of ${NET.public} ->`, `${HOSTNAME}.`],
+        [`${DOMAIN}.`, 'MX 10', `${HOSTNAME}.`],
+        [`${DOMAIN}.`, 'TXT', `"${ZONE.TXT?.[DOMAIN]?.[0]}"`],
+      ]) {
+        expect(notes.stdout).toMatch(new RegExp(`^\\s+${record.map(escape).join('\\s+')}`, 'm'));
+      }
+      expect(notes.stdout).toContain(`smtpd_authorized_xclient_hosts=${NET.wireguard}`);
+
+      // Step 5: every check passes but the WireGuard handshake, which needs `wg` (there is no WireGuard in
+      // the container): UNKNOWN, the worst here, so exit 3.
+      const health = await timed('mailproxy health', () => vps('health'));
+      const checks = verdicts(health.stdout);
+      expect(health.code, said(health)).toBe(3);
+      expect(checks).toMatchObject({ 'haraka-in.unit': 'OK', 'haraka-out.unit': 'OK', 'haraka-in.banner': 'OK', 'haraka-in.tls': 'OK', 'haraka-out.banner': 'OK', 'haraka-out.queue': 'OK', backend: 'OK', disk: 'OK' });
+      expect(Object.entries(checks).filter(([name, status]) => status !== 'OK' && name !== 'wireguard'), health.stdout).toEqual([]);
+      expect(health.stdout).toMatch(/^UNKNOWN\s+wireguard\s+wg not found on PATH/m);
+      // Commands: --json and --prometheus (the health timer's textfile) say the same.
+      const prom = '/tmp/health.prom';
+      const json = await mailproxy(['health', '--json', '--prometheus', prom]);
+      expect(json.code, said(json)).toBe(3);
+      const report = JSON.parse(json.stdout) as { status: string; checks: { name: string; status: string }[] };
+      expect(report.status).toBe('UNKNOWN');
+      expect(Object.fromEntries(report.checks.map((check) => [check.name, check.status]))).toEqual(checks);
+      const textfile = c().readFile(prom) ?? '';
+      for (const [name, status] of Object.entries(checks)) expect(textfile).toContain(`mailproxy_health_check_status{check="${name}"} ${NAGIOS[status]}\n`);
+
+      // Verify from outside: the DNS is done (ZONE), so doctor passes every check, blacklists included
+      // (the stand-in answers NXDOMAIN for them: not listed).
+      const doctor = await timed('mailproxy doctor', () => vps('doctor'));
+      expect(doctor.code, said(doctor)).toBe(0);
+      const dns = verdicts(doctor.stdout);
+      expect(dns).toMatchObject({
+        [`address@${HOSTNAME}`]: 'PASS',
+        [`ptr@${NET.public}`]: 'PASS',
+        [`mx@${DOMAIN}`]: 'PASS',
+        [`spf@${DOMAIN}`]: 'PASS',
+        [`spf.ip@${DOMAIN}`]: 'PASS',
+        [`dmarc@${DOMAIN}`]: 'PASS',
+        'dnsbl@zen.spamhaus.org': 'PASS',
+      });
+      expect(Object.entries(dns).filter(([, status]) => status !== 'PASS')).toEqual([]);
+
+      // selftest as written: all passes but the certificate chain, which ends at the test's CA, not a
+      // system root (MXToolbox would say the same).
+      const selftest = await timed('mailproxy selftest', () => vps('selftest'));
+      const smtp = verdicts(selftest.stdout);
+      expect(selftest.code, said(selftest)).toBe(2);
+      expect(smtp).toMatchObject({
+        [`banner@${listener}`]: 'PASS',
+        [`rdns@${NET.public}`]: 'PASS',
+        [`hostname@${NET.public}`]: 'PASS',
+        [`connect.cold@${listener}`]: 'PASS',
+        [`transaction.warm@${listener}`]: 'PASS',
+        [`relay@${listener}`]: 'PASS',
+        [`haraka-out.relay@${NET.wireguard}:2526`]: 'PASS',
+        [`tls@${listener}`]: 'FAIL',
+      });
+      expect(Object.entries(smtp).filter(([name, status]) => status !== 'PASS' && name !== `tls@${listener}`)).toEqual([]);
+      expect(selftest.stdout).toMatch(new RegExp(`^FAIL\\s+tls@${escape(listener)}\\s.*the chain does not verify \\(.+\\n\\s+fix: .*pass it with --ca`, 'm'));
+      // With the test CA trusted (--ca), the README's --target line passes everything.
+      const targeted = await timed('mailproxy selftest --target', () => vps('selftestTarget'));
+      expect(targeted.code, said(targeted)).toBe(0);
+      const targetedChecks = verdicts(targeted.stdout);
+      expect(targetedChecks).toMatchObject({ 'target@mx.example.com': 'PASS', [`banner@${listener}`]: 'PASS', [`tls@${listener}`]: 'PASS', [`relay@${listener}`]: 'PASS' });
+      expect(Object.entries(targetedChecks).filter(([, status]) => status !== 'PASS')).toEqual([]);
+
+      // Edge protection: a sender on the internet that opens one session more than limits.max_clients_per_ip
+      // allows (refused), and one whose HELO name is a bare address (the edge's helo check only logs it by
+      // default); stats counts both from haraka-in's journal.
+      const perIp = Number((await mailproxy(['config', 'get', 'limits.max_clients_per_ip'])).stdout);
+      expect(perIp).toBeGreaterThan(0);
+      c().writeFile('/run/mailproxy-test/sessions.cjs', SESSIONS);
+      const sessions = await c().run(from(NET.internet, [CONTAINER_NODE, '/run/mailproxy-test/sessions.cjs', NET.public, '25', NET.internet, String(perIp + 1)]), { timeoutMs: left(30_000) });
+      const greetings = sessions.stdout.trimEnd().split('\n');
+      expect(greetings.slice(0, perIp).every((line) => line.startsWith('220 ')), said(sessions)).toBe(true);
+      expect(greetings[perIp], said(sessions)).toMatch(/^421 4\.7\.0 /);
+      const helo = await swaks(NET.internet, NET.public, 25, ['--helo', '192.0.2.7', '--quit-after', 'helo']);
+      expect(helo.code, helo.stdout).toBe(0);
+      await until(
+        "both decisions in haraka-in's journal",
+        async () => {
+          const log = await journal(IN, 300);
+          return log.includes(`ip=${NET.internet} check=limits`) && log.includes(`ip=${NET.internet} check=helo reason=bare_ip`);
+        },
+        10_000,
+        () => journal(IN, 30),
+      );
+      for (const name of ['statsDay', 'statsChart'] as const) {
+        const stats = await vps(name);
+        expect(stats.code, said(stats)).toBe(0);
+        const [summary = '', refused = '', logged = ''] = stats.stdout.split(/\nrefused, by check and reason:\n|\nwould have been refused \(checks in log mode\), by check and reason:\n/);
+        expect(summary, stats.stdout).toMatch(/^ {2}refused\s+[1-9]/m);
+        expect(refused, stats.stdout).toMatch(/^ {2}limits\s+[1-9]/m);
+        expect(logged, stats.stdout).toMatch(/^ {2}helo\s+[1-9]\d*\n {4}bare_ip\s+[1-9]/m);
+      }
+      const chart = c().readFile('/tmp/refused.svg') ?? '';
+      expect(chart).toMatch(/^(<\?xml [^>]*\?>\n)?<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+      expect(chart).toMatch(/<g class="series" data-series="limits: [^"]+" data-total="[1-9]\d*">/);
+
+      // Commands, queue: a message for down.test, whose MX refuses connections, waits in haraka-out's queue.
+      const subject = `deferred ${Date.now()}`;
+      const relayed = await swaks(NET.backend, NET.wireguard, 2526, ['--from', `alice@${DOMAIN}`, '--to', `dave@${DOWN}`, '--header', `Subject: ${subject}`]);
+      expect(relayed.code, relayed.stdout).toBe(0);
+      await until('a failed delivery attempt to down.test', async () => queued(subject).some((file) => file.attempts >= 1), 15_000, () => journal(OUT));
+      const count = await mailproxy(['queue', 'count']);
+      expect(count.code, said(count)).toBe(0);
+      expect(count.stdout).toMatch(/^total 1$/m);
+      expect(count.stdout).toMatch(new RegExp(`^1\\s+${escape(DOWN)}$`, 'm'));
+      const list = await mailproxy(['queue', 'list']);
+      expect(list.code, said(list)).toBe(0);
+      expect(list.stdout).toMatch(new RegExp(`\\s${escape(DOWN)}\\s+dave@${escape(DOWN)}\\s+alice@${escape(DOMAIN)}\\s`));
+      expect(list.stdout).toContain(`1 message in ${QUEUE}`);
+      // With haraka-out's log: the cause, which Haraka itself reduces to "Tried all MXs".
+      const withLog = await vps('queueLog');
+      expect(withLog.code, said(withLog)).toBe(0);
+      expect(withLog.stdout).toMatch(new RegExp(`\\s${escape(DOWN)}\\s.*connect ECONNREFUSED ${escape(NET.down)}:25`));
+      const [entry] = (JSON.parse((await mailproxy(['queue', 'list', '--json'])).stdout) as { entries: { id: string }[] }).entries;
+      expect(entry?.id).toMatch(/\S/);
+      // flush: SIGHUP to the haraka-out systemd runs, which logs it and keeps running.
+      const running = await c().show(OUT, ['MainPID', 'InvocationID']);
+      const flush = await mailproxy(['queue', 'flush']);
+      expect(flush.code, said(flush)).toBe(0);
+      expect(flush.stdout).toContain(`asked haraka-out (pid ${running.MainPID})`);
+      await until("haraka-out's log of the flush", async () => (await invocationLog(running.InvocationID ?? '')).includes('Flushing the temp fail queue'), 5_000);
+      expect(await c().show(OUT, ['MainPID', 'ActiveState'])).toEqual({ MainPID: running.MainPID, ActiveState: 'active' });
+      // delete: retried every 5 s here, the message is always due within 5 s, so only --force removes it
+      // while haraka-out runs.
+      const guarded = await mailproxy(['queue', 'delete', entry?.id ?? '']);
+      expect(guarded.code, said(guarded)).toBe(1);
+      expect(guarded.stdout).toMatch(/^not deleted .*: due now/m);
+      const deleted = await mailproxy(['queue', 'delete', entry?.id ?? '', '--force']);
+      expect(deleted.code, said(deleted)).toBe(0);
+      expect(deleted.stdout).toMatch(/^deleted /m);
+      expect((await mailproxy(['queue', 'count'])).stdout).toMatch(/^total 0$/m);
+      expect(queued(subject)).toEqual([]);
+
+      // DNS you must set, DANE: off in this config, so dane resolver probes nothing.
+      const off = await vps('daneResolver');
+      expect(off.code, said(off)).toBe(0);
+      expect(off.stdout).toContain('DANE is off (outbound.dane: false in mailproxy.yaml)');
+      // A validating resolver over a signed test root and a signed example.org (the real root is out of
+      // reach), turned on with `mailproxy config set KEY VALUE` (Deploy on a VPS).
+      const tlsa = createHash('sha256').update('the TLSA record of mx.example.org').digest('hex');
+      const started = await timed('DNSSEC test zones', () =>
+        startPeers(
+          c(),
+          'mailproxy-test-dnssec',
+          {
+            dnssec: {
+              dir: '/run/mailproxy-test/dnssec',
+              zones: [
+                { name: '.', records: [] },
+                { name: 'example.org', records: ['@ IN MX 10 mx', `mx IN A ${NET.daneMx}`, `_25._tcp.mx IN TLSA 3 1 1 ${tlsa}`] },
+              ],
+            },
+          },
+          DIST,
+        ),
+      );
+      const resolver = `${started.dnssec?.resolver.host}:${started.dnssec?.resolver.port}`;
+      for (const [key, value] of [
+        ['outbound.dane', 'true'],
+        ['outbound.dane_resolver', resolver],
+      ] as const) {
+        const set = await mailproxy(['config', 'set', key, value]);
+        expect(set, said(set)).toMatchObject({ code: 0, stdout: `mailproxy.yaml: ${key} = ${value}\n` });
+      }
+      expect((await mailproxy(['config', 'get', 'outbound.dane', 'outbound.dane_resolver'])).stdout).toBe(`true\n${resolver}\n`);
+      const edited = c().readFile(configFile) ?? '';
+      expect(edited).toContain('# written by test/e2e/systemd.test.ts\n');
+      expect(edited).toContain('  # The container has no way out');
+      expect(await owner()).toBe(installedOwner);
+      // ... and refused when the result would be invalid, the file left as it was.
+      const invalid = await mailproxy(['config', 'set', 'outbound.dane_resolver', '192.0.2.53:53']);
+      expect(invalid.code, said(invalid)).toBe(1);
+      expect(invalid.stderr).toContain('outbound.dane_resolver: "192.0.2.53:53": expected a loopback ADDRESS:PORT');
+      expect(c().readFile(configFile)).toBe(edited);
+      const validates = await vps('daneResolver');
+      expect(validates, said(validates)).toMatchObject({ code: 0, stdout: `${resolver}: the resolver validates DNSSEC (the root SOA came with the AD bit)\n` });
+      const dane = await vps('daneCheck');
+      expect(dane.code, said(dane)).toBe(0);
+      expect(dane.stdout).toMatch(
+        new RegExp(`^example\\.org: DANE applies .*\\n {2}mx\\.example\\.org \\(preference 10; ${escape(NET.daneMx)}\\): dane: STARTTLS required, the certificate must match TLSA 3 1 1 ${tlsa.slice(0, 16)}…$`, 'm'),
+      );
+      // And back.
+      for (const [key, value] of [
+        ['outbound.dane', 'false'],
+        ['outbound.dane_resolver', '127.0.0.1:53'],
+      ] as const) {
+        const set = await mailproxy(['config', 'set', key, value]);
+        expect(set, said(set)).toMatchObject({ code: 0, stdout: `mailproxy.yaml: ${key} = ${value}\n` });
+      }
+      expect((await mailproxy(['config', 'get', 'outbound.dane', 'outbound.dane_resolver'])).stdout).toBe('false\n127.0.0.1:53\n');
+      expect(await owner()).toBe(installedOwner);
+
+      // Certificates: render keeps the pair the last cert deploy installed, and rewrites nothing.
+      const render = await vps('render');
+      expect(render.code, said(render)).toBe(0);
+      expect(render.stdout).toMatch(/^\/etc\/mailproxy\/instances: 0 written, 0 removed, [1-9]\d* unchanged$/m);
+      if (c().exists('/var/lib/mailproxy/tls/deployed.json')) expect(render.stdout).toContain('tls.ini: key and certificate of the last cert deploy (');
+      // The renewal timer's command: native ACME is off here (acme.enabled: false), so it does nothing.
+      const renew = await vps('certRenew');
+      expect(renew, said(renew)).toMatchObject({ code: 0 });
+      expect(renew.stdout).toContain('acme.enabled is false: native ACME is off, nothing to renew');
+    } finally {
+      if (c().readFile(configFile) !== original) {
+        c().writeFile(configFile, original);
+        await c().run(['chown', installedOwner.split(' ')[0] ?? 'root', configFile]);
+      }
+    }
+  }, 180_000);
+});
+
+const said = (result: RunResult) => `exit ${result.code}\n${result.stdout}\n${result.stderr}`;
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const NAGIOS: Record<string, number> = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 };
+
+/** Check name → status of the lines of `health` (OK, WARNING, …) and `selftest`/`doctor` (PASS, WARN, FAIL, …). */
+function verdicts(output: string): Record<string, string> {
+  return Object.fromEntries([...output.matchAll(/^(OK|WARNING|CRITICAL|UNKNOWN|PASS|WARN|FAIL)\s+(\S+)\s/gm)].map((match) => [match[2], match[1]]));
+}
+
+// One client holding COUNT sessions at once: connects from FROM one at a time, prints each greeting's first
+// line, then QUITs them all.
+const SESSIONS = `'use strict';
+const net = require('node:net');
+const [host, port, from, count] = process.argv.slice(2);
+const sockets = [];
+const greeting = () => new Promise((resolve) => {
+  const socket = net.connect({ host, port: Number(port), localAddress: from });
+  sockets.push(socket);
+  let said = '';
+  socket.on('data', (chunk) => { said += chunk; if (said.includes('\\r\\n')) resolve(said.split('\\r\\n')[0]); });
+  socket.on('error', (err) => resolve(String(err)));
+  socket.on('close', () => resolve(said.split('\\r\\n')[0] || 'closed without a word'));
+});
+(async () => {
+  const lines = [];
+  for (let i = 0; i < Number(count); i++) lines.push(await greeting());
+  process.stdout.write(lines.join('\\n') + '\\n');
+  for (const socket of sockets) socket.end('QUIT\\r\\n');
+})();
+`;
+
+describe('README: the `mailproxy` command lines the systemd test runs', () => {
+  const shown = readmeCommands(readFileSync(path.join(REPO, 'README.md'), 'utf8')).filter((command) => command.concrete);
+  const texts = new Set(shown.map((command) => command.text));
+  const run = Object.values(README_VPS).map((entry) => entry.line);
+
+  it('are in README.md as written', () => {
+    expect(run.filter((line) => !texts.has(line))).toEqual([]);
+    expect(Object.keys(NOT_RUN_HERE).filter((line) => !texts.has(line))).toEqual([]);
+  });
+
+  it('cover every command line README.md shows (or it says why not)', () => {
+    // The words of the mailproxy command itself, after any pipe into it.
+    const words = (line: string) => (line.split(' | ').pop() ?? '').split(' ');
+    const covered = (text: string) =>
+      text in NOT_RUN_HERE || run.some((line) => line === text || (!text.includes(' | ') && words(text).every((word, at) => words(line)[at] === word)));
+    expect(shown.filter((command) => !covered(command.text)).map((command) => `README.md:${command.line}: ${command.text}`)).toEqual([]);
   });
 });
 

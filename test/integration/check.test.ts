@@ -1,7 +1,7 @@
 // `mailproxy check` on what a VPS gets wrong beyond the file's syntax: a key and certificate Haraka cannot
 // load, the Node the units run, the example's placeholder values; and `config get|set`, which the
 // installer uses for system.node.
-import { chmodSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -112,6 +112,21 @@ describe('mailproxy config get|set', () => {
     expect(text).toContain('  node: /opt/node22/bin/node\n');
     expect(text).toContain('# The VPS\'s public name.');
     expect(text.replace('/opt/node22/bin/node', '/usr/bin/node')).toBe(readFileSync(example, 'utf8'));
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+  });
+
+  // The installer gives the file to root:mailproxy; a change replaces the file (write and rename), which
+  // must not hand it to root's group.
+  it.runIf(process.getuid?.() === 0)('keeps the group of the file it changes', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'mailproxy.yaml');
+    writeFileSync(file, readFileSync(example, 'utf8'), { mode: 0o640 });
+    const group = 54_321; // any group but root's: root may give a file to any gid
+    chownSync(file, 0, group);
+    const set = await runCli(['config', 'set', 'backend.port', '10030', '--config', file]);
+    expect(set).toMatchObject({ code: 0, err: '' });
+    expect(readFileSync(file, 'utf8')).toContain('  port: 10030');
+    expect(statSync(file)).toMatchObject({ uid: 0, gid: group });
     expect(statSync(file).mode & 0o777).toBe(0o640);
   });
 
