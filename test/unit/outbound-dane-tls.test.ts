@@ -13,7 +13,7 @@ import { makeSelfSigned } from '../../src/certs/selfsigned';
 import type { TlsaRecord } from '../../src/dane/tlsa';
 import { installDaneTls, rememberMx } from '../../src/plugins/outbound/dane';
 import { stateOf, type DeliveryState, type HMail } from '../../src/plugins/outbound/delivery';
-import { harakaOutboundTls } from '../../src/plugins/outbound/tls-fallback';
+import { harakaOutboundTls } from '../../src/plugins/outbound/haraka-tls';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const tlsSocket = require('haraka/tls_socket') as {

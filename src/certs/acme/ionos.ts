@@ -4,7 +4,7 @@
 // and type, while acme-client validates several names in parallel), `DELETE
 // /v1/zones/{zoneId}/records/{recordId}` for exactly that record afterwards. Authentication is the
 // header `X-API-Key: <public prefix>.<secret>`.
-import type { DnsProvider, TxtRecord } from './dns-provider';
+import type { DnsProvider, TxtRecord } from './provider';
 
 // IONOS's smallest TTL: a record that outlives a failed run is gone from caches soon.
 const TXT_TTL = 60;

@@ -18,7 +18,7 @@ import tls from 'node:tls';
 import { verifyAgainstTlsa } from '../../dane/tlsa';
 import { daneRequirement, type DeliveryState } from './delivery';
 import { failures } from './explain';
-import { harakaOutboundTls } from './tls-fallback';
+import { harakaOutboundTls } from './haraka-tls';
 
 const PATCHED = Symbol.for('mailproxy.dane-tls');
 /** On the options get_tls_options returns for a DANE-governed MX (object spread keeps symbol keys). */

@@ -33,7 +33,8 @@ import { queueFileState } from './queue-file';
 import { smtpTraceLine, stampLocal, type ReceivedConnection, type ReceivedIni, type ReceivedTransaction } from './received';
 import { captureOf, captureRaw, MAX_HEADER_BYTES, rawView, unchangedRefusal, type RawCapture, type RawStream } from '../raw-message';
 import { REPLY_CODE_NOTE } from '../reply-code';
-import { harakaOutboundTls, installTlsFallback } from './tls-fallback';
+import { harakaOutboundTls } from './haraka-tls';
+import { installTlsFallback } from './tls-fallback';
 
 interface OutboundIni {
   main: { mx_port?: number; private_mx_ok?: boolean; tunnel_network?: string };

@@ -10,19 +10,9 @@
 import { currentDelivery, daneRequirement, stateOf, type HMail } from './delivery';
 import { rememberMx } from './dane';
 import { failures } from './explain';
-
-interface OutboundTls {
-  check_tls_nogo(host: string, ok: () => void, nogo: (when: string) => void): void;
-  mark_tls_nogo(host: string, done: () => void): void;
-}
+import { harakaOutboundTls } from './haraka-tls';
 
 const PATCHED = Symbol.for('mailproxy.tls-fallback');
-
-/** Haraka's OutboundTLS singleton (the module instance Haraka's own outbound code uses). */
-export function harakaOutboundTls(): OutboundTls & { cfg?: { force_tls_hosts?: string[] }; [PATCHED]?: boolean } {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('haraka/outbound/tls');
-}
 
 /** A failed TLS layer on a connection of the current delivery. */
 function markFailed(host: string): void {
