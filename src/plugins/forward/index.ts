@@ -509,17 +509,7 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
     const open = bound !== undefined && state.binding === bound;
     const lines = open ? [] : [mailFromLine(transaction, state.esmtp)];
     lines.push(`RCPT TO:<${target}>`);
-    let replies: Reply[];
-    if (state.pipelining) {
-      replies = await state.session.send(...lines);
-    } else {
-      replies = [];
-      for (const line of lines) {
-        const reply = await state.session.command(line);
-        replies.push(reply);
-        if (!isOk(reply)) break;
-      }
-    }
+    const replies = await sendEnvelope(state, lines);
     let binding = bound as Binding;
     if (!open) {
       const mailReply = replies.shift() as Reply;
@@ -552,6 +542,18 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
   });
 }
 
+/** MAIL/RCPT lines in one write when the backend pipelines, else one by one until the first refusal. */
+async function sendEnvelope(state: BackendState, lines: string[]): Promise<Reply[]> {
+  if (state.pipelining) return state.session.send(...lines);
+  const replies: Reply[] = [];
+  for (const line of lines) {
+    const reply = await state.session.command(line);
+    replies.push(reply);
+    if (!isOk(reply)) break;
+  }
+  return replies;
+}
+
 /** The backend no longer accepts what the client was told 250 for, in a new session. */
 class ReplayRefused extends BackendError {}
 
@@ -567,17 +569,7 @@ async function liveOrReplayed(plugin: ForwardPlugin, connection: Connection, tra
   connection.loginfo(plugin, `backend session lost with ${bound.accepted} recipient(s) accepted: replaying the transaction in a new session`);
   const state = await backendFor(plugin, connection);
   const lines = [mailFromLine(transaction, state.esmtp), ...bound.recipients.map((recipient) => `RCPT TO:<${recipient}>`)];
-  let replies: Reply[];
-  if (state.pipelining) {
-    replies = await state.session.send(...lines);
-  } else {
-    replies = [];
-    for (const line of lines) {
-      const reply = await state.session.command(line);
-      replies.push(reply);
-      if (!isOk(reply)) break;
-    }
-  }
+  const replies = await sendEnvelope(state, lines);
   const refused = replies.find((reply) => !isOk(reply));
   if (refused || replies.length !== lines.length) {
     const reply = refused ?? null;
