@@ -14,7 +14,10 @@
 // Options (env): BENCH_MESSAGES (default 2000), BENCH_CONCURRENCY (50), BENCH_SIZE (4096 bytes),
 // BENCH_SERIAL (100 messages over one connection per round), BENCH_ROUNDS (3), BENCH_SERIAL_ROUNDS (9).
 // Last, haraka-out relays BENCH_MESSAGES messages from the backend's address to a loopback MX (rate and
-// peak RSS).
+// peak RSS), then BENCH_OUT_SERIAL (200) messages one after another over one connection from the backend's
+// address (ms per message, and the kernel's TcpExt DelayedACKs during that run, per message), once one
+// command at a time and once with MAIL, RCPT and DATA pipelined as Postfix sends them.
+// BENCH_OUTBOUND_ONLY=1 runs only the two haraka-out measurements (a minute).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -30,6 +33,7 @@ const SERIAL = Number(process.env.BENCH_SERIAL ?? 100);
 // Short, many and alternating: one connection is latency-bound, and this machine's slow spells last seconds.
 const SERIAL_ROUNDS = Number(process.env.BENCH_SERIAL_ROUNDS ?? 9);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const OUT_SERIAL = Number(process.env.BENCH_OUT_SERIAL ?? 200);
 const WARMUP = 500;
 const BASE_PORT = 20000 + Math.floor(Math.random() * 20000);
 
@@ -271,7 +275,78 @@ async function outboundRun(root: string): Promise<void> {
   }
 }
 
+/** TcpExt DelayedACKs of this network namespace (/proc/net/netstat: a line of names, then a line of values). */
+function delayedAcks(): number {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((line) => line.startsWith('TcpExt:'));
+  const names = lines[0]?.split(/\s+/) ?? [];
+  const values = lines[1]?.split(/\s+/) ?? [];
+  return Number(values[names.indexOf('DelayedACKs')]);
+}
+
+/**
+ * haraka-out, one connection: OUT_SERIAL messages one after another from the backend's address, each relayed
+ * to the loopback MX. Per message: the time to haraka-out's 250 after end-of-data, the time until all of them
+ * were delivered, and the delayed ACKs the kernel counted meanwhile (system-wide: keep the machine quiet).
+ * Once one command at a time, once with MAIL, RCPT and DATA in one write, as Postfix (the backend) sends them.
+ */
+async function outboundSerial(root: string): Promise<void> {
+  const topology = await startTopology({
+    stateDir: path.join(root, 'outbound-serial'),
+    ports: { inbound: BASE_PORT + 50, outbound: BASE_PORT + 51, backend: BASE_PORT + 52, internetMx: BASE_PORT + 53, dns: BASE_PORT + 54 },
+    instances: ['haraka-out'],
+    tweak: (config) => void (config.log_level = 'warn'),
+  });
+  try {
+    const payload = dataPayload(messageOfSize(SIZE));
+    const envelope = ['MAIL FROM:<load@demo.test>', 'RCPT TO:<bob@example.net>', 'DATA'];
+    const pipelinedMessage = async (session: SmtpScript) => {
+      session.write(envelope.map((line) => `${line}\r\n`).join(''));
+      for (const code of [250, 250, 354]) await expectCode(session, null, code);
+      session.write(payload);
+      await expectCode(session, null, 250);
+    };
+    let delivered = 0;
+    for (const pipelined of [false, true]) {
+      const session = await SmtpScript.connect(topology.outbound.host, topology.outbound.port, LOOPBACK.backend);
+      await expectCode(session, null, 220);
+      await expectCode(session, 'EHLO backend.test', 250);
+      const send = () => (pipelined ? pipelinedMessage(session) : oneMessage(session, payload, 'bob@example.net'));
+      await send(); // warm up: a session, a queue write, a delivery
+      delivered += 1;
+      await topology.internet?.waitForMessages(delivered, 30_000);
+      const acksBefore = delayedAcks();
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < OUT_SERIAL; i++) await send();
+      const acceptMs = Number(process.hrtime.bigint() - started) / 1e6 / OUT_SERIAL;
+      const acksAccepted = delayedAcks() - acksBefore;
+      delivered += OUT_SERIAL;
+      await topology.internet?.waitForMessages(delivered, 300_000);
+      const deliveredMs = Number(process.hrtime.bigint() - started) / 1e6 / OUT_SERIAL;
+      const acks = delayedAcks() - acksBefore;
+      session.write('QUIT\r\n');
+      session.close();
+      const label = pipelined ? 'haraka-out, one connection, pipelined' : 'haraka-out, one connection';
+      console.log(
+        `${label.padEnd(38)} ${acceptMs.toFixed(2).padStart(6)} ms/msg to the 250, ${deliveredMs.toFixed(2)} ms/msg until delivered to the MX (${OUT_SERIAL} messages); ` +
+          `TcpExt DelayedACKs ${acks} = ${(acks / OUT_SERIAL).toFixed(2)}/msg (${acksAccepted} before the last 250; system-wide)`,
+      );
+    }
+  } finally {
+    await topology.stop();
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.env.BENCH_OUTBOUND_ONLY) {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-'));
+    try {
+      await outboundRun(root);
+      await outboundSerial(root);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+    return;
+  }
   const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-'));
   const sinkPort = BASE_PORT;
   const sink = startSink(sinkPort);
@@ -323,6 +398,7 @@ async function main(): Promise<void> {
     running.clear();
     console.log('');
     await outboundRun(root);
+    await outboundSerial(root);
     console.log('');
     console.log(`ratio mailproxy / stock smtp_forward:  ${(ours / rate('stock')).toFixed(2)}x   (target >= 3)`);
     console.log(`ratio mailproxy / direct to sink:      ${(ours / rate('direct')).toFixed(2)}    (target >= 0.5)`);

@@ -96,4 +96,19 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     obtls.check_tls_nogo('192.0.2.1', () => answers.push('ok'), () => answers.push('nogo'));
     expect(answers).toEqual(['ok', 'marked', 'ok']);
   });
+
+  it('opens each MX connection through tls_socket.connect as a module property, a pluggableStream over net.connect, and writes the dot right after piping the body (../no-delay.ts sets TCP_NODELAY)', () => {
+    const pool = source('outbound/client_pool.js');
+    expect(pool).toContain("const tls_socket = require('../tls_socket')");
+    expect(pool).toContain('    const socket = tls_socket.connect(socketArgs)');
+    const tlsSocket = source('tls_socket.js');
+    expect(tlsSocket).toContain('    const cryptoSocket = net.connect(conn_options)\n    const socket = new pluggableStream(cryptoSocket)');
+    expect(tlsSocket).toContain('exports.connect = connect\nexports.createConnection = connect');
+    expect(tlsSocket).toContain('    attach(socket) {\n        this.targetsocket = socket');
+    // Its wrapper ignores setNoDelay, and nothing else in Haraka sets TCP_NODELAY.
+    expect(tlsSocket).toContain('    setNoDelay(/* true||false */) {}');
+    const hmail = source('outbound/hmail.js');
+    expect(hmail).toContain("data_stream.on('end', () => {\n                        send_command(mx.using_lmtp ? 'dot_lmtp' : 'dot')\n                    })\n                    data_stream.pipe(socket, { end: false })");
+    for (const file of ['outbound/hmail.js', 'outbound/client_pool.js', 'server.js', 'connection.js']) expect(source(file)).not.toMatch(/setNoDelay|noDelay/);
+  });
 });

@@ -36,5 +36,20 @@ describe('the Haraka internals mailproxy-smtp relies on', () => {
     const respond = connection.slice(connection.indexOf('                outbound.send_trans_email(this.transaction, (retval2, msg2) => {'));
     expect(respond).toContain("this.respond(550, msg2 || 'Internal Server Error', () => {");
   });
+
+  it('accepts sessions as pluggableStreams over the net.Socket (no TCP_NODELAY), hands them to connect_init as connection.client, and writes one reply per respond() (../no-delay.ts)', () => {
+    const source = (file: string) => readFileSync(path.join(path.dirname(require.resolve('haraka/package.json')), file), 'utf8');
+    const server = source('server.js');
+    expect(server).toContain('        server = tls_socket.createServer(onConnect)');
+    expect(server).toContain('        const connection = conn.createConnection(client, server, Server.cfg)');
+    const tlsSocket = source('tls_socket.js');
+    expect(tlsSocket).toContain('    const server = net.createServer((cryptoSocket) => {\n        const socket = new pluggableStream(cryptoSocket)');
+    expect(tlsSocket).toContain('    attach(socket) {\n        this.targetsocket = socket');
+    expect(tlsSocket).toContain('    setNoDelay(/* true||false */) {}');
+    expect(connection).toContain('        this.client = client');
+    expect(connection).toContain("plugins.run_hooks('connect_init', self)");
+    expect(connection).toContain('            this.client.write(buf)');
+    expect(`${server}${connection}`).not.toMatch(/setNoDelay|noDelay/);
+  });
 });
 

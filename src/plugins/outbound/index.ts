@@ -15,6 +15,8 @@
 // - Deferrals and bounces say why (explain.ts, dsn.ts); an attempt `mailproxy queue flush` brought
 //   forward does not count as an attempt.
 // - haraka-out's one Received line names only the VPS (received.ts), when `[received] rewrite` is on.
+// - Its MX connections get TCP_NODELAY (../no-delay.ts): Haraka pipes the body and then writes the final dot,
+//   which otherwise waits for the MX's delayed ACK.
 import dns from 'node:dns';
 import path from 'node:path';
 import type { HarakaPlugin, Next } from '../haraka-types';
@@ -35,6 +37,7 @@ import { captureOf, captureRaw, MAX_HEADER_BYTES, rawView, unchangedRefusal, typ
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { harakaOutboundTls } from './haraka-tls';
 import { installTlsFallback } from './tls-fallback';
+import { installConnectNoDelay } from '../no-delay';
 
 interface OutboundIni {
   main: { mx_port?: number; private_mx_ok?: boolean; tunnel_network?: string };
@@ -78,6 +81,7 @@ export function register(this: RoutePlugin): void {
   this.load_outbound_ini();
   if (!installTlsFallback()) this.logerror('Haraka has no outbound TLS memory to replace: a broken STARTTLS will fail every retry');
   if (!installDaneTls()) this.logerror('node:tls has no connect to wrap: DANE cannot check certificates');
+  if (!installConnectNoDelay()) this.logerror('Haraka has no tls_socket.connect to wrap: every delivery waits out a delayed ACK');
   this.register_hook('send_email', 'begin_attempt');
   this.register_hook('get_mx', 'route');
   this.register_hook('deferred', 'explain_deferral');

@@ -15,12 +15,15 @@
 // answers for any temporary failure of its outbound layer: the backend would bounce it to the sender.
 // A STARTTLS inside TLS gets 503 5.5.1 (RFC 3207 §4.2); Haraka's tls plugin would answer 220 and try a
 // second handshake on the TLS socket, which leaves the session broken.
+// Every accepted session gets TCP_NODELAY (../no-delay.ts): Haraka writes one reply per command, and a client
+// that pipelines (Postfix: MAIL, RCPT, DATA at once) otherwise waits out a delayed ACK for the second reply.
 import type { HarakaPlugin, Next } from '../haraka-types';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { withEnhancedStatus } from './enhanced';
 import { DOT_CR_REPLY, isDotCrLine } from './dot-cr-line';
 import { overRecipientLimit, recipientLimit } from './max-recipients';
 import { skipDestroyOfUnspooledStreams } from './unspooled-destroy';
+import { setNoDelay, type HarakaSocket } from '../no-delay';
 
 interface ConnectionLike {
   transaction?: { notes?: Record<string, unknown> } | null;
@@ -64,6 +67,7 @@ export function register(this: HarakaPlugin): void {
   this.max_recipients = recipientLimit(connectionIni.max);
   if (this.max_recipients) this.register_hook('rcpt', 'limit_recipients');
   this.register_hook('unrecognized_command', 'refuse_starttls_in_tls');
+  this.register_hook('connect_init', 'no_delay');
   if (patched) return;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const connection = require('haraka/connection') as { Connection?: { prototype: { respond: Respond; accumulate_data?: AccumulateData } } };
@@ -106,6 +110,12 @@ export function limit_recipients(this: HarakaPlugin, next: Next, connection: { t
   if (connection.transaction && overRecipientLimit(connection.transaction.rcpt_to.length, limit)) {
     return next(constants.DENYSOFT, DSN.create(452, `Too many recipients: at most ${limit} per message, send the rest in another`, 5, 3));
   }
+  next();
+}
+
+/** connect_init: TCP_NODELAY on the client's socket, before the banner (Haraka's wrapper ignores setNoDelay). */
+export function no_delay(this: HarakaPlugin, next: Next, connection: { client?: HarakaSocket }): void {
+  if (!setNoDelay(connection.client)) this.logwarn('cannot set TCP_NODELAY on the client socket: pipelined replies wait for delayed ACKs');
   next();
 }
 
