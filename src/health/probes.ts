@@ -4,102 +4,17 @@
 import { execFile } from 'node:child_process';
 import { statfs } from 'node:fs/promises';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { listQueue } from '../queue/tools';
-import type { BackendFacts, BannerFacts, CommandOutcome, DiskFacts, QueueFacts, SmtpReply, TlsFacts, WireguardFacts } from './checks';
+import { SmtpClient, SmtpClientError } from '../smtp/client';
+import { hasExtension } from '../smtp/reply';
+import type { BackendFacts, BannerFacts, CommandOutcome, DiskFacts, QueueFacts, TlsFacts, WireguardFacts } from './checks';
 
-// A reply line longer than this is not SMTP (RFC 5321 §4.5.3.1.5: 512 octets); never buffer unbounded
+// A reply longer than this is not SMTP (RFC 5321 §4.5.3.1.5: 512 octets a line); never buffer unbounded
 // input from whatever answers on the port.
 const MAX_REPLY_BYTES = 64 * 1024;
 // systemctl can hang on a wedged D-Bus, wg on a wedged netlink; a health check must still finish.
 export const COMMAND_TIMEOUT_MS = 10_000;
-
-class ProbeError extends Error {
-  constructor(
-    message: string,
-    readonly code: string | null = null,
-  ) {
-    super(message);
-  }
-}
-
-/** Reads SMTP replies (multi-line included) from a stream; detach() before handing the socket to TLS. */
-class ReplyReader {
-  private buffer = '';
-  private lines: string[] = [];
-  private replies: SmtpReply[] = [];
-  private waiter: { resolve: (reply: SmtpReply) => void; reject: (err: Error) => void } | null = null;
-  private failure: Error | null = null;
-  private readonly onData = (chunk: Buffer) => this.feed(chunk.toString('latin1'));
-  private readonly onClose = () => this.fail(new ProbeError('connection closed'));
-  private readonly onError = (err: NodeJS.ErrnoException) => this.fail(new ProbeError(err.message, err.code ?? null));
-
-  constructor(private readonly stream: Duplex) {
-    stream.on('data', this.onData);
-    stream.on('close', this.onClose);
-    stream.on('error', this.onError);
-  }
-
-  /** Stops reading (TLS takes the socket over); errors on the socket stay handled. */
-  detach(): void {
-    this.stream.off('data', this.onData);
-    this.stream.off('close', this.onClose);
-    this.stream.off('error', this.onError);
-    this.stream.on('error', () => undefined);
-  }
-
-  private feed(text: string): void {
-    this.buffer += text;
-    for (;;) {
-      const end = this.buffer.indexOf('\r\n');
-      if (end === -1) break;
-      const line = this.buffer.slice(0, end);
-      this.buffer = this.buffer.slice(end + 2);
-      this.lines.push(line);
-      if (!/^\d{3}-/.test(line)) {
-        const reply = { code: /^\d{3}/.test(line) ? Number(line.slice(0, 3)) : 0, lines: this.lines };
-        this.lines = [];
-        if (this.waiter) {
-          const { resolve } = this.waiter;
-          this.waiter = null;
-          resolve(reply);
-        } else {
-          this.replies.push(reply);
-        }
-      }
-    }
-    if (this.buffer.length + this.lines.join('').length > MAX_REPLY_BYTES) {
-      this.fail(new ProbeError(`a reply longer than ${MAX_REPLY_BYTES} bytes: not an SMTP server`));
-      this.stream.destroy();
-    }
-  }
-
-  private fail(err: Error): void {
-    this.failure ??= err;
-    if (this.waiter) {
-      const { reject } = this.waiter;
-      this.waiter = null;
-      reject(this.failure);
-    }
-  }
-
-  next(timeoutMs: number, what: string): Promise<SmtpReply> {
-    const queued = this.replies.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = null;
-        reject(new ProbeError(`no ${what} within ${timeoutMs / 1000} s`, 'ETIMEDOUT'));
-      }, timeoutMs);
-      this.waiter = {
-        resolve: (reply) => (clearTimeout(timer), resolve(reply)),
-        reject: (err) => (clearTimeout(timer), reject(err)),
-      };
-    });
-  }
-}
 
 interface Target {
   host: string;
@@ -107,35 +22,15 @@ interface Target {
   localAddress?: string;
 }
 
-function connect(target: Target, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: target.host, port: target.port, ...(target.localAddress ? { localAddress: target.localAddress } : {}) });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new ProbeError(`no connection within ${timeoutMs / 1000} s`, 'ETIMEDOUT'));
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      resolve(socket);
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new ProbeError(err.message, err.code ?? null));
-    });
+/** A session as health opens it: a line that is no reply line ends a reply (with code 0). */
+function connect(target: Target, timeoutMs: number): Promise<SmtpClient> {
+  return SmtpClient.connect(target, {
+    ...(target.localAddress ? { localAddress: target.localAddress } : {}),
+    timeoutMs,
+    parser: { garbage: 'end', maxBytes: MAX_REPLY_BYTES },
+    notSmtp: () => new SmtpClientError(`a reply longer than ${MAX_REPLY_BYTES} bytes: not an SMTP server`),
+    tlsFailed: (message) => `TLS handshake failed: ${message}`,
   });
-}
-
-/** Says QUIT (politely, without waiting) and closes. */
-function quit(socket: Duplex): void {
-  if (socket.destroyed) return;
-  socket.on('error', () => undefined);
-  socket.end('QUIT\r\n');
-  setTimeout(() => socket.destroy(), 1000).unref();
-}
-
-async function command(socket: Duplex, reader: ReplyReader, line: string, timeoutMs: number): Promise<SmtpReply> {
-  socket.write(`${line}\r\n`);
-  return reader.next(timeoutMs, `reply to ${line.split(' ')[0]}`);
 }
 
 const formatTarget = (target: Target) => (net.isIPv6(target.host) ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`);
@@ -144,66 +39,37 @@ const formatTarget = (target: Target) => (net.isIPv6(target.host) ? `[${target.h
 export async function probeBanner(target: Target, timeoutMs: number): Promise<BannerFacts> {
   const started = performance.now();
   const address = formatTarget(target);
-  let socket: net.Socket | null = null;
+  let session: SmtpClient | null = null;
   try {
-    socket = await connect(target, timeoutMs);
-    const reader = new ReplyReader(socket);
-    const banner = await reader.next(timeoutMs, 'banner');
+    session = await connect(target, timeoutMs);
+    const banner = await session.reply('banner');
     return { address, banner, error: null, ms: performance.now() - started };
   } catch (err) {
     return { address, banner: null, error: (err as Error).message, ms: performance.now() - started };
   } finally {
-    if (socket) quit(socket);
+    session?.quit();
   }
 }
 
-function hasExtension(ehlo: SmtpReply, name: string): boolean {
-  return ehlo.lines.slice(1).some((line) => line.slice(4).trim().toUpperCase().split(/\s+/)[0] === name);
-}
-
-function upgrade(socket: net.Socket, servername: string, timeoutMs: number): Promise<tls.TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const secure = tls.connect({
-      socket,
-      ...(net.isIP(servername) ? {} : { servername }),
-      // Not verified here: judgeTls reads validity and names; the chain is the sender's business.
-      rejectUnauthorized: false,
-    });
-    const timer = setTimeout(() => {
-      secure.destroy();
-      reject(new ProbeError(`no TLS handshake within ${timeoutMs / 1000} s`, 'ETIMEDOUT'));
-    }, timeoutMs);
-    secure.once('secureConnect', () => {
-      clearTimeout(timer);
-      resolve(secure);
-    });
-    secure.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new ProbeError(`TLS handshake failed: ${err.message}`, err.code ?? null));
-    });
-  });
-}
+// Not verified here: judgeTls reads validity and names; the chain is the sender's business.
+const tlsOptions = (servername: string): tls.ConnectionOptions => ({ ...(net.isIP(servername) ? {} : { servername }), rejectUnauthorized: false });
 
 /** Banner, EHLO, STARTTLS, the TLS handshake, and the certificate the server presented. */
 export async function probeStarttls(target: Target, hostname: string, timeoutMs: number): Promise<TlsFacts> {
   const address = formatTarget(target);
-  let socket: Duplex | null = null;
+  let session: SmtpClient | null = null;
   try {
-    const plain = await connect(target, timeoutMs);
-    socket = plain;
-    const reader = new ReplyReader(plain);
-    const banner = await reader.next(timeoutMs, 'banner');
-    if (banner.code !== 220) throw new ProbeError(`refused: ${banner.lines.join(' | ')}`);
-    const ehlo = await command(plain, reader, `EHLO ${hostname}`, timeoutMs);
-    if (ehlo.code !== 250) throw new ProbeError(`EHLO refused: ${ehlo.lines.join(' | ')}`);
-    if (!hasExtension(ehlo, 'STARTTLS')) throw new ProbeError('STARTTLS is not offered after EHLO: is tls.ini rendered and the certificate readable?');
-    const go = await command(plain, reader, 'STARTTLS', timeoutMs);
-    if (go.code !== 220) throw new ProbeError(`STARTTLS refused: ${go.lines.join(' | ')}`);
-    reader.detach();
-    const secure = await upgrade(plain, hostname, timeoutMs);
-    socket = secure;
+    session = await connect(target, timeoutMs);
+    const banner = await session.reply('banner');
+    if (banner.code !== 220) throw new SmtpClientError(`refused: ${banner.lines.join(' | ')}`);
+    const ehlo = await session.command(`EHLO ${hostname}`);
+    if (ehlo.code !== 250) throw new SmtpClientError(`EHLO refused: ${ehlo.lines.join(' | ')}`);
+    if (!hasExtension(ehlo, 'STARTTLS')) throw new SmtpClientError('STARTTLS is not offered after EHLO: is tls.ini rendered and the certificate readable?');
+    const go = await session.command('STARTTLS');
+    if (go.code !== 220) throw new SmtpClientError(`STARTTLS refused: ${go.lines.join(' | ')}`);
+    const secure = await session.upgrade(tlsOptions(hostname));
     const peer = secure.getPeerCertificate();
-    if (!peer || !peer.valid_to) throw new ProbeError('the server presented no certificate');
+    if (!peer || !peer.valid_to) throw new SmtpClientError('the server presented no certificate');
     const name = (entity: tls.Certificate | undefined) => {
       const cn = entity?.CN;
       return (Array.isArray(cn) ? cn[0] : cn) ?? '(no CN)';
@@ -223,7 +89,7 @@ export async function probeStarttls(target: Target, hostname: string, timeoutMs:
   } catch (err) {
     return { address, error: (err as Error).message, protocol: null, cert: null };
   } finally {
-    if (socket) quit(socket);
+    session?.quit();
   }
 }
 
@@ -233,38 +99,35 @@ export async function probeStarttls(target: Target, hostname: string, timeoutMs:
  */
 export async function probeBackend(target: Target & { localAddress: string }, hostname: string, timeoutMs: number, starttls: boolean): Promise<BackendFacts> {
   const facts: BackendFacts = { from: target.localAddress, to: formatTarget(target), error: null, errorCode: null, banner: null, ehlo: null, starttls: null };
-  let socket: Duplex | null = null;
+  let session: SmtpClient | null = null;
   try {
-    const plain = await connect(target, timeoutMs);
-    socket = plain;
-    const reader = new ReplyReader(plain);
-    facts.banner = await reader.next(timeoutMs, 'banner');
+    session = await connect(target, timeoutMs);
+    facts.banner = await session.reply('banner');
     if (facts.banner.code !== 220) return facts;
-    facts.ehlo = await command(plain, reader, `EHLO ${hostname}`, timeoutMs);
+    facts.ehlo = await session.command(`EHLO ${hostname}`);
     if (!starttls || facts.ehlo.code !== 250) return facts;
     if (!hasExtension(facts.ehlo, 'STARTTLS')) {
       facts.starttls = 'not offered';
       return facts;
     }
-    const go = await command(plain, reader, 'STARTTLS', timeoutMs);
+    const go = await session.command('STARTTLS');
     if (go.code !== 220) {
       facts.starttls = `refused: ${go.lines.join(' | ')}`;
       return facts;
     }
-    reader.detach();
     try {
-      socket = await upgrade(plain, hostname, timeoutMs);
+      await session.upgrade(tlsOptions(hostname));
     } catch (err) {
       facts.starttls = (err as Error).message;
       return facts;
     }
     facts.starttls = 'ok';
-    facts.ehlo = await command(socket, new ReplyReader(socket), `EHLO ${hostname}`, timeoutMs);
+    facts.ehlo = await session.command(`EHLO ${hostname}`);
   } catch (err) {
     facts.error = (err as Error).message;
-    facts.errorCode = err instanceof ProbeError ? err.code : null;
+    facts.errorCode = err instanceof SmtpClientError ? err.code : null;
   } finally {
-    if (socket) quit(socket);
+    session?.quit();
   }
   return facts;
 }

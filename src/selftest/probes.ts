@@ -4,9 +4,10 @@
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import os from 'node:os';
-import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { formatHostPort, parseIp, type HostPort } from '../config/net';
+import { SmtpClient, SmtpClientError } from '../smtp/client';
+import { hasExtension } from '../smtp/reply';
 import type { CertificateFacts, SmtpReply } from '../health/checks';
 import type { HarakaOutFacts, LegacyTlsFacts, ReverseDnsFacts, SessionFacts, SmtpTlsFacts } from './checks';
 import type { DnsClient } from './dns';
@@ -22,154 +23,16 @@ const MAX_PTR_NAMES = 5;
 // and goes on, this many times at most.
 const MAX_RECONNECTS = 5;
 
-class SessionError extends Error {
-  constructor(
-    message: string,
-    readonly code: string | null = null,
-  ) {
-    super(message);
-  }
-}
-
-/** One SMTP client session: replies (multi-line included) read from the plain socket, then from TLS. */
-class SmtpSession {
-  private buffer = '';
-  private lines: string[] = [];
-  private readonly replies: SmtpReply[] = [];
-  private notify: (() => void) | null = null;
-  private failure: SessionError | null = null;
-  private stream: Duplex;
-  private readonly onData = (chunk: Buffer) => this.read(chunk.toString('latin1'));
-  private readonly onEnd = () => this.stop(new SessionError('the server closed the connection', 'ECLOSED'));
-  private readonly onError = (err: NodeJS.ErrnoException) => this.stop(new SessionError(err.message, err.code ?? null));
-
-  private constructor(
-    readonly socket: net.Socket,
-    readonly timeoutMs: number,
-  ) {
-    this.stream = socket;
-    this.listen(socket);
-  }
-
-  /** Connects (from `localAddress` when given); rejects with the errno code on a failed connect. */
-  static connect(target: HostPort, localAddress: string | undefined, timeoutMs: number): Promise<SmtpSession> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: target.host, port: target.port, ...(localAddress ? { localAddress } : {}) });
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new SessionError(`no connection within ${timeoutMs / 1000} s`, 'ETIMEDOUT'));
-      }, timeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.removeAllListeners('error');
-        resolve(new SmtpSession(socket, timeoutMs));
-      });
-      socket.once('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        reject(new SessionError(err.message, err.code ?? null));
-      });
-    });
-  }
-
-  get localAddress(): string | null {
-    return this.socket.localAddress ?? null;
-  }
-
-  private listen(stream: Duplex): void {
-    stream.on('data', this.onData);
-    stream.on('end', this.onEnd);
-    stream.on('close', this.onEnd);
-    stream.on('error', this.onError);
-  }
-
-  private unlisten(stream: Duplex): void {
-    stream.off('data', this.onData);
-    stream.off('end', this.onEnd);
-    stream.off('close', this.onEnd);
-    stream.off('error', this.onError);
-    stream.on('error', () => undefined);
-  }
-
-  private read(text: string): void {
-    this.buffer += text;
-    let end: number;
-    while ((end = this.buffer.indexOf('\r\n')) !== -1) {
-      const line = this.buffer.slice(0, end);
-      this.buffer = this.buffer.slice(end + 2);
-      this.lines.push(line);
-      if (/^\d{3}-/.test(line)) continue;
-      this.replies.push({ code: /^\d{3}/.test(line) ? Number(line.slice(0, 3)) : 0, lines: this.lines });
-      this.lines = [];
-    }
-    if (this.buffer.length > MAX_REPLY_BYTES || this.lines.length > 1000) {
-      this.stop(new SessionError('the server sent more than any SMTP reply holds', 'EPROTO'));
-      this.socket.destroy();
-    }
-    this.notify?.();
-  }
-
-  private stop(err: SessionError): void {
-    this.failure ??= err;
-    this.notify?.();
-  }
-
-  /** The next reply; rejects when the session ends first or after the step budget. */
-  async reply(what: string): Promise<SmtpReply> {
-    const deadline = performance.now() + this.timeoutMs;
-    for (;;) {
-      const reply = this.replies.shift();
-      if (reply) return reply;
-      if (this.failure) throw this.failure;
-      const left = deadline - performance.now();
-      if (left <= 0) throw new SessionError(`no ${what} within ${this.timeoutMs / 1000} s`, 'ESLOW');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.notify = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.notify = null;
-    }
-  }
-
-  async command(line: string): Promise<SmtpReply> {
-    if (this.failure) throw this.failure;
-    this.stream.write(`${line}\r\n`);
-    return this.reply(`reply to ${line.split(' ')[0]}`);
-  }
-
-  /** Hands the socket to TLS (after the server's 220 to STARTTLS) and reads from TLS from then on. */
-  upgrade(options: tls.ConnectionOptions): Promise<tls.TLSSocket> {
-    this.unlisten(this.socket);
-    return new Promise((resolve, reject) => {
-      const secure = tls.connect({ ...options, socket: this.socket });
-      const timer = setTimeout(() => {
-        secure.destroy();
-        reject(new SessionError(`no TLS handshake within ${this.timeoutMs / 1000} s`, 'ESLOW'));
-      }, this.timeoutMs);
-      secure.once('secureConnect', () => {
-        clearTimeout(timer);
-        secure.removeAllListeners('error');
-        this.stream = secure;
-        this.listen(secure);
-        resolve(secure);
-      });
-      secure.once('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        secure.destroy();
-        reject(new SessionError(err.message, err.code ?? null));
-      });
-    });
-  }
-
-  /** Says QUIT without waiting and closes. */
-  close(): void {
-    if (this.socket.destroyed) return;
-    this.unlisten(this.stream);
-    this.stream.end('QUIT\r\n');
-    setTimeout(() => this.socket.destroy(), 1000).unref();
-  }
+/** One SMTP client session as selftest opens it; every step has the budget `timeoutMs`. */
+function connect(target: HostPort, localAddress: string | undefined, timeoutMs: number): Promise<SmtpClient> {
+  return SmtpClient.connect(target, {
+    ...(localAddress ? { localAddress } : {}),
+    timeoutMs,
+    timeoutCode: 'ESLOW',
+    closed: () => new SmtpClientError('the server closed the connection', 'ECLOSED'),
+    parser: { garbage: 'end', maxLine: MAX_REPLY_BYTES, maxLines: 1000 },
+    notSmtp: () => new SmtpClientError('the server sent more than any SMTP reply holds', 'EPROTO'),
+  });
 }
 
 /** `[192.0.2.1]` or `[IPv6:2001:db8::1]`: the address literal a client without a name says EHLO with. */
@@ -184,27 +47,23 @@ function heloLiteral(address: string | null): string {
   return `[${ip.toString()}]`;
 }
 
-function hasExtension(ehlo: SmtpReply, name: string): boolean {
-  return ehlo.lines.slice(1).some((line) => line.slice(4).trim().toUpperCase().split(/\s+/)[0] === name);
-}
-
 /** Opens a session, reads the banner (timed) and says EHLO; closes and rethrows on any failure. */
 async function greet(
   target: HostPort,
   localAddress: string | undefined,
   timeoutMs: number,
-): Promise<{ session: SmtpSession; banner: SmtpReply; ehlo: SmtpReply; connectMs: number }> {
+): Promise<{ session: SmtpClient; banner: SmtpReply; ehlo: SmtpReply; connectMs: number }> {
   const started = performance.now();
-  const session = await SmtpSession.connect(target, localAddress, timeoutMs);
+  const session = await connect(target, localAddress, timeoutMs);
   try {
     const banner = await session.reply('banner');
     const connectMs = performance.now() - started;
-    if (banner.code !== 220) throw Object.assign(new SessionError(`refused: ${banner.lines.join(' | ')}`, 'EREFUSED'), { banner, connectMs });
+    if (banner.code !== 220) throw Object.assign(new SmtpClientError(`refused: ${banner.lines.join(' | ')}`, 'EREFUSED'), { banner, connectMs });
     const ehlo = await session.command(`EHLO ${heloLiteral(session.localAddress)}`);
-    if (ehlo.code !== 250) throw new SessionError(`EHLO refused: ${ehlo.lines.join(' | ')}`, 'EREFUSED');
+    if (ehlo.code !== 250) throw new SmtpClientError(`EHLO refused: ${ehlo.lines.join(' | ')}`, 'EREFUSED');
     return { session, banner, ehlo, connectMs };
   } catch (err) {
-    session.close();
+    session.quit();
     throw err;
   }
 }
@@ -242,7 +101,7 @@ export function freshSourceFor(target: HostPort): string | null {
 export async function probeSession(target: HostPort, localAddress: string | undefined, probe: { sender: string; rcpt: string }, timeoutMs = STEP_TIMEOUT_MS): Promise<SessionFacts> {
   const started = performance.now();
   const facts: SessionFacts = { source: localAddress ?? null, error: null, banner: null, connectMs: null, transactionMs: null };
-  let session: SmtpSession | null = null;
+  let session: SmtpClient | null = null;
   try {
     const greeted = await greet(target, localAddress, timeoutMs);
     session = greeted.session;
@@ -252,17 +111,17 @@ export async function probeSession(target: HostPort, localAddress: string | unde
     await session.command(`MAIL FROM:<${probe.sender}>`);
     await session.command(`RCPT TO:<${probe.rcpt}>`);
     const bye = await session.command('QUIT');
-    if (bye.code !== 221) throw new SessionError(`QUIT answered ${bye.lines.join(' | ')}`);
+    if (bye.code !== 221) throw new SmtpClientError(`QUIT answered ${bye.lines.join(' | ')}`);
     facts.transactionMs = performance.now() - started;
   } catch (err) {
-    const failed = err as SessionError & { banner?: SmtpReply; connectMs?: number };
+    const failed = err as SmtpClientError & { banner?: SmtpReply; connectMs?: number };
     facts.error = failed.message;
     if (failed.banner) {
       facts.banner = failed.banner;
       facts.connectMs = failed.connectMs ?? null;
     }
   } finally {
-    session?.close();
+    session?.quit();
   }
   return facts;
 }
@@ -286,7 +145,7 @@ function certificateFacts(peer: tls.PeerCertificate, hostname: string): Certific
 const CLIENT_CANNOT = /NO_PROTOCOLS_AVAILABLE|NO_CIPHERS_AVAILABLE|NO_SUITABLE|unsupported protocol/i;
 
 async function tryLegacy(target: HostPort, hostname: string, version: LegacyTlsFacts['version'], timeoutMs: number): Promise<LegacyTlsFacts> {
-  let session: SmtpSession | null = null;
+  let session: SmtpClient | null = null;
   try {
     const greeted = await greet(target, undefined, timeoutMs);
     session = greeted.session;
@@ -296,11 +155,11 @@ async function tryLegacy(target: HostPort, hostname: string, version: LegacyTlsF
     await session.upgrade({ servername: hostname, rejectUnauthorized: false, minVersion: version, maxVersion: version, ciphers: 'DEFAULT@SECLEVEL=0' });
     return { version, accepted: true, note: 'accepted' };
   } catch (err) {
-    const failure = err as SessionError;
+    const failure = err as SmtpClientError;
     if (CLIENT_CANNOT.test(`${failure.code ?? ''} ${failure.message}`)) return { version, accepted: null, note: `not tried: this host's OpenSSL cannot offer it (${failure.code ?? failure.message})` };
     return { version, accepted: false, note: 'refused' };
   } finally {
-    session?.close();
+    session?.quit();
   }
 }
 
@@ -310,14 +169,14 @@ async function tryLegacy(target: HostPort, hostname: string, version: LegacyTlsF
  */
 export async function probeSmtpTls(target: HostPort, hostname: string, extraCa: string[], timeoutMs = STEP_TIMEOUT_MS): Promise<SmtpTlsFacts> {
   const facts: SmtpTlsFacts = { address: formatHostPort(target), offered: false, error: null, protocol: null, cert: null, chainError: null, legacy: [] };
-  let session: SmtpSession | null = null;
+  let session: SmtpClient | null = null;
   try {
     const greeted = await greet(target, undefined, timeoutMs);
     session = greeted.session;
     facts.offered = hasExtension(greeted.ehlo, 'STARTTLS');
     if (!facts.offered) return facts;
     const go = await session.command('STARTTLS');
-    if (go.code !== 220) throw new SessionError(`STARTTLS answered ${go.lines.join(' | ')}`);
+    if (go.code !== 220) throw new SmtpClientError(`STARTTLS answered ${go.lines.join(' | ')}`);
     const secure = await session.upgrade({
       ...(net.isIP(hostname) ? {} : { servername: hostname }),
       rejectUnauthorized: false,
@@ -327,14 +186,14 @@ export async function probeSmtpTls(target: HostPort, hostname: string, extraCa: 
     });
     facts.protocol = secure.getProtocol();
     const peer = secure.getPeerCertificate();
-    if (!peer || !peer.valid_to) throw new SessionError('the server presented no certificate');
+    if (!peer || !peer.valid_to) throw new SmtpClientError('the server presented no certificate');
     facts.cert = certificateFacts(peer, hostname);
     facts.chainError = secure.authorized ? null : String(secure.authorizationError ?? 'not verified');
   } catch (err) {
     facts.error = (err as Error).message;
     return facts;
   } finally {
-    session?.close();
+    session?.quit();
   }
   for (const version of ['TLSv1', 'TLSv1.1'] as const) facts.legacy.push(await tryLegacy(target, hostname, version, timeoutMs));
   return facts;
@@ -355,14 +214,14 @@ const closing = (reply: SmtpReply) => reply.code === 421;
  */
 export async function probeRelay(target: HostPort, plan: RelayPlan, localAddress?: string, timeoutMs = STEP_TIMEOUT_MS): Promise<HarakaOutFacts> {
   const facts: HarakaOutFacts = { address: formatHostPort(target), source: null, error: null, errorCode: null, incomplete: null, attempts: [], reconnects: 0 };
-  let session: SmtpSession | null = null;
-  const open = async (): Promise<SmtpSession> => {
-    session?.close();
+  let session: SmtpClient | null = null;
+  const open = async (): Promise<SmtpClient> => {
+    session?.quit();
     session = (await greet(target, localAddress, timeoutMs)).session;
     facts.source ??= session.localAddress;
     return session;
   };
-  const ended = new SessionError('the server ended the session', 'ECLOSED');
+  const ended = new SmtpClientError('the server ended the session', 'ECLOSED');
   try {
     let current = await open();
     for (const sender of plan.senders) {
@@ -384,14 +243,14 @@ export async function probeRelay(target: HostPort, plan: RelayPlan, localAddress
           }
           await current.command('RSET');
         } catch (err) {
-          if ((err as SessionError).code !== 'ECLOSED' || facts.reconnects >= MAX_RECONNECTS) throw err;
+          if ((err as SmtpClientError).code !== 'ECLOSED' || facts.reconnects >= MAX_RECONNECTS) throw err;
           facts.reconnects += 1;
           current = await open();
         }
       }
     }
   } catch (err) {
-    const failure = err as SessionError;
+    const failure = err as SmtpClientError;
     if (facts.attempts.length === 0) {
       facts.error = failure.message;
       facts.errorCode = failure.code;
@@ -399,7 +258,7 @@ export async function probeRelay(target: HostPort, plan: RelayPlan, localAddress
       facts.incomplete = `stopped after ${facts.attempts.length} attempts: ${failure.message}`;
     }
   } finally {
-    (session as SmtpSession | null)?.close();
+    (session as SmtpClient | null)?.quit();
   }
   return facts;
 }

@@ -1,8 +1,9 @@
 // A raw SMTP client for adversarial tests and the soak: writes exactly the bytes it is given (bare CR/LF, NUL, several
 // commands in one write), reads every reply as it comes, tells when the server closed, and can upgrade the
-// same socket to TLS after STARTTLS (whatever was written in plaintext before stays written).
-import net from 'node:net';
-import tls from 'node:tls';
+// same socket to TLS after STARTTLS (whatever was written in plaintext before stays written). Replies are read
+// by the one SMTP client (client.ts); here they are only null instead of an error.
+import { SmtpClient } from './client';
+import { replyText } from './reply';
 
 export interface RawReply {
   code: number;
@@ -10,35 +11,11 @@ export interface RawReply {
 }
 
 export class RawSmtp {
-  private buffer = '';
-  private replies: RawReply[] = [];
-  private lines: string[] = [];
-  private wake: (() => void) | null = null;
-  private closedFlag = false;
-  private socket: net.Socket;
+  private constructor(private readonly client: SmtpClient) {}
 
-  private constructor(socket: net.Socket) {
-    this.socket = socket;
-    this.attach(socket);
-  }
-
-  static connect(host: string, port: number, options: { localAddress?: string; timeoutMs?: number } = {}): Promise<RawSmtp> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
-      socket.setNoDelay(true);
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`connect to ${host}:${port} timed out`));
-      }, options.timeoutMs ?? 10_000);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        resolve(new RawSmtp(socket));
-      });
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
+  static async connect(host: string, port: number, options: { localAddress?: string; timeoutMs?: number } = {}): Promise<RawSmtp> {
+    const client = await SmtpClient.connect({ host, port }, { ...(options.localAddress ? { localAddress: options.localAddress } : {}), timeoutMs: options.timeoutMs ?? 10_000 });
+    return new RawSmtp(client);
   }
 
   /** Connects and reads the banner; EHLO too unless `helo` is null. */
@@ -53,60 +30,22 @@ export class RawSmtp {
     return client;
   }
 
-  private attach(socket: net.Socket): void {
-    socket.on('data', (chunk: Buffer) => {
-      this.buffer += chunk.toString('latin1');
-      for (;;) {
-        const end = this.buffer.indexOf('\n');
-        if (end === -1) break;
-        const line = this.buffer.slice(0, end).replace(/\r$/, '');
-        this.buffer = this.buffer.slice(end + 1);
-        this.lines.push(line.slice(4));
-        if (/^\d{3}(?: |$)/.test(line)) {
-          this.replies.push({ code: Number(line.slice(0, 3)), text: this.lines.join('\n') });
-          this.lines = [];
-        }
-      }
-      this.notify();
-    });
-    socket.on('close', () => {
-      if (socket !== this.socket) return;
-      this.closedFlag = true;
-      this.notify();
-    });
-    socket.on('error', () => undefined);
-  }
-
-  private notify(): void {
-    const wake = this.wake;
-    this.wake = null;
-    wake?.();
-  }
-
   get closed(): boolean {
-    return this.closedFlag;
+    return this.client.closed;
   }
 
+  /** Writes the bytes as given (a string as latin1: one character a byte). */
   write(data: string | Buffer): void {
-    if (!this.socket.destroyed) this.socket.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
+    this.client.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
   }
 
   /** The next reply, or null when the server closed first or nothing came within timeoutMs. */
   async reply(timeoutMs = 15_000): Promise<RawReply | null> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const next = this.replies.shift();
-      if (next) return next;
-      if (this.closedFlag) return null;
-      const left = deadline - Date.now();
-      if (left <= 0) return null;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+    try {
+      const reply = await this.client.reply('reply', timeoutMs);
+      return { code: reply.code, text: replyText(reply) };
+    } catch {
+      return null;
     }
   }
 
@@ -123,7 +62,7 @@ export class RawSmtp {
       const next = await this.reply(Math.max(1, deadline - Date.now()));
       if (next) codes.push(next.code);
       else {
-        if (!this.closedFlag) codes.push(-1);
+        if (!this.closed) codes.push(-1);
         return codes;
       }
     }
@@ -131,20 +70,10 @@ export class RawSmtp {
 
   /** TLS over the same socket after a 220 to STARTTLS; whatever the server sent in plaintext after it is dropped. */
   async startTls(servername = 'mx.demo.test'): Promise<void> {
-    const plain = this.socket;
-    plain.removeAllListeners('data');
-    this.buffer = '';
-    this.lines = [];
-    this.replies = [];
-    const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
-      const socket = tls.connect({ socket: plain, servername, rejectUnauthorized: false }, () => resolve(socket));
-      socket.once('error', reject);
-    });
-    this.socket = secure;
-    this.attach(secure);
+    await this.client.upgrade({ servername, rejectUnauthorized: false });
   }
 
   close(): void {
-    this.socket.destroy();
+    this.client.destroy();
   }
 }

@@ -1,79 +1,27 @@
 // A scripted SMTP client for tests and benchmarks that need exact replies to each command (reply codes, multi-line
 // replies), which a full client library hides.
-import net from 'node:net';
+import { SmtpClient } from './client';
+import { replyText, type Reply as AnyReply } from './reply';
 
-export interface Reply {
-  code: number;
-  lines: string[];
-  text: string;
-}
+/** A reply with its text: every line's text without the code, joined with '\n'. */
+export type Reply = AnyReply & { text: string };
 
+/** Replies are read by the one SMTP client (client.ts); strings are written as UTF-8. */
 export class SmtpScript {
-  private buffer = '';
-  private replies: Reply[] = [];
-  private waiting: ((reply: Reply | null) => void) | null = null;
-  private closed = false;
+  private constructor(private readonly client: SmtpClient) {}
 
-  private constructor(private readonly socket: net.Socket) {
-    socket.on('data', (chunk) => {
-      this.buffer += chunk.toString('latin1');
-      this.parse();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.waiting?.(null);
-      this.waiting = null;
-    });
-    socket.on('error', () => undefined);
-  }
-
-  static connect(host: string, port: number, localAddress?: string): Promise<SmtpScript> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
-      socket.once('connect', () => resolve(new SmtpScript(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  private parse(): void {
-    let lines: string[] = [];
-    for (;;) {
-      const end = this.buffer.indexOf('\r\n');
-      if (end === -1) return;
-      const line = this.buffer.slice(0, end);
-      this.buffer = this.buffer.slice(end + 2);
-      lines.push(line);
-      if (/^\d{3} /.test(line) || /^\d{3}$/.test(line)) {
-        const reply = { code: Number(line.slice(0, 3)), lines, text: lines.map((l) => l.slice(4)).join('\n') };
-        lines = [];
-        if (this.waiting) {
-          const wake = this.waiting;
-          this.waiting = null;
-          wake(reply);
-        } else {
-          this.replies.push(reply);
-        }
-      }
-    }
+  static async connect(host: string, port: number, localAddress?: string): Promise<SmtpScript> {
+    return new SmtpScript(await SmtpClient.connect({ host, port }, localAddress ? { localAddress } : {}));
   }
 
   /** The next reply from the server; rejects when the connection closes first or after timeoutMs. */
-  reply(timeoutMs = 15_000): Promise<Reply> {
-    const queued = this.replies.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.closed) return Promise.reject(new Error('connection closed'));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('timed out waiting for a reply')), timeoutMs);
-      this.waiting = (reply) => {
-        clearTimeout(timer);
-        if (reply) resolve(reply);
-        else reject(new Error('connection closed'));
-      };
-    });
+  async reply(timeoutMs = 15_000): Promise<Reply> {
+    const reply = await this.client.reply('reply', timeoutMs);
+    return { ...reply, text: replyText(reply) };
   }
 
   write(data: string | Buffer): void {
-    this.socket.write(data);
+    this.client.write(data);
   }
 
   async command(line: string, timeoutMs?: number): Promise<Reply> {
@@ -82,11 +30,11 @@ export class SmtpScript {
   }
 
   get isClosed(): boolean {
-    return this.closed;
+    return this.client.closed;
   }
 
   close(): void {
-    this.socket.destroy();
+    this.client.destroy();
   }
 }
 

@@ -4,6 +4,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { Writable } from 'node:stream';
+import { lineText, ReplyParser, type ParseFault } from '../../smtp/reply';
 
 export interface Reply {
   code: number;
@@ -41,6 +42,11 @@ export interface ConnectOptions {
 /** Bounds on what we buffer from the backend: a reply line and the number of lines in one reply. */
 const MAX_LINE = 4096;
 const MAX_REPLY_LINES = 100;
+function faultMessage(fault: ParseFault): string {
+  if (fault.kind === 'malformed') return `backend sent a malformed reply line: ${JSON.stringify(fault.line.slice(0, 80))}`;
+  if (fault.kind === 'too many lines') return 'backend reply has too many lines';
+  return 'backend reply line too long';
+}
 /** Body bytes gathered before one socket write. */
 const WRITE_CHUNK = 64 * 1024;
 
@@ -52,8 +58,8 @@ interface Waiter {
 }
 
 export class BackendSession {
-  private buffer = '';
-  private partial: string[] = [];
+  /** Kept across STARTTLS, as it always was. */
+  private readonly parser = new ReplyParser({ garbage: 'fault', maxLine: MAX_LINE, maxLines: MAX_REPLY_LINES });
   private readonly waiters: Waiter[] = [];
   private failure: Error | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -163,30 +169,19 @@ export class BackendSession {
   }
 
   private onData(chunk: Buffer): void {
-    this.buffer += chunk.toString('latin1');
-    for (;;) {
-      const end = this.buffer.indexOf('\n');
-      if (end === -1) break;
-      const line = this.buffer.slice(0, end).replace(/\r$/, '');
-      this.buffer = this.buffer.slice(end + 1);
-      const match = /^(\d{3})([ -]?)(.*)$/.exec(line);
-      if (!match) return this.fail(new BackendError(`backend sent a malformed reply line: ${JSON.stringify(line.slice(0, 80))}`), true);
+    const { replies, fault } = this.parser.feed(chunk);
+    for (const parsed of replies) {
       // Split as bytes (latin1 keeps each byte one character), read as UTF-8: a reply that names an
       // SMTPUTF8 address reaches the client as the backend wrote it.
-      this.partial.push(Buffer.from(match[3] ?? '', 'latin1').toString('utf8'));
-      if (this.partial.length > MAX_REPLY_LINES) return this.fail(new BackendError('backend reply has too many lines'), true);
-      if (match[2] !== '-') {
-        const reply = { code: Number(match[1]), lines: this.partial };
-        this.partial = [];
-        const waiter = this.waiters.shift();
-        // Every command registers its waiter before it is written: a reply nobody asked for (an idle
-        // 421 racing our next command) would shift every later reply onto the wrong command.
-        if (!waiter) return this.fail(new BackendError(`backend sent an unrequested reply: ${reply.code} ${reply.lines.join(' ')}`, reply), true);
-        waiter.resolve(reply);
-        this.rearm();
-      }
+      const reply = { code: parsed.code, lines: parsed.lines.map((line) => Buffer.from(lineText(line), 'latin1').toString('utf8')) };
+      const waiter = this.waiters.shift();
+      // Every command registers its waiter before it is written: a reply nobody asked for (an idle
+      // 421 racing our next command) would shift every later reply onto the wrong command.
+      if (!waiter) return this.fail(new BackendError(`backend sent an unrequested reply: ${reply.code} ${reply.lines.join(' ')}`, reply), true);
+      waiter.resolve(reply);
+      this.rearm();
     }
-    if (this.buffer.length > MAX_LINE) this.fail(new BackendError('backend reply line too long'), true);
+    if (fault) this.fail(new BackendError(faultMessage(fault)), true);
   }
 
   private rearm(): void {
