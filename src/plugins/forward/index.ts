@@ -475,10 +475,13 @@ class BackendBusy extends Error {
   }
 }
 
-function dropBackend(connection: Connection): void {
+/** Ends the connection's backend session and frees its slot: with `polite`, QUIT outside DATA (inside
+ * it a QUIT would be read as body text, so only closing the connection aborts the message); else closed. */
+function dropBackend(connection: Connection, polite = false): void {
   const state = connection.notes[STATE] as BackendState | undefined;
   if (!state) return;
-  state.session.destroy();
+  if (polite && !state.inData) state.session.quit();
+  else state.session.destroy();
   delete connection.notes[STATE];
   backendSessions.release(connection);
 }
@@ -696,9 +699,7 @@ export function reset_backend_transaction(this: ForwardPlugin, next: Next, conne
   if (state && !state.inData && (bound?.accepted ?? 0) === 0) {
     // A transaction that ended with no recipient the backend accepted: its session (and slot) is not kept
     // for a client that may only have come to probe addresses; the next transaction opens a new one.
-    state.session.quit();
-    delete connection.notes[STATE];
-    backendSessions.release(connection);
+    dropBackend(connection, true);
   } else if (state?.inData) {
     // The backend is inside DATA: only closing the connection aborts the transaction, and an RSET
     // written now would land in the body.
@@ -718,13 +719,8 @@ export function reset_backend_transaction(this: ForwardPlugin, next: Next, conne
 
 export function close_backend(this: ForwardPlugin, next: Next, connection: Connection): void {
   (connection.notes[OPENING] as AbortController | undefined)?.abort();
+  // A session still opening holds a slot but is not in the notes yet.
   backendSessions.release(connection);
-  const state = connection.notes[STATE] as BackendState | undefined;
-  if (state) {
-    // Inside DATA a QUIT would be read as body text: only closing the connection aborts the message.
-    if (state.inData) state.session.destroy();
-    else state.session.quit();
-    delete connection.notes[STATE];
-  }
+  dropBackend(connection, true);
   next();
 }
