@@ -18,6 +18,51 @@ const absolutePath = z.string().refine((text) => text.startsWith('/'), { message
 
 export const LOG_LEVELS = ['data', 'protocol', 'debug', 'info', 'notice', 'warn', 'error', 'crit'] as const;
 
+// Backup MX: haraka-in keeps mail for recipients the backend has already accepted while the backend cannot
+// be reached, and hands it on when it answers again.
+const storeAndForward = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        'While the backend cannot be reached (connection refused or timed out, the WireGuard address missing), accept mail for recipients the backend accepted before, keep it on the VPS’s disk and hand it on when the backend answers again. Off: haraka-in keeps no mail at rest and answers 4xx while the backend is away.',
+      ),
+    max_disk_mb: z
+      .number()
+      .int()
+      .min(10)
+      .max(1_000_000)
+      .default(1024)
+      .describe('Most MB of mail kept while the backend is away; over it new mail gets 452 4.3.1 and the sender retries later.'),
+    max_age_days: z
+      .number()
+      .min(1)
+      .max(30)
+      .default(5)
+      .describe('Days a kept message is retried; then it is bounced to a sender whose SPF passed, else held (Postfix’s maximal_queue_lifetime).'),
+    drain_sessions: z
+      .number()
+      .int()
+      .min(1)
+      .max(10)
+      .default(2)
+      .describe('Backend sessions that hand kept mail on at once, besides the live ones (limits.max_backend_sessions leaves room for them).'),
+    probe_interval: seconds(1, 300)
+      .default(5)
+      .describe('Seconds between checks that the backend answers again while mail is kept or the backend is away.'),
+    cache_size: z
+      .number()
+      .int()
+      .min(100)
+      .max(1_000_000)
+      .default(20_000)
+      .describe(
+        'Most addresses the recipient cache keeps: what the backend answered to each RCPT (accepted: 31 days, refused: 3 days, after Postfix’s verify(8)). Only cached-accepted recipients are accepted while the backend is away.',
+      ),
+  })
+  .prefault({});
+
 const inbound = z
   .strictObject({
     listen: z
@@ -43,6 +88,7 @@ const inbound = z
       .describe(
         'Most recipients one message may have; each one past it gets 452 4.5.3 and the sender delivers those in another transaction (RFC 5321 §4.5.3.1.10). 100 is the least RFC 5321 lets a server take (§4.5.3.1.8). Each recipient is checked by the backend while the client waits.',
       ),
+    store_and_forward: storeAndForward,
   })
   .prefault({});
 

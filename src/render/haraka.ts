@@ -280,11 +280,28 @@ function forwardFiles(config: Config, options: RenderOptions): Record<string, st
           { key: 'rdns_timeout', value: backend.rdns_timeout },
         ],
       },
+      storeAndForwardSection(config),
     ]),
     'mailproxy-forward.timeout': renderList(
       `${header(options, RESTART)}\nSeconds Haraka allows one hook of mailproxy-forward; the plugin's own timers answer 4xx well before.`,
       [String(hookLimit)],
     ),
+  };
+}
+
+function storeAndForwardSection(config: Config): IniSection {
+  const store = config.inbound.store_and_forward;
+  return {
+    name: 'store_and_forward',
+    entries: [
+      { key: 'enabled', value: store.enabled, why: 'Keep mail for known recipients while the backend cannot be reached.' },
+      { key: 'dir', value: `${stateDirFor(config, 'haraka-in')}/store` },
+      { key: 'max_disk_mb', value: store.max_disk_mb },
+      { key: 'max_age_days', value: store.max_age_days },
+      { key: 'drain_sessions', value: store.drain_sessions },
+      { key: 'probe_interval', value: store.probe_interval },
+      { key: 'cache_size', value: store.cache_size },
+    ],
   };
 }
 
