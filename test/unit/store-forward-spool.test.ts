@@ -206,7 +206,10 @@ describe('Spool', () => {
     await spool.recordAttempt(ids[1]!, '451 later', T0 + 999);
     await spool.remove(ids[2]!);
 
-    const onDisk = ['msg', 'ready', 'held'].flatMap((area) => readdirSync(path.join(root, area)).map((name) => statSync(path.join(root, area, name)).size)).reduce((sum, size) => sum + size, 0);
+    let onDisk = 0;
+    for (const area of ['msg', 'ready', 'held']) {
+      for (const name of readdirSync(path.join(root, area))) onDisk += statSync(path.join(root, area, name)).size;
+    }
     expect(spool.usage()).toEqual({ bytes: onDisk, ready: 3, held: 1 });
     expect(spool.wouldExceed(onDisk + 100_000, 100_000)).toBe(false);
     expect(spool.wouldExceed(onDisk + 100_000, 100_001)).toBe(true);

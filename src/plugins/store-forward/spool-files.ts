@@ -78,35 +78,28 @@ export async function writeNew(file: string, data: RawInput | string): Promise<n
   }
 }
 
-/** The size of a file, or 0 when it is missing. */
-export async function sizeOf(file: string): Promise<number> {
+/** What `work` gives, or `missing` when it failed because the file is not there (ENOENT). */
+export async function unlessMissing<T>(work: Promise<T>, missing: T): Promise<T> {
   try {
-    return (await fs.stat(file)).size;
+    return await work;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return missing;
     throw err;
   }
 }
 
-export async function exists(file: string): Promise<boolean> {
-  try {
-    await fs.lstat(file);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
+/** The size of a file, or 0 when it is missing. */
+export function sizeOf(file: string): Promise<number> {
+  return unlessMissing(fs.stat(file).then((stat) => stat.size), 0);
+}
+
+export function exists(file: string): Promise<boolean> {
+  return unlessMissing(fs.lstat(file).then(() => true), false);
 }
 
 /** Removes a file; false when it was already gone. */
-export async function unlinkIfPresent(file: string): Promise<boolean> {
-  try {
-    await fs.unlink(file);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
+export function unlinkIfPresent(file: string): Promise<boolean> {
+  return unlessMissing(fs.unlink(file).then(() => true), false);
 }
 
 /** The ids of the `<id><suffix>` files of a directory, sorted (oldest first). */

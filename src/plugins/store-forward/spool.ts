@@ -16,11 +16,26 @@
 //
 // Memory stays flat however much is stored: no message body is kept, listings are ids read from the
 // directory when asked, and the disk accounting is three numbers counted at open and kept up to date.
-// Operations on one id are serialised within the process. The spool has one owner process: recovery
-// at open deletes what another process might be writing, so two processes must not open one spool.
+// Operations on one id (reads included) are serialised within the process. The spool has one owner
+// process: recovery at open deletes what another process might be writing, so two processes must not
+// open one spool (an operator command acts through the owner, or while it is stopped).
 import { promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { emlPath, fsyncDir, idsIn, metaPath, sizeOf, spoolPaths, tempPath, unlinkIfPresent, writeNew, type Area, type RawInput, type SpoolPaths } from './spool-files';
+import {
+  emlPath,
+  fsyncDir,
+  idsIn,
+  metaPath,
+  sizeOf,
+  spoolPaths,
+  tempPath,
+  unlessMissing,
+  unlinkIfPresent,
+  writeNew,
+  type Area,
+  type RawInput,
+  type SpoolPaths,
+} from './spool-files';
 import { formatMeta, isId, newId, parseMeta, type ClientIdentity, type Envelope, type StoredMeta } from './spool-meta';
 import { recoverSpool, type RecoveryReport, type SpoolCounts } from './spool-recovery';
 
@@ -121,21 +136,25 @@ export class Spool {
   }
 
   /** The meta of a ready or held message. */
-  async readMeta(id: string): Promise<StoredMeta> {
-    return (await this.locate(id)).meta;
+  readMeta(id: string): Promise<StoredMeta> {
+    return this.exclusive(id, async () => (await this.locate(id)).meta);
   }
 
   /** Meta and raw bytes in one buffer (for small messages and tests; the drain should use stream()). */
-  async read(id: string): Promise<{ meta: StoredMeta; raw: Buffer }> {
-    const { meta } = await this.locate(id);
-    return { meta, raw: await fs.readFile(emlPath(this.paths, id)) };
+  read(id: string): Promise<{ meta: StoredMeta; raw: Buffer }> {
+    return this.exclusive(id, async () => {
+      const { meta } = await this.locate(id);
+      return { meta, raw: await fs.readFile(emlPath(this.paths, id)) };
+    });
   }
 
-  /** Meta and a stream of the raw bytes. */
-  async stream(id: string): Promise<{ meta: StoredMeta; stream: Readable }> {
-    const { meta } = await this.locate(id);
-    const handle = await fs.open(emlPath(this.paths, id), 'r');
-    return { meta, stream: handle.createReadStream() }; // closes the file when it ends or is destroyed
+  /** Meta and a stream of the raw bytes (the file stays readable until the stream closes, even if removed). */
+  stream(id: string): Promise<{ meta: StoredMeta; stream: Readable }> {
+    return this.exclusive(id, async () => {
+      const { meta } = await this.locate(id);
+      const handle = await fs.open(emlPath(this.paths, id), 'r');
+      return { meta, stream: handle.createReadStream() }; // closes the file when it ends or is destroyed
+    });
   }
 
   /** Deletes a delivered message. */
@@ -190,11 +209,8 @@ export class Spool {
   private async metaIn(area: Area, id: string, required: false): Promise<StoredMeta | null>;
   private async metaIn(area: Area, id: string, required = true): Promise<StoredMeta | null> {
     if (!isId(id)) throw new Error(`spool: not a message id: ${JSON.stringify(id)}`);
-    let text: string;
-    try {
-      text = await fs.readFile(metaPath(this.paths, area, id), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const text = await unlessMissing(fs.readFile(metaPath(this.paths, area, id), 'utf8'), null);
+    if (text === null) {
       if (required) throw new Error(`spool: no ${area} message ${id}`);
       return null;
     }

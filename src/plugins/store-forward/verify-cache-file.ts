@@ -15,7 +15,18 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../render/write';
-import { cacheSize, emptyVerifyCache, fromJson, lookup, prune, recordReply, toJson, type VerifyCache, type VerifyLookup, type VerifySettings } from './verify-cache';
+import {
+  cacheSize,
+  emptyVerifyCache,
+  fromJson,
+  lookup,
+  prune,
+  recordReply,
+  toJson,
+  type VerifyCache,
+  type VerifyLookup,
+  type VerifySettings,
+} from './verify-cache';
 
 export interface VerifyCacheFileOptions {
   file: string;
@@ -35,7 +46,8 @@ export async function loadVerifyCache(file: string, settings: VerifySettings, no
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    log(code === 'ENOENT' ? `verification cache ${file}: none yet, starting empty` : `verification cache ${file}: cannot read (${code ?? String(err)}), starting empty`);
+    const why = code === 'ENOENT' ? 'none yet' : `cannot read (${code ?? String(err)})`;
+    log(`verification cache ${file}: ${why}, starting empty`);
     return emptyVerifyCache();
   }
   let loaded: ReturnType<typeof fromJson> = null;
