@@ -4,8 +4,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { harakaOutboundTls } from '../../src/plugins/outbound/haraka-tls';
-import { installTlsFallback } from '../../src/plugins/outbound/tls-fallback';
+import { harakaOutboundTls, installTlsFallback } from '../../src/plugins/haraka/patches/outbound-tls';
 
 const harakaDir = path.dirname(require.resolve('haraka/package.json'));
 const source = (file: string) => readFileSync(path.join(harakaDir, file), 'utf8');
