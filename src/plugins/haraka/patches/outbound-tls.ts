@@ -1,12 +1,14 @@
-// Every hook mailproxy-outbound has into Haraka 3.3.4's outbound TLS, in one place. Each asks
-// ../../outbound/tls-policy.ts (through delivery.ts tlsFor) for the level of the connection Haraka is making and does what
-// that level means in Haraka's terms. What Haraka does (outbound/hmail.js, outbound/tls.js, tls_socket.js):
+// Every hook mailproxy-outbound has into Haraka 3.3.4's outbound TLS, in one place. Each asks the TLS policy
+// (../../outbound/tls-policy.ts, through delivery.ts tlsFor) for the level of the connection Haraka is
+// making, and does what that level means in Haraka's terms.
+// What Haraka does (outbound/hmail.js, outbound/tls.js, tls_socket.js):
 // - before each MX connection it asks the item `get_force_tls(mx)`; true (TLS required) takes its force-TLS
 //   path: no STARTTLS is a temp-fail, `rejectUnauthorized` is set, and a socket that is not `authorized`
 //   after the handshake is a temp-fail; it never asks check_tls_nogo there;
 // - otherwise, after its tls.ini no_tls_hosts lists, `obtls.check_tls_nogo(host, ok, nogo)` decides whether
 //   STARTTLS is tried; `obtls.mark_tls_nogo(host, cb)` hears of every TLS error; both are Redis-backed in
-//   Haraka's OutboundTLS singleton (no-ops without Redis), and are replaced here (tls-fallback.ts remembers);
+//   Haraka's OutboundTLS singleton (no-ops without Redis), and are replaced here
+//   (../../outbound/tls-fallback.ts remembers);
 // - it upgrades with `obtls.get_tls_options(mx)` (servername = the MX name) through `tls.connect(options)`,
 //   which tls_socket.js calls as a property of node:tls.
 // So:
@@ -16,10 +18,11 @@
 // - A DANE-EE certificate need not chain to any CA: get_tls_options marks the options it returns for a
 //   `dane`/`encrypt` connection, and `tls.connect` with marked options, and only those (an HTTPS policy
 //   fetch or any other TLS client in the process is never touched), connects without Node's CA check and
-//   has dane.ts judge the certificate before the handshake's events ('secure', then 'secureConnect') reach
-//   anyone: a match, or `encrypt`, is authorized and the events go on to Haraka; a mismatch swallows both and
-//   destroys the connection with a TLS error, which Haraka treats like a failed handshake (the next MX is
-//   tried, no try without TLS). Not a byte, not even EHLO, is written after the handshake unless it passed.
+//   has ../../outbound/dane.ts judge the certificate before the handshake's events ('secure', then
+//   'secureConnect') reach anyone: a match, or `encrypt`, is authorized and the events go on to Haraka; a
+//   mismatch swallows both and destroys the connection with a TLS error, which Haraka treats like a failed
+//   handshake (the next MX is tried, no try without TLS). Not a byte, not even EHLO, is written after the
+//   handshake unless it passed.
 // Haraka's internals are pinned by test/unit/outbound-haraka-pin.test.ts, which fails when Haraka changes.
 import tls from 'node:tls';
 import { currentDelivery, stateOf, tlsFor, tlsNow, type DeliveryState, type HMail, type TriedMx } from '../../outbound/delivery';
