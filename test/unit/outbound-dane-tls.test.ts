@@ -11,9 +11,8 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSelfSigned } from '../../src/certs/selfsigned';
 import type { TlsaRecord } from '../../src/dane/tlsa';
-import { installDaneTls, rememberMx } from '../../src/plugins/outbound/dane';
+import { harakaOutboundTls, installDaneTls, rememberMx } from '../../src/plugins/haraka/patches/outbound-tls';
 import { stateOf, type DeliveryState, type HMail } from '../../src/plugins/outbound/delivery';
-import { harakaOutboundTls } from '../../src/plugins/outbound/haraka-tls';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const tlsSocket = require('haraka/tls_socket') as {

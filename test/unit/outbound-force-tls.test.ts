@@ -3,8 +3,7 @@
 // that list says at the moment it connects.
 import { describe, expect, it } from 'vitest';
 import { stateOf, type HMail } from '../../src/plugins/outbound/delivery';
-import { harakaOutboundTls } from '../../src/plugins/outbound/haraka-tls';
-import { installTlsFallback } from '../../src/plugins/outbound/tls-fallback';
+import { harakaOutboundTls, installTlsFallback } from '../../src/plugins/haraka/patches/outbound-tls';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const HMailItem = require('haraka/outbound/hmail') as { prototype: object };

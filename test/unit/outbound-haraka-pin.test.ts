@@ -1,11 +1,10 @@
-// mailproxy-outbound leans on Haraka 3.3.4's outbound internals (tls-fallback.ts, dane.ts, the flush accounting
+// mailproxy-outbound leans on Haraka 3.3.4's outbound internals (src/plugins/haraka/patches/outbound-tls.ts, the flush accounting
 // and the DSN fields in index.ts). This test fails as soon as Haraka changes: re-read node_modules/haraka/outbound/
 // and re-run test/integration/outbound-tls-fallback, mta-sts-delivery, dane, queue and delivery before updating it.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { harakaOutboundTls } from '../../src/plugins/outbound/haraka-tls';
-import { installTlsFallback } from '../../src/plugins/outbound/tls-fallback';
+import { harakaOutboundTls, installTlsFallback } from '../../src/plugins/haraka/patches/outbound-tls';
 
 const harakaDir = path.dirname(require.resolve('haraka/package.json'));
 const source = (file: string) => readFileSync(path.join(harakaDir, file), 'utf8');
@@ -15,7 +14,7 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     expect((require('haraka/package.json') as { version: string }).version).toBe('3.3.4');
   });
 
-  it('asks the item itself, per MX connection, whether TLS is required (tls-fallback.ts answers per message)', () => {
+  it('asks the item itself, per MX connection, whether TLS is required (patches/outbound-tls.ts answers per message)', () => {
     const hmail = source('outbound/hmail.js');
     expect(hmail).toContain('this.force_tls = this.get_force_tls(mx)');
     expect(hmail).toContain('    get_force_tls(mx) {');
@@ -53,7 +52,7 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     }
   });
 
-  it('upgrades through node:tls.connect as a module property, judges `authorized` on secureConnect, and temp-fails a forced TLS that is not (dane.ts)', () => {
+  it('upgrades through node:tls.connect as a module property, judges `authorized` on secureConnect, and temp-fails a forced TLS that is not (patches/outbound-tls.ts)', () => {
     const tlsSocket = source('tls_socket.js');
     expect(tlsSocket).toContain("const tls = require('node:tls')");
     expect(tlsSocket).toContain('        const cleartext = tls.connect(options)');
@@ -65,7 +64,7 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     expect(hmail).toContain(
       "if (self.force_tls && !authorized) {\n                            processing_mail = false\n                            socket.end()\n                            self.temp_fail('Host failed TLS verification required by configuration.')",
     );
-    // Both handshake events of the TLS socket reach hmail.js, which writes EHLO on 'secure': dane.ts swallows
+    // Both handshake events of the TLS socket reach hmail.js, which writes EHLO on 'secure': patches/outbound-tls.ts swallows
     // both after a mismatch (else EHLO went into the destroyed socket: "[CRIT] Socket write failed unexpectedly").
     expect(tlsSocket).toContain(
       "        this.targetsocket.on('secureConnect', (a, b) => {\n            this.emit('secureConnect', a, b)\n            this.emit('secure', a, b)\n        })\n        this.targetsocket.on('secure', (a, b) => {\n            this.emit('secure', a, b)\n        })",

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PolicyDecision } from '../../src/mtasts/cache';
 import { route } from '../../src/plugins/outbound/index';
 import { queueFileState } from '../../src/plugins/outbound/queue-file';
-import { harakaOutboundTls } from '../../src/plugins/outbound/haraka-tls';
+import { harakaOutboundTls } from '../../src/plugins/haraka/patches/outbound-tls';
 import { startDnsServer, type DnsServer } from '../../src/testpeers/dns-server';
 import { useTempDirs } from '../helpers/tmp';
 

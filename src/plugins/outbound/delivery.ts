@@ -1,11 +1,8 @@
 // What mailproxy-outbound knows about each queued message (one Haraka HMailItem: one recipient domain) while
 // haraka-out holds it in memory, and which message a piece of Haraka's delivery code is working for.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { HostTls } from '../../dane/route';
 import type { Failure } from './explain';
-
-/** Which rule decided the TLS of an attempt: what the log and `mailproxy queue list` show. */
-export type TlsPolicy = 'dane' | 'mta-sts' | 'opportunistic';
+import { tlsLevel, type TlsDecision, type UsableHostTls } from './tls-policy';
 
 /** The slice of Haraka's HMailItem (outbound/hmail.js) the plugin uses. */
 export interface HMail {
@@ -25,12 +22,14 @@ export interface Attempt {
   started: boolean;
   /** hmail.num_failures when the attempt began. */
   failuresBefore: number;
+  /** The message goes to one of our domains, to the backend, not by MX. */
+  toBackend: boolean;
   /** The recipient domain is under an MTA-STS enforce policy: TLS with a verified certificate, no fallback. */
   enforce: boolean;
   /** DANE: the TLS level of each MX host name of the domain (src/dane/route.ts). */
-  daneHosts?: Map<string, HostTls>;
-  /** The MX Haraka is trying now: it asks get_force_tls right before each connection (tls-fallback.ts). */
-  mx?: { name: string; address: string };
+  daneHosts?: Map<string, UsableHostTls>;
+  /** The MX Haraka is trying now: it asks get_force_tls right before each connection (../haraka/patches/outbound-tls.ts). */
+  mx?: TriedMx;
   /** Why this attempt was deferred by the plugin itself (route). */
   failure?: Failure;
   /** A TLS handshake (or DANE check) that failed where TLS was required: why the attempt ended, if no MX answered. */
@@ -39,6 +38,14 @@ export interface Attempt {
   tlsFailureMx?: string;
   /** A host was marked for a try without TLS during this attempt. */
   fallbackQueued: boolean;
+}
+
+export interface TriedMx {
+  /** The MX name (the SNI), or the address when Haraka has no name for it. */
+  name: string;
+  address: string;
+  /** Haraka's own answer for it, from its force_tls_hosts list (tls.ini [outbound]). */
+  forcedByConfig?: boolean;
 }
 
 export interface DeliveryState {
@@ -63,7 +70,7 @@ export function stateOf(hmail: HMail): DeliveryState {
     state = {
       hmail,
       domain: String(hmail.todo?.domain ?? '').toLowerCase(),
-      attempt: { started: false, failuresBefore: hmail.num_failures, enforce: false, fallbackQueued: false },
+      attempt: { started: false, failuresBefore: hmail.num_failures, toBackend: false, enforce: false, fallbackQueued: false },
       plaintextOnce: new Map(),
       fallbackHosts: new Set(),
     };
@@ -72,18 +79,28 @@ export function stateOf(hmail: HMail): DeliveryState {
   return state;
 }
 
-/** DANE's level for the MX being tried now, when it requires TLS (`dane` or `encrypt`). */
-export function daneRequirement(state: DeliveryState): Extract<HostTls, { level: 'dane' | 'encrypt' }> | undefined {
-  const name = state.attempt.mx?.name;
-  const tls = name === undefined ? undefined : state.attempt.daneHosts?.get(name);
-  return tls?.level === 'dane' || tls?.level === 'encrypt' ? tls : undefined;
+/** The TLS level of this message's connection to `mx`: tls-policy.ts decides. */
+export function tlsFor(state: DeliveryState, mx: TriedMx): TlsDecision {
+  const { attempt } = state;
+  const tlsFailedAt = state.plaintextOnce.get(mx.address);
+  const dane = attempt.daneHosts?.get(mx.name);
+  return tlsLevel({
+    route: { domain: state.domain, to: attempt.toBackend ? 'backend' : 'mx', configForcesTls: mx.forcedByConfig ?? false },
+    mx: { name: mx.name, address: mx.address, ...(dane ? { dane } : {}), mtaStsEnforce: attempt.enforce },
+    remembered: tlsFailedAt === undefined ? {} : { tlsFailedAt },
+  });
+}
+
+/** The TLS level of the connection to the MX this message is trying now, once Haraka has asked about one. */
+export function tlsNow(state: DeliveryState): TlsDecision | undefined {
+  return state.attempt.mx && tlsFor(state, state.attempt.mx);
 }
 
 /** Starts a new delivery attempt of this message. */
 export function beginAttempt(hmail: HMail): DeliveryState {
   const state = stateOf(hmail);
   state.domain = String(hmail.todo?.domain ?? state.domain).toLowerCase();
-  state.attempt = { started: true, failuresBefore: hmail.num_failures, enforce: false, fallbackQueued: false };
+  state.attempt = { started: true, failuresBefore: hmail.num_failures, toBackend: false, enforce: false, fallbackQueued: false };
   return state;
 }
 

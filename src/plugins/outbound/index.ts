@@ -4,14 +4,13 @@
 // - Everything else goes to its MX found in DNS (port `mx_port`, 25 except on test rigs).
 // - DANE (RFC 7672) first: when the domain's MX records are DNSSEC-secure and an MX host publishes
 //   DNSSEC-secure TLSA records, the MX list comes from the local validating resolver, each host with
-//   its TLS level (src/dane/route.ts); such a host gets TLS with a certificate that matches its records
-//   (dane.ts) or the message stays queued. A DANE domain's MTA-STS policy governs only the hosts DANE
+//   DANE's level for it (src/dane/route.ts). A DANE domain's MTA-STS policy governs only the hosts DANE
 //   does not authenticate.
 // - MTA-STS (RFC 8461): for a domain whose policy is `enforce`, only MX hosts the policy names are used,
-//   and Haraka's force-TLS is switched on for the domain: STARTTLS is required and the certificate must
-//   verify for the MX name, or the delivery is temp-failed. A cached policy keeps applying when DNS or
-//   the policy host fails, so a fetch failure never downgrades an enforce domain to plaintext.
-// - Any other domain gets opportunistic TLS that survives a broken STARTTLS (tls-fallback.ts).
+//   and a cached policy keeps applying when DNS or the policy host fails, so a fetch failure never
+//   downgrades an enforce domain to plaintext.
+// - What this routing found (DANE's levels, MTA-STS enforce, the backend) decides the TLS level of each MX
+//   connection in tls-policy.ts; ../haraka/patches/outbound-tls.ts has Haraka's outbound act on it.
 // - Deferrals and bounces say why (explain.ts, dsn.ts); an attempt `mailproxy queue flush` brought
 //   forward does not count as an attempt.
 // - haraka-out's one Received line names only the VPS (received.ts), when `[received] rewrite` is on.
@@ -26,17 +25,17 @@ import { parseCidr, parseHostPort, type Cidr } from '../../config/net';
 import { splitPrivateMx } from './private-mx';
 import { createDnssecResolver, type DnssecResolver } from '../../dane/resolver';
 import { daneRoute, describeRoute, type DaneRoute, type MxHost } from '../../dane/route';
-import { installDaneTls } from './dane';
 import { parseQueueFileName } from '../../queue/qfile';
-import { beginAttempt, daneRequirement, stateOf, withDelivery, type DeliveryState, type HMail, type TlsPolicy } from './delivery';
+import { beginAttempt, stateOf, tlsNow, withDelivery, type DeliveryState, type HMail } from './delivery';
 import { bounceFields, isExpiry, type RecipientDsn } from './dsn';
 import { explainFailure, failures, type Failure } from './explain';
 import { queueFileState } from './queue-file';
 import { smtpTraceLine, stampLocal, type ReceivedConnection, type ReceivedIni, type ReceivedTransaction } from './received';
 import { captureOf, captureRaw, MAX_HEADER_BYTES, rawView, unchangedRefusal, type RawCapture, type RawStream } from '../raw-message';
 import { REPLY_CODE_NOTE } from '../reply-code';
-import { harakaOutboundTls } from './haraka-tls';
-import { installTlsFallback } from './tls-fallback';
+import { installDaneTls, installTlsFallback, requireTlsForDomain } from '../haraka/patches/outbound-tls';
+import { owesImmediateRetry } from './tls-fallback';
+import type { TlsPolicy, UsableHostTls } from './tls-policy';
 import { installConnectNoDelay } from '../no-delay';
 
 interface OutboundIni {
@@ -176,17 +175,6 @@ export function begin_attempt(this: RoutePlugin, next: Next, hmail: HMail): void
   next();
 }
 
-/** Haraka's outbound TLS settings (a singleton): its force_tls_hosts list is what makes TLS mandatory. */
-function setForcedTls(domain: string, forced: boolean): boolean {
-  const outboundTls = harakaOutboundTls();
-  if (!outboundTls.cfg) return false;
-  const list = outboundTls.cfg.force_tls_hosts ?? [];
-  const present = list.includes(domain);
-  if (forced && !present) outboundTls.cfg.force_tls_hosts = [...list, domain];
-  if (!forced && present) outboundTls.cfg.force_tls_hosts = list.filter((entry) => entry !== domain);
-  return true;
-}
-
 async function lookupMx(domain: string): Promise<Mx[]> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const netUtils = require('haraka-net-utils') as { get_mx(domain: string): Promise<Mx[]> };
@@ -203,7 +191,7 @@ async function resolveMxHosts(exchanges: Mx[]): Promise<Mx[]> {
 function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: PolicyDecision): Mx[] | Failure {
   const named = (mx: Mx) => decision.mx.some((pattern) => mxMatches(pattern, mx.exchange));
   if (decision.mode !== 'enforce') {
-    setForcedTls(domain, false);
+    requireTlsForDomain(domain, false);
     if (decision.mode === 'testing') {
       const strays = exchanges.filter((mx) => !named(mx));
       for (const mx of strays) hmail.loginfo(`MTA-STS ${domain} (testing): MX ${mx.exchange} is not in the policy`);
@@ -212,7 +200,7 @@ function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: Po
   }
   const allowed = exchanges.filter(named);
   if (allowed.length === 0) return failures.noPolicyMx(domain, exchanges.map((mx) => mx.exchange));
-  if (!setForcedTls(domain, true)) return failures.tlsSettingsMissing(domain);
+  if (!requireTlsForDomain(domain, true)) return failures.tlsSettingsMissing(domain);
   hmail.loginfo(`MTA-STS ${domain}: enforce (${decision.source}), TLS required to ${allowed.map((mx) => mx.exchange).join(', ')}`);
   return allowed;
 }
@@ -229,7 +217,7 @@ function daneExchanges(hosts: MxHost[], port: number): Mx[] {
 
 /**
  * DANE governs the hosts it authenticates; an MTA-STS enforce policy still governs the others of a DANE
- * domain (RFC 8461 §2): only those it names are used, with TLS verified the PKIX way (attempt.enforce).
+ * domain (RFC 8461 §2): only those it names are used, and attempt.enforce gives them `verify` (tls-policy.ts).
  */
 export async function mtaStsForHostsWithoutDane(this: RoutePlugin, hmail: HMail, domain: string, route: Extract<DaneRoute, { kind: 'dane' }>): Promise<MxHost[] | Failure> {
   // `encrypt` (TLSA records, none usable) authenticates nothing: MTA-STS governs those hosts too.
@@ -239,9 +227,7 @@ export async function mtaStsForHostsWithoutDane(this: RoutePlugin, hmail: HMail,
   if (decision.error) hmail.logwarn(`MTA-STS ${domain}: ${decision.error}`);
   if (decision.mode !== 'enforce') return route.hosts;
   stateOf(hmail).attempt.enforce = true;
-  const hosts = route.hosts
-    .filter((host) => authenticated(host) || decision.mx.some((pattern) => mxMatches(pattern, host.name)))
-    .map((host): MxHost => (authenticated(host) ? host : { ...host, tls: { level: 'may', why: `MTA-STS enforce (${host.tls.level === 'may' ? host.tls.why : 'no usable TLSA record'})` } }));
+  const hosts = route.hosts.filter((host) => authenticated(host) || decision.mx.some((pattern) => mxMatches(pattern, host.name)));
   if (!hosts.length) return failures.noPolicyMx(domain, route.hosts.map((host) => host.name));
   return hosts;
 }
@@ -249,7 +235,7 @@ export async function mtaStsForHostsWithoutDane(this: RoutePlugin, hmail: HMail,
 export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: string): void {
   const state = stateOf(hmail);
   const name = domain.toLowerCase();
-  // Haraka's whole delivery continues from this callback: run it as this message's (tls-fallback.ts).
+  // Haraka's whole delivery continues from this callback: run it as this message's (../haraka/patches/outbound-tls.ts).
   const reply = (code: number, result: unknown) => withDelivery(state, () => next(code, result));
   const defer = (failure: Failure) => {
     state.attempt.failure = failure;
@@ -269,6 +255,7 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
     if (file.kind === 'unreadable') return defer(failures.queueFile(hmail.path, file.error));
   }
   if (this.localDomains.has(name)) {
+    state.attempt.toBackend = true;
     const { host, port, bind } = this.cfg.backend;
     const mx: Mx = { exchange: String(host), priority: 0, port: Number(port) };
     if (bind) mx.bind = bind;
@@ -298,7 +285,7 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
       if (dane.kind === 'dane') {
         const hosts = await this.mtaStsForHostsWithoutDane(hmail, name, dane);
         if (!Array.isArray(hosts)) return defer(hosts);
-        state.attempt.daneHosts = new Map(hosts.map((host) => [host.name, host.tls]));
+        state.attempt.daneHosts = new Map(hosts.flatMap((host): [string, UsableHostTls][] => (host.tls.level === 'unusable' ? [] : [[host.name, host.tls]])));
         logPolicy(hmail, name, 'dane', `${describeRoute(dane)}${state.attempt.enforce ? '; MTA-STS enforce for the hosts DANE does not authenticate' : ''}`);
         return routeTo(daneExchanges(hosts, mxPort));
       }
@@ -346,9 +333,7 @@ export function explain_deferral(this: RoutePlugin, next: Next, hmail: HMail, pa
   const state = stateOf(hmail);
   const failure = explainAttempt(state, String(params.err ?? ''));
   if (failure) params.err = failure.text;
-  // Only while a try without TLS is still owed: a mark used up in this very attempt (two MX names on one
-  // address) earns no free retry.
-  if (state.attempt.fallbackQueued && state.plaintextOnce.size > 0) {
+  if (owesImmediateRetry(state)) {
     hmail.num_failures = state.attempt.failuresBefore;
     params.err = `${String(params.err)}; trying again now, without TLS where STARTTLS failed`;
     return next(constants.DENYSOFT, '0');
@@ -364,7 +349,8 @@ export function explain_deferral(this: RoutePlugin, next: Next, hmail: HMail, pa
 }
 
 function explainAttempt(state: DeliveryState, reason: string): Failure | null {
-  const daneMx = daneRequirement(state) ? state.attempt.mx?.name : undefined;
+  const level = tlsNow(state)?.level;
+  const daneMx = level === 'dane' || level === 'encrypt' ? state.attempt.mx?.name : undefined;
   return explainFailure({ ...state.attempt, ...(daneMx ? { daneMx } : {}) }, reason, state.domain);
 }
 
