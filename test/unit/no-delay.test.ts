@@ -6,7 +6,8 @@
 // measured by `BENCH_OUTBOUND_ONLY=1 npm run bench` (docs/BENCHMARKS.md).
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { installConnectNoDelay, type HarakaSocket } from '../../src/plugins/no-delay';
+import { installConnectNoDelay } from '../../src/plugins/haraka/patches/connect-no-delay';
+import type { HarakaSocket } from '../../src/plugins/haraka/socket';
 import * as smtpPlugin from '../../src/plugins/smtp/index';
 import * as outboundPlugin from '../../src/plugins/outbound/index';
 

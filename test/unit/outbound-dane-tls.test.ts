@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSelfSigned } from '../../src/certs/selfsigned';
 import type { TlsaRecord } from '../../src/dane/tlsa';
 import { harakaOutboundTls, installDaneTls, rememberMx } from '../../src/plugins/haraka/patches/outbound-tls';
-import { stateOf, type DeliveryState, type HMail } from '../../src/plugins/outbound/delivery';
+import type { HMail } from '../../src/plugins/haraka/hmail';
+import { stateOf, type DeliveryState } from '../../src/plugins/outbound/delivery';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const tlsSocket = require('haraka/tls_socket') as {

@@ -2,7 +2,8 @@
 // to the same domain may change; a message routed under an MTA-STS enforce policy requires TLS whatever
 // that list says at the moment it connects.
 import { describe, expect, it } from 'vitest';
-import { stateOf, type HMail } from '../../src/plugins/outbound/delivery';
+import type { HMail } from '../../src/plugins/haraka/hmail';
+import { stateOf } from '../../src/plugins/outbound/delivery';
 import { harakaOutboundTls, installTlsFallback } from '../../src/plugins/haraka/patches/outbound-tls';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -96,7 +96,7 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     expect(answers).toEqual(['ok', 'marked', 'ok']);
   });
 
-  it('opens each MX connection through tls_socket.connect as a module property, a pluggableStream over net.connect, and writes the dot right after piping the body (../no-delay.ts sets TCP_NODELAY)', () => {
+  it('opens each MX connection through tls_socket.connect as a module property, a pluggableStream over net.connect, and writes the dot right after piping the body (haraka/patches/connect-no-delay.ts sets TCP_NODELAY)', () => {
     const pool = source('outbound/client_pool.js');
     expect(pool).toContain("const tls_socket = require('../tls_socket')");
     expect(pool).toContain('    const socket = tls_socket.connect(socketArgs)');

@@ -1,6 +1,7 @@
 // mailproxy-smtp leans on Haraka 3.3.4's Connection.respond internals (the lone-QUIT-after-dot pass and
-// the reply rewrites). This fails as soon as Haraka changes: re-read node_modules/haraka/connection.js and
-// re-run test/integration/protocol.test.ts and test/e2e/postfix-sender.test.ts before updating it.
+// the reply rewrites, src/plugins/haraka/patches/connection-replies.ts). This fails as soon as Haraka changes:
+// re-read node_modules/haraka/connection.js and re-run test/integration/protocol.test.ts and
+// test/e2e/postfix-sender.test.ts before updating it.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,7 +23,7 @@ describe('the Haraka internals mailproxy-smtp relies on', () => {
     expect(connection).toContain('setImmediate(() => this._process_data())');
   });
 
-  it('feeds every DATA line through accumulate_data, which ends the message only at exactly ".\\r\\n" (dot-cr-line.ts wraps it)', () => {
+  it('feeds every DATA line through accumulate_data, which ends the message only at exactly ".\\r\\n" (patches/connection-replies.ts wraps it)', () => {
     expect(connection).toContain('            this.accumulate_data(line)');
     expect(connection).toContain('    accumulate_data(line) {');
     expect(connection).toContain('if (line.length === 3 && line[0] === 0x2e && line[1] === 0x0d && line[2] === 0x0a) {');
@@ -37,7 +38,7 @@ describe('the Haraka internals mailproxy-smtp relies on', () => {
     expect(respond).toContain("this.respond(550, msg2 || 'Internal Server Error', () => {");
   });
 
-  it('accepts sessions as pluggableStreams over the net.Socket (no TCP_NODELAY), hands them to connect_init as connection.client, and writes one reply per respond() (../no-delay.ts)', () => {
+  it('accepts sessions as pluggableStreams over the net.Socket (no TCP_NODELAY), hands them to connect_init as connection.client, and writes one reply per respond() (haraka/socket.ts)', () => {
     const source = (file: string) => readFileSync(path.join(path.dirname(require.resolve('haraka/package.json')), file), 'utf8');
     const server = source('server.js');
     expect(server).toContain('        server = tls_socket.createServer(onConnect)');

@@ -1,9 +1,12 @@
 // mailproxy-smtp's patch of Haraka's message stream, on the real haraka-message-stream with real spool
 // files: a message kept in memory is not unlinked on destroy(); a spooled one still has its file removed.
+// The pin test of src/plugins/haraka/patches/unspooled-destroy.ts: it fails as soon as Haraka or its message
+// stream changes; re-read node_modules/haraka-message-stream/index.js (destroy, spooling, total_buffered)
+// before updating it.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { skipDestroyOfUnspooledStreams } from '../../src/plugins/smtp/unspooled-destroy';
+import { skipDestroyOfUnspooledStreams } from '../../src/plugins/haraka/patches/unspooled-destroy';
 import { useTempDirs } from '../helpers/tmp';
 
 // The class Haraka's transactions use.
@@ -30,6 +33,15 @@ async function filled(spoolDir: string, id: string, bytes: number) {
 describe('skipDestroyOfUnspooledStreams', () => {
   const tempDir = useTempDirs('mailproxy-spool-');
   afterEach(() => vi.restoreAllMocks());
+
+  it('is Haraka 3.3.4, whose transactions store messages in haraka-message-stream 2.0.8 (haraka-email-message 1.4.4)', () => {
+    const version = (name: string, from: string) => (require(require.resolve(`${name}/package.json`, { paths: [from] })) as { version: string }).version;
+    const harakaDir = path.dirname(require.resolve('haraka/package.json'));
+    const emailMessageDir = path.dirname(require.resolve('haraka-email-message/package.json', { paths: [harakaDir] }));
+    expect(version('haraka', process.cwd())).toBe('3.3.4');
+    expect(version('haraka-email-message', harakaDir)).toBe('1.4.4');
+    expect(version('haraka-message-stream', emailMessageDir)).toBe('2.0.8');
+  });
 
   it('applies to Haraka’s own message stream', () => {
     expect(skipDestroyOfUnspooledStreams(SPOOL_AFTER)).toBe(true);

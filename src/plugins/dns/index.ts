@@ -2,7 +2,7 @@
 // Haraka resolves with node:dns (reverse lookups of clients) and with haraka-net-utils' own Resolver
 // (MX and address lookups for outbound); both are set here, once, before the server listens.
 import dns from 'node:dns';
-import type { HarakaPlugin } from '../haraka-types';
+import type { HarakaPlugin } from '../haraka/plugin';
 
 interface DnsIni {
   main: { servers?: string };

@@ -15,28 +15,14 @@
 // Skipped: the appliance's own addresses (health probes), the allow list, and private clients (loopback,
 // RFC 1918, ...) as Haraka flags them (`remote.is_private`). Haraka treats a plugin that throws as "carry
 // on"; here a failing check is logged and the client goes on (fail open, as postscreen does for DNS).
-import type { HarakaPlugin, Next } from '../haraka-types';
+import type { Connection } from '../haraka/connection';
+import { constants } from '../haraka/constants';
+import { DSN } from '../haraka/dsn';
+import type { HarakaPlugin, Next } from '../haraka/plugin';
 import { logDecision, wasRefused, type Decision } from '../decision-log';
 import { askLists, DnsListResolver, scoreAnswers, type ListAnswer } from './dnsbl';
 import { HELO_REFUSALS, heloProblem } from './helo';
 import { isAllowed, isOwnAddress, readSettings, type EdgeIni, type EdgeSettings, type Mode } from './settings';
-
-interface Connection {
-  uuid: string;
-  remote: { ip: string; is_private?: boolean; is_local?: boolean };
-  notes: Record<string, unknown>;
-  /** Haraka 3.3.4: set by core when bytes arrive while it has not answered yet (before the banner or
-   * between a command and its reply without PIPELINING). */
-  early_talker?: boolean;
-  /** Haraka 3.3.4: the last reply written; null until the banner. */
-  last_response?: string | null;
-  start_time: number;
-  msg_count?: { accept: number };
-  client?: { once?(event: 'data', listener: () => void): unknown };
-  results: { add(plugin: unknown, result: object): void };
-  lognotice(...args: unknown[]): void;
-  logwarn(...args: unknown[]): void;
-}
 
 interface EdgePlugin extends HarakaPlugin {
   settings: EdgeSettings;
@@ -64,11 +50,6 @@ interface EdgeState {
 
 const STATE = 'mailproxy_edge';
 const ZONE_WARNING_INTERVAL_MS = 60_000;
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const constants = require('haraka-constants') as { DENYDISCONNECT: number };
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const DSN = require('haraka-dsn') as { create(code: number, msg: string, subject?: number, detail?: number): unknown };
 
 export function register(this: EdgePlugin): void {
   this.zoneWarnings = new Map();

@@ -9,7 +9,7 @@
 // Haraka's 250 is sent only after the backend's 250, and only when every recipient the client got 250
 // for was accepted in the backend session carrying the message, so mail is never accepted and dropped.
 // Haraka treats a plugin that throws as "carry on": every hook here catches and answers DENYSOFT.
-import type { HarakaPlugin, Next } from '../haraka-types';
+import type { HarakaPlugin, Next } from '../haraka/plugin';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
 import { backendSessions } from '../limits/backend-sessions';

@@ -17,7 +17,10 @@
 // key), which `mailproxy stats` reads. The counters are in memory (counters.ts says why).
 // A fault in this plugin lets the client in (logged): a limit is a protection, and refusing every
 // client for a bug here would refuse all mail.
-import type { HarakaPlugin, Next } from '../haraka-types';
+import type { Connection } from '../haraka/connection';
+import { constants } from '../haraka/constants';
+import { DSN } from '../haraka/dsn';
+import type { HarakaPlugin, Next } from '../haraka/plugin';
 import { backendSessions } from './backend-sessions';
 import { ConnectionCounters, parseExempt, type ConnectionLimits, type LimitReason, type Ticket } from './counters';
 import { logDecision } from '../decision-log';
@@ -35,38 +38,11 @@ interface LimitsIni {
   };
 }
 
-/** connection.client: a net.Socket, or Haraka's pluggableStream around one (tls_socket.js), which passes
- * on the socket's 'close' (also after STARTTLS) and destroy(). */
-interface ClientSocket {
-  once(event: string, listener: () => void): unknown;
-  destroy(): unknown;
-}
-
-interface Connection {
-  remote: { ip: string };
-  notes: Record<string, unknown>;
-  state: number;
-  /** Set while a plugin hook runs (Haraka's plugins.js), null between hooks. */
-  current_hook: unknown;
-  client: ClientSocket;
-  results: { add(plugin: unknown, result: object): void };
-  respond(code: number, message: unknown, after?: () => void): void;
-  disconnect(): void;
-  loginfo(...args: unknown[]): void;
-  lognotice(...args: unknown[]): void;
-  logerror(...args: unknown[]): void;
-}
-
 interface LimitsPlugin extends HarakaPlugin {
   counters: ConnectionCounters;
   maxSessionMs: number;
   load_limits_ini(): void;
 }
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const constants = require('haraka-constants') as { DENYSOFTDISCONNECT: number; connection: { state: { DISCONNECTING: number } } };
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const DSN = require('haraka-dsn') as { create(code: number, msg: string, subject?: number, detail?: number): unknown };
 
 const TICKET = 'mailproxy_limits_ticket';
 const TIMER = 'mailproxy_limits_timer';

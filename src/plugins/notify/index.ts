@@ -7,7 +7,8 @@
 // When: Haraka (smtp.ini nodes=0) binds every listener, then runs init_master hooks, then loads the
 // outbound queue (server.js init_master_respond → outbound.init_queue); on SIGINT it closes the
 // listeners and calls each plugin's shutdown(). Both instances load a queue (haraka-in's stays empty).
-import type { HarakaPlugin, Next } from '../haraka-types';
+import { whenOutboundQueueLoaded } from '../haraka/patches/outbound-init-queue';
+import type { HarakaPlugin, Next } from '../haraka/plugin';
 import { findExecutable, Sender, supportsPidOption, systemdEnv, type SystemdEnv } from './sender';
 
 interface Listener {
@@ -17,10 +18,6 @@ interface Listener {
 interface ServerLike {
   listeners?: Listener[];
   cluster?: unknown;
-}
-
-interface OutboundModule {
-  init_queue?: (...args: unknown[]) => Promise<unknown>;
 }
 
 interface OutboundQueueModule {
@@ -45,7 +42,6 @@ interface State {
 }
 
 let state: State | null = null;
-let queuePatched = false;
 
 export function register(this: HarakaPlugin): void {
   const env = systemdEnv(process.env, process.pid);
@@ -96,30 +92,18 @@ export function shutdown(this: HarakaPlugin): void {
   state.sender.send('stopping', ['STOPPING=1', 'STATUS=stopping: finishing open connections']);
 }
 
-/**
- * Haraka loads the outbound queue after the init_master hooks, in a function it looks up on the outbound
- * module at call time: wrapping it is the one way to learn that the load finished. A failed load
- * rejects, Haraka exits, and READY=1 is never sent.
- */
+/** READY=1 waits for the outbound queue, which Haraka loads after the init_master hooks. */
 function watchQueueLoad(plugin: HarakaPlugin): void {
-  if (queuePatched) return;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const outbound = require('haraka/outbound') as OutboundModule;
-  const original = outbound.init_queue;
-  if (typeof original !== 'function') {
-    plugin.logwarn('cannot find outbound.init_queue: READY=1 goes out once the listeners accept, without waiting for the queue');
-    if (state) state.queueLoaded = true;
-    return;
-  }
-  outbound.init_queue = async function initQueue(this: unknown, ...args: unknown[]) {
-    const result = await original.apply(this, args);
+  const watched = whenOutboundQueueLoaded(() => {
     if (state) {
       state.queueLoaded = true;
       maybeReady();
     }
-    return result;
-  };
-  queuePatched = true;
+  });
+  if (!watched) {
+    plugin.logwarn('cannot find outbound.init_queue: READY=1 goes out once the listeners accept, without waiting for the queue');
+    if (state) state.queueLoaded = true;
+  }
 }
 
 function maybeReady(): void {

@@ -1,21 +1,9 @@
 // What mailproxy-outbound knows about each queued message (one Haraka HMailItem: one recipient domain) while
 // haraka-out holds it in memory, and which message a piece of Haraka's delivery code is working for.
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { HMail } from '../haraka/hmail';
 import type { Failure } from './explain';
 import { tlsLevel, type TlsDecision, type UsableHostTls } from './tls-policy';
-
-/** The slice of Haraka's HMailItem (outbound/hmail.js) the plugin uses. */
-export interface HMail {
-  path?: string;
-  filename?: string;
-  /** Failed attempts so far; Haraka bounces once a failure takes it past the number of retry intervals. */
-  num_failures: number;
-  todo?: { domain?: string; queue_time?: number; rcpt_to?: object[] };
-  loginfo(msg: string): void;
-  lognotice(msg: string): void;
-  logwarn(msg: string): void;
-  logerror(msg: string): void;
-}
 
 export interface Attempt {
   /** False until Haraka starts delivering this item (a bounce split off another message never starts). */

@@ -14,11 +14,12 @@
 // - Deferrals and bounces say why (explain.ts, dsn.ts); an attempt `mailproxy queue flush` brought
 //   forward does not count as an attempt.
 // - haraka-out's one Received line names only the VPS (received.ts), when `[received] rewrite` is on.
-// - Its MX connections get TCP_NODELAY (../no-delay.ts): Haraka pipes the body and then writes the final dot,
-//   which otherwise waits for the MX's delayed ACK.
+// - Its MX connections get TCP_NODELAY (../haraka/patches/connect-no-delay.ts): Haraka pipes the body and
+//   then writes the final dot, which otherwise waits for the MX's delayed ACK.
 import dns from 'node:dns';
 import path from 'node:path';
-import type { HarakaPlugin, Next } from '../haraka-types';
+import { constants } from '../haraka/constants';
+import type { HarakaPlugin, Next } from '../haraka/plugin';
 import { createMtaStsResolver, type MtaStsResolver, type PolicyDecision } from '../../mtasts/cache';
 import { mxMatches } from '../../mtasts/policy';
 import { parseCidr, parseHostPort, type Cidr } from '../../config/net';
@@ -26,7 +27,8 @@ import { splitPrivateMx } from './private-mx';
 import { createDnssecResolver, type DnssecResolver } from '../../dane/resolver';
 import { daneRoute, describeRoute, type DaneRoute, type MxHost } from '../../dane/route';
 import { parseQueueFileName } from '../../queue/qfile';
-import { beginAttempt, stateOf, tlsNow, withDelivery, type DeliveryState, type HMail } from './delivery';
+import type { HMail } from '../haraka/hmail';
+import { beginAttempt, stateOf, tlsNow, withDelivery, type DeliveryState } from './delivery';
 import { bounceFields, isExpiry, type RecipientDsn } from './dsn';
 import { explainFailure, failures, type Failure } from './explain';
 import { queueFileState } from './queue-file';
@@ -36,7 +38,7 @@ import { REPLY_CODE_NOTE } from '../reply-code';
 import { installDaneTls, installTlsFallback, requireTlsForDomain } from '../haraka/patches/outbound-tls';
 import { owesImmediateRetry } from './tls-fallback';
 import type { TlsPolicy, UsableHostTls } from './tls-policy';
-import { installConnectNoDelay } from '../no-delay';
+import { installConnectNoDelay } from '../haraka/patches/connect-no-delay';
 
 interface OutboundIni {
   main: { mx_port?: number; private_mx_ok?: boolean; tunnel_network?: string };
@@ -66,9 +68,6 @@ interface RoutePlugin extends HarakaPlugin {
   load_outbound_ini(): void;
   mtaStsForHostsWithoutDane(hmail: HMail, domain: string, route: Extract<DaneRoute, { kind: 'dane' }>): Promise<MxHost[] | Failure>;
 }
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const constants = require('haraka-constants') as { OK: number; DENY: number; DENYSOFT: number };
 
 /** An attempt this much before the time its queue file names was brought forward by a flush (SIGHUP). */
 const AHEAD_OF_SCHEDULE_MS = 1000;

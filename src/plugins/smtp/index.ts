@@ -8,56 +8,51 @@
 // A QUIT pipelined right after the final dot (Postfix's SMTP client does it for every message; RFC 2920
 // allows a group that ends with QUIT) gets its 221 instead of Haraka 3.3.4's 503 "pipelined after end of
 // DATA"; any other pipelined command stays refused, which is what stops SMTP smuggling.
-// And it spares Haraka a failing unlink per message (unspooled-destroy.ts), limits the recipients of one
-// message (max-recipients.ts), and refuses a DATA line of a dot and bare CRs, an end of data to Postfix
-// but not to Haraka (dot-cr-line.ts: SMTP smuggling).
+// And it spares Haraka a failing unlink per message (../haraka/patches/unspooled-destroy.ts), limits the
+// recipients of one message (max-recipients.ts), and refuses a DATA line of a dot and bare CRs, an end of
+// data to Postfix but not to Haraka (dot-cr-line.ts: SMTP smuggling). The replies and DATA lines are
+// reached through a patch of Haraka's Connection class (../haraka/patches/connection-replies.ts).
 // A message haraka-out could not write to its queue (a full disk) gets 451 4.3.0, not the 550 Haraka 3.3.4
 // answers for any temporary failure of its outbound layer: the backend would bounce it to the sender.
 // A STARTTLS inside TLS gets 503 5.5.1 (RFC 3207 §4.2); Haraka's tls plugin would answer 220 and try a
 // second handshake on the TLS socket, which leaves the session broken.
-// Every accepted session gets TCP_NODELAY (../no-delay.ts): Haraka writes one reply per command, and a client
+// Every accepted session gets TCP_NODELAY (../haraka/socket.ts): Haraka writes one reply per command, and a client
 // that pipelines (Postfix: MAIL, RCPT, DATA at once) otherwise waits out a delayed ACK for the second reply.
-import type { HarakaPlugin, Next } from '../haraka-types';
+import type { Connection } from '../haraka/connection';
+import { constants } from '../haraka/constants';
+import { DSN } from '../haraka/dsn';
+import type { HarakaPlugin, Next } from '../haraka/plugin';
+import { correctConnectionReplies } from '../haraka/patches/connection-replies';
+import { skipDestroyOfUnspooledStreams } from '../haraka/patches/unspooled-destroy';
+import { setNoDelay } from '../haraka/socket';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { withEnhancedStatus } from './enhanced';
 import { DOT_CR_REPLY, isDotCrLine } from './dot-cr-line';
 import { overRecipientLimit, recipientLimit } from './max-recipients';
-import { skipDestroyOfUnspooledStreams } from './unspooled-destroy';
-import { setNoDelay, type HarakaSocket } from '../no-delay';
-
-interface ConnectionLike {
-  transaction?: { notes?: Record<string, unknown> } | null;
-  respond(code: number, msg: unknown, func?: () => void): unknown;
-  disconnect?(): void;
-  lognotice?(message: string): void;
-  /** Haraka 3.3.4 internals: set after the final dot until the first reply; the bytes that came after it. */
-  awaiting_data_reply?: boolean;
-  current_data?: Buffer | null;
-}
-
-/** Exactly one QUIT line, CRLF-terminated: the only command a client may pipeline after the final dot
- * that we let through (anything else, or any other line ending, is refused as Haraka does). */
-const LONE_QUIT = /^QUIT\r\n$/i;
-
-function letLoneQuitThrough(connection: ConnectionLike): void {
-  if (!connection.awaiting_data_reply || !connection.current_data) return;
-  if (connection.current_data.length > 16 || !LONE_QUIT.test(connection.current_data.toString('latin1'))) return;
-  // Haraka then processes the buffered QUIT after this reply, as it would any command.
-  connection.awaiting_data_reply = false;
-}
-
-type Respond = (this: ConnectionLike, code: number, msg: unknown, func?: () => void) => unknown;
-type AccumulateData = (this: ConnectionLike, line: unknown) => unknown;
 
 const TOO_BIG = 'Message too big!';
 /** What Haraka's outbound layer says when it could not write the queue file (outbound/index.js). */
 const QUEUE_WRITE_FAILED = /^(Queueing failed|Queue error|Error from stream line reader: )/;
-let patched = false;
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const DSN = require('haraka-dsn') as { create(code: number, msg: string, subject?: number, detail?: number): unknown };
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const constants = require('haraka-constants') as { DENY: number; DENYSOFT: number };
+/** The reply to write in place of Haraka's: 552 for size, 451 for a queue that could not be written, the
+ * backend's own code when mailproxy-forward left it, an enhanced status code on the rest. */
+function correctReply(connection: Pick<Connection, 'transaction'>, code: number, msg: unknown): [number, unknown] {
+  if (code === 550 && msg === TOO_BIG) return [552, '5.3.4 Message size exceeds fixed maximum message size'];
+  if (code === 550 && typeof msg === 'string' && QUEUE_WRITE_FAILED.test(msg)) {
+    return [451, `4.3.0 ${msg}: the queue could not be written, try again later`];
+  }
+  const notes = connection.transaction?.notes;
+  const wanted = notes?.[REPLY_CODE_NOTE];
+  if (notes && typeof wanted === 'number' && code >= 400 && Math.floor(wanted / 100) === Math.floor(code / 100)) {
+    delete notes[REPLY_CODE_NOTE];
+    return [wanted, withEnhancedStatus(wanted, msg)];
+  }
+  return [code, withEnhancedStatus(code, msg)];
+}
+
+function refuseDotCrLine(line: unknown): { log: string; text: string } | null {
+  return isDotCrLine(line) ? { log: 'Client sent a dot and bare CRs as a line in DATA: refused', text: DOT_CR_REPLY } : null;
+}
 
 export function register(this: HarakaPlugin): void {
   const connectionIni = this.config.get('connection.ini') as { main?: { spool_after?: unknown }; max?: { recipients?: unknown } };
@@ -68,44 +63,12 @@ export function register(this: HarakaPlugin): void {
   if (this.max_recipients) this.register_hook('rcpt', 'limit_recipients');
   this.register_hook('unrecognized_command', 'refuse_starttls_in_tls');
   this.register_hook('connect_init', 'no_delay');
-  if (patched) return;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const connection = require('haraka/connection') as { Connection?: { prototype: { respond: Respond; accumulate_data?: AccumulateData } } };
-  const proto = connection.Connection?.prototype;
-  if (!proto) {
-    this.logerror('cannot find Haraka Connection class: size replies stay 550, dot-CR lines are not refused');
-    return;
-  }
-  const accumulate = proto.accumulate_data;
-  if (typeof accumulate !== 'function') {
-    this.logerror('cannot find Haraka accumulate_data: dot-CR lines are not refused');
-  } else {
-    proto.accumulate_data = function accumulateData(this: ConnectionLike, line: unknown) {
-      if (!isDotCrLine(line)) return accumulate.call(this, line);
-      // As Haraka answers a bare LF in DATA: 451 and close; nothing after the line is read.
-      this.lognotice?.('Client sent a dot and bare CRs as a line in DATA: refused');
-      return this.respond(451, DOT_CR_REPLY, () => this.disconnect?.());
-    };
-  }
-  const original = proto.respond;
-  proto.respond = function respond(this: ConnectionLike, code: number, msg: unknown, func?: () => void) {
-    letLoneQuitThrough(this);
-    if (code === 550 && msg === TOO_BIG) return original.call(this, 552, '5.3.4 Message size exceeds fixed maximum message size', func);
-    if (code === 550 && typeof msg === 'string' && QUEUE_WRITE_FAILED.test(msg)) {
-      return original.call(this, 451, `4.3.0 ${msg}: the queue could not be written, try again later`, func);
-    }
-    const notes = this.transaction?.notes;
-    const wanted = notes?.[REPLY_CODE_NOTE];
-    if (notes && typeof wanted === 'number' && code >= 400 && Math.floor(wanted / 100) === Math.floor(code / 100)) {
-      delete notes[REPLY_CODE_NOTE];
-      return original.call(this, wanted, withEnhancedStatus(wanted, msg), func);
-    }
-    return original.call(this, code, withEnhancedStatus(code, msg), func);
-  };
-  patched = true;
+  const outcome = correctConnectionReplies({ reply: correctReply, refuseDataLine: refuseDotCrLine });
+  if (outcome === 'no-connection-class') this.logerror('cannot find Haraka Connection class: size replies stay 550, dot-CR lines are not refused');
+  if (outcome === 'without-data-lines') this.logerror('cannot find Haraka accumulate_data: dot-CR lines are not refused');
 }
 
-export function limit_recipients(this: HarakaPlugin, next: Next, connection: { transaction?: { rcpt_to: unknown[] } | null }): void {
+export function limit_recipients(this: HarakaPlugin, next: Next, connection: Connection): void {
   const limit = this.max_recipients as number;
   if (connection.transaction && overRecipientLimit(connection.transaction.rcpt_to.length, limit)) {
     return next(constants.DENYSOFT, DSN.create(452, `Too many recipients: at most ${limit} per message, send the rest in another`, 5, 3));
@@ -114,13 +77,13 @@ export function limit_recipients(this: HarakaPlugin, next: Next, connection: { t
 }
 
 /** connect_init: TCP_NODELAY on the client's socket, before the banner (Haraka's wrapper ignores setNoDelay). */
-export function no_delay(this: HarakaPlugin, next: Next, connection: { client?: HarakaSocket }): void {
+export function no_delay(this: HarakaPlugin, next: Next, connection: Connection): void {
   if (!setNoDelay(connection.client)) this.logwarn('cannot set TCP_NODELAY on the client socket: pipelined replies wait for delayed ACKs');
   next();
 }
 
 /** unrecognized_command: STARTTLS on a session that already runs TLS. */
-export function refuse_starttls_in_tls(this: HarakaPlugin, next: Next, connection: { tls?: { enabled?: boolean } }, params: unknown[]): void {
+export function refuse_starttls_in_tls(this: HarakaPlugin, next: Next, connection: Connection, params: unknown[]): void {
   if (connection.tls?.enabled && String(params?.[0] ?? '').toUpperCase() === 'STARTTLS') {
     return next(constants.DENY, DSN.create(503, 'TLS already active', 5, 1));
   }

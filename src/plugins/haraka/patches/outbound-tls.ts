@@ -25,7 +25,8 @@
 //   handshake unless it passed.
 // Haraka's internals are pinned by test/unit/outbound-haraka-pin.test.ts, which fails when Haraka changes.
 import tls from 'node:tls';
-import { currentDelivery, stateOf, tlsFor, tlsNow, type DeliveryState, type HMail, type TriedMx } from '../../outbound/delivery';
+import { currentDelivery, stateOf, tlsFor, tlsNow, type DeliveryState, type TriedMx } from '../../outbound/delivery';
+import type { HMail } from '../hmail';
 import { daneVerdict } from '../../outbound/dane';
 import { failures } from '../../outbound/explain';
 import { rememberRequiredTlsFailure, rememberTlsFailure, usePlaintextOnce } from '../../outbound/tls-fallback';

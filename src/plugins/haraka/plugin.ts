@@ -1,5 +1,5 @@
-// The slice of Haraka's plugin API our plugins use. Haraka copies a package plugin's exports onto its
-// plugin object, so hook functions run with `this` bound to that object.
+// The slice of Haraka 3.3.4's plugin API our plugins use (plugins.js). Haraka copies a package plugin's
+// exports onto its plugin object, so hook functions run with `this` bound to that object.
 
 export interface HarakaConfig {
   get(name: string, type?: string | object, callback?: () => void): unknown;
@@ -17,4 +17,5 @@ export interface HarakaPlugin {
   [key: string]: unknown;
 }
 
+/** A hook's callback: a return code of constants.ts (none: carry on) and a message or DSN (dsn.ts). */
 export type Next = (code?: number, message?: unknown) => void;

@@ -4,13 +4,12 @@
 // (node --cpu-prof, docs/BENCHMARKS.md). A stream opens its file only once it holds spool_after bytes
 // (or sets `spooling`, past them), so below that there is nothing to remove and destroy() has nothing
 // else to do. `spoolAfter` must be the stream's own limit: both come from connection.ini, read once.
+// Patches a Haraka internal, pinned to Haraka 3.3.4 (haraka-email-message 1.4.4, haraka-message-stream
+// 2.0.8): test/unit/unspooled-destroy.test.ts fails when Haraka changes.
 import path from 'node:path';
+import type { MessageStream } from '../connection';
 
-interface MessageStreamLike {
-  total_buffered?: unknown;
-  spooling?: unknown;
-  destroy(): unknown;
-}
+type MessageStreamLike = Pick<MessageStream, 'total_buffered' | 'spooling' | 'destroy'>;
 
 const PATCHED = Symbol.for('mailproxy.unspooled-destroy');
 
@@ -21,8 +20,8 @@ function messageStreamPrototype(): (MessageStreamLike & { [PATCHED]?: boolean })
     const harakaDir = path.dirname(require.resolve('haraka/package.json'));
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const emailMessage = require(require.resolve('haraka-email-message', { paths: [harakaDir] })) as { stream?: { prototype?: MessageStreamLike } };
-    const MessageStream = emailMessage.stream;
-    return typeof MessageStream?.prototype?.destroy === 'function' ? MessageStream.prototype : null;
+    const streamClass = emailMessage.stream;
+    return typeof streamClass?.prototype?.destroy === 'function' ? streamClass.prototype : null;
   } catch {
     return null;
   }
