@@ -1,0 +1,184 @@
+// Opening the backend session of a client connection: connect from the WireGuard address, [EHLO,
+// STARTTLS, EHLO,] XCLIENT with the client's identity, then the client's own HELO or EHLO. The session is
+// kept for the connection until the client's identity changes, and holds a slot under
+// limits.max_backend_sessions for as long as it lives.
+import type { Connection } from '../haraka/connection';
+import { backendSessions } from '../limits/backend-sessions';
+import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
+import { clientName } from './client-name';
+import { isOk } from './replies';
+import type { ForwardPlugin } from './settings';
+import { BackendBusy, backendState, dropBackend, OPENING, STATE, type BackendState } from './state';
+import { xclientAttributes, xclientCommands, type ClientFacts } from './xclient';
+
+/**
+ * The XCLIENT attributes the backend advertised in its last EHLO. Later sessions send XCLIENT straight
+ * after the banner (XCLIENT_README allows it at any time outside a transaction), saving one round trip
+ * over WireGuard per client session. Forgotten when the backend refuses it: that session starts over
+ * with EHLO and takes what the backend advertises now. Not used with STARTTLS, which needs EHLO first;
+ * forgotten when the settings are reloaded (the backend may be another one). Attributes the backend
+ * starts to offer later are learnt at the next refusal, reload or restart.
+ */
+let rememberedXclient: Set<string> | null = null;
+/** False once the backend refused an early XCLIENT that it then took after EHLO: it wants EHLO first. */
+let earlyXclientWorks = true;
+
+const SAFE_HELO = /^[\x21-\x7e]{1,255}$/;
+
+/** Forgets what the backend offered: the next session greets it in full. */
+export function forgetBackendXclient(): void {
+  rememberedXclient = null;
+  earlyXclientWorks = true;
+}
+
+/** A refused XCLIENT: with remembered attributes, the cue to start over with EHLO. */
+class XclientRefused extends BackendError {}
+
+async function openBackend(plugin: ForwardPlugin, connection: Connection, signal: AbortSignal): Promise<BackendState> {
+  const remembered = plugin.settings.starttls || !earlyXclientWorks ? null : rememberedXclient;
+  if (!remembered) return establishBackend(plugin, connection, null, signal);
+  let refusal: Reply | null;
+  try {
+    return await establishBackend(plugin, connection, remembered, signal);
+  } catch (err) {
+    if (!(err instanceof XclientRefused)) throw err;
+    refusal = err.reply;
+    connection.loginfo(plugin, `${err.message}; asking the backend again with EHLO`);
+  }
+  // The full greeting learns again what the backend offers now; one refusal (a value this backend
+  // disliked, a passing 4xx) does not change what every later session does.
+  const state = await establishBackend(plugin, connection, null, signal);
+  // Refused as out of sequence before EHLO, taken after it: this backend wants EHLO first.
+  if (refusal?.code === 503 && rememberedXclient) earlyXclientWorks = false;
+  return state;
+}
+
+async function clientFacts(connection: Connection): Promise<ClientFacts> {
+  return {
+    name: (await clientName(connection)).xclientName,
+    ip: connection.remote.ip,
+    port: connection.remote.port,
+    helo: connection.hello.host ?? null,
+    esmtp: (connection.hello.verb ?? '').toUpperCase() === 'EHLO',
+    login: typeof connection.notes.auth_user === 'string' ? connection.notes.auth_user : null,
+    destAddr: connection.local.ip,
+    destPort: connection.local.port,
+  };
+}
+
+/** XCLIENT attributes from an EHLO reply; an XCLIENT without ADDR cannot pass the client's address and
+ * counts as not offered. */
+function offeredXclient(capabilities: Map<string, string[]>): Set<string> | null {
+  const offered = capabilities.get('XCLIENT');
+  return offered?.includes('ADDR') ? new Set(offered) : null;
+}
+
+/** Connect, greet (EHLO, STARTTLS) unless the XCLIENT attributes are remembered, XCLIENT, EHLO again. */
+async function establishBackend(plugin: ForwardPlugin, connection: Connection, remembered: Set<string> | null, signal: AbortSignal): Promise<BackendState> {
+  const settings = plugin.settings;
+  const session = await BackendSession.connect({
+    host: settings.host,
+    port: settings.port,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    replyTimeoutMs: settings.replyTimeoutMs,
+    signal,
+    ...(settings.bind ? { localAddress: settings.bind } : {}),
+  });
+  try {
+    const banner = await session.read();
+    if (!isOk(banner)) throw new BackendError(`backend greeted with ${banner.code}`, banner);
+    let capabilities = new Map<string, string[]>();
+    let esmtp = true;
+    let advertised = remembered;
+    if (!advertised) {
+      let ehlo = await session.command(`EHLO ${settings.heloName}`);
+      if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO with ${ehlo.code}`, ehlo);
+      capabilities = parseCapabilities(ehlo);
+      if (settings.starttls) {
+        if (!capabilities.has('STARTTLS')) throw new BackendError('backend does not offer STARTTLS (backend.starttls is on)', null);
+        await session.startTls();
+        ehlo = await session.command(`EHLO ${settings.heloName}`);
+        if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO after STARTTLS with ${ehlo.code}`, ehlo);
+        capabilities = parseCapabilities(ehlo);
+        connection.results.add(plugin, { pass: 'backend_tls' });
+      }
+      advertised = offeredXclient(capabilities);
+      if (!advertised && capabilities.has('XCLIENT')) connection.logwarn(plugin, 'backend offers XCLIENT without ADDR: treated as no XCLIENT');
+      rememberedXclient = settings.starttls ? null : advertised;
+    }
+    if (advertised) {
+      const facts = await clientFacts(connection);
+      for (const command of xclientCommands(xclientAttributes(facts, advertised))) {
+        const reply = await session.command(command);
+        // Postfix answers XCLIENT with a new 220 greeting.
+        if (!isOk(reply)) throw new XclientRefused(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, reply);
+      }
+      // Postfix takes the HELO name and the protocol from the HELO or EHLO that must follow XCLIENT, not
+      // from XCLIENT HELO= and PROTO=: the client's own verb, with its name when that is one safe token
+      // (Haraka keeps only the first word of HELO and refuses control characters; anything else outside
+      // printable ASCII is not sent raw), else its address literal, never this proxy's name.
+      const heloForBackend = SAFE_HELO.test(facts.helo ?? '') ? (facts.helo as string) : addressLiteral(facts.ip);
+      const verb = facts.esmtp ? 'EHLO' : 'HELO';
+      const greeting = await session.command(`${verb} ${heloForBackend}`);
+      if (!isOk(greeting)) throw new BackendError(`backend refused ${verb} after XCLIENT with ${greeting.code}`, greeting);
+      // After HELO the session has no extensions: no pipelining, no MAIL parameters.
+      capabilities = facts.esmtp ? parseCapabilities(greeting) : new Map();
+      esmtp = facts.esmtp;
+      connection.results.add(plugin, { pass: 'xclient' });
+    } else if (settings.requireXclient) {
+      throw new BackendError('backend does not offer XCLIENT to this host (see smtpd_authorized_xclient_hosts)', null);
+    } else {
+      connection.results.add(plugin, { skip: 'xclient(not offered; degraded delivery allowed)' });
+      connection.logwarn(plugin, 'backend does not offer XCLIENT: forwarding without the client identity');
+    }
+    return { session, pipelining: capabilities.has('PIPELINING'), esmtp, identity: identityOf(connection), binding: null, inData: false };
+  } catch (err) {
+    session.destroy();
+    throw err;
+  }
+}
+
+/** The client's address as an SMTP address literal (RFC 5321 §4.1.3), for a HELO name that cannot go raw. */
+function addressLiteral(ip: string): string {
+  return ip.includes(':') ? `[IPv6:${ip}]` : `[${ip}]`;
+}
+
+/** What XCLIENT passes about the client that the client can change mid-session: HELO verb and name, TLS. */
+function identityOf(connection: Connection): string {
+  return JSON.stringify([connection.hello.verb ?? null, connection.hello.host ?? null, connection.tls?.enabled === true]);
+}
+
+/** The connection's usable backend session, or a new one. The open is abortable: a client that leaves
+ * while it is in flight (banner, XCLIENT, EHLO) closes it at once instead of holding a backend smtpd
+ * process until the backend's own timeout. */
+export async function backendFor(plugin: ForwardPlugin, connection: Connection): Promise<BackendState> {
+  const existing = backendState(connection);
+  // A session opened for another HELO/EHLO or before STARTTLS carries the old identity: a new one.
+  if (existing?.session.usable && existing.identity === identityOf(connection)) return existing;
+  if (existing) dropBackend(connection);
+  // limits.max_backend_sessions and its share per client network (set by mailproxy-limits): over either,
+  // no backend connection is made.
+  const slot = backendSessions.acquire(connection, connection.remote.ip);
+  if (!slot.ok) throw new BackendBusy(slot.reason, slot.limit);
+  const opening = new AbortController();
+  connection.notes[OPENING] = opening;
+  try {
+    const state = await openBackend(plugin, connection, opening.signal);
+    // Without XCLIENT nothing awaited the name yet: Haraka's Received header at DATA wants it.
+    await clientName(connection);
+    connection.notes[STATE] = state;
+    // The slot lives as long as the backend session: one the backend closed (idle, stress) or that failed
+    // frees it at once, not when the client leaves.
+    state.session.onEnd(() => {
+      if (connection.notes[STATE] !== state) return;
+      delete connection.notes[STATE];
+      backendSessions.release(connection);
+    });
+    return state;
+  } catch (err) {
+    backendSessions.release(connection);
+    throw err;
+  } finally {
+    delete connection.notes[OPENING];
+  }
+}
