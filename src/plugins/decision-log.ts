@@ -11,13 +11,14 @@
 // `queue list --log` parser reads haraka-out's `[outbound]` lines, which these never look like.
 //
 // Fields: time, action (refuse: the client got `code` and the check's refusal; log: a check in `log` mode
-// would have refused; accept: a session that ended without an edge refusal, logged once at disconnect by
-// mailproxy-edge, with `msgs` and, when no check applied to the client, `exempt=loopback|private|allow`),
+// would have refused; store: a message kept while the backend is unreachable; drain: a kept message handed
+// to the backend; hold: a kept message the backend refused or that expired, held for the operator; accept:
+// a session that ended without an edge refusal, logged once at disconnect by mailproxy-edge, with `msgs` and, when no check applied to the client, `exempt=loopback|private|allow`),
 // ip, then check, reason and code where they apply, then any extra field a check adds.
 
 export const DECISION_WORD = 'mailproxy-decision';
 
-export type DecisionAction = 'refuse' | 'log' | 'accept';
+export type DecisionAction = 'refuse' | 'log' | 'accept' | 'store' | 'drain' | 'hold';
 
 export interface Decision {
   action: DecisionAction;
@@ -49,7 +50,7 @@ export const REFUSED_NOTE = 'mailproxy_refused';
 const NEEDS_QUOTING = /(^$|[\s="\\])/;
 const ESCAPES: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\r': '\\r', '\n': '\\n' };
 const KEY = /^[a-z][a-z0-9_]*$/;
-const ACTIONS: ReadonlySet<string> = new Set<DecisionAction>(['refuse', 'log', 'accept']);
+const ACTIONS: ReadonlySet<string> = new Set<DecisionAction>(['refuse', 'log', 'accept', 'store', 'drain', 'hold']);
 
 function quote(value: string): string {
   if (!NEEDS_QUOTING.test(value)) return value;

@@ -13,14 +13,16 @@
 // This file registers the hooks and runs each client transaction through them; settings.ts reads the
 // settings, open.ts opens the backend session (XCLIENT), transaction.ts carries the transaction in it
 // (envelope, replay, body), replies.ts says what the client hears, state.ts is what a connection keeps.
-import type { Address, Connection } from '../haraka/connection';
+import type { Address, Connection, Transaction } from '../haraka/connection';
 import { constants } from '../haraka/constants';
 import type { Next } from '../haraka/plugin';
 import { captureRaw, MAX_HEADER_BYTES, unchangedRefusal } from '../raw-message';
 import { backendSessions } from '../limits/backend-sessions';
 import type { Reply } from './backend-session';
 import { startClientNameLookup } from './client-name';
-import { backendFor, forgetBackendXclient } from './open';
+import { activeBackupMx, answerStoredRecipient, configureBackupMx, storedRecipients, storeMessage, type BackupMx } from './backup';
+import { startDrain } from './drain';
+import { BackendUnreachable, backendFor, forgetBackendXclient } from './open';
 import { backendBusy, backendUnavailable, isOk, refusal, refuse, transactionLost } from './replies';
 import { readForwardSettings, readLocalDomains, type ForwardPlugin } from './settings';
 import { BackendBusy, backendState, bindingOf, BOUND, dropBackend, liveBinding, OPENING, type Binding } from './state';
@@ -45,6 +47,15 @@ export function register(this: ForwardPlugin): void {
 export function load_forward_ini(this: ForwardPlugin): void {
   this.settings = readForwardSettings(this.config, () => this.load_forward_ini());
   forgetBackendXclient();
+  configureBackupMx(this.settings.storeAndForward, (message) => this.lognotice(message))?.then(
+    (backup) => startDrain(this, backup),
+    (err: Error) => this.logerror(`store-and-forward: cannot open ${this.settings.storeAndForward.dir}: ${err.message}`),
+  );
+}
+
+/** A recipient of this transaction was accepted by the backend itself: the transaction stays live. */
+function hasLiveRecipient(transaction: Transaction): boolean {
+  return (bindingOf(transaction)?.accepted ?? 0) > 0;
 }
 
 export function load_host_list(this: ForwardPlugin): void {
@@ -95,7 +106,14 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
   const target = backendRecipient(this, params[0]);
   // Not ours: no plugin accepts it, so Haraka answers 550 (haraka-in never relays); the backend never hears of it.
   if (!transaction || !target) return next();
+  const opening = activeBackupMx();
+  let backup: BackupMx | null = null;
   (async () => {
+    backup = opening ? await opening : null;
+    // Stored already, or the backend is known to be away: the cache answers, the backend is not tried.
+    if (backup && (storedRecipients(transaction) || (backup.downSince !== null && !hasLiveRecipient(transaction)))) {
+      return answerStoredRecipient(this, connection, transaction, backup, target, next);
+    }
     const bound = await liveOrReplayed(this, connection, transaction);
     const state = await backendFor(this, connection);
     const open = bound !== undefined && state.binding === bound;
@@ -116,6 +134,7 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
       transaction.notes[BOUND] = binding;
     }
     const rcptReply = replies.shift() as Reply;
+    backup?.recipients.record(target, rcptReply.code, rcptReply.lines.join(' '));
     if (isOk(rcptReply)) {
       binding.accepted += 1;
       binding.recipients.push(target);
@@ -130,6 +149,11 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
   })().catch((err: Error) => {
     if (err instanceof BackendBusy) return backendBusy(this, connection, next, err);
     if (err instanceof ReplayRefused) return transactionLost(this, connection, next, 'this recipient', err.message);
+    if (err instanceof BackendUnreachable && backup && !hasLiveRecipient(transaction)) {
+      connection.logwarn(this, `${err.message}: the backend is unreachable, keeping mail for known recipients`);
+      backup.downSince ??= Date.now();
+      return answerStoredRecipient(this, connection, transaction, backup, target, next);
+    }
     backendUnavailable(this, connection, next, 'recipient check failed', err);
   });
 }
@@ -141,6 +165,8 @@ export function check_backend_data(this: ForwardPlugin, next: Next): void {
 
 export function forward_message(this: ForwardPlugin, next: Next, connection: Connection): void {
   const transaction = connection.transaction;
+  const stored = storedRecipients(transaction);
+  if (transaction && stored) return keepMessage(this, connection, transaction, stored, next);
   const first = bindingOf(transaction);
   if (!transaction || !first) return transactionLost(this, connection, next, 'the end of data');
   // Every recipient the client got 250 for must be a recipient of the backend transaction that carries the message.
@@ -193,6 +219,20 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
   })()
     .catch((err: Error) => backendUnavailable(this, connection, next, 'forwarding failed', err))
     .finally(releaseClientTimer);
+}
+
+/** A stored transaction's end of data: every recipient told 250 is a stored one, and the store is open. */
+function keepMessage(plugin: ForwardPlugin, connection: Connection, transaction: Transaction, stored: string[], next: Next): void {
+  const opening = activeBackupMx();
+  if (!opening || stored.length === 0 || stored.length !== transaction.rcpt_to.length) {
+    return backendUnavailable(plugin, connection, next, `kept ${stored.length} recipients, the client was told 250 for ${transaction.rcpt_to.length}`);
+  }
+  const unchangeable = unchangedRefusal(transaction);
+  if (unchangeable) return refuse(plugin, next, transaction, { code: unchangeable.code, lines: [unchangeable.text] });
+  opening.then(
+    (backup) => storeMessage(plugin, connection, transaction, backup, next),
+    (err: Error) => backendUnavailable(plugin, connection, next, 'store-and-forward is not open', err),
+  );
 }
 
 export function reset_backend_transaction(this: ForwardPlugin, next: Next, connection: Connection): void {

@@ -7,7 +7,7 @@ import { backendSessions } from '../limits/backend-sessions';
 import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
 import { clientName } from './client-name';
 import { isOk } from './replies';
-import type { ForwardPlugin } from './settings';
+import type { ForwardPlugin, Settings } from './settings';
 import { BackendBusy, backendState, dropBackend, OPENING, STATE, type BackendState } from './state';
 import { xclientAttributes, xclientCommands, type ClientFacts } from './xclient';
 
@@ -53,7 +53,7 @@ async function openBackend(plugin: ForwardPlugin, connection: Connection, signal
   return state;
 }
 
-async function clientFacts(connection: Connection): Promise<ClientFacts> {
+export async function clientFacts(connection: Connection): Promise<ClientFacts> {
   return {
     name: (await clientName(connection)).xclientName,
     ip: connection.remote.ip,
@@ -73,65 +73,121 @@ function offeredXclient(capabilities: Map<string, string[]>): Set<string> | null
   return offered?.includes('ADDR') ? new Set(offered) : null;
 }
 
+/** The backend could not be reached at all: the connection was refused or timed out, the WireGuard address
+ * is missing, or the session was lost before the backend's banner. Never a reply of the backend's own. */
+export class BackendUnreachable extends BackendError {}
+
+/** Connects and reads the banner; a failure before the banner is BackendUnreachable (unless aborted). */
+export async function connectBackend(settings: Settings, signal?: AbortSignal): Promise<BackendSession> {
+  let session: BackendSession;
+  try {
+    session = await BackendSession.connect({
+      host: settings.host,
+      port: settings.port,
+      connectTimeoutMs: settings.connectTimeoutMs,
+      replyTimeoutMs: settings.replyTimeoutMs,
+      ...(signal ? { signal } : {}),
+      ...(settings.bind ? { localAddress: settings.bind } : {}),
+    });
+  } catch (err) {
+    throw signal?.aborted ? err : new BackendUnreachable((err as Error).message);
+  }
+  let banner: Reply;
+  try {
+    banner = await session.read();
+  } catch (err) {
+    session.destroy();
+    throw signal?.aborted ? err : new BackendUnreachable(`no banner from the backend: ${(err as Error).message}`);
+  }
+  if (!isOk(banner)) {
+    session.destroy();
+    throw new BackendError(`backend greeted with ${banner.code}`, banner);
+  }
+  return session;
+}
+
+/** What the greeting tells the caller as it goes (a connection's results and log, or the drain's log). */
+export interface GreetingEvents {
+  tls(): void;
+  xclient(): void;
+  noXclient(): void;
+  warn(message: string): void;
+}
+
+export interface Greeted {
+  pipelining: boolean;
+  esmtp: boolean;
+}
+
+/** After the banner: [EHLO, STARTTLS, EHLO,] unless the XCLIENT attributes are remembered, then XCLIENT
+ * with the client's facts and the client's own HELO or EHLO. */
+export async function greetBackend(
+  session: BackendSession,
+  settings: Settings,
+  remembered: Set<string> | null,
+  factsOf: () => Promise<ClientFacts>,
+  events: GreetingEvents,
+): Promise<Greeted> {
+  let capabilities = new Map<string, string[]>();
+  let esmtp = true;
+  let advertised = remembered;
+  if (!advertised) {
+    let ehlo = await session.command(`EHLO ${settings.heloName}`);
+    if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO with ${ehlo.code}`, ehlo);
+    capabilities = parseCapabilities(ehlo);
+    if (settings.starttls) {
+      if (!capabilities.has('STARTTLS')) throw new BackendError('backend does not offer STARTTLS (backend.starttls is on)', null);
+      await session.startTls();
+      ehlo = await session.command(`EHLO ${settings.heloName}`);
+      if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO after STARTTLS with ${ehlo.code}`, ehlo);
+      capabilities = parseCapabilities(ehlo);
+      events.tls();
+    }
+    advertised = offeredXclient(capabilities);
+    if (!advertised && capabilities.has('XCLIENT')) events.warn('backend offers XCLIENT without ADDR: treated as no XCLIENT');
+    rememberedXclient = settings.starttls ? null : advertised;
+  }
+  if (advertised) {
+    const facts = await factsOf();
+    for (const command of xclientCommands(xclientAttributes(facts, advertised))) {
+      const reply = await session.command(command);
+      // Postfix answers XCLIENT with a new 220 greeting.
+      if (!isOk(reply)) throw new XclientRefused(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, reply);
+    }
+    // Postfix takes the HELO name and the protocol from the HELO or EHLO that must follow XCLIENT, not
+    // from XCLIENT HELO= and PROTO=: the client's own verb, with its name when that is one safe token
+    // (Haraka keeps only the first word of HELO and refuses control characters; anything else outside
+    // printable ASCII is not sent raw), else its address literal, never this proxy's name.
+    const heloForBackend = SAFE_HELO.test(facts.helo ?? '') ? (facts.helo as string) : addressLiteral(facts.ip);
+    const verb = facts.esmtp ? 'EHLO' : 'HELO';
+    const greeting = await session.command(`${verb} ${heloForBackend}`);
+    if (!isOk(greeting)) throw new BackendError(`backend refused ${verb} after XCLIENT with ${greeting.code}`, greeting);
+    // After HELO the session has no extensions: no pipelining, no MAIL parameters.
+    capabilities = facts.esmtp ? parseCapabilities(greeting) : new Map();
+    esmtp = facts.esmtp;
+    events.xclient();
+  } else if (settings.requireXclient) {
+    throw new BackendError('backend does not offer XCLIENT to this host (see smtpd_authorized_xclient_hosts)', null);
+  } else {
+    events.noXclient();
+  }
+  return { pipelining: capabilities.has('PIPELINING'), esmtp };
+}
+
 /** Connect, greet (EHLO, STARTTLS) unless the XCLIENT attributes are remembered, XCLIENT, EHLO again. */
 async function establishBackend(plugin: ForwardPlugin, connection: Connection, remembered: Set<string> | null, signal: AbortSignal): Promise<BackendState> {
-  const settings = plugin.settings;
-  const session = await BackendSession.connect({
-    host: settings.host,
-    port: settings.port,
-    connectTimeoutMs: settings.connectTimeoutMs,
-    replyTimeoutMs: settings.replyTimeoutMs,
-    signal,
-    ...(settings.bind ? { localAddress: settings.bind } : {}),
-  });
+  const session = await connectBackend(plugin.settings, signal);
   try {
-    const banner = await session.read();
-    if (!isOk(banner)) throw new BackendError(`backend greeted with ${banner.code}`, banner);
-    let capabilities = new Map<string, string[]>();
-    let esmtp = true;
-    let advertised = remembered;
-    if (!advertised) {
-      let ehlo = await session.command(`EHLO ${settings.heloName}`);
-      if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO with ${ehlo.code}`, ehlo);
-      capabilities = parseCapabilities(ehlo);
-      if (settings.starttls) {
-        if (!capabilities.has('STARTTLS')) throw new BackendError('backend does not offer STARTTLS (backend.starttls is on)', null);
-        await session.startTls();
-        ehlo = await session.command(`EHLO ${settings.heloName}`);
-        if (!isOk(ehlo)) throw new BackendError(`backend refused EHLO after STARTTLS with ${ehlo.code}`, ehlo);
-        capabilities = parseCapabilities(ehlo);
-        connection.results.add(plugin, { pass: 'backend_tls' });
-      }
-      advertised = offeredXclient(capabilities);
-      if (!advertised && capabilities.has('XCLIENT')) connection.logwarn(plugin, 'backend offers XCLIENT without ADDR: treated as no XCLIENT');
-      rememberedXclient = settings.starttls ? null : advertised;
-    }
-    if (advertised) {
-      const facts = await clientFacts(connection);
-      for (const command of xclientCommands(xclientAttributes(facts, advertised))) {
-        const reply = await session.command(command);
-        // Postfix answers XCLIENT with a new 220 greeting.
-        if (!isOk(reply)) throw new XclientRefused(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, reply);
-      }
-      // Postfix takes the HELO name and the protocol from the HELO or EHLO that must follow XCLIENT, not
-      // from XCLIENT HELO= and PROTO=: the client's own verb, with its name when that is one safe token
-      // (Haraka keeps only the first word of HELO and refuses control characters; anything else outside
-      // printable ASCII is not sent raw), else its address literal, never this proxy's name.
-      const heloForBackend = SAFE_HELO.test(facts.helo ?? '') ? (facts.helo as string) : addressLiteral(facts.ip);
-      const verb = facts.esmtp ? 'EHLO' : 'HELO';
-      const greeting = await session.command(`${verb} ${heloForBackend}`);
-      if (!isOk(greeting)) throw new BackendError(`backend refused ${verb} after XCLIENT with ${greeting.code}`, greeting);
-      // After HELO the session has no extensions: no pipelining, no MAIL parameters.
-      capabilities = facts.esmtp ? parseCapabilities(greeting) : new Map();
-      esmtp = facts.esmtp;
-      connection.results.add(plugin, { pass: 'xclient' });
-    } else if (settings.requireXclient) {
-      throw new BackendError('backend does not offer XCLIENT to this host (see smtpd_authorized_xclient_hosts)', null);
-    } else {
-      connection.results.add(plugin, { skip: 'xclient(not offered; degraded delivery allowed)' });
-      connection.logwarn(plugin, 'backend does not offer XCLIENT: forwarding without the client identity');
-    }
-    return { session, pipelining: capabilities.has('PIPELINING'), esmtp, identity: identityOf(connection), binding: null, inData: false };
+    const greeted = await greetBackend(session, plugin.settings, remembered, () => clientFacts(connection), {
+      tls: () => connection.results.add(plugin, { pass: 'backend_tls' }),
+      xclient: () => connection.results.add(plugin, { pass: 'xclient' }),
+      noXclient: () => {
+        connection.results.add(plugin, { skip: 'xclient(not offered; degraded delivery allowed)' });
+        connection.logwarn(plugin, 'backend does not offer XCLIENT: forwarding without the client identity');
+      },
+      warn: (message) => connection.logwarn(plugin, message),
+    });
+    return { session, ...greeted, identity: identityOf(connection), binding: null, inData: false };
   } catch (err) {
     session.destroy();
     throw err;

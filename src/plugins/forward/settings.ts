@@ -17,6 +17,27 @@ interface ForwardIni {
     rdns_timeout: number;
     starttls: boolean;
   };
+  store_and_forward?: {
+    enabled?: boolean;
+    dir?: string;
+    max_disk_mb?: number;
+    max_age_days?: number;
+    drain_sessions?: number;
+    probe_interval?: number;
+    cache_size?: number;
+  };
+}
+
+/** Backup MX: mail kept for cached-good recipients while the backend cannot be reached. */
+export interface StoreForwardSettings {
+  enabled: boolean;
+  /** Holds the spool and the recipient cache. */
+  dir: string;
+  maxDiskBytes: number;
+  maxAgeMs: number;
+  drainSessions: number;
+  probeIntervalMs: number;
+  cacheSize: number;
 }
 
 export interface Settings {
@@ -37,6 +58,7 @@ export interface Settings {
   heloName: string;
   /** Haraka's client inactivity timeout (smtp.ini), restored after the end-of-data wait. */
   clientTimeoutMs: number;
+  storeAndForward: StoreForwardSettings;
 }
 
 export interface LocalDomains {
@@ -53,7 +75,7 @@ export interface ForwardPlugin extends HarakaPlugin, LocalDomains {
 
 /** The settings; `reload` runs when mailproxy-forward.ini changes. */
 export function readForwardSettings(config: HarakaConfig, reload: () => void): Settings {
-  const cfg = config.get('mailproxy-forward.ini', { booleans: ['+main.require_xclient', '-main.starttls'] }, reload) as ForwardIni;
+  const cfg = config.get('mailproxy-forward.ini', { booleans: ['+main.require_xclient', '-main.starttls', '-store_and_forward.enabled'] }, reload) as ForwardIni;
   const me = config.get('me') as string | null;
   const smtpIni = config.get('smtp.ini') as { main?: { inactivity_timeout?: unknown } };
   return {
@@ -71,6 +93,15 @@ export function readForwardSettings(config: HarakaConfig, reload: () => void): S
     heloName: me ?? 'localhost',
     // Haraka's own default when smtp.ini does not set it (server.js).
     clientTimeoutMs: (Number(smtpIni.main?.inactivity_timeout) || 300) * 1000,
+    storeAndForward: {
+      enabled: cfg.store_and_forward?.enabled === true,
+      dir: String(cfg.store_and_forward?.dir ?? ''),
+      maxDiskBytes: Number(cfg.store_and_forward?.max_disk_mb ?? 1024) * 1024 * 1024,
+      maxAgeMs: Number(cfg.store_and_forward?.max_age_days ?? 5) * 86_400_000,
+      drainSessions: Number(cfg.store_and_forward?.drain_sessions ?? 2),
+      probeIntervalMs: Number(cfg.store_and_forward?.probe_interval ?? 5) * 1000,
+      cacheSize: Number(cfg.store_and_forward?.cache_size ?? 20_000),
+    },
   };
 }
 

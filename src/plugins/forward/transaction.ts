@@ -25,15 +25,25 @@ export function backendRecipient(domains: LocalDomains, recipient: Address | und
   return recipient.user?.toLowerCase() === 'postmaster' && domains.postmasterDomain ? `postmaster@${domains.postmasterDomain}` : null;
 }
 
-export function mailFromLine(transaction: Transaction, esmtp: boolean): string {
-  const params = esmtp ? ((transaction.notes[MAIL_PARAMS] as Record<string, string> | undefined) ?? {}) : {};
+/** The client's MAIL FROM parameters the backend must see again (BODY=8BITMIME, SMTPUTF8), as sent. */
+export function forwardedMailParams(transaction: Transaction): string[] {
+  const params = (transaction.notes[MAIL_PARAMS] as Record<string, string> | undefined) ?? {};
   const extra: string[] = [];
   for (const [key, value] of Object.entries(params)) {
     const name = key.toUpperCase();
     if (name === 'BODY' && /^(7BIT|8BITMIME)$/i.test(value)) extra.push(`BODY=${value.toUpperCase()}`);
     if (name === 'SMTPUTF8') extra.push('SMTPUTF8');
   }
-  return `MAIL FROM:<${transaction.mail_from.address}>${extra.map((param) => ` ${param}`).join('')}`;
+  return extra;
+}
+
+/** MAIL FROM with the parameters when the session is ESMTP (after HELO it takes none). */
+export function mailFromCommand(sender: string, params: readonly string[], esmtp: boolean): string {
+  return `MAIL FROM:<${sender}>${esmtp ? params.map((param) => ` ${param}`).join('') : ''}`;
+}
+
+export function mailFromLine(transaction: Transaction, esmtp: boolean): string {
+  return mailFromCommand(transaction.mail_from.address, esmtp ? forwardedMailParams(transaction) : [], esmtp);
 }
 
 /** MAIL/RCPT lines in one write when the backend pipelines, else one by one until the first refusal. */

@@ -30,6 +30,17 @@ export interface Envelope {
   rcptTo: string[];
 }
 
+/** What XCLIENT passes besides the address and HELO, and the MAIL FROM parameters to send again. */
+export interface Replay {
+  /** XCLIENT NAME: the verified name, or [UNAVAILABLE] / [TEMPUNAVAIL]. */
+  xclientName: string;
+  esmtp: boolean;
+  login: string | null;
+  destAddr: string;
+  destPort: number;
+  mailParams: string[];
+}
+
 export interface HeldNote {
   reason: string;
   at: number;
@@ -52,6 +63,8 @@ export interface StoredMeta {
   nextAttemptAt: number | null;
   /** Set while the message is held (it then lives in held/, not ready/). */
   held: HeldNote | null;
+  /** Absent in a meta written without it: the drain then replays what ClientIdentity holds. */
+  replay?: Replay;
 }
 
 const ID = /^(\d{14})-\d{6}-[0-9a-f]{8}$/;

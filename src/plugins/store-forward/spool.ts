@@ -36,7 +36,7 @@ import {
   type RawInput,
   type SpoolPaths,
 } from './spool-files';
-import { formatMeta, isId, newId, parseMeta, type ClientIdentity, type Envelope, type StoredMeta } from './spool-meta';
+import { formatMeta, isId, newId, parseMeta, type ClientIdentity, type Envelope, type Replay, type StoredMeta } from './spool-meta';
 import { recoverSpool, type RecoveryReport, type SpoolCounts } from './spool-recovery';
 
 export type { RawInput } from './spool-files';
@@ -47,6 +47,7 @@ export interface StoreRequest {
   client: ClientIdentity;
   /** When the message was accepted (ms since the epoch); ids sort by it. */
   receivedAt: number;
+  replay?: Replay;
 }
 
 export interface SpoolOptions {
@@ -103,6 +104,7 @@ export class Spool {
         lastReply: null,
         nextAttemptAt: null,
         held: null,
+        ...(request.replay ? { replay: request.replay } : {}),
       };
       const metaSize = await writeNew(tempMeta, formatMeta(meta));
       await fs.rename(tempEml, emlPath(this.paths, id));

@@ -1,0 +1,99 @@
+// Backup MX (inbound.store_and_forward) in a real haraka-in against the backend stand-in: the recipient
+// cache learns from live RCPTs, an unreachable backend turns transactions into stored ones (known 250,
+// refused 550, unknown 450), stored mail survives kill -9 and reaches the backend once, with XCLIENT
+// replaying the original client, when it is back; a stored message the backend refuses is held.
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LOOPBACK } from '../../src/demo/topology';
+import { openSession } from '../../src/smtp/script';
+import { startSmtpSink, type SinkOptions, type SmtpSink } from '../../src/testpeers/smtp-sink';
+import { eventually } from '../helpers/poll';
+import { sendVia } from '../helpers/send';
+import { useTopology } from '../helpers/topology';
+
+const refuseNobody = (address: string) => (address.startsWith('nobody@') ? '550 5.1.1 <nobody@demo.test>: Recipient address rejected: User unknown' : null);
+
+describe('store-and-forward while the backend is away', () => {
+  const topology = useTopology({
+    instances: ['haraka-in'],
+    backend: { rejectRecipient: refuseNobody },
+    tweak: (config) => {
+      config.inbound = { ...config.inbound, store_and_forward: { enabled: true, probe_interval: 1 } };
+    },
+  });
+  const sinks: SmtpSink[] = [];
+  afterEach(async () => {
+    for (const sink of sinks.splice(0)) await sink.close();
+  });
+
+  const spoolDir = (area: string) => path.join(topology().config.state_dir, 'haraka-in', 'store', 'spool', area);
+  const count = (area: string) => (existsSync(spoolDir(area)) ? readdirSync(spoolDir(area)).filter((name) => name.endsWith('.json')).length : 0);
+  const backendBack = async (options: Partial<SinkOptions> = {}) => {
+    const t = topology();
+    const sink = await startSmtpSink({ host: LOOPBACK.backend, port: t.config.backend.port, name: 'backend.test', xclient: true, rejectRecipient: refuseNobody, ...options });
+    sinks.push(sink);
+    return sink;
+  };
+
+  it('learns recipients live, keeps mail for them while the backend is away, and delivers it once, as the original client, after kill -9', async () => {
+    const t = topology();
+    const live = await openSession(t.inbound.host, t.inbound.port);
+    const learnt = await sendVia(live, ['alice@demo.test', 'bob@demo.test', 'nobody@demo.test'], 'live');
+    expect(learnt.replies.map((reply) => reply.code)).toEqual([250, 250, 550]);
+    expect(learnt.final?.code).toBe(250);
+    live.close();
+    await t.backend!.waitForMessages(1);
+    await t.backend!.close();
+
+    const client = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9', helo: 'client9.example.net' });
+    const kept = await sendVia(client, ['alice@demo.test', 'bob@demo.test'], 'kept while away');
+    expect(kept.replies.map((reply) => reply.code)).toEqual([250, 250]);
+    expect(kept.final?.code).toBe(250);
+    expect(kept.final?.text).toContain('Kept for the mail server');
+    await client.command('RSET');
+    const unknown = await sendVia(client, ['carol@demo.test'], 'unknown');
+    expect(unknown.replies[0]?.code).toBe(450);
+    expect(unknown.replies[0]?.text).toContain('4.4.1');
+    await client.command('RSET');
+    const refused = await sendVia(client, ['nobody@demo.test'], 'refused');
+    expect(refused.replies[0]?.code).toBe(550);
+    expect(refused.replies[0]?.text).toContain('5.1.1');
+    client.close();
+    expect(count('ready')).toBe(1);
+
+    await t.restart('haraka-in', 'SIGKILL');
+    const sink = await backendBack();
+    const [arrived] = await sink.waitForMessages(1, 30_000);
+    expect(arrived?.subject).toBe('kept while away');
+    expect(arrived?.rcptTo).toEqual(['alice@demo.test', 'bob@demo.test']);
+    expect(arrived?.xclient).toMatchObject({ ADDR: '127.0.0.9', HELO: 'client9.example.net', NAME: 'client9.example.net' });
+    expect(arrived?.raw.toString()).toContain('Subject: kept while away');
+    await eventually('the drained message removed', () => count('ready') === 0, { timeoutMs: 10_000 });
+    // Once: nothing more arrives after the drain removed it.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect(sink.messages.map((message) => message.subject)).toEqual(['kept while away']);
+  });
+
+  it('holds a stored message the backend refuses with 5xx instead of bouncing it, and leaves nothing ready', async () => {
+    const t = topology();
+    const [sink] = sinks.length ? sinks : [await backendBack()];
+    await eventually('a live delivery', async () => {
+      const probe = await openSession(t.inbound.host, t.inbound.port);
+      const result = await sendVia(probe, ['alice@demo.test'], 'probe live');
+      probe.close();
+      return result.final?.text?.includes('Queued by backend') === true;
+    }, { timeoutMs: 15_000 });
+    await sink!.close();
+    sinks.splice(0);
+    const client = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.12' });
+    const kept = await sendVia(client, ['alice@demo.test'], 'refuse me');
+    expect(kept.final?.code).toBe(250);
+    client.close();
+    const heldBefore = count('held');
+    const strict = await backendBack({ rejectMessage: (raw) => (raw.toString().includes('Subject: refuse me') ? '554 5.7.1 Refused by content filter' : null) });
+    await eventually('the refused message held', () => count('held') === heldBefore + 1, { timeoutMs: 20_000 });
+    expect(count('ready')).toBe(0);
+    expect(strict.messages.map((message) => message.subject)).not.toContain('refuse me');
+  });
+});
