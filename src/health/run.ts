@@ -1,10 +1,9 @@
 // Runs every check of `mailproxy health` against one config: each probe (probes.ts) measures, each
 // judge (checks.ts) decides. Independent probes run at once; the backend probe runs before the WireGuard
 // check, so that an idle tunnel (no PersistentKeepalive) has just handshaken when `wg` is read.
-import path from 'node:path';
 import type { Config } from '../config/schema';
 import { isUnspecifiedIp, parseHostPort, type HostPort } from '../config/net';
-import { inboundListen, stateDirFor } from '../render/haraka';
+import { inboundListen, queueDirFor } from '../config/paths';
 import { UNIT_NAMES } from '../render/systemd';
 import { judgeBackend, judgeBanner, judgeDisk, judgeQueue, judgeTls, judgeUnit, judgeWireguard } from './checks';
 import { probeBackend, probeBanner, probeDisk, probeQueue, probeStarttls, probeUnit, probeWireguard } from './probes';
@@ -96,7 +95,7 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
     tunnel.then((done) => done.backend),
     tunnel.then((done) => done.wireguard),
     timed('haraka-out.queue', async () =>
-      judgeQueue(await probeQueue(path.join(stateDirFor(config, 'haraka-out'), 'queue')), now(), {
+      judgeQueue(await probeQueue(queueDirFor(config, 'haraka-out')), now(), {
         queueWarning: h.queue_warning,
         queueCritical: h.queue_critical,
         oldestWarning: h.oldest_warning,

@@ -1,14 +1,13 @@
 // Pure renderer: config -> the files of both Haraka instance directories (path relative to the output dir -> text).
 // Only files Haraka really reads are produced. Next to each file: whether Haraka reloads it by itself
 // (file watch) or needs a restart.
-import path from 'node:path';
 import { DATA_LINE_LIMIT } from '../haraka/data-line';
 import type { Config } from '../config/schema';
-import { formatHostPort } from '../config/net';
+import { listenFor, mtaStsCacheFile, queueDirFor, spoolDirFor, storeDir } from '../config/paths';
 import { bounceMessage } from './bounce';
 import { FFDHE2048_PEM } from './dhparams';
 import { renderIni, renderList, type IniSection } from './ini';
-import { ROLES, type Role, type RoleName } from './roles';
+import { ROLES, type Role } from './roles';
 
 export interface RenderOptions {
   /** Name of the config file the output came from, written into every header. */
@@ -28,21 +27,6 @@ function header(options: RenderOptions, reload: string): string {
 
 const RESTART = 'Haraka reads this file at start: restart the instance after a change.';
 const WATCHED = 'Haraka reloads this file by itself when it changes.';
-
-export function inboundListen(config: Config): string[] {
-  if (config.inbound.listen.length > 0) return config.inbound.listen;
-  const listen = [formatHostPort({ host: config.public_ipv4, port: 25 })];
-  if (config.public_ipv6) listen.push(formatHostPort({ host: config.public_ipv6, port: 25 }));
-  return listen;
-}
-
-function listenFor(config: Config, role: RoleName): string[] {
-  return role === 'haraka-in' ? inboundListen(config) : [config.outbound.listen];
-}
-
-export function stateDirFor(config: Config, role: RoleName): string {
-  return path.posix.join(config.state_dir, role);
-}
 
 function smtpIni(config: Config, role: Role, options: RenderOptions): string {
   const sections: IniSection[] = [
@@ -75,7 +59,7 @@ function connectionIni(config: Config, role: Role, options: RenderOptions): stri
     {
       name: 'main',
       entries: [
-        { key: 'spool_dir', value: path.posix.join(stateDirFor(config, role.name), 'spool') },
+        { key: 'spool_dir', value: spoolDirFor(config, role.name) },
         { key: 'spool_after', value: 262144, why: 'Keep messages over 256 KB on disk instead of in memory: 200 held at once stay near 50 MB (docs/BENCHMARKS.md, Memory).' },
         { key: 'strict_rfc1869', value: false },
         { key: 'postel', value: false },
@@ -295,7 +279,7 @@ function storeAndForwardSection(config: Config): IniSection {
     name: 'store_and_forward',
     entries: [
       { key: 'enabled', value: store.enabled, why: 'Keep mail for known recipients while the backend cannot be reached.' },
-      { key: 'dir', value: `${stateDirFor(config, 'haraka-in')}/store` },
+      { key: 'dir', value: storeDir(config) },
       { key: 'max_disk_mb', value: store.max_disk_mb },
       { key: 'max_age_days', value: store.max_age_days },
       { key: 'drain_sessions', value: store.drain_sessions },
@@ -401,7 +385,7 @@ function outboundRoutingIni(config: Config, options: RenderOptions): string {
       entries: [
         { key: 'enabled', value: config.outbound.mta_sts },
         { key: 'port', value: config.outbound.mta_sts_port },
-        { key: 'cache_file', value: path.posix.join(stateDirFor(config, 'haraka-out'), 'mta-sts-cache.json') },
+        { key: 'cache_file', value: mtaStsCacheFile(config) },
       ],
     },
     {
@@ -486,7 +470,7 @@ function instanceFiles(config: Config, role: Role, options: RenderOptions): Reco
         entries: [{ key: 'servers', value: config.dns.servers.join(','), why: 'Empty: the system resolver.' }],
       },
     ]),
-    queue_dir: renderList(header(options, RESTART), [path.posix.join(stateDirFor(config, role.name), 'queue')]),
+    queue_dir: renderList(header(options, RESTART), [queueDirFor(config, role.name)]),
     // Haraka reads results.ini for every connection and transaction; a missing file is looked for again
     // each time (three stat calls), an existing one comes from its cache.
     'results.ini': renderIni(`${header(options, WATCHED)}\nHaraka's defaults: this file exists so that Haraka finds it in its cache.`, []),

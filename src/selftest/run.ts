@@ -3,7 +3,7 @@
 import { formatHostPort, isPrivateIp, isUnspecifiedIp, parseHostPort, type HostPort, type TargetHostPort } from '../config/net';
 import type { Config } from '../config/schema';
 import { probeTarget } from '../health/run';
-import { inboundListen } from '../render/haraka';
+import { inboundListen } from '../config/paths';
 import { MXTOOLBOX_PROBE, relayTricks } from '../relay-tricks';
 import {
   judgeBannerName,
