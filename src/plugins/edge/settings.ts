@@ -1,7 +1,7 @@
 // mailproxy-edge.ini (rendered from the config's `edge` section) → the plugin's settings. Pure: the plugin
 // reads the file through haraka-config and hands the object here.
 import ipaddr from 'ipaddr.js';
-import { parseAnswerRange, type AnswerRange } from './answers';
+import { ipInRanges, parseAddressOrCidr, parseAnswerRange, type AnswerRange, type Cidr } from '../../config/net';
 import type { ListEntry } from './dnsbl';
 
 export type Mode = 'off' | 'log' | 'refuse';
@@ -10,7 +10,7 @@ export interface EdgeSettings {
   lookupTimeoutMs: number;
   servers: string[];
   /** Clients no edge check applies to. */
-  allow: [ipaddr.IPv4 | ipaddr.IPv6, number][];
+  allow: Cidr[];
   /** The appliance's own addresses, normalized: never checked (health probes come from them), never logged. */
   own: Set<string>;
   earlyTalker: { mode: Mode; pauseMs: number };
@@ -80,11 +80,9 @@ export function readSettings(ini: EdgeIni): { settings: EdgeSettings; problems: 
   const main = ini.main ?? {};
   const allow: EdgeSettings['allow'] = [];
   for (const text of list(main.allow)) {
-    try {
-      allow.push(text.includes('/') ? ipaddr.parseCIDR(text) : ipaddr.parseCIDR(`${text}/${ipaddr.parse(text).kind() === 'ipv4' ? 32 : 128}`));
-    } catch {
-      problems.push(`[main] allow: ${text} is no CIDR; ignored`);
-    }
+    const range = parseAddressOrCidr(text);
+    if (range) allow.push(range);
+    else problems.push(`[main] allow: ${text} is no CIDR; ignored`);
   }
   const own = new Set(list(main.own).map(normalizedIp).filter((ip): ip is string => ip !== null));
   const earlyTalker = ini.early_talker ?? {};
@@ -119,9 +117,7 @@ export function readSettings(ini: EdgeIni): { settings: EdgeSettings; problems: 
 
 /** True when the client is on the allow list. */
 export function isAllowed(settings: EdgeSettings, ip: string): boolean {
-  if (!ipaddr.isValid(ip)) return false;
-  const address = ipaddr.process(ip);
-  return settings.allow.some(([range, bits]) => range.kind() === address.kind() && address.match(range, bits));
+  return ipInRanges(ip, settings.allow);
 }
 
 /** True for the appliance's own addresses. */
