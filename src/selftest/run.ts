@@ -16,7 +16,7 @@ import {
   MXTOOLBOX,
 } from './checks';
 import { describeLookup, type DnsClient } from './dns';
-import { checkLine, findingsReport, timedCheck, type CheckLine, type FindingsReport } from './findings';
+import { checkLine, findingsReport, timedCheck, type CheckLine, type FindingsReport } from '../report/findings';
 import { freshSourceFor, probeRelay, probeReverseDns, probeSession, probeSmtpTls, STEP_TIMEOUT_MS, type RelayPlan } from './probes';
 
 export interface SelftestOptions {
