@@ -37,7 +37,7 @@ export interface ForwardIni {
 /** haraka-config's booleans: declared, so that it reads them as booleans, with the value a missing key takes. */
 const BOOLEANS = ['+main.require_xclient', '-main.starttls', '-store_and_forward.enabled'];
 
-export interface StoreAndForwardSettings {
+export interface StoreForwardSettings {
   /** Keep mail for known recipients while the backend cannot be reached. */
   enabled: boolean;
   /** The spool directory; empty when the file names none. */
@@ -71,7 +71,7 @@ export interface Settings {
   heloName: string;
   /** Haraka's client inactivity timeout (smtp.ini), restored after the end-of-data wait. */
   clientTimeoutMs: number;
-  storeAndForward: StoreAndForwardSettings;
+  storeAndForward: StoreForwardSettings;
 }
 
 export interface LocalDomains {
@@ -191,7 +191,7 @@ export function readForwardSettings(config: HarakaConfig, reload?: () => void): 
 }
 
 /** A key the file does not name takes the config schema's default. */
-function storeAndForwardSettings(store: NonNullable<IniAsRead<ForwardIni>['store_and_forward']>): StoreAndForwardSettings {
+function storeAndForwardSettings(store: NonNullable<IniAsRead<ForwardIni>['store_and_forward']>): StoreForwardSettings {
   return {
     enabled: store.enabled === true,
     dir: store.dir === undefined ? '' : String(store.dir),
