@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
-import { effectiveTls } from '../certs/deploy/state';
+import { effectiveTls } from '../haraka/deploy-record';
 import { certificateWarnings } from '../certs/deploy/validate';
 import { formatConfigError, loadConfigText } from '../config/load';
 import { placeholders, placeholderWarning } from '../config/placeholders';

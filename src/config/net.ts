@@ -79,6 +79,66 @@ export function isUnspecifiedIp(ip: string): boolean {
   return addr !== null && addr.range() === 'unspecified';
 }
 
+/**
+ * A range of IPv4 answers of a DNS list (an edge.dnsbl zone's `answers`): postscreen's `zone=127.0.0.[2..11]`.
+ * IPv4 only: DNS lists answer with A records whatever the client's address family.
+ */
+export interface AnswerRange {
+  /** First and last address, as unsigned 32-bit numbers. */
+  from: number;
+  to: number;
+}
+
+const QUAD = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+export function ipv4ToNumber(ip: string): number | null {
+  if (!QUAD.test(ip)) return null;
+  return ip.split('.').reduce((sum, part) => sum * 256 + Number(part), 0);
+}
+
+/** `127.0.0.2`, `127.0.0.0/24` or `127.0.0.2-127.0.0.11`; null for anything else. */
+export function parseAnswerRange(text: string): AnswerRange | null {
+  const trimmed = text.trim();
+  const range = /^([\d.]+)-([\d.]+)$/.exec(trimmed);
+  if (range) {
+    const from = ipv4ToNumber(range[1] as string);
+    const to = ipv4ToNumber(range[2] as string);
+    return from !== null && to !== null && from <= to ? { from, to } : null;
+  }
+  const cidr = /^([\d.]+)\/(\d{1,2})$/.exec(trimmed);
+  if (cidr) {
+    const base = ipv4ToNumber(cidr[1] as string);
+    const bits = Number(cidr[2]);
+    if (base === null || bits > 32) return null;
+    const size = 2 ** (32 - bits);
+    const from = base - (base % size);
+    return { from, to: from + size - 1 };
+  }
+  const single = ipv4ToNumber(trimmed);
+  return single === null ? null : { from: single, to: single };
+}
+
+/**
+ * An address (as its /32 or /128) or a CIDR, as ipaddr.js reads it: the lists the plugins read from their
+ * ini files (mailproxy-edge's allow, mailproxy-limits' exempt); null for anything else.
+ */
+export function parseAddressOrCidr(text: string): Cidr | null {
+  try {
+    if (text.includes('/')) return ipaddr.parseCIDR(text);
+    const address = ipaddr.parse(text);
+    return [address, address.kind() === 'ipv4' ? 32 : 128];
+  } catch {
+    return null;
+  }
+}
+
+/** True when the client address (an IPv4-mapped IPv6 address counts as its IPv4) lies in one of the ranges. */
+export function ipInRanges(ip: string, ranges: readonly Cidr[]): boolean {
+  if (ranges.length === 0 || !ipaddr.isValid(ip)) return false;
+  const address = ipaddr.process(ip);
+  return ranges.some(([range, bits]) => range.kind() === address.kind() && address.match(range, bits));
+}
+
 export interface HostPort {
   host: string;
   port: number;

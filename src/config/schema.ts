@@ -1,8 +1,7 @@
 // The one schema of the appliance's config file: every key, its type, bounds, default and doc line.
 // docs/CONFIG.md is generated from this file (`mailproxy config docs`), and a test keeps the two equal.
 import { z } from 'zod';
-import { isFqdn, isLoopbackIp, parseCidr, parseHostPort, parseIp } from './net';
-import { parseAnswerRange } from '../plugins/edge/answers';
+import { isFqdn, isLoopbackIp, parseAnswerRange, parseCidr, parseHostPort, parseIp } from './net';
 
 const ip = z.string().refine((text) => parseIp(text) !== null, { message: 'expected an IPv4 or IPv6 address' });
 const ipv4 = z.string().refine((text) => parseIp(text)?.kind() === 'ipv4', { message: 'expected an IPv4 address like 203.0.113.25' });

@@ -2,9 +2,9 @@
 // facts probes.ts gathered, each failure with the record to publish (or whom to ask), spelled out.
 import type { Config } from '../config/schema';
 import { mxMatches, parsePolicy, parseStsTxt } from '../mtasts/policy';
-import { worst } from '../health/status';
+import { worst } from '../report/status';
 import { describeLookup, type Lookup, type MxRecord } from '../selftest/dns';
-import type { Finding } from '../selftest/findings';
+import type { Finding } from '../report/findings';
 import { sameIp } from '../selftest/checks';
 
 /** MXToolbox's names: its check where it has one, else the lookup that shows the same thing. */

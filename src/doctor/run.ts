@@ -2,7 +2,7 @@
 // every domain, through the chosen resolver. Probes (probes.ts) gather, judges (checks.ts) decide.
 import type { Config } from '../config/schema';
 import type { DnsClient } from '../selftest/dns';
-import { findingsReport, timedCheck, type CheckLine, type FindingsReport } from '../selftest/findings';
+import { findingsReport, timedCheck, type CheckLine, type FindingsReport } from '../report/findings';
 import {
   DEFAULT_DNSBL_ZONES,
   judgeAddresses,

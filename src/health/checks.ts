@@ -3,8 +3,7 @@
 import { ipInCidr, parseCidr } from '../config/net';
 import type { QueueListing } from '../queue/tools';
 import { formatDuration } from '../queue/format';
-import type { Status, Verdict } from './status';
-import { worst } from './status';
+import { worst, type Status, type Verdict } from '../report/status';
 
 /** An SMTP reply as the probes read it. */
 export interface SmtpReply {

@@ -9,7 +9,7 @@ import { UsageError } from '../command/usage';
 import { writeFileAtomic } from '../render/write';
 import { formatHuman, formatJson, formatPrometheus } from './format';
 import { runHealthChecks } from './run';
-import { STATUS_CODE, worst } from './status';
+import { STATUS_CODE, worst } from '../report/status';
 
 const UNKNOWN = STATUS_CODE.UNKNOWN;
 

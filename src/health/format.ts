@@ -1,38 +1,24 @@
 // Output of `mailproxy health` (pure): lines for people, JSON, and the Prometheus text format for
 // node_exporter's textfile collector.
-import { STATUS_CODE, STATUSES, type HealthReport, type Status } from './status';
-
-function counts(report: HealthReport): string {
-  return STATUSES.filter((status) => report.checks.some((check) => check.status === status))
-    .map((status) => `${report.checks.filter((check) => check.status === status).length} ${status}`)
-    .join(', ');
-}
+import { reportJson, statusLine } from '../report/format';
+import { STATUS_CODE, type Status } from '../report/status';
+import type { HealthReport } from './status';
 
 /** A summary line (the Nagios status line), then one line per check: status, name, detail. */
 export function formatHuman(report: HealthReport): string {
   const width = Math.max(0, ...report.checks.map((check) => check.name.length));
-  const lines = [`mailproxy health ${report.status}: ${counts(report) || 'no checks'}`];
+  const lines = [statusLine('health', report.status, report.checks)];
   for (const check of report.checks) lines.push(`${check.status.padEnd(8)}  ${check.name.padEnd(width)}  ${check.detail}`);
   return `${lines.join('\n')}\n`;
 }
 
 export function formatJson(report: HealthReport): string {
-  return `${JSON.stringify(
-    {
-      status: report.status,
-      exit_code: STATUS_CODE[report.status],
-      checked_at: report.checkedAt.toISOString(),
-      checks: report.checks.map((check) => ({
-        name: check.name,
-        status: check.status,
-        detail: check.detail,
-        ms: check.ms,
-        metrics: check.metrics,
-      })),
-    },
-    null,
-    2,
-  )}\n`;
+  return reportJson(
+    {},
+    report.status,
+    report.checkedAt,
+    report.checks.map((check) => ({ name: check.name, status: check.status, detail: check.detail, ms: check.ms, metrics: check.metrics })),
+  );
 }
 
 // HELP text of the metrics the checks measure (Verdict.metrics, exported as mailproxy_<name>).

@@ -1,14 +1,14 @@
 // Runs every check of `mailproxy health` against one config: each probe (probes.ts) measures, each
 // judge (checks.ts) decides. Independent probes run at once; the backend probe runs before the WireGuard
 // check, so that an idle tunnel (no PersistentKeepalive) has just handshaken when `wg` is read.
-import path from 'node:path';
 import type { Config } from '../config/schema';
 import { isUnspecifiedIp, parseHostPort, type HostPort } from '../config/net';
-import { inboundListen, stateDirFor } from '../render/haraka';
+import { inboundListen, queueDirFor } from '../config/paths';
 import { UNIT_NAMES } from '../render/systemd';
 import { judgeBackend, judgeBanner, judgeDisk, judgeQueue, judgeTls, judgeUnit, judgeWireguard } from './checks';
 import { probeBackend, probeBanner, probeDisk, probeQueue, probeStarttls, probeUnit, probeWireguard } from './probes';
-import { report, type CheckResult, type HealthReport, type Verdict } from './status';
+import { timedVerdict, type Verdict } from '../report/status';
+import { report, type CheckResult, type HealthReport } from './status';
 import { resolverValidates } from '../dane/self-check';
 import { createDnssecResolver } from '../dane/resolver';
 import { nodeProblem, probeNode } from '../haraka/node-runtime';
@@ -28,15 +28,8 @@ export function probeTarget(listen: string): HostPort | null {
 }
 
 async function timed(name: string, body: () => Promise<Verdict>): Promise<CheckResult> {
-  const started = performance.now();
-  let verdict: Verdict;
-  try {
-    verdict = await body();
-  } catch (err) {
-    // A probe that throws is a bug or an environment we did not foresee: nothing is known.
-    verdict = { status: 'UNKNOWN', detail: `${name}: ${(err as Error).message}` };
-  }
-  return { name, status: verdict.status, detail: verdict.detail, ms: Math.round(performance.now() - started), metrics: verdict.metrics ?? {} };
+  const { verdict, ms } = await timedVerdict(name, body);
+  return { name, status: verdict.status, detail: verdict.detail, ms: Math.round(ms), metrics: verdict.metrics ?? {} };
 }
 
 /** haraka-out asks this resolver before every delivery to the internet: without it, all such mail waits. */
@@ -96,7 +89,7 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
     tunnel.then((done) => done.backend),
     tunnel.then((done) => done.wireguard),
     timed('haraka-out.queue', async () =>
-      judgeQueue(await probeQueue(path.join(stateDirFor(config, 'haraka-out'), 'queue')), now(), {
+      judgeQueue(await probeQueue(queueDirFor(config, 'haraka-out')), now(), {
         queueWarning: h.queue_warning,
         queueCritical: h.queue_critical,
         oldestWarning: h.oldest_warning,

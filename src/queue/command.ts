@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../command/config-file';
 import type { Command, CommandIo } from '../command/io';
 import { UsageError } from '../command/usage';
-import { stateDirFor } from '../render/haraka';
+import { queueDirFor } from '../config/paths';
 import { formatDeleteResult, formatQueueCount, formatQueueListing, queueJson } from './format';
 import { countQueue, deleteMessage, findHarakaPid, flushQueue, listQueue } from './tools';
 
@@ -24,7 +24,7 @@ async function runQueueCommand(argv: string[], io: CommandIo): Promise<number> {
   const [action, target] = positionals;
   const loaded = loadConfigFile(values.config, io.stderr);
   if (!loaded) return 1;
-  const queueDir = path.join(stateDirFor(loaded.config, 'haraka-out'), 'queue');
+  const queueDir = queueDirFor(loaded.config, 'haraka-out');
   // One place decides where the instances are: --instances, else the config's system.instances_dir.
   const instanceDir = path.resolve(values.instances ?? loaded.config.system.instances_dir, 'haraka-out');
   const print = (text: string) => io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);

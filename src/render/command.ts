@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../command/config-file';
 import type { Command, CommandIo } from '../command/io';
-import { effectiveTls } from '../certs/deploy/state';
+import { effectiveTls } from '../haraka/deploy-record';
 import { renderInstances } from './haraka';
 import { renderUnits } from './systemd';
 import { renderUnbound, UNBOUND_CONF_DIR } from './unbound';

@@ -1,7 +1,7 @@
 // The role table: one row per Haraka instance, the single task it does and the plugins that do it.
 // The instance directories (and, later, the systemd units) are rendered from these rows.
 
-export type RoleName = 'haraka-in' | 'haraka-out';
+import type { RoleName } from '../config/paths';
 
 export interface Role {
   name: RoleName;

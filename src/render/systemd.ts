@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { Config } from '../config/schema';
 import { HARAKA_NODE_ARGS } from '../haraka/node-args';
-import type { RoleName } from './roles';
+import { stateDirFor, type RoleName } from '../config/paths';
 
 /** The config file the units and the installer use on the VPS. */
 export const INSTALLED_CONFIG = '/etc/mailproxy/mailproxy.yaml';
@@ -37,7 +37,7 @@ function renderUnit(source: string, sections: UnitSection[]): string {
 
 /** The state directory of an instance: systemd creates and owns it when it is under /var/lib. */
 function stateEntries(config: Config, role: RoleName): [string, string][] {
-  const dir = path.posix.join(config.state_dir, role);
+  const dir = stateDirFor(config, role);
   if (dir.startsWith('/var/lib/')) {
     return [
       ['StateDirectory', dir.slice('/var/lib/'.length)],

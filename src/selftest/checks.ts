@@ -2,9 +2,9 @@
 // facts probes.ts measured against haraka-in (and haraka-out), each with the exact fix when it fails.
 import { isFqdn, parseIp } from '../config/net';
 import { bannerName, type CertificateFacts, type SmtpReply } from '../health/checks';
-import { worst, type Status } from '../health/status';
+import { worst, type Status } from '../report/status';
 import { describeLookup, type Lookup } from './dns';
-import type { Finding } from './findings';
+import type { Finding } from '../report/findings';
 
 /** MXToolbox's names for the checks of its SMTP test. */
 export const MXTOOLBOX = {

@@ -8,9 +8,9 @@ import type { Command, CommandIo } from '../command/io';
 import { UsageError } from '../command/usage';
 import { parseTargetHostPort, type TargetHostPort } from '../config/net';
 import type { Config } from '../config/schema';
-import { STATUS_CODE } from '../health/status';
+import { STATUS_CODE } from '../report/status';
 import { chooseResolver, makeDnsClient, type DnsClient } from './dns';
-import { formatFindings, formatFindingsJson, type FindingsReport } from './findings';
+import { formatFindings, formatFindingsJson, type FindingsReport } from '../report/findings';
 import { runSelftest } from './run';
 
 export interface PreparedCheck {

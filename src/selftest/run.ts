@@ -3,7 +3,7 @@
 import { formatHostPort, isPrivateIp, isUnspecifiedIp, parseHostPort, type HostPort, type TargetHostPort } from '../config/net';
 import type { Config } from '../config/schema';
 import { probeTarget } from '../health/run';
-import { inboundListen } from '../render/haraka';
+import { inboundListen } from '../config/paths';
 import { MXTOOLBOX_PROBE, relayTricks } from '../relay-tricks';
 import {
   judgeBannerName,
@@ -16,7 +16,7 @@ import {
   MXTOOLBOX,
 } from './checks';
 import { describeLookup, type DnsClient } from './dns';
-import { checkLine, findingsReport, timedCheck, type CheckLine, type FindingsReport } from './findings';
+import { checkLine, findingsReport, timedCheck, type CheckLine, type FindingsReport } from '../report/findings';
 import { freshSourceFor, probeRelay, probeReverseDns, probeSession, probeSmtpTls, STEP_TIMEOUT_MS, type RelayPlan } from './probes';
 
 export interface SelftestOptions {

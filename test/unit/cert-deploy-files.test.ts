@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { acquireLock, ensureDeployDir, filePolicy, installFile, lookupUser, pruneVersions } from '../../src/certs/deploy/files';
 import { systemdRestarter } from '../../src/certs/deploy/restart';
-import { effectiveTls, formatRecord, parseRecord, type DeployRecord } from '../../src/certs/deploy/state';
+import { effectiveTls, formatRecord, parseRecord, type DeployRecord } from '../../src/haraka/deploy-record';
 import { readTlsPair, withTlsPair } from '../../src/certs/deploy/tlsini';
 import { tlsCheckLines } from '../../src/check/run';
 import { loadConfigText } from '../../src/config/load';

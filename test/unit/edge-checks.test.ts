@@ -3,7 +3,8 @@
 // the lookup timeout.
 import dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answerCounts, isRefusalAnswer, parseAnswerRange } from '../../src/plugins/edge/answers';
+import { parseAnswerRange } from '../../src/config/net';
+import { answerCounts, isRefusalAnswer } from '../../src/plugins/edge/answers';
 import { DnsListResolver, queryName, scoreAnswers, type ListAnswer, type ListEntry } from '../../src/plugins/edge/dnsbl';
 import { heloProblem } from '../../src/plugins/edge/helo';
 import { isAllowed, isOwnAddress, readSettings } from '../../src/plugins/edge/settings';

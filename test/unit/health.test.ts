@@ -21,7 +21,8 @@ import {
 } from '../../src/health/checks';
 import { formatHuman, formatJson, formatPrometheus } from '../../src/health/format';
 import { probeTarget } from '../../src/health/run';
-import { report, STATUS_CODE, worst, type CheckResult } from '../../src/health/status';
+import { STATUS_CODE, worst } from '../../src/report/status';
+import { report, type CheckResult } from '../../src/health/status';
 import type { QueueEntry } from '../../src/queue/qfile';
 import type { QueueListing } from '../../src/queue/tools';
 

@@ -21,7 +21,7 @@ import {
   type SmtpTlsFacts,
 } from '../../src/selftest/checks';
 import { chooseResolver, parseResolverAddress, reverseName } from '../../src/selftest/dns';
-import { checkLine, findingsReport, formatFindings, formatFindingsJson } from '../../src/selftest/findings';
+import { checkLine, findingsReport, formatFindings, formatFindingsJson } from '../../src/report/findings';
 import { inboundRelayPlan, inboundTargets, senderFacingIp } from '../../src/selftest/run';
 
 const now = new Date('2026-03-01T12:00:00Z');

@@ -19,13 +19,13 @@ import tls from 'node:tls';
 import type { Config } from '../../config/schema';
 import type { HostPort } from '../../config/net';
 import { probeTarget } from '../../health/run';
-import { inboundListen } from '../../render/haraka';
-import { ROLES, type RoleName } from '../../render/roles';
+import { inboundListen, tlsDeployDir, type RoleName } from '../../config/paths';
+import { ROLES } from '../../render/roles';
 import { writeFileAtomic } from '../../render/write';
 import { acquireLock, ensureDeployDir, filePolicy, installFile, pruneVersions, readRegular, removeFile } from './files';
 import { probeServedCertificate, short, waitUntilServed, type Probe, type Served } from './probe';
 import { systemdRestarter, type Restarter } from './restart';
-import { deployDir, formatRecord, parseRecord, RECORD_NAME, VERSIONED_FILE, type DeployedPair, type DeployRecord } from './state';
+import { formatRecord, parseRecord, RECORD_NAME, VERSIONED_FILE, type DeployedPair, type DeployRecord } from '../../haraka/deploy-record';
 import { readTlsPair, withTlsPair, type TlsPair } from './tlsini';
 import { CertificateRefused, describeCertificate, validateCertificate, type ValidatedCertificate } from './validate';
 
@@ -169,7 +169,7 @@ export async function deployCertificate(request: DeployRequest): Promise<DeployO
   const configHint = '--config FILE';
   // Refuse before creating anything when the instances are not rendered.
   await readInstances(request.instancesDir, configHint);
-  const dir = deployDir(config);
+  const dir = tlsDeployDir(config);
   const keyPath = path.join(dir, `${cert.stem}.key`);
   const certPath = path.join(dir, `${cert.stem}.pem`);
   const wanted: TlsPair = { key: keyPath, cert: certPath };

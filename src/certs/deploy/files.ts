@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fsyncDir, readRegular, writeFileAtomic } from '../../render/write';
 
 export { readRegular };
-import { VERSIONED_FILE } from './state';
+import { VERSIONED_FILE } from '../../haraka/deploy-record';
 
 const { O_CREAT, O_EXCL, O_NOFOLLOW, O_WRONLY } = constants;
 

@@ -3,22 +3,13 @@
 // (MX and address lookups for outbound); both are set here, once, before the server listens.
 import dns from 'node:dns';
 import type { HarakaPlugin } from '../haraka/plugin';
-
-interface DnsIni {
-  main: { servers?: string };
-}
+import { readDnsSettings, type DnsSettings } from './settings';
 
 export function register(this: HarakaPlugin): void {
-  const cfg = this.config.get('mailproxy-dns.ini', () => applyServers(this)) as DnsIni;
-  applyServers(this, cfg);
+  applyServers(this, readDnsSettings(this.config, () => applyServers(this, readDnsSettings(this.config))));
 }
 
-function applyServers(plugin: HarakaPlugin, loaded?: DnsIni): void {
-  const cfg = loaded ?? (plugin.config.get('mailproxy-dns.ini') as DnsIni);
-  const servers = (cfg.main.servers ?? '')
-    .split(',')
-    .map((server) => server.trim())
-    .filter(Boolean);
+function applyServers(plugin: HarakaPlugin, { servers }: DnsSettings): void {
   if (servers.length === 0) return;
   dns.setServers(servers);
   dns.promises.setServers(servers);

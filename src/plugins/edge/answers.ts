@@ -1,41 +1,8 @@
 // Which A records of a DNS list count as "listed": postscreen's `zone=127.0.0.[2..11]` in YAML form.
 // An entry is an address (127.0.0.2), a CIDR (127.0.0.0/24) or a range (127.0.0.2-127.0.0.11), IPv4
-// only: DNS lists answer with A records whatever the client's address family.
-
-export interface AnswerRange {
-  /** First and last address, as unsigned 32-bit numbers. */
-  from: number;
-  to: number;
-}
-
-const QUAD = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
-export function ipv4ToNumber(ip: string): number | null {
-  if (!QUAD.test(ip)) return null;
-  return ip.split('.').reduce((sum, part) => sum * 256 + Number(part), 0);
-}
-
-/** `127.0.0.2`, `127.0.0.0/24` or `127.0.0.2-127.0.0.11`; null for anything else. */
-export function parseAnswerRange(text: string): AnswerRange | null {
-  const trimmed = text.trim();
-  const range = /^([\d.]+)-([\d.]+)$/.exec(trimmed);
-  if (range) {
-    const from = ipv4ToNumber(range[1] as string);
-    const to = ipv4ToNumber(range[2] as string);
-    return from !== null && to !== null && from <= to ? { from, to } : null;
-  }
-  const cidr = /^([\d.]+)\/(\d{1,2})$/.exec(trimmed);
-  if (cidr) {
-    const base = ipv4ToNumber(cidr[1] as string);
-    const bits = Number(cidr[2]);
-    if (base === null || bits > 32) return null;
-    const size = 2 ** (32 - bits);
-    const from = base - (base % size);
-    return { from, to: from + size - 1 };
-  }
-  const single = ipv4ToNumber(trimmed);
-  return single === null ? null : { from: single, to: single };
-}
+// only: DNS lists answer with A records whatever the client's address family. The ranges are parsed in
+// ../../config/net.ts, where the config's schema checks them too.
+import { ipv4ToNumber, parseAnswerRange, type AnswerRange } from '../../config/net';
 
 /**
  * Answers that mean "query refused", never "listed": Spamhaus 127.255.255.252 (bad DQS key), .254

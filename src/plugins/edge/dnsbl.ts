@@ -3,7 +3,8 @@
 // every lookup goes to dns.servers, gives up after lookup_timeout and is cached.
 import { promises as dnsPromises } from 'node:dns';
 import ipaddr from 'ipaddr.js';
-import { answerCounts, isRefusalAnswer, type AnswerRange } from './answers';
+import type { AnswerRange } from '../../config/net';
+import { answerCounts, isRefusalAnswer } from './answers';
 
 export interface ListEntry {
   zone: string;

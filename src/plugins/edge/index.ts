@@ -22,7 +22,7 @@ import type { HarakaPlugin, Next } from '../haraka/plugin';
 import { logDecision, wasRefused, type Decision } from '../decision-log';
 import { askLists, DnsListResolver, scoreAnswers, type ListAnswer } from './dnsbl';
 import { HELO_REFUSALS, heloProblem } from './helo';
-import { isAllowed, isOwnAddress, readSettings, type EdgeIni, type EdgeSettings, type Mode } from './settings';
+import { isAllowed, isOwnAddress, readEdgeSettings, type EdgeSettings, type Mode } from './settings';
 
 interface EdgePlugin extends HarakaPlugin {
   settings: EdgeSettings;
@@ -65,8 +65,7 @@ export function register(this: EdgePlugin): void {
 }
 
 export function load_edge_ini(this: EdgePlugin): void {
-  const ini = this.config.get('mailproxy-edge.ini', () => this.load_edge_ini()) as EdgeIni;
-  const { settings, problems } = readSettings(ini);
+  const { settings, problems } = readEdgeSettings(this.config, () => this.load_edge_ini());
   for (const problem of problems) this.logerror(`mailproxy-edge.ini ${problem}`);
   if (this.settings && this.pauseHooked === false && settings.earlyTalker.pauseMs > 0 && settings.earlyTalker.mode !== 'off') {
     this.logwarn('mailproxy-edge.ini: early_talker pause takes effect when haraka-in restarts (it started without one)');

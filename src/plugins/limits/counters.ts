@@ -6,6 +6,7 @@
 // Per-address limits count an IPv4 address as itself and an IPv6 address by its /64: one host usually
 // owns a whole /64, and counting each address alone would let it open connections without limit.
 import ipaddr from 'ipaddr.js';
+import { ipInRanges, parseAddressOrCidr, type Cidr } from '../../config/net';
 
 export type LimitReason = 'max_clients' | 'max_clients_per_ip' | 'max_connect_rate_per_ip';
 
@@ -18,7 +19,7 @@ export interface ConnectionLimits {
    * minute's worth: a burst of that many, then one every 60/rate seconds; 0: no limit. */
   connectRatePerIp: number;
   /** Addresses the per-address limits leave alone (they still count towards maxClients). */
-  exempt: readonly [ipaddr.IPv4 | ipaddr.IPv6, number][];
+  exempt: readonly Cidr[];
 }
 
 export type Admission = { admitted: true; ticket: Ticket } | { admitted: false; reason: LimitReason; limit: number };
@@ -47,14 +48,13 @@ export function addressKey(ip: string): string | null {
   return `${parts.join(':')}::/64`;
 }
 
-export function parseExempt(list: readonly string[]): [ipaddr.IPv4 | ipaddr.IPv6, number][] {
-  return list.map((entry) => (entry.includes('/') ? ipaddr.parseCIDR(entry) : ([ipaddr.parse(entry), ipaddr.parse(entry).kind() === 'ipv4' ? 32 : 128] as [ipaddr.IPv4 | ipaddr.IPv6, number])));
-}
-
-function isExempt(ip: string, exempt: ConnectionLimits['exempt']): boolean {
-  if (exempt.length === 0 || !ipaddr.isValid(ip)) return false;
-  const address = ipaddr.process(ip);
-  return exempt.some(([range, bits]) => range.kind() === address.kind() && address.match(range, bits));
+/** The exempt list: addresses and CIDRs; throws on an entry that is neither. */
+export function parseExempt(list: readonly string[]): Cidr[] {
+  return list.map((entry) => {
+    const range = parseAddressOrCidr(entry);
+    if (!range) throw new Error(`exempt: ${entry} is no address or CIDR`);
+    return range;
+  });
 }
 
 export class ConnectionCounters {
@@ -86,7 +86,7 @@ export class ConnectionCounters {
   admit(ip: string): Admission {
     const limits = this.limits;
     if (this.active >= limits.maxClients) return { admitted: false, reason: 'max_clients', limit: limits.maxClients };
-    const key = isExempt(ip, limits.exempt) ? null : addressKey(ip);
+    const key = ipInRanges(ip, limits.exempt) ? null : addressKey(ip);
     let bucket: Bucket | null = null;
     if (key !== null) {
       const count = this.perKey.get(key) ?? 0;

@@ -22,21 +22,9 @@ import { constants } from '../haraka/constants';
 import { DSN } from '../haraka/dsn';
 import type { HarakaPlugin, Next } from '../haraka/plugin';
 import { backendSessions } from './backend-sessions';
-import { ConnectionCounters, parseExempt, type ConnectionLimits, type LimitReason, type Ticket } from './counters';
+import { ConnectionCounters, type LimitReason, type Ticket } from './counters';
+import { readLimitsSettings } from './settings';
 import { logDecision } from '../decision-log';
-
-interface LimitsIni {
-  main: {
-    max_clients?: number;
-    max_clients_per_ip?: number;
-    max_connect_rate_per_ip?: number;
-    max_backend_sessions?: number;
-    max_backend_sessions_per_network?: number;
-    max_session_time?: number;
-    /** `exempt[]=` lines (haraka-config makes them an array); a comma list also works. */
-    exempt?: string | string[];
-  };
-}
 
 interface LimitsPlugin extends HarakaPlugin {
   counters: ConnectionCounters;
@@ -74,28 +62,12 @@ export function register(this: LimitsPlugin): void {
   this.register_hook('disconnect', 'end_session');
 }
 
-function numberOr(value: unknown, fallback: number): number {
-  const n = Number(value);
-  return value === undefined || value === '' || !Number.isFinite(n) ? fallback : n;
-}
-
 export function load_limits_ini(this: LimitsPlugin): void {
-  const cfg = this.config.get('mailproxy-limits.ini', () => this.load_limits_ini()) as LimitsIni;
-  const main = cfg.main ?? {};
-  const limits: ConnectionLimits = {
-    maxClients: numberOr(main.max_clients, 1500),
-    maxClientsPerIp: numberOr(main.max_clients_per_ip, 10),
-    connectRatePerIp: numberOr(main.max_connect_rate_per_ip, 60),
-    exempt: parseExempt(
-      (Array.isArray(main.exempt) ? main.exempt : String(main.exempt ?? '').split(','))
-        .map((entry) => String(entry).trim())
-        .filter(Boolean),
-    ),
-  };
-  if (this.counters) this.counters.configure(limits);
-  else this.counters = new ConnectionCounters(limits);
-  this.maxSessionMs = numberOr(main.max_session_time, 900) * 1000;
-  backendSessions.configure(numberOr(main.max_backend_sessions, 50), numberOr(main.max_backend_sessions_per_network, 10));
+  const settings = readLimitsSettings(this.config, () => this.load_limits_ini());
+  if (this.counters) this.counters.configure(settings.connections);
+  else this.counters = new ConnectionCounters(settings.connections);
+  this.maxSessionMs = settings.maxSessionMs;
+  backendSessions.configure(settings.maxBackendSessions, settings.maxBackendSessionsPerNetwork);
 }
 
 /** connect_init runs as the connection is set up, before its socket can have closed: from here on the

@@ -32,22 +32,14 @@ import { beginAttempt, stateOf, tlsNow, withDelivery, type DeliveryState } from 
 import { bounceFields, isExpiry, type RecipientDsn } from './dsn';
 import { explainFailure, failures, type Failure } from './explain';
 import { queueFileState } from './queue-file';
-import { smtpTraceLine, stampLocal, type ReceivedConnection, type ReceivedIni, type ReceivedTransaction } from './received';
+import { smtpTraceLine, stampLocal, type ReceivedConnection, type ReceivedTransaction } from './received';
+import { readOutboundSettings, type OutboundIni } from './settings';
 import { captureOf, captureRaw, MAX_HEADER_BYTES, rawView, unchangedRefusal, type RawCapture, type RawStream } from '../raw-message';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { installDaneTls, installTlsFallback, requireTlsForDomain } from '../haraka/patches/outbound-tls';
 import { owesImmediateRetry } from './tls-fallback';
 import type { TlsPolicy, UsableHostTls } from './tls-policy';
 import { installConnectNoDelay } from '../haraka/patches/connect-no-delay';
-
-interface OutboundIni {
-  main: { mx_port?: number; private_mx_ok?: boolean; tunnel_network?: string };
-  backend: { host?: string; port?: number; bind?: string };
-  local: { domains?: string[] };
-  mta_sts: { enabled?: boolean; port?: number; cache_file?: string };
-  dane?: { enabled?: boolean; resolver?: string };
-  received?: ReceivedIni;
-}
 
 interface Mx {
   exchange: string;
@@ -90,15 +82,13 @@ export function register(this: RoutePlugin): void {
 }
 
 export function load_outbound_ini(this: RoutePlugin): void {
-  this.cfg = this.config.get('mailproxy-outbound.ini', { booleans: ['-mta_sts.enabled', '-received.rewrite', '-dane.enabled', '-main.private_mx_ok'] }, () =>
-    this.load_outbound_ini(),
-  ) as OutboundIni;
-  this.privateMx = this.cfg.main.private_mx_ok ? null : { tunnel: parseCidr(String(this.cfg.main.tunnel_network ?? '')) };
-  this.localDomains = new Set((this.cfg.local?.domains ?? []).map((domain) => domain.toLowerCase()));
-  const resolver = this.cfg.dane?.enabled ? parseHostPort(String(this.cfg.dane.resolver ?? '127.0.0.1:53')) : null;
-  if (this.cfg.dane?.enabled && !resolver) this.logerror(`[dane] resolver=${this.cfg.dane.resolver} is not ADDRESS:PORT: DANE is off`);
+  this.cfg = readOutboundSettings(this.config, () => this.load_outbound_ini());
+  this.privateMx = this.cfg.main.private_mx_ok ? null : { tunnel: parseCidr(this.cfg.main.tunnel_network) };
+  this.localDomains = new Set(this.cfg.local.domains);
+  const resolver = this.cfg.dane.enabled ? parseHostPort(this.cfg.dane.resolver) : null;
+  if (this.cfg.dane.enabled && !resolver) this.logerror(`[dane] resolver=${this.cfg.dane.resolver} is not ADDRESS:PORT: DANE is off`);
   this.dane = resolver ? createDnssecResolver(resolver) : null;
-  const sts = this.cfg.mta_sts ?? {};
+  const sts = this.cfg.mta_sts;
   if (!sts.enabled) {
     this.mtaSts = null;
     return;
@@ -106,8 +96,8 @@ export function load_outbound_ini(this: RoutePlugin): void {
   this.mtaSts = createMtaStsResolver({
     // mailproxy-dns, loaded before this plugin, has already pointed node:dns at the configured servers.
     servers: dns.getServers(),
-    port: Number(sts.port ?? 443),
-    ...(sts.cache_file ? { cacheFile: path.resolve(String(sts.cache_file)) } : {}),
+    port: sts.port,
+    ...(sts.cache_file ? { cacheFile: path.resolve(sts.cache_file) } : {}),
   });
 }
 
@@ -139,7 +129,7 @@ export function stamp_received(this: RoutePlugin, next: Next, connection: SmtpCo
       transaction.notes[REPLY_CODE_NOTE] = refusal.code;
       return next(refusal.code === 552 ? constants.DENY : constants.DENYSOFT, refusal.text);
     }
-    transaction.message_stream = rawView(transaction.message_stream, captureOf(transaction) as RawCapture, smtpTraceLine(this.cfg.received ?? {}, connection));
+    transaction.message_stream = rawView(transaction.message_stream, captureOf(transaction) as RawCapture, smtpTraceLine(this.cfg.received, connection));
   } catch (err) {
     this.logerror(`cannot add the Received line: ${String(err)}`);
     return next(constants.DENYSOFT, 'Temporary failure adding the Received header');
@@ -150,7 +140,7 @@ export function stamp_received(this: RoutePlugin, next: Next, connection: SmtpCo
 /** pre_send_trans_email: the Received line of a message haraka-out made itself (a bounce). */
 export function stamp_local_received(this: RoutePlugin, next: Next, connection: { transaction?: ReceivedTransaction }): void {
   try {
-    stampLocal(this.cfg.received ?? {}, connection?.transaction);
+    stampLocal(this.cfg.received, connection?.transaction);
   } catch (err) {
     this.logerror(`cannot add the Received line: ${String(err)}`);
   }
@@ -256,11 +246,11 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
   if (this.localDomains.has(name)) {
     state.attempt.toBackend = true;
     const { host, port, bind } = this.cfg.backend;
-    const mx: Mx = { exchange: String(host), priority: 0, port: Number(port) };
+    const mx: Mx = { exchange: host, priority: 0, port };
     if (bind) mx.bind = bind;
     return reply(constants.OK, [mx]);
   }
-  const mxPort = Number(this.cfg.main.mx_port ?? 25);
+  const mxPort = this.cfg.main.mx_port;
   // Addresses behind the tunnel or in private space are never used (private-mx.ts).
   const routeTo = (exchanges: Mx[]) => {
     if (!this.privateMx) return reply(constants.OK, exchanges);

@@ -1,8 +1,9 @@
 // The results of `mailproxy selftest` and `mailproxy doctor` (pure): one finding per check, with
 // MXToolbox's name for it and, for anything not passing, the exact fix. Statuses, exit codes and how checks
-// combine are `mailproxy health`'s (../health/status.ts): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, the
-// worst wins (CRITICAL > WARNING > UNKNOWN > OK). People read them as pass, warn, fail and unknown.
-import { STATUS_CODE, STATUSES, worst, type Status, type Verdict } from '../health/status';
+// combine are health's too (status.ts): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, the worst wins
+// (CRITICAL > WARNING > UNKNOWN > OK). People read them as pass, warn, fail and unknown.
+import { reportJson, statusLine } from './format';
+import { timedVerdict, worst, type Status, type Verdict } from './status';
 
 /** What a pure judge decides: health's Verdict plus the fix, spelled out (the record, the setting). */
 export interface Finding extends Verdict {
@@ -50,20 +51,8 @@ export function checkLine(name: string, mxtoolbox: string | null, finding: Findi
 
 /** Runs a probe and its judge, timing them; a throw is a check that could not look (UNKNOWN). */
 export async function timedCheck(name: string, mxtoolbox: string | null, body: () => Promise<Finding>): Promise<CheckLine> {
-  const started = performance.now();
-  let finding: Finding;
-  try {
-    finding = await body();
-  } catch (err) {
-    finding = { status: 'UNKNOWN', detail: `${name}: ${(err as Error).message}` };
-  }
-  return checkLine(name, mxtoolbox, finding, performance.now() - started);
-}
-
-function counts(report: FindingsReport): string {
-  return STATUSES.filter((status) => report.checks.some((check) => check.status === status))
-    .map((status) => `${report.checks.filter((check) => check.status === status).length} ${RESULT_WORD[status]}`)
-    .join(', ');
+  const { verdict, ms } = await timedVerdict(name, body);
+  return checkLine(name, mxtoolbox, verdict, ms);
 }
 
 /**
@@ -73,7 +62,7 @@ function counts(report: FindingsReport): string {
 export function formatFindings(report: FindingsReport): string {
   const nameWidth = Math.max(0, ...report.checks.map((check) => check.name.length));
   const mxWidth = Math.max(0, ...report.checks.map((check) => (check.mxtoolbox ?? '-').length));
-  const lines = [`mailproxy ${report.command} ${report.status}: ${counts(report) || 'no checks'}`];
+  const lines = [statusLine(report.command, report.status, report.checks, (status) => RESULT_WORD[status])];
   for (const check of report.checks) {
     const word = RESULT_WORD[check.status].toUpperCase().padEnd(7);
     lines.push(`${word}  ${check.name.padEnd(nameWidth)}  ${(check.mxtoolbox ?? '-').padEnd(mxWidth)}  ${check.detail}`);
@@ -83,24 +72,19 @@ export function formatFindings(report: FindingsReport): string {
 }
 
 export function formatFindingsJson(report: FindingsReport): string {
-  return `${JSON.stringify(
-    {
-      command: report.command,
-      status: report.status,
-      exit_code: STATUS_CODE[report.status],
-      checked_at: report.checkedAt.toISOString(),
-      checks: report.checks.map((check) => ({
-        name: check.name,
-        mxtoolbox: check.mxtoolbox,
-        status: check.status,
-        result: RESULT_WORD[check.status],
-        detail: check.detail,
-        fix: check.fix,
-        ms: check.ms,
-        metrics: check.metrics,
-      })),
-    },
-    null,
-    2,
-  )}\n`;
+  return reportJson(
+    { command: report.command },
+    report.status,
+    report.checkedAt,
+    report.checks.map((check) => ({
+      name: check.name,
+      mxtoolbox: check.mxtoolbox,
+      status: check.status,
+      result: RESULT_WORD[check.status],
+      detail: check.detail,
+      fix: check.fix,
+      ms: check.ms,
+      metrics: check.metrics,
+    })),
+  );
 }

@@ -1,9 +1,11 @@
 // The deploy record: which versioned key and certificate (`state_dir/tls/<stem>.key|.pem`) the instances
 // use now, and which before. `cert deploy` writes it next to the files; `render` and `check` read it, so
-// a later render writes the same tls.ini paths as the last deploy instead of tls.key/tls.cert.
+// a later render writes the same tls.ini paths as the last deploy instead of tls.key/tls.cert. It sits
+// here, below the renderer and the cert commands, because both read it.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Config } from '../../config/schema';
+import { tlsDeployDir } from '../config/paths';
+import type { Config } from '../config/schema';
 
 export const RECORD_NAME = 'deployed.json';
 
@@ -27,13 +29,8 @@ export interface DeployRecord {
   previous: DeployedPair | null;
 }
 
-/** Where deploys keep their files: `state_dir/tls` (never an instance's config/tls/, which Haraka loads as SNI certificates). */
-export function deployDir(config: Config): string {
-  return path.join(config.state_dir, 'tls');
-}
-
 export function recordPath(config: Config, root = '/'): string {
-  return path.join(root, deployDir(config), RECORD_NAME);
+  return path.join(root, tlsDeployDir(config), RECORD_NAME);
 }
 
 function isPair(value: unknown): value is DeployedPair {
