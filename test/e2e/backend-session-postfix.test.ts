@@ -1,4 +1,4 @@
-// The backend session against a real Postfix (issue 19): it follows the client's current identity, and a
+// The backend session against a real Postfix: it follows the client's current identity, and a
 // session Postfix closes while the client takes its time (under stress: smtpd_timeout 10 s, one junk
 // command) is replayed, not kept alive with NOOPs that Postfix counts against the client.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

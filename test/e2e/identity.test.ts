@@ -1,4 +1,4 @@
-// Identity abuse against haraka-in, judged by the real Postfix behind it (issue 14 item 2): XCLIENT (or
+// Identity abuse against haraka-in, judged by the real Postfix behind it: XCLIENT (or
 // XFORWARD) sent *to* haraka-in is refused and changes nothing, and a client whose PTR name carries CR, LF,
 // NUL, spaces, `=`, `+`, non-ASCII bytes or too many characters reaches Postfix only xtext-encoded or as
 // [UNAVAILABLE]. What Postfix was told is read from its own log: the XCLIENT lines it received (debug_peer_list

@@ -1,4 +1,4 @@
-// SMTP smuggling through haraka-in into the real Postfix backend (issue 14 item 1). Each attempt sends, in
+// SMTP smuggling through haraka-in into the real Postfix backend. Each attempt sends, in
 // one write after the 354, a carrier message ending in a non-standard end of data, then a second MAIL/RCPT/
 // DATA with its own message. Postfix must receive at most the carrier, never the smuggled message: read
 // from its mailboxes (bob gets nothing, alice gets each carrier at most once) and its log (no smuggled

@@ -35,7 +35,7 @@ function writeConfig(dir: string, extra: Record<string, unknown> = {}): string {
 }
 
 describe('mailproxy check', () => {
-  it('names a key that does not belong to the certificate once, as an error, without a stack trace (issue 24)', async () => {
+  it('names a key that does not belong to the certificate once, as an error, without a stack trace', async () => {
     const dir = tempDir();
     const mine = makeSelfSigned(path.join(dir, 'a'), 'mx.mailproxy-test.net');
     const other = makeSelfSigned(path.join(dir, 'b'), 'mx.mailproxy-test.net');
@@ -70,7 +70,7 @@ describe('mailproxy check', () => {
     expect(result.out).not.toContain('warning:');
   });
 
-  it('warns about a system.node that is missing or older than 22 (issue 24)', async () => {
+  it('warns about a system.node that is missing or older than 22', async () => {
     const dir = tempDir();
     const missing = await runCli(['check', '--config', writeConfig(dir, { system: { node: '/nonexistent/node' } })]);
     expect(missing.out).toContain('warning: system.node /nonexistent/node does not exist: the units cannot start Haraka');
@@ -83,7 +83,7 @@ describe('mailproxy check', () => {
     expect(hidden.out).toContain('warning: system.node /root/node22/bin/node does not exist');
   });
 
-  it('warns that the example’s placeholders are still there (issue 24)', async () => {
+  it('warns that the example’s placeholders are still there', async () => {
     const result = await runCli(['check', '--config', example]);
     expect(result.out).toContain(
       "warning: hostname mx.example.com, public_ipv4 203.0.113.25, domains[0] example.com: still the example's documentation values",

@@ -85,7 +85,7 @@ async function expectUnknownOption(argv: string[], code: number): Promise<void> 
   expect(result.err, name).not.toContain('positional');
 }
 
-describe('mailproxy conventions (issue 15)', () => {
+describe('mailproxy conventions', () => {
   const version = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
 
   it('prints its version', async () => {
@@ -126,7 +126,7 @@ describe('mailproxy conventions (issue 15)', () => {
     expect(unknown.code).toBe(2);
   });
 
-  it('answers an unknown option the same way in every command, without parseArgs’ advice on positionals (issue 24)', async () => {
+  it('answers an unknown option the same way in every command, without parseArgs’ advice on positionals', async () => {
     const commands: [argv: string[], code: number][] = [
       [['check'], 2],
       [['render'], 2],
@@ -144,11 +144,11 @@ describe('mailproxy conventions (issue 15)', () => {
     for (const [argv, code] of commands) await expectUnknownOption(argv, code);
   });
 
-  it('answers an unknown option in health, selftest and doctor as the other commands do, with their UNKNOWN (issue 24)', async () => {
+  it('answers an unknown option in health, selftest and doctor as the other commands do, with their UNKNOWN', async () => {
     for (const command of ['health', 'selftest', 'doctor']) await expectUnknownOption([command], 3);
   });
 
-  it('says what is wrong with --server, naming the value, and never looks a name up (issue 24)', async () => {
+  it('says what is wrong with --server, naming the value, and never looks a name up', async () => {
     const send = (server?: string) => run('send', ...(server === undefined ? [] : ['--server', server]), '--from', 'a@example.org', '--to', 'b@example.org');
     const cases: [server: string | undefined, message: string][] = [
       [undefined, '--server IP:PORT is required (e.g. 192.0.2.1:25 or [2001:db8::1]:25)'],
@@ -172,7 +172,7 @@ describe('mailproxy conventions (issue 15)', () => {
     }
   });
 
-  it('lists every option of cert deploy in its --help, --verify-timeout too (issue 24)', async () => {
+  it('lists every option of cert deploy in its --help, --verify-timeout too', async () => {
     const help = await run('cert', 'deploy', '--help');
     expect(help.code).toBe(0);
     for (const option of DEPLOY_USAGE.match(/--[a-z-]+/g) ?? []) expect(help.out, option).toContain(option);
@@ -220,7 +220,7 @@ describe('mailproxy conventions (issue 15)', () => {
   });
 });
 
-describe('mailproxy dane with outbound.dane off (issue 24)', () => {
+describe('mailproxy dane with outbound.dane off', () => {
   it('says DANE is off and exits 0 without sending the resolver a single packet', async () => {
     // A stand-in resolver that records every query and echoes it back as an answer without the AD bit.
     const port = await freePort('127.0.0.1');
@@ -264,7 +264,7 @@ describe('mailproxy dane with outbound.dane off (issue 24)', () => {
   });
 });
 
-describe('Node older than 22 (issue 24)', () => {
+describe('Node older than 22', () => {
   // The system node of the Debian test machines is 20; where it is 22 or newer there is nothing to show.
   const oldNode = '/usr/bin/node';
   let version: string | null = null;
@@ -297,7 +297,7 @@ describe('Node older than 22 (issue 24)', () => {
   });
 });
 
-describe('scripts/node-runtime.sh (issue 24)', () => {
+describe('scripts/node-runtime.sh', () => {
   it('says it is fetching Node 22 before the download, and only when it downloads', () => {
     const dir = tempDir();
     const fakeBin = path.join(dir, 'bin');

@@ -106,7 +106,7 @@ describe('the demo', () => {
     expect(output).toContain('stopped.');
   });
 
-  // Issue 24 item 5: the README says selftest, doctor and stats report on the demo as on a VPS. The commands
+  // The README says selftest, doctor and stats report on the demo as on a VPS. The commands
   // the demo prints are run as printed (from where it runs), and pass: the backend stand-in refuses what a
   // real backend refuses, the demo's DNS server publishes the records a finished setup has (and NXDOMAIN for
   // the rest, DNSBL names included), and haraka-in's log in .demo/ counts the sessions, loopback ones marked.

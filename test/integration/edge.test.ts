@@ -240,7 +240,7 @@ describe('edge checks in refuse mode, at every greeting', () => {
     tweak: edgeConfig({ lookup_timeout: 0.9, helo: { mode: 'refuse' } }),
   });
 
-  it('refuses a forged HELO that follows a clean one (issue 19)', async () => {
+  it('refuses a forged HELO that follows a clean one', async () => {
     const t = topology();
     const { session } = await connect(t.inbound.host, t.inbound.port, '127.0.0.27');
     expect((await session.command('EHLO client27.example.net')).code).toBe(250);

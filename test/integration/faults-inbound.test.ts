@@ -1,4 +1,4 @@
-// haraka-in's forwarder under backend faults, counted (issue 14 item 4): several clients send messages
+// haraka-in's forwarder under backend faults, counted: several clients send messages
 // with unique subjects; each test counts the messages the clients were told 250 for and the messages the
 // backend received. Every 250 must be received exactly once; nothing is received twice. A message the
 // backend received although its client was not told 250 is a duplicate at the sender's retry: only the

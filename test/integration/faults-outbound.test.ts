@@ -1,4 +1,4 @@
-// haraka-out under faults, counted (issue 14 item 4): every message the backend was told 250 for reaches
+// haraka-out under faults, counted: every message the backend was told 250 for reaches
 // the MX, and the copies the MX committed twice are explained. An MX commits a message when it sends its
 // 250 (test/helpers/counting-mx.ts records that moment); haraka-out removes the queue file only after it
 // has read that 250 (Haraka 3.3.4 outbound/hmail.js: the 'delivered' hooks run, then discard() unlinks).

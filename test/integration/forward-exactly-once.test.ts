@@ -58,7 +58,7 @@ function expectNothingLost(codes: number[], backend: ScriptedBackend) {
   else expect(backend.delivered()).toBe(0);
 }
 
-describe('a transaction outlives its backend session: a lost one is replayed in a new session (issue 19)', () => {
+describe('a transaction outlives its backend session: a lost one is replayed in a new session', () => {
   it('the backend drops the connection at a RCPT: that RCPT gets 4xx, the next one replays MAIL and the accepted ones, and the message goes once', async () => {
     await withScriptedBackend({ rcpt: (n) => (n === 1 ? 'drop' : null) }, undefined, async (t, backend) => {
       const session = await openSession(t.inbound.host, t.inbound.port);
@@ -217,7 +217,7 @@ describe('a slow upload', () => {
   }, 60_000);
 });
 
-describe('a backend session lost while the client takes its time (issue 19)', () => {
+describe('a backend session lost while the client takes its time', () => {
   // The backend closes a session idle for 600 ms with 421, as Postfix does after smtpd_timeout (10 s under stress).
   const idle = { idleTimeoutMs: 600 };
 
@@ -273,7 +273,7 @@ describe('a backend session lost while the client takes its time (issue 19)', ()
 });
 
 describe('the backend’s reply text', () => {
-  it('reaches the client as the backend wrote it, UTF-8 included (issue 19)', async () => {
+  it('reaches the client as the backend wrote it, UTF-8 included', async () => {
     await withScriptedBackend({ rcpt: () => '550 5.1.1 <jörg@demo.test>: Empfänger unbekannt' }, undefined, async (t) => {
       const session = await openSession(t.inbound.host, t.inbound.port);
       expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);

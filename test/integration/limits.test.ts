@@ -251,7 +251,7 @@ describe('mailproxy-limits: client sessions', () => {
     });
   });
 
-  it('a client that sends QUIT and keeps its socket counts until haraka-in drops the socket, 2 s later; so does a refused one (issue 19)', async () => {
+  it('a client that sends QUIT and keeps its socket counts until haraka-in drops the socket, 2 s later; so does a refused one', async () => {
     await withLimits({ max_clients_per_ip: 10 }, async (t) => {
       const address = '127.0.0.81';
       const clients: LingeringClient[] = [];
@@ -300,7 +300,7 @@ describe('mailproxy-limits: client sessions', () => {
     });
   });
 
-  it('a client that QUITs after STARTTLS and keeps its socket counts until haraka-in drops the socket (issue 19)', async () => {
+  it('a client that QUITs after STARTTLS and keeps its socket counts until haraka-in drops the socket', async () => {
     await withLimits({ max_clients_per_ip: 1 }, async (t) => {
       const address = '127.0.0.82';
       const client = await LingeringClient.connect(t, address);
@@ -418,7 +418,7 @@ describe('mailproxy-limits: backend sessions', () => {
     });
   });
 
-  it('five addresses of one network that hold sessions on a refused RCPT cannot lock out another network; a backend idle close frees their slots (issue 19)', async () => {
+  it('five addresses of one network that hold sessions on a refused RCPT cannot lock out another network; a backend idle close frees their slots', async () => {
     // The first ten RCPTs that reach the backend (those of the ten sessions the network's share allows) are
     // refused; the backend idle-closes a session after 1.5 s, as Postfix does after smtpd_timeout.
     const options: ScriptedBackendOptions = { idleTimeoutMs: 1500, rcpt: (n) => (n < 10 ? '550 5.1.1 <nobody@demo.test>: Recipient address rejected' : null) };

@@ -1,4 +1,4 @@
-// Malformed input against haraka-in (issue 14 item 3): each kind of bad input gets its expected reply, and
+// Malformed input against haraka-in: each kind of bad input gets its expected reply, and
 // after each one the next client is served (a control message through a fresh session). The backend
 // stand-in counts what it received: every control message, the lawful messages the cases send, nothing else.
 import { describe, expect, it } from 'vitest';

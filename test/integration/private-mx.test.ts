@@ -1,7 +1,7 @@
 // haraka-out never delivers behind the tunnel by MX: an outside domain whose MX resolves into private
 // space (here the "internet" MX of the rig, inside its wireguard.network 127.0.0.0/8, with
 // outbound.allow_private_mx off) stays queued with
-// the reason, and the MX never sees a connection (issue 19).
+// the reason, and the MX never sees a connection.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// haraka-out's Received line (issue 13, header privacy), with real Haraka on loopback: a message from the
+// haraka-out's Received line (header privacy), with real Haraka on loopback: a message from the
 // backend keeps every earlier Received line byte for byte, gains exactly one that names only the VPS, and
 // the DKIM signatures the backend made (simple and relaxed, one of them covering Received) still verify.
 import { generateKeyPairSync } from 'node:crypto';
@@ -31,7 +31,7 @@ function headerFields(raw: string): string[] {
 
 const receivedOf = (fields: string[]) => fields.filter((field) => /^received:/i.test(field));
 
-describe('haraka-out Received line (issue 13)', () => {
+describe('haraka-out Received line', () => {
   const topology = useTopology({ instances: ['haraka-out'], backend: false });
 
   it('keeps every earlier Received line, adds exactly one naming only the VPS, and the DKIM signatures still verify', async () => {
@@ -150,7 +150,7 @@ describe('haraka-out Received line (issue 13)', () => {
   });
 });
 
-describe('haraka-out Received line of its own bounces (issue 13)', () => {
+describe('haraka-out Received line of its own bounces', () => {
   const topology = useTopology({ instances: ['haraka-out'], internet: { rejectRecipient: () => '550 5.1.1 no such user here' } });
 
   it('stamps a bounce once, naming only the VPS', async () => {

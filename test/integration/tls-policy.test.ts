@@ -1,4 +1,4 @@
-// haraka-in's TLS policy (issue 10, item 5) as a client on the internet and a grader see it after
+// haraka-in's TLS policy (item 5) as a client on the internet and a grader see it after
 // STARTTLS. Node's own client checks the exact TLS 1.2 suites, the server's order, the protocol versions
 // and the refused client-initiated renegotiation, for an ECDSA and for an RSA certificate (the suites
 // differ by key type). Debian's testssl.sh then grades the RSA instance (the one where static-RSA and

@@ -28,7 +28,7 @@ function listFiles(dir: string, prefix = ''): string[] {
 }
 
 describe('mailproxy-forward.timeout', () => {
-  it('gives the slowest end of data room: a replayed greeting, MAIL and recipients, a NOOP, DATA, the body and the verdict (issue 19)', () => {
+  it('gives the slowest end of data room: a replayed greeting, MAIL and recipients, a NOOP, DATA, the body and the verdict', () => {
     const { backend, inbound } = example;
     const limit = Number(render().get('haraka-in/config/mailproxy-forward.timeout')?.trim().split('\n').at(-1));
     const greeting = backend.rdns_timeout + 2 * backend.connect_timeout + 24 * backend.timeout;

@@ -1,5 +1,5 @@
 // The demo's backend stand-in answers recipients as a real backend does, and its DNS server publishes the
-// records `mailproxy doctor` asks for: the demo is judged by the tools as a finished VPS is (issue 24 item 5).
+// records `mailproxy doctor` asks for: the demo is judged by the tools as a finished VPS is.
 import { describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';

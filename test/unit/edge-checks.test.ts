@@ -293,7 +293,7 @@ describe('the plugin skips the clients it must not judge', () => {
     return { connection, logged, results, run };
   }
 
-  // A loopback client (local tools, the demo's sender) is counted too, marked, since issue 24 item 5: `mailproxy
+  // A loopback client (local tools, the demo's sender) is counted too, marked: `mailproxy
   // stats` on the demo counts its sessions. The appliance itself (its health probes) is never logged.
   it.each([
     ['a loopback client', '127.0.0.5', { is_private: true, is_local: true }, 'private', ['loopback']],

@@ -1,4 +1,4 @@
-// haraka-out's own Received line (issue 13, header privacy). Haraka's line for a message from the backend
+// haraka-out's own Received line (header privacy). Haraka's line for a message from the backend
 // reads `from <backend HELO> (<backend name> [10.0.0.2]) by <me> (Haraka/<version>) … envelope-from …`,
 // and its outbound queue adds a second, `(<received_header>); <date>`. With `[received] rewrite=true`
 // the renderer switches both off (connection.ini `headers.add_received=false`, outbound.ini
