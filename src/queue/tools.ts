@@ -34,12 +34,12 @@ import {
   lastErrorsFromLog,
   tlsPoliciesFromLog,
   parseQueueFile,
-  parseQueueFileName,
   todoLength,
   transactionUuid,
   type QueueEntry,
   type QueueFileParse,
 } from './qfile';
+import { parseQueueFileName } from '../haraka/queue-file-name';
 
 /** A file in the queue directory that Haraka cannot deliver from (and mostly ignores). */
 export interface QueueProblem {

@@ -11,10 +11,9 @@ import {
   mxFailureOf,
   tlsPoliciesFromLog,
   parseQueueFile,
-  parseQueueFileName,
   transactionUuid,
-  unescapeHost,
 } from '../../src/queue/qfile';
+import { parseQueueFileName, unescapeHost } from '../../src/haraka/queue-file-name';
 import { countQueue, deleteMessage, findHarakaPid, flushQueue, harakaConfigDir, listQueue } from '../../src/queue/tools';
 import { formatDeleteResult, formatDuration, formatQueueCount, formatQueueListing, formatQueueTable, queueJson } from '../../src/queue/format';
 

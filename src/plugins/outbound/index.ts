@@ -26,7 +26,7 @@ import { parseCidr, parseHostPort, type Cidr } from '../../config/net';
 import { splitPrivateMx } from './private-mx';
 import { createDnssecResolver, type DnssecResolver } from '../../dane/resolver';
 import { daneRoute, describeRoute, type DaneRoute, type MxHost } from '../../dane/route';
-import { parseQueueFileName } from '../../queue/qfile';
+import { parseQueueFileName } from '../../haraka/queue-file-name';
 import type { HMail } from '../haraka/hmail';
 import { beginAttempt, stateOf, tlsNow, withDelivery, type DeliveryState } from './delivery';
 import { bounceFields, isExpiry, type RecipientDsn } from './dsn';
