@@ -9,7 +9,6 @@
 // Only an unreachable backend (BackendUnreachable: no connection, or none that reached the banner) turns a
 // transaction into a stored one: a backend that answered 4xx or 5xx decided for itself, and its answer is
 // passed on as always. A transaction that has a recipient accepted live stays live.
-import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { logDecision } from '../decision-log';
 import type { Connection, Transaction } from '../haraka/connection';
@@ -19,6 +18,7 @@ import type { Next } from '../haraka/plugin';
 import { captureOf, pipeRaw, type RawCapture } from '../raw-message';
 import { REPLY_CODE_NOTE } from '../reply-code';
 import { Spool } from '../store-forward/spool';
+import { storePaths } from '../store-forward/store-dir';
 import { VERIFY_DEFAULTS } from '../store-forward/verify-cache';
 import { PersistentVerifyCache } from '../store-forward/verify-cache-file';
 import { clientName } from './client-name';
@@ -62,9 +62,10 @@ export function activeBackupMx(): Promise<BackupMx> | null {
 }
 
 async function openBackupMx(settings: StoreForwardSettings, log: (message: string) => void): Promise<BackupMx> {
-  const spool = await Spool.open(path.join(settings.dir, 'spool'), { log });
+  const paths = storePaths(settings.dir);
+  const spool = await Spool.open(paths.spool, { log });
   const recipients = await PersistentVerifyCache.open({
-    file: path.join(settings.dir, 'recipients.json'),
+    file: paths.recipients,
     settings: { ...VERIFY_DEFAULTS, maxEntries: settings.cacheSize },
     minIntervalMs: 5_000,
     log,

@@ -6,10 +6,11 @@
 //   bounceOrHold(mailFrom, spfResult)     → bounce (a DSN to the sender) | hold
 //
 // Anchored on Postfix's queue manager: a message expires once `receivedAt + maxAge < now`
-// (maximal_queue_lifetime, 5 days), and after a temporary failure it waits for as long as it has been
-// queued, at least minimal_backoff_time (300 s) and at most maximal_backoff_time (4000 s): the time in the
-// queue, not the number of attempts, spaces the retries (qmgr_active.c). A message the backend cannot be
-// reached for is not an attempt: the caller leaves it as it is and probes again.
+// (maximal_queue_lifetime, 5 days; counted from `releasedAt` instead once the operator released it from
+// held/), and after a temporary failure it waits for as long as it has been queued, at least
+// minimal_backoff_time (300 s) and at most maximal_backoff_time (4000 s): the time in the queue, not the
+// number of attempts, spaces the retries (qmgr_active.c). A message the backend cannot be reached for is
+// not an attempt: the caller leaves it as it is and probes again.
 import type { StoredMeta } from './spool-meta';
 
 export interface DrainSettings {
@@ -29,12 +30,15 @@ export type DrainStep = { action: 'deliver' } | { action: 'wait'; until: number 
 
 export type AttemptOutcome = { action: 'remove' } | { action: 'retry'; nextAttemptAt: number } | { action: 'refused' } | { action: 'expired' };
 
-function isExpired(meta: Pick<StoredMeta, 'receivedAt'>, now: number, settings: DrainSettings): boolean {
-  return meta.receivedAt + settings.maxAgeMs < now;
+type Lifetime = Pick<StoredMeta, 'receivedAt' | 'releasedAt'>;
+
+// A message the operator released from held/ gets a whole lifetime again from the release (see releasedAt).
+function isExpired(meta: Lifetime, now: number, settings: DrainSettings): boolean {
+  return (meta.releasedAt ?? meta.receivedAt) + settings.maxAgeMs < now;
 }
 
 /** What to do with a stored message now. */
-export function drainStep(meta: Pick<StoredMeta, 'receivedAt' | 'nextAttemptAt'>, now: number, settings: DrainSettings): DrainStep {
+export function drainStep(meta: Lifetime & Pick<StoredMeta, 'nextAttemptAt'>, now: number, settings: DrainSettings): DrainStep {
   if (isExpired(meta, now, settings)) return { action: 'expired' };
   if (meta.nextAttemptAt !== null && meta.nextAttemptAt > now) return { action: 'wait', until: meta.nextAttemptAt };
   return { action: 'deliver' };
@@ -51,7 +55,7 @@ export function nextAttemptAt(meta: Pick<StoredMeta, 'receivedAt'>, now: number,
  * 5xx refused (the caller decides with bounceOrHold); anything else is temporary: retry later, or, past
  * its maximum age, expired.
  */
-export function afterReply(meta: Pick<StoredMeta, 'receivedAt'>, code: number, now: number, settings: DrainSettings): AttemptOutcome {
+export function afterReply(meta: Lifetime, code: number, now: number, settings: DrainSettings): AttemptOutcome {
   if (code >= 200 && code <= 299) return { action: 'remove' };
   if (code >= 500 && code <= 599) return { action: 'refused' };
   if (isExpired(meta, now, settings)) return { action: 'expired' };

@@ -63,6 +63,12 @@ export interface StoredMeta {
   nextAttemptAt: number | null;
   /** Set while the message is held (it then lives in held/, not ready/). */
   held: HeldNote | null;
+  /**
+   * When the operator last released it from held/ (ms since the epoch); absent if never. Its lifetime
+   * (max_age_days) then counts from here, as Postfix's held mail "becomes subject to expiration after it
+   * is released": a message held because it expired would otherwise expire again at once.
+   */
+  releasedAt?: number;
   /** Absent in a meta written without it: the drain then replays what ClientIdentity holds. */
   replay?: Replay;
 }
@@ -141,8 +147,14 @@ export function parseMeta(text: string): StoredMeta | null {
     isNullable(value.lastAttemptAt, isTime) &&
     isNullable(value.lastReply, isString) &&
     isNullable(value.nextAttemptAt, isTime) &&
-    isNullable(value.held, isHeld);
+    isNullable(value.held, isHeld) &&
+    (value.releasedAt === undefined || isTime(value.releasedAt));
   return ok ? (value as StoredMeta) : null;
+}
+
+/** The meta of a held message released at `now`: back to ready, tried as soon as the backend answers. */
+export function releasedMeta(meta: StoredMeta, now: number): StoredMeta {
+  return { ...meta, held: null, nextAttemptAt: null, releasedAt: now };
 }
 
 export function formatMeta(meta: StoredMeta): string {

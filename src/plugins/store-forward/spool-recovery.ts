@@ -5,14 +5,16 @@
 // - Each meta in ready/ and held/ is read (one at a time: memory stays flat). One that cannot be parsed, or
 //   whose bytes are missing from msg/, goes to corrupt/ with its bytes, and is logged. One whose `held`
 //   field says it belongs in the other area is moved there: hold and release rewrite the meta in place,
-//   then rename it, and a crash between the two leaves it on the wrong side.
+//   then rename it, and a crash between the two leaves it on the wrong side. A message with a meta in both
+//   areas keeps the one in ready/: an operator's release from another process (spool-admin.ts) writes the
+//   released meta into ready/ first and then unlinks the held one, and a crash between the two leaves both.
 // - Each message in msg/ without a meta in ready/ or held/ is deleted and logged. store() renames the
 //   bytes into msg/ before the meta into ready/, and resolves (the client hears 250) only after the meta's
 //   rename is fsynced, so bytes without a meta were never acknowledged. remove() and deleteHeld() delete
 //   the meta first, so the same state after them is a message whose fate was already decided.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { emlPath, exists, fsyncDir, idsIn, makeDirs, metaPath, sizeOf, unlinkIfPresent, type Area, type SpoolPaths } from './spool-files';
+import { emlPath, exists, fsyncDir, idsIn, makeDirs, metaPath, sizeOf, unlessMissing, unlinkIfPresent, type Area, type SpoolPaths } from './spool-files';
 import { isId, parseMeta } from './spool-meta';
 
 export interface SpoolCounts {
@@ -46,6 +48,13 @@ async function quarantine(paths: SpoolPaths, area: Area, id: string): Promise<vo
 
 /** Checks one meta; returns the area it ends up in, or null when it went to corrupt/. */
 async function settleMeta(paths: SpoolPaths, area: Area, id: string, report: RecoveryReport, log: (message: string) => void): Promise<Area | null> {
+  // ready/ is settled first, so a ready copy still there now is one that belongs in ready/.
+  if (area === 'held' && (await exists(metaPath(paths, 'ready', id)))) {
+    await fs.unlink(metaPath(paths, area, id));
+    report.moved++;
+    log(`spool: ${id}: finished an interrupted release (the held copy removed)`);
+    return 'ready';
+  }
   const meta = parseMeta(await fs.readFile(metaPath(paths, area, id), 'utf8'));
   const problem = meta === null || meta.id !== id ? 'unreadable meta' : !(await exists(emlPath(paths, id))) ? 'meta without its message' : null;
   if (problem) {
@@ -77,24 +86,35 @@ export async function recoverSpool(paths: SpoolPaths, log: (message: string) => 
       await settleMeta(paths, area, id, report, log);
     }
   }
-  // Counted after settling, so a meta moved between the areas is counted once, where it now is.
-  for (const area of ['ready', 'held'] as const) {
-    for (const id of await idsIn(paths[area], '.json', isId)) {
-      report[area]++;
-      report.bytes += await sizeOf(metaPath(paths, area, id));
-    }
-  }
-
   for (const id of await idsIn(paths.msg, '.eml', isId)) {
-    if ((await exists(metaPath(paths, 'ready', id))) || (await exists(metaPath(paths, 'held', id)))) {
-      report.bytes += await sizeOf(emlPath(paths, id));
-      continue;
-    }
+    if ((await exists(metaPath(paths, 'ready', id))) || (await exists(metaPath(paths, 'held', id)))) continue;
     await unlinkIfPresent(emlPath(paths, id));
     report.unacknowledged++;
     log(`spool: msg/${id}.eml has no meta: never acknowledged (the meta is written last), deleted`);
   }
 
   for (const dir of [paths.tmp, paths.msg, paths.ready, paths.held, paths.corrupt]) await fsyncDir(dir);
-  return report;
+  // Counted after settling, so a meta moved between the areas is counted once, where it now is.
+  return { ...report, ...(await countSpool(paths)) };
+}
+
+/**
+ * What is stored, counted from the directories: the metas in ready/ and held/, and their bytes with those
+ * of each message in msg/ that has a meta. Recovery starts the accounting from it; the owner counts again
+ * now and then (Spool.recount), since an operator command in another process moves and deletes messages.
+ */
+export async function countSpool(paths: SpoolPaths): Promise<SpoolCounts> {
+  const counts: SpoolCounts = { bytes: 0, ready: 0, held: 0 };
+  const stored = new Set<string>();
+  for (const area of ['ready', 'held'] as const) {
+    for (const id of await idsIn(paths[area], '.json', isId)) {
+      const size = await unlessMissing(fs.stat(metaPath(paths, area, id)).then((stat) => stat.size), null);
+      if (size === null) continue; // gone since the listing
+      counts[area]++;
+      counts.bytes += size;
+      stored.add(id);
+    }
+  }
+  for (const id of stored) counts.bytes += await sizeOf(emlPath(paths, id));
+  return counts;
 }

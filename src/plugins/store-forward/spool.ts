@@ -7,7 +7,7 @@
 //     const { meta, stream } = await spool.stream(id);   // or read(id) for one Buffer
 //     ... deliver ... then remove(id) | recordAttempt(id, reply, nextAttemptAt) | hold(id, reason)
 //   }
-//   listHeld(), release(id), deleteHeld(id) for the operator; usage() for health and metrics.
+//   listHeld(), release(id), deleteHeld(id) for the operator; usage() for health and metrics; recount().
 //
 // store() resolves only once the message is durable: bytes and meta are written to tmp/ and fsynced, the
 // bytes are renamed into msg/ (directory fsynced), then the meta into ready/ (directory fsynced). The meta
@@ -18,7 +18,9 @@
 // directory when asked, and the disk accounting is three numbers counted at open and kept up to date.
 // Operations on one id (reads included) are serialised within the process. The spool has one owner
 // process: recovery at open deletes what another process might be writing, so two processes must not
-// open one spool (an operator command acts through the owner, or while it is stopped).
+// open one spool. An operator command (`mailproxy queue --instance in`) never opens it: it reads the metas
+// and releases or deletes held messages with the atomic steps of spool-admin.ts, and the owner's counts,
+// which then drift, are corrected by recount().
 import { promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import {
@@ -36,8 +38,8 @@ import {
   type RawInput,
   type SpoolPaths,
 } from './spool-files';
-import { formatMeta, isId, newId, parseMeta, type ClientIdentity, type Envelope, type Replay, type StoredMeta } from './spool-meta';
-import { recoverSpool, type RecoveryReport, type SpoolCounts } from './spool-recovery';
+import { formatMeta, isId, newId, parseMeta, releasedMeta, type ClientIdentity, type Envelope, type Replay, type StoredMeta } from './spool-meta';
+import { countSpool, recoverSpool, type RecoveryReport, type SpoolCounts } from './spool-recovery';
 
 export type { RawInput } from './spool-files';
 
@@ -59,6 +61,9 @@ export interface SpoolOptions {
 export class Spool {
   private readonly locks = new Map<string, Promise<void>>();
   private readonly now: () => number;
+  /** Changes started (store, move, rewrite, delete) and those not finished: recount() must not race them. */
+  private changesStarted = 0;
+  private changesRunning = 0;
 
   private constructor(
     private readonly paths: SpoolPaths,
@@ -80,12 +85,30 @@ export class Spool {
     return { ...this.counts };
   }
 
+  /**
+   * Counts what is stored from the directories again, and adopts the figures when no change of this
+   * process overlapped the scan (else keeps its own and returns false: call again later). An operator
+   * command in another process releases and deletes held messages without telling the owner.
+   */
+  async recount(): Promise<boolean> {
+    const started = this.changesStarted;
+    if (this.changesRunning > 0) return false;
+    const counted = await countSpool(this.paths);
+    if (this.changesRunning > 0 || this.changesStarted !== started) return false;
+    Object.assign(this.counts, counted);
+    return true;
+  }
+
   /** Whether storing `incomingBytes` more would take the spool over `budgetBytes`. */
   wouldExceed(budgetBytes: number, incomingBytes: number): boolean {
     return this.counts.bytes + incomingBytes > budgetBytes;
   }
 
-  async store(request: StoreRequest): Promise<StoredMeta> {
+  store(request: StoreRequest): Promise<StoredMeta> {
+    return this.changing(() => this.storeNew(request));
+  }
+
+  private async storeNew(request: StoreRequest): Promise<StoredMeta> {
     const id = newId(request.receivedAt);
     const tempEml = tempPath(this.paths, id, '.eml');
     const tempMeta = tempPath(this.paths, id, '.json');
@@ -161,22 +184,22 @@ export class Spool {
 
   /** Deletes a delivered message. */
   remove(id: string): Promise<void> {
-    return this.exclusive(id, () => this.deleteFrom('ready', id));
+    return this.change(id, () => this.deleteFrom('ready', id));
   }
 
   /** Deletes a held message (the operator's decision). */
   deleteHeld(id: string): Promise<void> {
-    return this.exclusive(id, () => this.deleteFrom('held', id));
+    return this.change(id, () => this.deleteFrom('held', id));
   }
 
   /** Moves a ready message to held/, recording why. */
   hold(id: string, reason: string): Promise<StoredMeta> {
-    return this.exclusive(id, () => this.move(id, 'ready', 'held', (meta) => ({ ...meta, held: { reason, at: this.now() } })));
+    return this.change(id, () => this.move(id, 'ready', 'held', (meta) => ({ ...meta, held: { reason, at: this.now() } })));
   }
 
   /** Moves a held message back to ready/, to be delivered as soon as the backend answers. */
   release(id: string): Promise<StoredMeta> {
-    return this.exclusive(id, () => this.move(id, 'held', 'ready', (meta) => ({ ...meta, held: null, nextAttemptAt: null })));
+    return this.change(id, () => this.move(id, 'held', 'ready', (meta) => releasedMeta(meta, this.now())));
   }
 
   /**
@@ -184,7 +207,7 @@ export class Spool {
    * and, after a partial delivery, the recipients still to deliver.
    */
   recordAttempt(id: string, reply: string, nextAttemptAt: number | null, pendingRcpts?: string[]): Promise<StoredMeta> {
-    return this.exclusive(id, async () => {
+    return this.change(id, async () => {
       const meta = await this.metaIn('ready', id);
       const updated: StoredMeta = {
         ...meta,
@@ -263,6 +286,21 @@ export class Spool {
     await unlinkIfPresent(emlPath(this.paths, id));
     await fsyncDir(this.paths.msg);
     this.counts.bytes -= emlBytes;
+  }
+
+  /** A change to one stored message: serialised with the other operations on it, and seen by recount(). */
+  private change<T>(id: string, work: () => Promise<T>): Promise<T> {
+    return this.exclusive(id, () => this.changing(work));
+  }
+
+  private async changing<T>(work: () => Promise<T>): Promise<T> {
+    this.changesStarted++;
+    this.changesRunning++;
+    try {
+      return await work();
+    } finally {
+      this.changesRunning--;
+    }
   }
 
   private async exclusive<T>(id: string, work: () => Promise<T>): Promise<T> {

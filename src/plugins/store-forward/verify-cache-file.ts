@@ -38,30 +38,41 @@ export interface VerifyCacheFileOptions {
   now?: () => number;
 }
 
-/** Reads the saved cache; any problem gives an empty cache and a log line, never an exception. */
-export async function loadVerifyCache(file: string, settings: VerifySettings, now: number, log: (message: string) => void): Promise<VerifyCache> {
-  await removeStaleTemps(file, log);
+/** What a saved cache file holds, read without changing anything (`mailproxy health` reads it too). */
+export type SavedVerifyCache =
+  | { kind: 'loaded'; cache: VerifyCache; dropped: number }
+  | { kind: 'missing' }
+  | { kind: 'unreadable'; code: string }
+  | { kind: 'malformed' };
+
+export async function readSavedVerifyCache(file: string, settings: VerifySettings, now: number): Promise<SavedVerifyCache> {
   let text: string;
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'none yet' : `cannot read (${code ?? String(err)})`;
-    log(`verification cache ${file}: ${why}, starting empty`);
-    return emptyVerifyCache();
+    return code === 'ENOENT' ? { kind: 'missing' } : { kind: 'unreadable', code: code ?? String(err) };
   }
-  let loaded: ReturnType<typeof fromJson> = null;
   try {
-    loaded = fromJson(JSON.parse(text), now, settings);
+    const loaded = fromJson(JSON.parse(text), now, settings);
+    if (loaded) return { kind: 'loaded', ...loaded };
   } catch {
-    // not JSON: reported below like any other malformed file
+    // not JSON: malformed like any other file that is not a saved cache
   }
-  if (!loaded) {
-    log(`verification cache ${file}: malformed, starting empty`);
-    return emptyVerifyCache();
+  return { kind: 'malformed' };
+}
+
+/** Reads the saved cache; any problem gives an empty cache and a log line, never an exception. */
+export async function loadVerifyCache(file: string, settings: VerifySettings, now: number, log: (message: string) => void): Promise<VerifyCache> {
+  await removeStaleTemps(file, log);
+  const saved = await readSavedVerifyCache(file, settings, now);
+  if (saved.kind === 'loaded') {
+    if (saved.dropped > 0) log(`verification cache ${file}: ${saved.dropped} expired, malformed or surplus entries dropped`);
+    return saved.cache;
   }
-  if (loaded.dropped > 0) log(`verification cache ${file}: ${loaded.dropped} expired, malformed or surplus entries dropped`);
-  return loaded.cache;
+  const why = saved.kind === 'missing' ? 'none yet' : saved.kind === 'unreadable' ? `cannot read (${saved.code})` : 'malformed';
+  log(`verification cache ${file}: ${why}, starting empty`);
+  return emptyVerifyCache();
 }
 
 // writeFileAtomic names its temp file `<file>.tmp-<hex>` in the same directory: one left there was being
