@@ -15,6 +15,10 @@
 // to the backend; hold: a kept message the backend refused or that expired, held for the operator; accept:
 // a session that ended without an edge refusal, logged once at disconnect by mailproxy-edge, with `msgs` and, when no check applied to the client, `exempt=loopback|private|allow`),
 // ip, then check, reason and code where they apply, then any extra field a check adds.
+//
+// A refusal by an edge check or a limit ends the client's session (or its chance to send), and marks it, so
+// that the session gets no accept line; store_and_forward's refusals answer one recipient or message
+// while the backend is away, in a session that goes on, and leave it unmarked (sessionRefusal).
 
 export const DECISION_WORD = 'mailproxy-decision';
 
@@ -27,7 +31,7 @@ export interface Decision {
   check?: string;
   /** Why, in a word or a list (the DNSBL zones that listed the client, `pregreet`, `not_fqdn`). */
   reason?: string;
-  /** The SMTP reply code the client got (refuse only). */
+  /** The SMTP reply code: the client's (refuse, store), the backend's (drain, hold). */
   code?: number;
   /** More fields a check adds (score, msgs): short tokens. */
   extra?: Record<string, string | number>;
@@ -44,8 +48,16 @@ export interface ParsedDecision {
   fields: Record<string, string>;
 }
 
-/** Connection note set when a decision line with action=refuse was logged for the connection. */
+/** Connection note set when a decision line that refuses the session was logged for the connection. */
 export const REFUSED_NOTE = 'mailproxy_refused';
+
+/** Checks whose refusals answer one recipient or message in a session that goes on. */
+const MESSAGE_CHECKS: ReadonlySet<string> = new Set(['store_and_forward']);
+
+/** A refusal of the session (edge checks, limits), not of one recipient or message in it. */
+export function sessionRefusal(decision: { action: DecisionAction; check?: string | null }): boolean {
+  return decision.action === 'refuse' && !MESSAGE_CHECKS.has(decision.check ?? '');
+}
 
 const NEEDS_QUOTING = /(^$|[\s="\\])/;
 const ESCAPES: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\r': '\\r', '\n': '\\n' };
@@ -117,11 +129,11 @@ export interface DecisionTarget {
 
 /**
  * Logs the decision at NOTICE (shown at log_level info and notice) through `target`'s logger, with
- * `plugin` naming the origin in Haraka's prefix. A refusal marks the connection (REFUSED_NOTE), so the
- * session is not counted again as accepted at its end.
+ * `plugin` naming the origin in Haraka's prefix. A refusal of the session marks the connection
+ * (REFUSED_NOTE), so the session is not counted again as accepted at its end.
  */
 export function logDecision(target: DecisionTarget, plugin: unknown, decision: Decision, now: Date = new Date()): void {
-  if (decision.action === 'refuse' && target.notes) target.notes[REFUSED_NOTE] = true;
+  if (sessionRefusal(decision) && target.notes) target.notes[REFUSED_NOTE] = true;
   target.lognotice(plugin, formatDecision(decision, now));
 }
 

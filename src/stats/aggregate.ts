@@ -1,12 +1,24 @@
 // `mailproxy stats`, the pure part: decision lines → counts and a time series. No clock, no files.
 import type { ParsedDecision } from '../plugins/decision-log';
-import { parseDecisionLine } from '../plugins/decision-log';
+import { parseDecisionLine, sessionRefusal } from '../plugins/decision-log';
 
 export interface CountsByCheck {
   total: number;
   byCheck: Record<string, number>;
   /** check → reason → count */
   byReason: Record<string, Record<string, number>>;
+}
+
+/** The backup MX (inbound.store_and_forward): its store, drain and hold lines, and its refusals. */
+export interface KeptCounts {
+  /** Messages kept while the backend could not be reached (`store`), and their recipients. */
+  stored: { messages: number; recipients: number };
+  /** Kept messages handed on to the backend (`drain`). */
+  drained: number;
+  /** Kept messages held for the operator (`hold`), by reason (backend_refused, max_age). */
+  held: { total: number; byReason: Record<string, number> };
+  /** Recipients and messages refused while the backend was away, by reason (not_verified, cached_bad, max_disk). */
+  refused: { total: number; byReason: Record<string, number> };
 }
 
 export interface Summary {
@@ -21,6 +33,7 @@ export interface Summary {
   refused: CountsByCheck;
   /** Checks in `log` mode that would have refused (the session went on). */
   logged: CountsByCheck;
+  kept: KeptCounts;
 }
 
 /** The decision lines of a log text (every other line is skipped). */
@@ -60,6 +73,27 @@ function bump(counts: CountsByCheck, check: string, reason: string): void {
 
 const empty = (): CountsByCheck => ({ total: 0, byCheck: {}, byReason: {} });
 
+function tally(counts: { total: number; byReason: Record<string, number> }, reason: string): void {
+  counts.total += 1;
+  counts.byReason[reason] = (counts.byReason[reason] ?? 0) + 1;
+}
+
+/** A count field of a line (`msgs`, `rcpts`): 0 when absent or not a number. */
+function countField(decision: ParsedDecision, name: string): number {
+  const value = Number(decision.fields[name] ?? 0);
+  return Number.isFinite(value) ? value : 0;
+}
+
+/** A store, drain or hold line, or a refusal of one recipient or message while the backend was away. */
+function countKept(kept: KeptCounts, decision: ParsedDecision, reason: string): void {
+  if (decision.action === 'store') {
+    kept.stored.messages += 1;
+    kept.stored.recipients += countField(decision, 'rcpts');
+  } else if (decision.action === 'drain') kept.drained += 1;
+  else if (decision.action === 'hold') tally(kept.held, reason);
+  else tally(kept.refused, reason);
+}
+
 /** Counts the decisions at or after `since` (all when null). */
 export function aggregate(decisions: readonly ParsedDecision[], since: Date | null = null): Summary {
   const summary: Summary = {
@@ -69,6 +103,7 @@ export function aggregate(decisions: readonly ParsedDecision[], since: Date | nu
     exempt: { sessions: 0, messages: 0, byReason: {} },
     refused: empty(),
     logged: empty(),
+    kept: { stored: { messages: 0, recipients: 0 }, drained: 0, held: { total: 0, byReason: {} }, refused: { total: 0, byReason: {} } },
   };
   for (const decision of decisions) {
     if (since && decision.time < since) continue;
@@ -77,8 +112,7 @@ export function aggregate(decisions: readonly ParsedDecision[], since: Date | nu
     const check = decision.check ?? 'unknown';
     const reason = decision.reason ?? 'unknown';
     if (decision.action === 'accept') {
-      const msgs = Number(decision.fields.msgs ?? 0);
-      const messages = Number.isFinite(msgs) ? msgs : 0;
+      const messages = countField(decision, 'msgs');
       summary.accepted.sessions += 1;
       summary.accepted.messages += messages;
       const exempt = decision.fields.exempt;
@@ -87,10 +121,12 @@ export function aggregate(decisions: readonly ParsedDecision[], since: Date | nu
         summary.exempt.messages += messages;
         summary.exempt.byReason[exempt] = (summary.exempt.byReason[exempt] ?? 0) + 1;
       }
-    } else if (decision.action === 'refuse') {
+    } else if (sessionRefusal(decision)) {
       bump(summary.refused, check, reason);
-    } else {
+    } else if (decision.action === 'log') {
       bump(summary.logged, check, reason);
+    } else {
+      countKept(summary.kept, decision, reason);
     }
   }
   return summary;

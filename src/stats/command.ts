@@ -1,5 +1,5 @@
-// `mailproxy stats`: the decision lines of haraka-in's log
-// (from a file, or stdin: `journalctl -u mailproxy-haraka-in -o cat | mailproxy stats`), counted, and
+// `mailproxy stats`: the decision lines of haraka-in's log (the edge's, and the backup MX's store, drain and
+// hold) from a file, or stdin (`journalctl -u mailproxy-haraka-in -o cat | mailproxy stats`), counted, and
 // optionally drawn. The one effectful edge of src/stats: reading the log, writing the chart.
 import { createReadStream } from 'node:fs';
 import readline from 'node:readline';
@@ -73,7 +73,8 @@ export const command: Command = {
       about: [
         "haraka-in's edge decisions from its log (FILE, or stdin: `journalctl",
         '-u mailproxy-haraka-in -o cat | mailproxy stats`): sessions accepted',
-        'and refused by check and reason; --svg draws refusals over time',
+        'and refused by check and reason, mail kept while the backend was away',
+        '(stored, handed on, held); --svg draws refusals over time',
       ],
     },
   ],

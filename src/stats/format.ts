@@ -1,5 +1,5 @@
 // `mailproxy stats`: the summary as text. Pure.
-import type { CountsByCheck, Summary } from './aggregate';
+import type { CountsByCheck, KeptCounts, Summary } from './aggregate';
 
 /** What the command saw of the log besides the decisions: the facts behind "nothing to count". */
 export interface LogFacts {
@@ -20,14 +20,34 @@ function sortedEntries(counts: Record<string, number>): [string, number][] {
   return Object.entries(counts).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
 }
 
+/** `  label     count  note`, and below it `    reason  count` lines. */
+const row = (label: string, count: number, note = '') => `  ${label.padEnd(30)} ${String(count).padStart(8)}${note ? `  ${note}` : ''}`;
+const subRow = (label: string, count: number) => `    ${label.padEnd(28)} ${String(count).padStart(8)}`;
+
+function reasons(counts: Record<string, number>): string[] {
+  return sortedEntries(counts).map(([reason, n]) => subRow(reason, n));
+}
+
 function breakdown(title: string, counts: CountsByCheck): string[] {
   if (counts.total === 0) return [];
   const lines = ['', title];
-  for (const [check, count] of sortedEntries(counts.byCheck)) {
-    lines.push(`  ${check.padEnd(30)} ${String(count).padStart(8)}`);
-    for (const [reason, n] of sortedEntries(counts.byReason[check] ?? {})) lines.push(`    ${reason.padEnd(28)} ${String(n).padStart(8)}`);
-  }
+  for (const [check, count] of sortedEntries(counts.byCheck)) lines.push(row(check, count), ...reasons(counts.byReason[check] ?? {}));
   return lines;
+}
+
+/** The backup MX's lines, when the log has any. */
+function keptLines(kept: KeptCounts): string[] {
+  if (kept.stored.messages + kept.drained + kept.held.total + kept.refused.total === 0) return [];
+  return [
+    '',
+    'kept while the backend was away (inbound.store_and_forward):',
+    row('stored', kept.stored.messages, `${kept.stored.recipients} recipients`),
+    row('handed on to the backend', kept.drained),
+    row('held for the operator', kept.held.total, kept.held.total ? 'see `mailproxy queue held`' : ''),
+    ...reasons(kept.held.byReason),
+    row('refused meanwhile', kept.refused.total, kept.refused.total ? 'recipients or messages' : ''),
+    ...reasons(kept.refused.byReason),
+  ];
 }
 
 const EXEMPT_NAMES: Record<string, string> = { loopback: 'loopback', private: 'private', allow: 'edge.allow', own: 'own address' };
@@ -53,17 +73,16 @@ export function formatSummary(summary: Summary, facts?: LogFacts): string {
       : facts
         ? nothingToCount(facts)
         : 'no decision lines';
-  const exempt = sortedEntries(summary.exempt.byReason).map(
-    ([why, n]) => `    ${`not checked (${EXEMPT_NAMES[why] ?? why})`.padEnd(28)} ${String(n).padStart(8)}`,
-  );
+  const exempt = sortedEntries(summary.exempt.byReason).map(([why, n]) => subRow(`not checked (${EXEMPT_NAMES[why] ?? why})`, n));
   const lines = [
     `sessions: ${range}`,
-    `  ${'total'.padEnd(30)} ${String(sessions).padStart(8)}`,
-    `  ${'accepted'.padEnd(30)} ${String(summary.accepted.sessions).padStart(8)}  ${percent(summary.accepted.sessions, sessions)}, ${summary.accepted.messages} messages`,
+    row('total', sessions),
+    row('accepted', summary.accepted.sessions, `${percent(summary.accepted.sessions, sessions)}, ${summary.accepted.messages} messages`),
     ...exempt,
-    `  ${'refused'.padEnd(30)} ${String(summary.refused.total).padStart(8)}  ${percent(summary.refused.total, sessions)}`,
+    row('refused', summary.refused.total, percent(summary.refused.total, sessions)),
     ...breakdown('refused, by check and reason:', summary.refused),
     ...breakdown('would have been refused (checks in log mode), by check and reason:', summary.logged),
+    ...keptLines(summary.kept),
   ];
   return `${lines.join('\n')}\n`;
 }

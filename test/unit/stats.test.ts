@@ -102,6 +102,42 @@ describe('stats of a known log', () => {
     expect(aggregate(decisions).exempt).toEqual({ sessions: 0, messages: 0, byReason: {} });
   });
 
+  it('counts the backup MX apart: stored, handed on, held by reason, and its refusals of recipients, not of sessions', () => {
+    const kept = [
+      // A session during an outage: two recipients stored, one refused as unknown; the session is still accepted.
+      '[NOTICE] [k1] [mailproxy-forward] mailproxy-decision time=2026-05-01T12:00:00.000Z action=refuse ip=192.0.2.9 check=store_and_forward reason=not_verified code=450',
+      '[NOTICE] [k1] [mailproxy-forward] mailproxy-decision time=2026-05-01T12:00:01.000Z action=store ip=192.0.2.9 check=store_and_forward reason=backend_unreachable code=250 id=01777636800000-000001-0a0b0c0d rcpts=2 size=900',
+      '[NOTICE] [k1] [mailproxy-edge] mailproxy-decision time=2026-05-01T12:00:02.000Z action=accept ip=192.0.2.9 msgs=1',
+      '[NOTICE] [k2] [mailproxy-forward] mailproxy-decision time=2026-05-01T12:01:00.000Z action=refuse ip=192.0.2.10 check=store_and_forward reason=cached_bad code=550',
+      '[NOTICE] [k2] [mailproxy-forward] mailproxy-decision time=2026-05-01T12:01:30.000Z action=store ip=192.0.2.10 check=store_and_forward reason=backend_unreachable code=250 id=01777636890000-000002-0a0b0c0d rcpts=1 size=700',
+      '[NOTICE] [k2] [mailproxy-edge] mailproxy-decision time=2026-05-01T12:01:31.000Z action=accept ip=192.0.2.10 msgs=1',
+      // The drain: one handed on, one refused by the backend and held.
+      '[NOTICE] [-] [mailproxy-forward] mailproxy-decision time=2026-05-01T12:30:00.000Z action=drain ip=192.0.2.9 check=store_and_forward reason=delivered code=250 id=01777636800000-000001-0a0b0c0d rcpts=2 waited=1799',
+      '[NOTICE] [-] [mailproxy-forward] mailproxy-decision time=2026-05-01T12:30:01.000Z action=hold ip=192.0.2.10 check=store_and_forward reason=backend_refused code=554 id=01777636890000-000002-0a0b0c0d',
+    ].join('\n');
+    const summary = aggregate(readDecisions(kept));
+    expect(summary.kept).toEqual({
+      stored: { messages: 2, recipients: 3 },
+      drained: 1,
+      held: { total: 1, byReason: { backend_refused: 1 } },
+      refused: { total: 2, byReason: { not_verified: 1, cached_bad: 1 } },
+    });
+    expect([summary.accepted, summary.refused.total, summary.logged.total]).toEqual([{ sessions: 2, messages: 2 }, 0, 0]);
+    expect(formatSummary(summary).split('\n').slice(4)).toEqual([
+      '',
+      'kept while the backend was away (inbound.store_and_forward):',
+      '  stored                                2  3 recipients',
+      '  handed on to the backend              1',
+      '  held for the operator                 1  see `mailproxy queue held`',
+      '    backend_refused                     1',
+      '  refused meanwhile                     2  recipients or messages',
+      '    cached_bad                          1',
+      '    not_verified                        1',
+      '',
+    ]);
+    expect(formatSummary(aggregate(decisions))).not.toMatch(/kept while/);
+  });
+
   it('--since counts back from now, or from a point in time', () => {
     const now = new Date('2026-05-01T12:00:00Z');
     expect(parseSince('1h', now)).toEqual(new Date('2026-05-01T11:00:00Z'));

@@ -7,6 +7,10 @@
 // After an attempt: every recipient accepted and the message accepted → removed; a 4xx (a recipient or
 // the message) → kept for a later try (drain-plan's backoff), narrowed to the recipients still pending;
 // a 5xx, or past max_age_days → held for the operator (`mailproxy queue held`), never bounced here.
+//
+// The operator releases and deletes held messages from another process (`mailproxy queue release|delete
+// --instance in`), so the spool's counts (the max_disk_mb budget) are counted again from the directories
+// at most once a minute; a released message is in ready/ and goes at the next probe.
 import type { Reply } from './backend-session';
 import { BackendError, type BackendSession } from './backend-session';
 import { logDecision } from '../decision-log';
@@ -22,14 +26,18 @@ import type { ClientFacts } from './xclient';
 interface Drain {
   timer: NodeJS.Timeout;
   running: boolean;
+  /** When the spool's counts were last taken from its directories (ms since the epoch). */
+  countedAt: number;
 }
+
+const RECOUNT_MS = 60_000;
 
 const drains = new WeakMap<BackupMx, Drain>();
 
 /** Starts the probe-and-drain loop for this backup MX (once). */
 export function startDrain(plugin: ForwardPlugin, backup: BackupMx): void {
   if (drains.has(backup)) return;
-  const drain: Drain = { timer: setInterval(() => void tick(plugin, backup, drain), backup.settings.probeIntervalMs), running: false };
+  const drain: Drain = { timer: setInterval(() => void tick(plugin, backup, drain), backup.settings.probeIntervalMs), running: false, countedAt: Date.now() };
   drain.timer.unref();
   drains.set(backup, drain);
   void tick(plugin, backup, drain);
@@ -39,6 +47,8 @@ async function tick(plugin: ForwardPlugin, backup: BackupMx, drain: Drain): Prom
   if (drain.running) return;
   drain.running = true;
   try {
+    // A recount that overlapped a change of this process is skipped and tried at the next tick.
+    if (Date.now() - drain.countedAt >= RECOUNT_MS && (await backup.spool.recount())) drain.countedAt = Date.now();
     const ready = await backup.spool.listReady();
     if (ready.length === 0 && backup.downSince === null) return;
     if (!(await backendAnswers(plugin.settings))) {
@@ -85,7 +95,7 @@ async function drainOne(plugin: ForwardPlugin, backup: BackupMx, id: string): Pr
   const now = Date.now();
   const step = drainStep(meta, now, planSettings(backup));
   if (step.action === 'wait') return;
-  if (step.action === 'expired') return hold(plugin, backup, meta, `not delivered within ${backup.settings.maxAgeMs / 86_400_000} days`);
+  if (step.action === 'expired') return hold(plugin, backup, meta, `not delivered within ${backup.settings.maxAgeMs / 86_400_000} days`, 'max_age');
   let outcome: Attempt;
   try {
     outcome = await deliver(plugin.settings, backup, meta);
@@ -104,11 +114,11 @@ async function drainOne(plugin: ForwardPlugin, backup: BackupMx, id: string): Pr
     if (outcome.pending.length > 0 || outcome.refused.length !== meta.envelope.rcptTo.length) {
       await backup.spool.recordAttempt(id, reply, null, [...outcome.refused, ...outcome.pending]);
     }
-    return hold(plugin, backup, meta, `refused by the backend: ${reply}`);
+    return hold(plugin, backup, meta, `refused by the backend: ${reply}`, 'backend_refused', outcome.reply?.code);
   }
   if (outcome.pending.length > 0) {
     const next = afterReply(meta, outcome.reply?.code ?? 451, Date.now(), planSettings(backup));
-    if (next.action === 'expired') return hold(plugin, backup, meta, `not delivered within ${backup.settings.maxAgeMs / 86_400_000} days: ${reply}`);
+    if (next.action === 'expired') return hold(plugin, backup, meta, `not delivered within ${backup.settings.maxAgeMs / 86_400_000} days: ${reply}`, 'max_age', outcome.reply?.code);
     await backup.spool.recordAttempt(id, reply, next.action === 'retry' ? next.nextAttemptAt : null, outcome.pending);
     plugin.loginfo(`store-and-forward: ${id}: deferred by the backend (${reply}); trying again later`);
     return;
@@ -124,9 +134,17 @@ async function drainOne(plugin: ForwardPlugin, backup: BackupMx, id: string): Pr
   });
 }
 
-async function hold(plugin: ForwardPlugin, backup: BackupMx, meta: StoredMeta, reason: string): Promise<void> {
+/** Holds the message with `reason` in its meta (for the operator); the decision line gets `why`, a word. */
+async function hold(plugin: ForwardPlugin, backup: BackupMx, meta: StoredMeta, reason: string, why: 'backend_refused' | 'max_age', code?: number): Promise<void> {
   await backup.spool.hold(meta.id, reason);
-  logDecision(plugin, plugin, { action: 'hold', ip: meta.client.address, check: 'store_and_forward', reason, extra: { id: meta.id } });
+  logDecision(plugin, plugin, {
+    action: 'hold',
+    ip: meta.client.address,
+    check: 'store_and_forward',
+    reason: why,
+    ...(code === undefined ? {} : { code }),
+    extra: { id: meta.id },
+  });
 }
 
 interface Attempt {
