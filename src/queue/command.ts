@@ -1,4 +1,5 @@
-// `mailproxy queue list|count|flush|delete`: the CLI edge of the queue tools.
+// `mailproxy queue list|count|flush|delete`: the CLI edge of the queue tools. haraka-out's queue by default;
+// `--instance in` (and `held`, `release`) is the mail haraka-in keeps while the backend is away (kept.ts).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -6,8 +7,20 @@ import { loadConfigFile } from '../command/config-file';
 import type { Command, CommandIo } from '../command/io';
 import { UsageError } from '../command/usage';
 import { queueDirFor } from '../config/paths';
+import { isId } from '../plugins/store-forward/spool-meta';
 import { formatDeleteResult, formatQueueCount, formatQueueListing, queueJson } from './format';
+import { runKeptAction } from './kept';
 import { countQueue, deleteMessage, findHarakaPid, flushQueue, listQueue } from './tools';
+
+/** `--instance in|out` (haraka-out by default; held and release exist only for haraka-in). */
+function instanceOf(option: string | undefined, action: string | undefined): 'haraka-in' | 'haraka-out' {
+  const onlyIn = action === 'held' || action === 'release';
+  if (option === undefined) return onlyIn ? 'haraka-in' : 'haraka-out';
+  const instance = ({ in: 'haraka-in', 'haraka-in': 'haraka-in', out: 'haraka-out', 'haraka-out': 'haraka-out' } as const)[option];
+  if (!instance) throw new UsageError(`--instance ${option}: expected in (haraka-in's kept mail) or out (haraka-out's queue, the default)`);
+  if (onlyIn && instance === 'haraka-out') throw new UsageError(`queue ${action} is for the mail haraka-in keeps (--instance in); haraka-out holds nothing`);
+  return instance;
+}
 
 async function runQueueCommand(argv: string[], io: CommandIo): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -19,11 +32,17 @@ async function runQueueCommand(argv: string[], io: CommandIo): Promise<number> {
       json: { type: 'boolean', default: false },
       log: { type: 'string' },
       force: { type: 'boolean', default: false },
+      instance: { type: 'string' },
     },
   });
   const [action, target] = positionals;
+  const instance = instanceOf(values.instance, action);
   const loaded = loadConfigFile(values.config, io.stderr);
   if (!loaded) return 1;
+  if (instance === 'haraka-in') {
+    const error = (text: string) => io.stderr.write(text);
+    return runKeptAction(action, target, loaded.config, { print: (text) => io.stdout.write(`${text}\n`), error, json: values.json });
+  }
   const queueDir = queueDirFor(loaded.config, 'haraka-out');
   // One place decides where the instances are: --instances, else the config's system.instances_dir.
   const instanceDir = path.resolve(values.instances ?? loaded.config.system.instances_dir, 'haraka-out');
@@ -59,10 +78,11 @@ async function runQueueCommand(argv: string[], io: CommandIo): Promise<number> {
       const running = (await findHarakaPid(instanceDir)) !== null;
       const result = await deleteMessage(queueDir, target, { force: values.force || !running });
       print(values.json ? queueJson(result) : formatDeleteResult(result, target));
+      if (result.matched.length === 0 && isId(target)) io.stderr.write(`${target} is an id of mail haraka-in keeps: add --instance in\n`);
       return result.removed.length > 0 ? 0 : 1;
     }
     default:
-      throw new UsageError('usage: mailproxy queue list|count|flush|delete');
+      throw new UsageError('usage: mailproxy queue list|count|flush|delete [--instance out] | list|count|held|release|delete --instance in');
   }
 }
 
@@ -78,6 +98,14 @@ export const command: Command = {
     },
     { synopsis: 'queue flush --config FILE [--instances DIR]', about: ['retry every deferred message now (SIGHUP to the running haraka-out)'] },
     { synopsis: 'queue delete ID --config FILE [--instances DIR] [--force]', about: ['remove one message (file name, id or the uuid from its 250 reply)'] },
+    {
+      synopsis: 'queue list|count|held --instance in --config FILE [--json]',
+      about: ['mail haraka-in keeps while the backend is away (inbound.store_and_forward):', 'ready (waiting for the backend) and held (waiting for you)'],
+    },
+    {
+      synopsis: 'queue release|delete ID --instance in --config FILE',
+      about: ['put a held message back for delivery at the next probe, or delete it'],
+    },
   ],
   exitStyle: 'plain',
   run: runQueueCommand,

@@ -1,4 +1,4 @@
-// Text and JSON output for `mailproxy queue list|count|delete`.
+// Text and JSON output for `mailproxy queue list|count|delete` (haraka-out's queue; kept-format.ts: haraka-in's).
 import type { QueueEntry } from './qfile';
 import type { DeleteResult, QueueCount, QueueListing } from './tools';
 
@@ -19,13 +19,15 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(hours / 24)}d${String(hours % 24).padStart(2, '0')}h`;
 }
 
-function cut(text: string, width: number | undefined): string {
+/** `text` on one line, cut to `width` characters with an ellipsis (no limit without a width). */
+export function cut(text: string, width: number | undefined): string {
   const flat = text.replace(/\s+/g, ' ');
   if (!width || flat.length <= width) return flat;
   return `${flat.slice(0, Math.max(1, width - 1))}…`;
 }
 
-function table(header: string[], rows: string[][]): string {
+/** Columns padded to their widest cell, two spaces apart, the last one not padded. */
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => (row[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells

@@ -1,9 +1,9 @@
-// Where haraka-in keeps mail while the backend is away: store_and_forward.dir, `<state_dir>/haraka-in/store`
-// (rendered into mailproxy-forward.ini), holds the spool and the recipient cache. The plugin opens them
+// Where haraka-in keeps mail while the backend is away: store_and_forward.dir (config/paths.ts storeDir,
+// rendered into mailproxy-forward.ini) holds the spool and the recipient cache. The plugin opens them
 // there; `mailproxy queue --instance in` and `mailproxy health` read them there.
 import path from 'node:path';
+import { storeDir } from '../../config/paths';
 import type { Config } from '../../config/schema';
-import { stateDirFor } from '../../render/haraka';
 
 export interface StorePaths {
   /** The spool's root (spool-files.ts lays it out). */
@@ -18,5 +18,5 @@ export function storePaths(dir: string): StorePaths {
 
 /** The store of the haraka-in a config describes. */
 export function storePathsFor(config: Config): StorePaths {
-  return storePaths(path.join(stateDirFor(config, 'haraka-in'), 'store'));
+  return storePaths(storeDir(config));
 }
