@@ -346,6 +346,9 @@ const healthPairs = [
   ['oldest_warning', 'oldest_critical', 'at most'],
   ['handshake_warning', 'handshake_critical', 'at most'],
   ['disk_warning_mb', 'disk_critical_mb', 'at least'],
+  ['kept_warning', 'kept_critical', 'at most'],
+  ['kept_oldest_warning', 'kept_oldest_critical', 'at most'],
+  ['held_warning', 'held_critical', 'at most'],
 ] as const;
 
 const health = z
@@ -404,6 +407,46 @@ const health = z
       .max(100_000_000)
       .default(256)
       .describe('CRITICAL when the file system of state_dir has less than this many MB free: the queue and spool stop taking mail.'),
+    kept_warning: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000_000)
+      .default(100)
+      .describe('With inbound.store_and_forward on: WARNING when haraka-in keeps at least this many messages for the backend (`mailproxy queue list --instance in`).'),
+    kept_critical: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000_000)
+      .default(1000)
+      .describe('With inbound.store_and_forward on: CRITICAL when haraka-in keeps at least this many messages for the backend.'),
+    kept_oldest_warning: seconds(60, 60 * 86400)
+      .default(3600)
+      .describe(
+        'With inbound.store_and_forward on: WARNING when the oldest message haraka-in keeps for the backend has waited this many seconds (1 h: the backend has been away that long, or refuses to take it with 4xx).',
+      ),
+    kept_oldest_critical: seconds(60, 60 * 86400)
+      .default(86400)
+      .describe(
+        'With inbound.store_and_forward on: CRITICAL when the oldest kept message has waited this many seconds (1 day; it is held at inbound.store_and_forward.max_age_days).',
+      ),
+    held_warning: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000_000)
+      .default(1)
+      .describe(
+        'With inbound.store_and_forward on: WARNING when at least this many kept messages are held (refused by the backend, or too old): a human decides, with `mailproxy queue held`, `release` or `delete`.',
+      ),
+    held_critical: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000_000)
+      .default(20)
+      .describe('With inbound.store_and_forward on: CRITICAL when at least this many kept messages are held.'),
   })
   .superRefine((value, ctx) => {
     for (const [warning, critical, relation] of healthPairs) {

@@ -63,8 +63,9 @@ export const command: Command = {
       synopsis: 'health --config FILE [--json] [--prometheus FILE]',
       about: [
         'both units, banners, STARTTLS and certificate, backend + XCLIENT,',
-        'WireGuard handshake, queue, disk; exit 0 OK, 1 WARNING, 2 CRITICAL,',
-        '3 UNKNOWN (usage errors too); --prometheus writes a textfile',
+        'WireGuard handshake, queue, disk, kept mail (store_and_forward);',
+        'exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (usage errors too);',
+        '--prometheus writes a textfile',
       ],
     },
   ],

@@ -1,14 +1,19 @@
 // The effectful edge of `mailproxy health`: SMTP sessions (plain, STARTTLS, from a chosen source address),
-// external commands (systemctl, wg) run with the caller's environment, the queue directory and statfs.
+// external commands (systemctl, wg) run with the caller's environment, the queue directory, haraka-in's
+// store-and-forward spool and recipient cache, and statfs.
 // Probes measure and report facts; they never decide (checks.ts does) and never throw for a failed probe.
 import { execFile } from 'node:child_process';
 import { statfs } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import { listQueue } from '../queue/tools';
+import { keptFigures } from '../plugins/store-forward/spool-admin';
+import { readSavedVerifyCache } from '../plugins/store-forward/verify-cache-file';
+import type { VerifySettings } from '../plugins/store-forward/verify-cache';
 import { SmtpClient, SmtpClientError } from '../smtp/client';
 import { hasExtension } from '../smtp/reply';
 import type { BackendFacts, BannerFacts, CommandOutcome, DiskFacts, QueueFacts, TlsFacts, WireguardFacts } from './checks';
+import type { KeptFacts, RecipientCacheFacts } from './kept';
 
 // A reply longer than this is not SMTP (RFC 5321 §4.5.3.1.5: 512 octets a line); never buffer unbounded
 // input from whatever answers on the port.
@@ -180,4 +185,20 @@ export async function probeDisk(dir: string): Promise<DiskFacts> {
   } catch (err) {
     return { path: dir, error: (err as Error).message };
   }
+}
+
+/** The backup MX's spool, read from this process while haraka-in runs (listings and sizes only). */
+export async function probeKept(spoolRoot: string): Promise<KeptFacts> {
+  try {
+    return { figures: await keptFigures(spoolRoot) };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+/** The saved recipient cache, read without touching it. */
+export async function probeRecipientCache(file: string, settings: VerifySettings, now: Date): Promise<RecipientCacheFacts> {
+  const saved = await readSavedVerifyCache(file, settings, now.getTime());
+  if (saved.kind !== 'loaded') return saved;
+  return { kind: 'loaded', accepted: saved.cache.good.size, refused: saved.cache.bad.size };
 }

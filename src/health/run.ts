@@ -6,7 +6,11 @@ import { isUnspecifiedIp, parseHostPort, type HostPort } from '../config/net';
 import { inboundListen, queueDirFor } from '../config/paths';
 import { UNIT_NAMES } from '../render/systemd';
 import { judgeBackend, judgeBanner, judgeDisk, judgeQueue, judgeTls, judgeUnit, judgeWireguard } from './checks';
-import { probeBackend, probeBanner, probeDisk, probeQueue, probeStarttls, probeUnit, probeWireguard } from './probes';
+import { judgeKept, judgeRecipientCache } from './kept';
+import { probeBackend, probeBanner, probeDisk, probeKept, probeQueue, probeRecipientCache, probeStarttls, probeUnit, probeWireguard } from './probes';
+import { exists } from '../plugins/store-forward/spool-files';
+import { storePathsFor } from '../plugins/store-forward/store-dir';
+import { VERIFY_DEFAULTS } from '../plugins/store-forward/verify-cache';
 import { timedVerdict, type Verdict } from '../report/status';
 import { report, type CheckResult, type HealthReport } from './status';
 import { resolverValidates } from '../dane/self-check';
@@ -44,6 +48,34 @@ async function daneResolverCheck(address: string): Promise<Verdict> {
   };
 }
 
+/**
+ * The backup MX's checks: kept mail and the recipient cache while inbound.store_and_forward is on; once it
+ * is off, kept mail only when a spool was left behind (nothing hands it on then); none without one.
+ */
+async function keptChecks(config: Config, now: () => Date): Promise<CheckResult[]> {
+  const h = config.health;
+  const store = config.inbound.store_and_forward;
+  const paths = storePathsFor(config);
+  if (!store.enabled && !(await exists(paths.spool))) return [];
+  const kept = timed('haraka-in.kept', async () =>
+    judgeKept(await probeKept(paths.spool), now(), {
+      keptWarning: h.kept_warning,
+      keptCritical: h.kept_critical,
+      oldestWarning: h.kept_oldest_warning,
+      oldestCritical: h.kept_oldest_critical,
+      heldWarning: h.held_warning,
+      heldCritical: h.held_critical,
+      maxDiskBytes: store.max_disk_mb * 1024 * 1024,
+      enabled: store.enabled,
+    }),
+  );
+  if (!store.enabled) return [await kept];
+  const recipients = timed('haraka-in.recipients', async () =>
+    judgeRecipientCache(await probeRecipientCache(paths.recipients, { ...VERIFY_DEFAULTS, maxEntries: store.cache_size }, now()), paths.recipients),
+  );
+  return Promise.all([kept, recipients]);
+}
+
 export async function runHealthChecks(config: Config, deps: HealthDeps): Promise<HealthReport> {
   const now = deps.now ?? (() => new Date());
   const h = config.health;
@@ -75,7 +107,7 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
     return { backend, wireguard };
   })();
 
-  const checks = await Promise.all([
+  const checks = await Promise.all<CheckResult | CheckResult[]>([
     timed('haraka-in.unit', async () => judgeUnit(UNIT_NAMES['haraka-in'], await probeUnit(UNIT_NAMES['haraka-in'], deps.env))),
     timed('haraka-out.unit', async () => judgeUnit(UNIT_NAMES['haraka-out'], await probeUnit(UNIT_NAMES['haraka-out'], deps.env))),
     timed('haraka-in.banner', () => banner(inbound)),
@@ -104,6 +136,7 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
     }),
     timed('disk', async () => judgeDisk(await probeDisk(config.state_dir), { warningMb: h.disk_warning_mb, criticalMb: h.disk_critical_mb })),
     ...(config.outbound.dane ? [timed('haraka-out.dane', () => daneResolverCheck(config.outbound.dane_resolver))] : []),
+    keptChecks(config, now),
   ]);
-  return report(checks, now());
+  return report(checks.flat(), now());
 }

@@ -356,6 +356,12 @@ describe('config: the health section', () => {
       handshake_critical: 900,
       disk_warning_mb: 1024,
       disk_critical_mb: 256,
+      kept_warning: 100,
+      kept_critical: 1000,
+      kept_oldest_warning: 3600,
+      kept_oldest_critical: 86400,
+      held_warning: 1,
+      held_critical: 20,
     });
     expect(result.ok && result.config.wireguard.interface).toBe('wg0');
   });
