@@ -46,7 +46,7 @@ async function quarantine(paths: SpoolPaths, area: Area, id: string): Promise<vo
   if (await exists(emlPath(paths, id))) await fs.rename(emlPath(paths, id), path.join(paths.corrupt, `${id}.eml`));
 }
 
-/** Checks one meta; returns the area it ends up in, or null when it went to corrupt/. */
+/** Checks one meta; returns the area it ends up in, or null when it went to corrupt/ or is gone. */
 async function settleMeta(paths: SpoolPaths, area: Area, id: string, report: RecoveryReport, log: (message: string) => void): Promise<Area | null> {
   // ready/ is settled first, so a ready copy still there now is one that belongs in ready/.
   if (area === 'held' && (await exists(metaPath(paths, 'ready', id)))) {
@@ -55,7 +55,10 @@ async function settleMeta(paths: SpoolPaths, area: Area, id: string, report: Rec
     log(`spool: ${id}: finished an interrupted release (the held copy removed)`);
     return 'ready';
   }
-  const meta = parseMeta(await fs.readFile(metaPath(paths, area, id), 'utf8'));
+  // An operator command may delete a held message while haraka-in starts (spool-admin.ts).
+  const text = await unlessMissing(fs.readFile(metaPath(paths, area, id), 'utf8'), null);
+  if (text === null) return null;
+  const meta = parseMeta(text);
   const problem = meta === null || meta.id !== id ? 'unreadable meta' : !(await exists(emlPath(paths, id))) ? 'meta without its message' : null;
   if (problem) {
     await quarantine(paths, area, id);
