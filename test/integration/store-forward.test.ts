@@ -2,7 +2,7 @@
 // cache learns from live RCPTs, an unreachable backend turns transactions into stored ones (known 250,
 // refused 550, unknown 450), stored mail survives kill -9 and reaches the backend once, with XCLIENT
 // replaying the original client, when it is back; a stored message the backend refuses is held.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LOOPBACK } from '../../src/demo/topology';
@@ -35,6 +35,28 @@ describe('store-and-forward while the backend is away', () => {
     sinks.push(sink);
     return sink;
   };
+
+  /** A backend that accepts everything learns `recipients` live, then goes away. */
+  const learnThenAway = async (recipients: string[]) => {
+    const t = topology();
+    const sink = await backendBack({ rejectRecipient: () => null });
+    await eventually('a live delivery', async () => {
+      const live = await openSession(t.inbound.host, t.inbound.port);
+      const result = await sendVia(live, recipients, 'learn');
+      live.close();
+      return result.final?.text?.includes('Queued by backend') === true;
+    }, { timeoutMs: 15_000 });
+    await sink.close();
+    sinks.splice(sinks.indexOf(sink), 1);
+  };
+  const keep = async (recipients: string[], subject: string) => {
+    const t = topology();
+    const client = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.13' });
+    const kept = await sendVia(client, recipients, subject);
+    client.close();
+    expect(kept.final?.code).toBe(250);
+  };
+  const readyMetas = () => readdirSync(spoolDir('ready')).filter((name) => name.endsWith('.json')).map((name) => JSON.parse(readFileSync(path.join(spoolDir('ready'), name), 'utf8')));
 
   it('learns recipients live, keeps mail for them while the backend is away, and delivers it once, as the original client, after kill -9', async () => {
     const t = topology();
@@ -95,5 +117,36 @@ describe('store-and-forward while the backend is away', () => {
     await eventually('the refused message held', () => count('held') === heldBefore + 1, { timeoutMs: 20_000 });
     expect(count('ready')).toBe(0);
     expect(strict.messages.map((message) => message.subject)).not.toContain('refuse me');
+  });
+
+  it('delivers a kept message older than max_age_days when the backend returns, instead of holding it untried', async () => {
+    await learnThenAway(['dora@demo.test']);
+    await keep(['dora@demo.test'], 'away for a week');
+    const [meta] = readyMetas().filter((m) => m.envelope.rcptTo.includes('dora@demo.test'));
+    const file = path.join(spoolDir('ready'), `${meta.id}.json`);
+    writeFileSync(file, `${JSON.stringify({ ...meta, receivedAt: Date.now() - 7 * 86_400_000 }, null, 1)}\n`);
+    const heldBefore = count('held');
+    const sink = await backendBack();
+    const [arrived] = await sink.waitForMessages(1, 20_000);
+    expect(arrived?.subject).toBe('away for a week');
+    expect(count('held')).toBe(heldBefore);
+  });
+
+  it('holds only the recipients the backend refuses and keeps trying the ones it defers', async () => {
+    await learnThenAway(['erin@demo.test', 'finn@demo.test', 'gus@demo.test']);
+    await keep(['erin@demo.test', 'finn@demo.test', 'gus@demo.test'], 'mixed verdicts');
+    const heldBefore = count('held');
+    const sink = await backendBack({
+      rejectRecipient: (address) => (address.startsWith('finn@') ? '550 5.1.1 <finn@demo.test>: User unknown' : address.startsWith('gus@') ? '452 4.2.2 Mailbox full' : null),
+    });
+    const [arrived] = await sink.waitForMessages(1, 20_000);
+    expect(arrived?.rcptTo).toEqual(['erin@demo.test']);
+    await eventually('the refused recipient held', () => count('held') === heldBefore + 1, { timeoutMs: 10_000 });
+    await eventually('the deferred recipient kept with a later try', () => {
+      const kept = readyMetas().find((m) => m.envelope.mailFrom === 'sender@example.net' && m.envelope.rcptTo.includes('gus@demo.test'));
+      return kept && kept.envelope.rcptTo.length === 1 && kept.nextAttemptAt > Date.now() ? kept : null;
+    }, { timeoutMs: 10_000 });
+    const held = readdirSync(spoolDir('held')).filter((name) => name.endsWith('.json')).map((name) => JSON.parse(readFileSync(path.join(spoolDir('held'), name), 'utf8')));
+    expect(held.some((m) => m.envelope.rcptTo.join() === 'finn@demo.test' && m.held.reason.includes('5.1.1'))).toBe(true);
   });
 });

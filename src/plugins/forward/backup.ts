@@ -32,33 +32,52 @@ export interface BackupMx {
   recipients: PersistentVerifyCache;
   /** Since when the backend has been unreachable (ms since the epoch), or null while it answers. */
   downSince: number | null;
+  /** Bytes of messages being stored right now, counted against max_disk_mb with what is stored. */
+  storing: number;
 }
 
 /** Transaction note: the recipients of a stored transaction (each cached-good, each told 250). */
 export const STORED = 'mailproxy_forward_stored';
+/** Transaction note: the AbortController of a store in progress; a client that leaves before its 250
+ * aborts it, so its retry is not a second copy. */
+export const STORING = 'mailproxy_forward_storing';
 const NOTHING = Buffer.alloc(0);
 
-let current: { dir: string; opening: Promise<BackupMx> } | null = null;
+/** Each directory's backup MX, opened once for the life of the process: a second Spool on one directory
+ * would recover (delete) what the first is writing and count its disk use apart. */
+const opened = new Map<string, Promise<BackupMx>>();
+let current: Promise<BackupMx> | null = null;
 
-/** Opens the backup MX for these settings once (the spool recovers, the cache loads); forgets it when off. */
+/** The backup MX for these settings (opened on first use: the spool recovers, the cache loads); null, and
+ * nothing new kept, while store-and-forward is off. */
 export function configureBackupMx(settings: StoreForwardSettings, log: (message: string) => void): Promise<BackupMx> | null {
   if (!settings.enabled) {
     current = null;
     return null;
   }
-  if (current?.dir !== settings.dir) {
-    current = { dir: settings.dir, opening: openBackupMx(settings, log) };
-  } else {
-    void current.opening.then((backup) => {
-      backup.settings = settings;
-    });
+  let opening = opened.get(settings.dir);
+  if (!opening) {
+    opening = openBackupMx(settings, log);
+    // A directory that failed to open is tried again at the next reload.
+    opening.catch(() => opened.delete(settings.dir));
+    opened.set(settings.dir, opening);
   }
-  return current.opening;
+  current = opening.then((backup) => {
+    backup.settings = settings;
+    return backup;
+  });
+  current.catch(() => undefined);
+  return current;
 }
 
-/** The backup MX when store-and-forward is on, else null. */
-export function activeBackupMx(): Promise<BackupMx> | null {
-  return current?.opening ?? null;
+/** The backup MX when store-and-forward is on and its directory opened, else null. */
+export async function activeBackupMx(): Promise<BackupMx | null> {
+  return current ? current.catch(() => null) : null;
+}
+
+/** Writes the recipient cache's last changes (at shutdown). */
+export function flushBackupMx(): void {
+  for (const opening of opened.values()) void opening.then((backup) => backup.recipients.flush()).catch(() => undefined);
 }
 
 async function openBackupMx(settings: StoreForwardSettings, log: (message: string) => void): Promise<BackupMx> {
@@ -72,7 +91,7 @@ async function openBackupMx(settings: StoreForwardSettings, log: (message: strin
   });
   const usage = spool.usage();
   log(`store-and-forward: ${usage.ready} message(s) kept, ${usage.held} held, ${recipients.size} recipient(s) cached`);
-  return { settings, spool, recipients, downSince: null };
+  return { settings, spool, recipients, downSince: null, storing: 0 };
 }
 
 export function storedRecipients(transaction: Transaction | null): string[] | undefined {
@@ -86,7 +105,7 @@ export function answerStoredRecipient(plugin: ForwardPlugin, connection: Connect
   const verdict = backup.recipients.lookup(target).status;
   const decide = (code: number, reason: string) =>
     logDecision(connection, plugin, { action: code < 300 ? 'store' : 'refuse', ip: connection.remote.ip, check: 'store_and_forward', reason, code });
-  if (backup.spool.wouldExceed(backup.settings.maxDiskBytes, 0)) {
+  if (backup.spool.wouldExceed(backup.settings.maxDiskBytes, backup.storing)) {
     decide(452, 'max_disk');
     return next(constants.DENYSOFT, DSN.create(452, 'Insufficient system storage, try again later', 3, 1));
   }
@@ -117,11 +136,14 @@ function rawMessage(transaction: Transaction): Buffer | PassThrough {
 export function storeMessage(plugin: ForwardPlugin, connection: Connection, transaction: Transaction, backup: BackupMx, next: Next): void {
   const recipients = storedRecipients(transaction) ?? [];
   const size = Number(transaction.message_stream.bytes_read) || 0;
-  if (backup.spool.wouldExceed(backup.settings.maxDiskBytes, size)) {
+  if (backup.spool.wouldExceed(backup.settings.maxDiskBytes, backup.storing + size)) {
     transaction.notes[REPLY_CODE_NOTE] = 452;
     logDecision(connection, plugin, { action: 'refuse', ip: connection.remote.ip, check: 'store_and_forward', reason: 'max_disk', code: 452 });
     return next(constants.DENYSOFT, DSN.create(452, 'Insufficient system storage, try again later', 3, 1));
   }
+  const abort = new AbortController();
+  transaction.notes[STORING] = abort;
+  backup.storing += size;
   (async () => {
     const facts = await clientFacts(connection);
     const name = await clientName(connection);
@@ -138,6 +160,7 @@ export function storeMessage(plugin: ForwardPlugin, connection: Connection, tran
         tls: { enabled: tls, cipher: null, version: null },
       },
       receivedAt: Date.now(),
+      signal: abort.signal,
       replay: {
         xclientName: facts.name,
         esmtp: facts.esmtp,
@@ -161,5 +184,13 @@ export function storeMessage(plugin: ForwardPlugin, connection: Connection, tran
     connection.logerror(plugin, `store-and-forward: could not keep the message: ${err.message}`);
     transaction.notes[REPLY_CODE_NOTE] = 451;
     next(constants.DENYSOFT, DSN.create(451, 'Could not keep the message, try again later', 3, 0));
+  }).finally(() => {
+    backup.storing -= size;
+    delete transaction.notes[STORING];
   });
+}
+
+/** The client left (or reset) before its 250: a store still in progress is not committed. */
+export function abortStore(transaction: Transaction | null): void {
+  (transaction?.notes[STORING] as AbortController | undefined)?.abort();
 }

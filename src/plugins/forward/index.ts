@@ -20,8 +20,8 @@ import { captureRaw, MAX_HEADER_BYTES, unchangedRefusal } from '../raw-message';
 import { backendSessions } from '../limits/backend-sessions';
 import type { Reply } from './backend-session';
 import { startClientNameLookup } from './client-name';
-import { activeBackupMx, answerStoredRecipient, configureBackupMx, storedRecipients, storeMessage, type BackupMx } from './backup';
-import { startDrain } from './drain';
+import { abortStore, activeBackupMx, answerStoredRecipient, configureBackupMx, flushBackupMx, storedRecipients, storeMessage, type BackupMx } from './backup';
+import { startDrain, stopDrain } from './drain';
 import { BackendUnreachable, backendFor, forgetBackendXclient } from './open';
 import { backendBusy, backendUnavailable, isOk, refusal, refuse, transactionLost } from './replies';
 import { readForwardSettings, readLocalDomains, type ForwardPlugin } from './settings';
@@ -47,10 +47,18 @@ export function register(this: ForwardPlugin): void {
 export function load_forward_ini(this: ForwardPlugin): void {
   this.settings = readForwardSettings(this.config, () => this.load_forward_ini());
   forgetBackendXclient();
-  configureBackupMx(this.settings.storeAndForward, (message) => this.lognotice(message))?.then(
+  const opening = configureBackupMx(this.settings.storeAndForward, (message) => this.lognotice(message));
+  if (!opening) return stopDrain();
+  opening.then(
     (backup) => startDrain(this, backup),
-    (err: Error) => this.logerror(`store-and-forward: cannot open ${this.settings.storeAndForward.dir}: ${err.message}`),
+    (err: Error) => this.logerror(`store-and-forward: cannot open ${this.settings.storeAndForward.dir} (forwarding live only): ${err.message}`),
   );
+}
+
+/** Haraka's graceful stop: the recipient cache's last changes are written. */
+export function shutdown(this: ForwardPlugin): void {
+  stopDrain();
+  flushBackupMx();
 }
 
 /** A recipient of this transaction was accepted by the backend itself: the transaction stays live. */
@@ -106,10 +114,9 @@ export function check_recipient(this: ForwardPlugin, next: Next, connection: Con
   const target = backendRecipient(this, params[0]);
   // Not ours: no plugin accepts it, so Haraka answers 550 (haraka-in never relays); the backend never hears of it.
   if (!transaction || !target) return next();
-  const opening = activeBackupMx();
   let backup: BackupMx | null = null;
   (async () => {
-    backup = opening ? await opening : null;
+    backup = await activeBackupMx();
     // Stored already, or the backend is known to be away: the cache answers, the backend is not tried.
     if (backup && (storedRecipients(transaction) || (backup.downSince !== null && !hasLiveRecipient(transaction)))) {
       return answerStoredRecipient(this, connection, transaction, backup, target, next);
@@ -223,19 +230,19 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
 
 /** A stored transaction's end of data: every recipient told 250 is a stored one, and the store is open. */
 function keepMessage(plugin: ForwardPlugin, connection: Connection, transaction: Transaction, stored: string[], next: Next): void {
-  const opening = activeBackupMx();
-  if (!opening || stored.length === 0 || stored.length !== transaction.rcpt_to.length) {
+  if (stored.length === 0 || stored.length !== transaction.rcpt_to.length) {
     return backendUnavailable(plugin, connection, next, `kept ${stored.length} recipients, the client was told 250 for ${transaction.rcpt_to.length}`);
   }
   const unchangeable = unchangedRefusal(transaction);
   if (unchangeable) return refuse(plugin, next, transaction, { code: unchangeable.code, lines: [unchangeable.text] });
-  opening.then(
-    (backup) => storeMessage(plugin, connection, transaction, backup, next),
-    (err: Error) => backendUnavailable(plugin, connection, next, 'store-and-forward is not open', err),
-  );
+  void activeBackupMx().then((backup) => {
+    if (backup) storeMessage(plugin, connection, transaction, backup, next);
+    else backendUnavailable(plugin, connection, next, 'store-and-forward was turned off during this transaction');
+  });
 }
 
 export function reset_backend_transaction(this: ForwardPlugin, next: Next, connection: Connection): void {
+  abortStore(connection.transaction);
   const state = backendState(connection);
   const bound = bindingOf(connection.transaction);
   if (state && !state.inData && (bound?.accepted ?? 0) === 0) {

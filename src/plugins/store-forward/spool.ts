@@ -50,6 +50,8 @@ export interface StoreRequest {
   /** When the message was accepted (ms since the epoch); ids sort by it. */
   receivedAt: number;
   replay?: Replay;
+  /** Aborted before the meta is renamed into ready/: nothing is stored (the caller never said 250). */
+  signal?: AbortSignal;
 }
 
 export interface SpoolOptions {
@@ -134,6 +136,7 @@ export class Spool {
       stage = 'eml';
       // The bytes' rename is made durable before the meta's, so a meta on disk always has its bytes.
       await fsyncDir(this.paths.msg);
+      request.signal?.throwIfAborted();
       await fs.rename(tempMeta, metaPath(this.paths, 'ready', id));
       stage = 'done';
       await fsyncDir(this.paths.ready);
