@@ -27,6 +27,12 @@ export function storeDir(config: Config): string {
   return path.posix.join(stateDirFor(config, 'haraka-in'), 'store');
 }
 
+/** haraka-out's pickup directory: messages haraka-in hands it to send (the backup MX's DSNs), as files
+ * rather than over SMTP, so that haraka-out never relays for a local process (Postfix's maildrop). */
+export function pickupDir(config: Config): string {
+  return path.posix.join(stateDirFor(config, 'haraka-out'), 'pickup');
+}
+
 /** haraka-out's cache of MTA-STS policies. */
 export function mtaStsCacheFile(config: Config): string {
   return path.posix.join(stateDirFor(config, 'haraka-out'), 'mta-sts-cache.json');

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { Config } from '../config/schema';
 import { HARAKA_NODE_ARGS } from '../haraka/node-args';
-import { stateDirFor, type RoleName } from '../config/paths';
+import { pickupDir, stateDirFor, type RoleName } from '../config/paths';
 
 /** The config file the units and the installer use on the VPS. */
 export const INSTALLED_CONFIG = '/etc/mailproxy/mailproxy.yaml';
@@ -35,17 +35,19 @@ function renderUnit(source: string, sections: UnitSection[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The state directory of an instance: systemd creates and owns it when it is under /var/lib. */
+/** The state directories of an instance: systemd creates and owns them when they are under /var/lib. With
+ * store-and-forward on, haraka-in also writes haraka-out's pickup directory (the DSNs it hands over). */
 function stateEntries(config: Config, role: RoleName): [string, string][] {
-  const dir = stateDirFor(config, role);
-  if (dir.startsWith('/var/lib/')) {
+  const dirs = [stateDirFor(config, role)];
+  if (role === 'haraka-in' && config.inbound.store_and_forward.enabled) dirs.push(pickupDir(config));
+  if (dirs.every((dir) => dir.startsWith('/var/lib/'))) {
     return [
-      ['StateDirectory', dir.slice('/var/lib/'.length)],
+      ['StateDirectory', dirs.map((dir) => dir.slice('/var/lib/'.length)).join(' ')],
       ['StateDirectoryMode', '0750'],
     ];
   }
   // A ReadWritePaths= entry that does not exist stops the unit: '-' makes it optional.
-  return [['ReadWritePaths', `-${dir}`]];
+  return [['ReadWritePaths', dirs.map((dir) => `-${dir}`).join(' ')]];
 }
 
 /** Sandboxing shared by both Haraka units. MemoryDenyWriteExecute stays off: V8's JIT writes code. */

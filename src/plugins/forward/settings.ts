@@ -4,7 +4,7 @@
 // STARTTLS, store and forward), `me` (the name it greets the backend with), smtp.ini (Haraka's client
 // timeout) and host_list (the domains it forwards). ForwardIni is the file both sides name.
 import type { Config } from '../../config/schema';
-import { storeDir } from '../../config/paths';
+import { pickupDir, storeDir } from '../../config/paths';
 import { iniSection, renderIni, renderList, RESTART, WATCHED, type FileHeader, type IniAsRead, type RenderedPluginFiles } from '../../render/ini';
 import type { HarakaConfig, HarakaPlugin } from '../haraka/plugin';
 
@@ -26,6 +26,7 @@ export interface ForwardIni {
   store_and_forward: {
     enabled: boolean;
     dir: string;
+    pickup_dir: string;
     max_disk_mb: number;
     max_age_days: number;
     drain_sessions: number;
@@ -42,6 +43,8 @@ export interface StoreForwardSettings {
   enabled: boolean;
   /** The spool directory; empty when the file names none. */
   dir: string;
+  /** haraka-out's pickup directory, where a DSN to a sender is written; empty when the file names none. */
+  pickupDir: string;
   maxDiskBytes: number;
   /** How long a kept message is retried before it is bounced or held. */
   maxAgeMs: number;
@@ -110,6 +113,7 @@ export function forwardIni(config: Config): ForwardIni {
     store_and_forward: {
       enabled: store.enabled,
       dir: storeDir(config),
+      pickup_dir: pickupDir(config),
       max_disk_mb: store.max_disk_mb,
       max_age_days: store.max_age_days,
       drain_sessions: store.drain_sessions,
@@ -152,6 +156,7 @@ export function renderForwardFiles(config: Config, header: FileHeader): Rendered
       }),
       iniSection('store_and_forward', ini.store_and_forward, {
         enabled: 'Keep mail for known recipients while the backend cannot be reached.',
+        pickup_dir: "haraka-out's pickup directory: a DSN to a sender whose SPF passed is written there, and haraka-out sends it.",
       }),
     ]),
     'mailproxy-forward.timeout': renderList(
@@ -195,6 +200,7 @@ function storeAndForwardSettings(store: NonNullable<IniAsRead<ForwardIni>['store
   return {
     enabled: store.enabled === true,
     dir: store.dir === undefined ? '' : String(store.dir),
+    pickupDir: store.pickup_dir === undefined ? '' : String(store.pickup_dir),
     maxDiskBytes: Number(store.max_disk_mb ?? 1024) * MB,
     maxAgeMs: Number(store.max_age_days ?? 5) * DAY_MS,
     drainSessions: Number(store.drain_sessions ?? 2),
