@@ -12,7 +12,8 @@
 //
 // Fields: time, action (refuse: the client got `code` and the check's refusal; log: a check in `log` mode
 // would have refused; store: a message kept while the backend is unreachable; drain: a kept message handed
-// to the backend; hold: a kept message the backend refused or that expired, held for the operator; accept:
+// to the backend; hold: a kept message the backend refused or that expired, held for the operator; bounce:
+// one returned to its sender instead, with a DSN, because SPF passed for the sender's domain; accept:
 // a session that ended without an edge refusal, logged once at disconnect by mailproxy-edge, with `msgs` and, when no check applied to the client, `exempt=loopback|private|allow`),
 // ip, then check, reason and code where they apply, then any extra field a check adds.
 //
@@ -22,7 +23,7 @@
 
 export const DECISION_WORD = 'mailproxy-decision';
 
-export type DecisionAction = 'refuse' | 'log' | 'accept' | 'store' | 'drain' | 'hold';
+export type DecisionAction = 'refuse' | 'log' | 'accept' | 'store' | 'drain' | 'hold' | 'bounce';
 
 export interface Decision {
   action: DecisionAction;
@@ -62,7 +63,7 @@ export function sessionRefusal(decision: { action: DecisionAction; check?: strin
 const NEEDS_QUOTING = /(^$|[\s="\\])/;
 const ESCAPES: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\r': '\\r', '\n': '\\n' };
 const KEY = /^[a-z][a-z0-9_]*$/;
-const ACTIONS: ReadonlySet<string> = new Set<DecisionAction>(['refuse', 'log', 'accept', 'store', 'drain', 'hold']);
+const ACTIONS: ReadonlySet<string> = new Set<DecisionAction>(['refuse', 'log', 'accept', 'store', 'drain', 'hold', 'bounce']);
 
 function quote(value: string): string {
   if (!NEEDS_QUOTING.test(value)) return value;

@@ -9,7 +9,7 @@ export interface CountsByCheck {
   byReason: Record<string, Record<string, number>>;
 }
 
-/** The backup MX (inbound.store_and_forward): its store, drain and hold lines, and its refusals. */
+/** The backup MX (inbound.store_and_forward): its store, drain, hold and bounce lines, and its refusals. */
 export interface KeptCounts {
   /** Messages kept while the backend could not be reached (`store`), and their recipients. */
   stored: { messages: number; recipients: number };
@@ -17,6 +17,8 @@ export interface KeptCounts {
   drained: number;
   /** Kept messages held for the operator (`hold`), by reason (backend_refused, max_age). */
   held: { total: number; byReason: Record<string, number> };
+  /** Kept messages returned to their sender with a DSN (`bounce`: SPF passed), by reason (backend_refused, max_age). */
+  returned: { total: number; byReason: Record<string, number> };
   /** Recipients and messages refused while the backend was away, by reason (not_verified, cached_bad, max_disk). */
   refused: { total: number; byReason: Record<string, number> };
 }
@@ -84,13 +86,14 @@ function countField(decision: ParsedDecision, name: string): number {
   return Number.isFinite(value) ? value : 0;
 }
 
-/** A store, drain or hold line, or a refusal of one recipient or message while the backend was away. */
+/** A store, drain, hold or bounce line, or a refusal of one recipient or message while the backend was away. */
 function countKept(kept: KeptCounts, decision: ParsedDecision, reason: string): void {
   if (decision.action === 'store') {
     kept.stored.messages += 1;
     kept.stored.recipients += countField(decision, 'rcpts');
   } else if (decision.action === 'drain') kept.drained += 1;
   else if (decision.action === 'hold') tally(kept.held, reason);
+  else if (decision.action === 'bounce') tally(kept.returned, reason);
   else tally(kept.refused, reason);
 }
 
@@ -103,7 +106,7 @@ export function aggregate(decisions: readonly ParsedDecision[], since: Date | nu
     exempt: { sessions: 0, messages: 0, byReason: {} },
     refused: empty(),
     logged: empty(),
-    kept: { stored: { messages: 0, recipients: 0 }, drained: 0, held: { total: 0, byReason: {} }, refused: { total: 0, byReason: {} } },
+    kept: { stored: { messages: 0, recipients: 0 }, drained: 0, held: { total: 0, byReason: {} }, returned: { total: 0, byReason: {} }, refused: { total: 0, byReason: {} } },
   };
   for (const decision of decisions) {
     if (since && decision.time < since) continue;

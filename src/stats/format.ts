@@ -37,7 +37,7 @@ function breakdown(title: string, counts: CountsByCheck): string[] {
 
 /** The backup MX's lines, when the log has any. */
 function keptLines(kept: KeptCounts): string[] {
-  if (kept.stored.messages + kept.drained + kept.held.total + kept.refused.total === 0) return [];
+  if (kept.stored.messages + kept.drained + kept.held.total + kept.returned.total + kept.refused.total === 0) return [];
   return [
     '',
     'kept while the backend was away (inbound.store_and_forward):',
@@ -45,6 +45,7 @@ function keptLines(kept: KeptCounts): string[] {
     row('handed on to the backend', kept.drained),
     row('held for the operator', kept.held.total, kept.held.total ? 'see `mailproxy queue held`' : ''),
     ...reasons(kept.held.byReason),
+    ...(kept.returned.total ? [row('returned to the sender (SPF pass)', kept.returned.total, 'a DSN each'), ...reasons(kept.returned.byReason)] : []),
     row('refused meanwhile', kept.refused.total, kept.refused.total ? 'recipients or messages' : ''),
     ...reasons(kept.refused.byReason),
   ];

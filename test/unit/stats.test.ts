@@ -120,6 +120,7 @@ describe('stats of a known log', () => {
       stored: { messages: 2, recipients: 3 },
       drained: 1,
       held: { total: 1, byReason: { backend_refused: 1 } },
+      returned: { total: 0, byReason: {} },
       refused: { total: 2, byReason: { not_verified: 1, cached_bad: 1 } },
     });
     expect([summary.accepted, summary.refused.total, summary.logged.total]).toEqual([{ sessions: 2, messages: 2 }, 0, 0]);
@@ -136,6 +137,14 @@ describe('stats of a known log', () => {
       '',
     ]);
     expect(formatSummary(aggregate(decisions))).not.toMatch(/kept while/);
+  });
+
+  it('counts kept messages returned to their sender apart from the held ones', () => {
+    const line = '[NOTICE] [-] [mailproxy-forward] mailproxy-decision time=2026-05-01T12:30:01.000Z action=bounce ip=192.0.2.10 check=store_and_forward reason=max_age id=01777636890000-000002-0a0b0c0d spf=pass';
+    const summary = aggregate(readDecisions(line));
+    expect(summary.kept.returned).toEqual({ total: 1, byReason: { max_age: 1 } });
+    expect([summary.kept.held.total, summary.kept.refused.total]).toEqual([0, 0]);
+    expect(formatSummary(summary)).toMatch(/returned to the sender \(SPF pass\) +1 +a DSN each\n +max_age +1/);
   });
 
   it('--since counts back from now, or from a point in time', () => {

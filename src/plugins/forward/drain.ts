@@ -5,8 +5,9 @@
 //
 // After an attempt: every recipient and the message accepted → removed; a 4xx (a recipient or the
 // message) → kept for the recipients still pending, tried again after drain-plan's backoff, held once past
-// max_age_days; a 5xx → those recipients held for the operator (`mailproxy queue held`), never bounced
-// here, while any 4xx recipients stay kept. Nothing expires while the backend cannot be reached: keeping
+// max_age_days; a 5xx → those recipients returned to the sender with a DSN when SPF for the original
+// client passed for the sender's domain, else held for the operator (`mailproxy queue held`; drain-return.ts),
+// while any 4xx recipients stay kept. Nothing expires while the backend cannot be reached: keeping
 // mail until home is back is the point, and the disk budget bounds it.
 //
 // One drain per process, for the one spool of its directory: a reload of the settings restarts the timer,
@@ -19,6 +20,7 @@ import type { StoredMeta } from '../store-forward/spool-meta';
 import { BackendError } from './backend-session';
 import type { BackupMx } from './backup';
 import { deliver, type Attempt } from './drain-delivery';
+import { returnOrHold, type Failure } from './drain-return';
 import { BackendUnreachable, connectBackend } from './open';
 import type { ForwardPlugin, Settings } from './settings';
 
@@ -155,13 +157,20 @@ async function drainOne(current: Drain, id: string): Promise<void> {
     return retry(current, meta, (err as Error).message, meta.envelope.rcptTo);
   }
   if (outcome.refused.length > 0) {
-    const reason = `refused by the backend: ${replyText(outcome.refusal)}`;
+    const reply = replyText(outcome.refusal);
+    const failure: Failure = {
+      kind: 'refused',
+      reason: `refused by the backend: ${reply}`,
+      why: 'backend_refused',
+      ...(outcome.refusal ? { code: outcome.refusal.code } : {}),
+      recipients: outcome.refused.map((address) => ({ address, reply })),
+    };
     if (outcome.pending.length === 0) {
-      if (outcome.refused.length !== meta.envelope.rcptTo.length) await backup.spool.recordAttempt(id, reason, null, outcome.refused);
+      if (outcome.refused.length !== meta.envelope.rcptTo.length) await backup.spool.recordAttempt(id, failure.reason, null, outcome.refused);
       schedule.delete(id);
-      return hold(plugin, backup, meta, reason, 'backend_refused', outcome.refusal?.code);
+      return returnOrHold(plugin, backup, meta, failure);
     }
-    // Some recipients refused, some deferred: the refused ones are held in a copy, the others stay kept.
+    // Some recipients refused, some deferred: the refused ones are returned or held in a copy, the others stay kept.
     const copy = await backup.spool.store({
       raw: (await backup.spool.stream(id)).stream,
       envelope: { mailFrom: meta.envelope.mailFrom, rcptTo: outcome.refused },
@@ -169,7 +178,7 @@ async function drainOne(current: Drain, id: string): Promise<void> {
       receivedAt: meta.receivedAt,
       ...(meta.replay ? { replay: meta.replay } : {}),
     });
-    await hold(plugin, backup, copy, reason, 'backend_refused', outcome.refusal?.code);
+    await returnOrHold(plugin, backup, copy, failure);
     return retry(current, meta, replyText(outcome.reply), outcome.pending);
   }
   if (outcome.pending.length > 0) return retry(current, meta, replyText(outcome.reply), outcome.pending);
@@ -192,23 +201,15 @@ async function retry(current: Drain, meta: StoredMeta, reply: string, pending: s
   if (afterReply(meta, 451, now, planSettings(backup)).action === 'expired') {
     if (pending.length !== meta.envelope.rcptTo.length) await backup.spool.recordAttempt(meta.id, reply, null, pending);
     schedule.delete(meta.id);
-    return hold(plugin, backup, meta, `not delivered within ${backup.settings.maxAgeMs / 86_400_000} days: ${reply}`, 'max_age');
+    return returnOrHold(plugin, backup, meta, {
+      kind: 'expired',
+      reason: `not delivered within ${backup.settings.maxAgeMs / 86_400_000} days: ${reply}`,
+      why: 'max_age',
+      recipients: pending.map((address) => ({ address, reply })),
+    });
   }
   const next = nextAttemptAt(meta, now, planSettings(backup));
   await backup.spool.recordAttempt(meta.id, reply, next, pending);
   schedule.set(meta.id, next);
   plugin.loginfo(`store-and-forward: ${meta.id}: deferred (${reply}); trying again in ${Math.round((next - now) / 1000)} s`);
-}
-
-/** Holds the message with `reason` in its meta (for the operator); the decision line gets `why`, a word. */
-async function hold(plugin: ForwardPlugin, backup: BackupMx, meta: StoredMeta, reason: string, why: 'backend_refused' | 'max_age', code?: number): Promise<void> {
-  await backup.spool.hold(meta.id, reason);
-  logDecision(plugin, plugin, {
-    action: 'hold',
-    ip: meta.client.address,
-    check: 'store_and_forward',
-    reason: why,
-    ...(code === undefined ? {} : { code }),
-    extra: { id: meta.id },
-  });
 }

@@ -14,6 +14,7 @@
 // - Deferrals and bounces say why (explain.ts, dsn.ts); an attempt `mailproxy queue flush` brought
 //   forward does not count as an attempt.
 // - haraka-out's one Received line names only the VPS (received.ts), when `[received] rewrite` is on.
+// - What haraka-in drops into the pickup directory (the backup MX's DSNs) is queued here (pickup.ts).
 // - Its MX connections get TCP_NODELAY (../haraka/patches/connect-no-delay.ts): Haraka pipes the body and
 //   then writes the final dot, which otherwise waits for the MX's delayed ACK.
 import dns from 'node:dns';
@@ -33,6 +34,7 @@ import { bounceFields, isExpiry, type RecipientDsn } from './dsn';
 import { explainFailure, failures, type Failure } from './explain';
 import { queueFileState } from './queue-file';
 import { smtpTraceLine, stampLocal, type ReceivedConnection, type ReceivedTransaction } from './received';
+import { configurePickup } from './pickup';
 import { readOutboundSettings, type OutboundIni } from './settings';
 import { captureOf, captureRaw, MAX_HEADER_BYTES, rawView, unchangedRefusal, type RawCapture, type RawStream } from '../raw-message';
 import { REPLY_CODE_NOTE } from '../reply-code';
@@ -83,6 +85,8 @@ export function register(this: RoutePlugin): void {
 
 export function load_outbound_ini(this: RoutePlugin): void {
   this.cfg = readOutboundSettings(this.config, () => this.load_outbound_ini());
+  const { pickup } = this.cfg;
+  configurePickup(pickup.enabled && pickup.dir ? path.resolve(pickup.dir) : null, { info: (message) => this.loginfo(message), error: (message) => this.logerror(message) });
   this.privateMx = this.cfg.main.private_mx_ok ? null : { tunnel: parseCidr(this.cfg.main.tunnel_network) };
   this.localDomains = new Set(this.cfg.local.domains);
   const resolver = this.cfg.dane.enabled ? parseHostPort(this.cfg.dane.resolver) : null;

@@ -2,7 +2,7 @@
 // timeout) from the config, readOutboundSettings gives the plugin the file's values, typed, each key the
 // file does not name with its default. OutboundIni is the file both sides name.
 import type { Config } from '../../config/schema';
-import { mtaStsCacheFile } from '../../config/paths';
+import { mtaStsCacheFile, pickupDir } from '../../config/paths';
 import { iniSection, renderIni, renderList, RESTART, WATCHED, type FileHeader, type IniAsRead, type RenderedPluginFiles } from '../../render/ini';
 import type { HarakaConfig } from '../haraka/plugin';
 
@@ -14,9 +14,10 @@ export interface OutboundIni {
   backend: { host: string; port: number; bind: string };
   local: { domains: string[] };
   received: { rewrite: boolean; by: string };
+  pickup: { enabled: boolean; dir: string };
 }
 
-const BOOLEANS = ['-mta_sts.enabled', '-received.rewrite', '-dane.enabled', '-main.private_mx_ok'];
+const BOOLEANS = ['-mta_sts.enabled', '-received.rewrite', '-dane.enabled', '-main.private_mx_ok', '-pickup.enabled'];
 
 export function outboundIni(config: Config): OutboundIni {
   const { outbound } = config;
@@ -27,6 +28,7 @@ export function outboundIni(config: Config): OutboundIni {
     backend: { host: config.backend.host, port: config.backend.port, bind: config.wireguard.address },
     local: { domains: config.domains.map((domain) => domain.toLowerCase()) },
     received: { rewrite: outbound.hide_internal_received, by: config.hostname },
+    pickup: { enabled: config.inbound.store_and_forward.enabled, dir: pickupDir(config) },
   };
 }
 
@@ -44,6 +46,9 @@ export function renderOutboundFiles(config: Config, header: FileHeader): Rendere
       iniSection('local', ini.local, { domains: 'Mail for these domains goes straight to the backend, never out through haraka-in.' }),
       iniSection('received', ini.received, {
         rewrite: 'Add the one Received line, `by <hostname> with ESMTP id …`; needs connection.ini add_received=false (a restart).',
+      }),
+      iniSection('pickup', ini.pickup, {
+        enabled: "Send what haraka-in drops into `dir` (the backup MX's DSNs, on with inbound.store_and_forward).",
       }),
     ]),
     'mailproxy-outbound.timeout': renderList(
@@ -63,6 +68,7 @@ export function readOutboundSettings(config: HarakaConfig, reload?: () => void):
   const dane = cfg.dane ?? {};
   const backend = cfg.backend ?? {};
   const received = cfg.received ?? {};
+  const pickup = cfg.pickup ?? {};
   return {
     main: { mx_port: Number(main.mx_port ?? 25), private_mx_ok: main.private_mx_ok === true, tunnel_network: text(main.tunnel_network, '') },
     mta_sts: { enabled: sts.enabled === true, port: Number(sts.port ?? 443), cache_file: text(sts.cache_file, '') },
@@ -70,5 +76,6 @@ export function readOutboundSettings(config: HarakaConfig, reload?: () => void):
     backend: { host: text(backend.host, ''), port: Number(backend.port ?? 25), bind: text(backend.bind, '') },
     local: { domains: (Array.isArray(cfg.local?.domains) ? cfg.local.domains : []).map((domain) => String(domain).toLowerCase()) },
     received: { rewrite: received.rewrite === true, by: text(received.by, '') },
+    pickup: { enabled: pickup.enabled === true, dir: text(pickup.dir, '') },
   };
 }

@@ -1,0 +1,111 @@
+// haraka-out's pickup: every 2 s, each committed message of the pickup directory (../pickup-files.ts) goes
+// into Haraka's outbound queue with outbound.send_email, and its two files are deleted only once Haraka
+// said it is queued (the queue file written and renamed). A message Haraka does not take stays and is tried
+// at the next poll; one whose envelope is missing or unreadable for a minute moves to bad/ with a log line.
+// One poller per process (smtp.ini nodes=0); a reload of the settings restarts it with the new directory.
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { constants } from '../haraka/constants';
+import { ENVELOPE_SUFFIX, MESSAGE_SUFFIX, parseEnvelope, TEMP_PREFIX, type PickupEnvelope } from '../pickup-files';
+
+export interface PickupLog {
+  info(message: string): void;
+  error(message: string): void;
+}
+
+type SendEmail = (from: string, to: string[], contents: string, next: (code: number, message: unknown) => void, options: { dot_stuffed: boolean }) => void;
+
+const POLL_MS = 2_000;
+/** A message without a readable envelope this long after it was written is not being written any more. */
+const BAD_AFTER_MS = 60_000;
+
+interface Poller {
+  dir: string;
+  timer: NodeJS.Timeout;
+  running: boolean;
+  /** Ids handed to Haraka whose callback has not come yet: not sent twice. */
+  sending: Set<string>;
+}
+
+let poller: Poller | null = null;
+
+/** Starts (or moves to another directory, or with `dir` null stops) the pickup poller of this process. */
+export function configurePickup(dir: string | null, log: PickupLog): void {
+  if (poller && poller.dir === dir) return;
+  if (poller) clearInterval(poller.timer);
+  poller = null;
+  if (!dir) return;
+  const started: Poller = { dir, timer: setInterval(() => void poll(started, log), POLL_MS), running: false, sending: new Set() };
+  started.timer.unref();
+  poller = started;
+}
+
+function sendEmail(): SendEmail {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const outbound = require('haraka/outbound') as { send_email: SendEmail };
+  return outbound.send_email.bind(outbound);
+}
+
+async function poll(current: Poller, log: PickupLog): Promise<void> {
+  if (current.running || poller !== current) return;
+  current.running = true;
+  try {
+    await fs.mkdir(current.dir, { recursive: true, mode: 0o750 });
+    const names = (await fs.readdir(current.dir)).filter((name) => !name.startsWith(TEMP_PREFIX)).sort();
+    const envelopes = new Set(names.filter((name) => name.endsWith(ENVELOPE_SUFFIX)).map((name) => name.slice(0, -ENVELOPE_SUFFIX.length)));
+    for (const name of names) {
+      if (!name.endsWith(MESSAGE_SUFFIX)) continue;
+      const id = name.slice(0, -MESSAGE_SUFFIX.length);
+      if (current.sending.has(id)) continue;
+      await pickUp(current, id, envelopes.has(id), log).catch((err: Error) => log.error(`pickup ${id}: ${err.message}; trying again`));
+    }
+    // An envelope whose message is gone: a pair half deleted by a crash after its message was queued.
+    for (const id of envelopes) if (!names.includes(`${id}${MESSAGE_SUFFIX}`) && !current.sending.has(id)) await setAside(current.dir, [`${id}${ENVELOPE_SUFFIX}`], 'an envelope without its message', log);
+  } catch (err) {
+    log.error(`pickup ${current.dir}: ${(err as Error).message}`);
+  } finally {
+    current.running = false;
+  }
+}
+
+async function pickUp(current: Poller, id: string, committed: boolean, log: PickupLog): Promise<void> {
+  const files = [`${id}${MESSAGE_SUFFIX}`, `${id}${ENVELOPE_SUFFIX}`];
+  const envelope = committed ? parseEnvelope(await fs.readFile(path.join(current.dir, files[1] as string), 'utf8')) : null;
+  if (!envelope) {
+    const stat = await fs.stat(path.join(current.dir, files[0] as string));
+    if (Date.now() - stat.mtimeMs >= BAD_AFTER_MS) await setAside(current.dir, files, committed ? 'its envelope cannot be read' : 'it has no envelope', log);
+    return;
+  }
+  const contents = await fs.readFile(path.join(current.dir, files[0] as string), 'latin1');
+  current.sending.add(id);
+  const queued = await new Promise<boolean>((resolve) => {
+    try {
+      sendEmail()(envelope.from === '' ? '<>' : envelope.from, [...envelope.to], contents, (code, message) => {
+        if (code === constants.OK) return resolve(true);
+        log.error(`pickup ${id}: not queued (${String(message)}); trying again`);
+        resolve(false);
+      }, { dot_stuffed: false });
+    } catch (err) {
+      log.error(`pickup ${id}: not queued (${(err as Error).message}); trying again`);
+      resolve(false);
+    }
+  });
+  try {
+    if (!queued) return;
+    log.info(`pickup ${id}: queued from <${envelope.from}> to ${describe(envelope)}`);
+    for (const file of files) await fs.unlink(path.join(current.dir, file)).catch(() => undefined);
+  } finally {
+    current.sending.delete(id);
+  }
+}
+
+function describe(envelope: PickupEnvelope): string {
+  return envelope.to.map((rcpt) => `<${rcpt}>`).join(', ');
+}
+
+async function setAside(dir: string, files: string[], why: string, log: PickupLog): Promise<void> {
+  const bad = path.join(dir, 'bad');
+  await fs.mkdir(bad, { recursive: true, mode: 0o750 });
+  for (const file of files) await fs.rename(path.join(dir, file), path.join(bad, file)).catch(() => undefined);
+  log.error(`pickup: ${files[0]} moved to ${bad}: ${why}`);
+}
