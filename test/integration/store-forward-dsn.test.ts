@@ -1,0 +1,97 @@
+// The backup MX's DSN, through both real instances: a kept message the backend refuses for good goes back to
+// its sender, via haraka-out's pickup directory and queue, to the sender's MX (the rig's "internet" sink),
+// only when SPF for the original client passed for the sender's domain; from any other client it is held
+// and nobody gets a DSN.
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { INTERNET_DOMAIN, LOOPBACK } from '../../src/demo/topology';
+import { openSession } from '../../src/smtp/script';
+import { startSmtpSink, type SinkOptions, type SmtpSink } from '../../src/testpeers/smtp-sink';
+import { eventually } from '../helpers/poll';
+import { sendVia } from '../helpers/send';
+import { useTopology } from '../helpers/topology';
+
+const SENDER = `sender@${INTERNET_DOMAIN}`;
+const REFUSAL = '554 5.7.1 Refused by content filter';
+
+describe('store-and-forward returns a refused message to a sender whose SPF passed', () => {
+  const topology = useTopology({
+    instances: ['haraka-in', 'haraka-out'],
+    tweak: (config) => {
+      config.inbound = { ...config.inbound, store_and_forward: { enabled: true, probe_interval: 1 } };
+    },
+  });
+  const sinks: SmtpSink[] = [];
+  afterEach(async () => {
+    for (const sink of sinks.splice(0)) await sink.close();
+  });
+
+  const spoolDir = (area: string) => path.join(topology().config.state_dir, 'haraka-in', 'store', 'spool', area);
+  const count = (area: string) => (existsSync(spoolDir(area)) ? readdirSync(spoolDir(area)).filter((name) => name.endsWith('.json')).length : 0);
+  const backendBack = async (options: Partial<SinkOptions> = {}) => {
+    const sink = await startSmtpSink({ host: LOOPBACK.backend, port: topology().config.backend.port, name: 'backend.test', xclient: true, ...options });
+    sinks.push(sink);
+    return sink;
+  };
+
+  /** The backend learns `rcpt` live, goes away, and a message to it from `client` is kept; then the backend
+   * comes back and refuses that message with 5xx. */
+  const keptThenRefused = async (rcpt: string, client: string, subject: string) => {
+    const t = topology();
+    if (t.backend) {
+      await t.backend.close();
+      t.backend = null;
+    }
+    const learner = await backendBack();
+    await eventually('a live delivery', async () => {
+      const live = await openSession(t.inbound.host, t.inbound.port);
+      const result = await sendVia(live, [rcpt], 'learn');
+      live.close();
+      return result.final?.text?.includes('Queued by backend') === true;
+    }, { timeoutMs: 15_000 });
+    await learner.close();
+    sinks.splice(sinks.indexOf(learner), 1);
+    const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: client });
+    const kept = await sendVia(session, [rcpt], subject, SENDER);
+    session.close();
+    expect(kept.final?.code).toBe(250);
+    expect(kept.final?.text).toContain('Kept for the mail server');
+    await backendBack({ rejectMessage: (raw) => (raw.toString().includes(`Subject: ${subject}`) ? REFUSAL : null) });
+  };
+
+  it('sends an RFC 3464 DSN from <> to the sender through haraka-out when SPF passes', async () => {
+    const t = topology();
+    t.dns.zone.TXT = { ...t.dns.zone.TXT, [INTERNET_DOMAIN]: ['v=spf1 ip4:127.0.0.13 -all'] };
+    const heldBefore = count('held');
+    await keptThenRefused('alice@demo.test', '127.0.0.13', 'return me');
+    const dsn = await eventually('the DSN at the sender MX', () => t.internet?.messages.find((message) => message.subject === 'Undelivered Mail Returned to Sender') ?? null, { timeoutMs: 30_000 });
+    expect(dsn.mailFrom).toBe('');
+    expect(dsn.rcptTo).toEqual([SENDER]);
+    const raw = dsn.raw.toString();
+    expect(raw).toMatch(/Content-Type: multipart\/report; report-type=delivery-status;/);
+    expect(raw).toContain('From: Mail Delivery System <MAILER-DAEMON@mx.demo.test>');
+    expect(raw).toContain('Auto-Submitted: auto-replied');
+    expect(raw).toContain('Final-Recipient: rfc822; alice@demo.test');
+    expect(raw).toContain('Status: 5.7.1');
+    expect(raw).toContain(`Diagnostic-Code: smtp; ${REFUSAL}`);
+    expect(raw).toMatch(/Content-Type: text\/rfc822-headers\r\n\r\n[^]*Subject: return me\r\n/);
+    await eventually('the returned message gone from the spool', () => count('ready') === 0, { timeoutMs: 10_000 });
+    expect(count('held')).toBe(heldBefore);
+    const pickup = path.join(t.config.state_dir, 'haraka-out', 'pickup');
+    await eventually('the pickup directory emptied', () => readdirSync(pickup).filter((name) => name !== 'bad').length === 0, { timeoutMs: 10_000 });
+  });
+
+  it('holds it, and sends nobody a DSN, when SPF does not pass for the client', async () => {
+    const t = topology();
+    t.dns.zone.TXT = { ...t.dns.zone.TXT, [INTERNET_DOMAIN]: ['v=spf1 ip4:127.0.0.13 -all'] };
+    const heldBefore = count('held');
+    const dsnsBefore = t.internet?.messages.length ?? 0;
+    await keptThenRefused('bob@demo.test', '127.0.0.12', 'hold me');
+    await eventually('the refused message held', () => count('held') === heldBefore + 1, { timeoutMs: 20_000 });
+    expect(count('ready')).toBe(0);
+    // Time for a DSN to have gone through haraka-out, had one been written.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    expect(t.internet?.messages.length ?? 0).toBe(dsnsBefore);
+  });
+});
