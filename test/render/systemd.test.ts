@@ -95,6 +95,15 @@ describe('rendered systemd units', () => {
     expect(out.get('ReadWritePaths')).toEqual(['-/srv/mail/haraka-out']);
   });
 
+  it('let haraka-in write haraka-out’s pickup directory (the backup MX’s DSNs) only with store-and-forward on', () => {
+    const storing = { ...example, inbound: { ...example.inbound, store_and_forward: { ...example.inbound.store_and_forward, enabled: true } } };
+    const inbound = entries(renderUnits(storing, { source: 'x' }).get(UNIT_NAMES['haraka-in'])!);
+    expect(inbound.get('StateDirectory')).toEqual(['mailproxy/haraka-in mailproxy/haraka-out/pickup']);
+    expect(entries(renderUnits(storing, { source: 'x' }).get(UNIT_NAMES['haraka-out'])!).get('StateDirectory')).toEqual(['mailproxy/haraka-out']);
+    const elsewhere = entries(renderUnits({ ...storing, state_dir: '/srv/mail' }, { source: 'x' }).get(UNIT_NAMES['haraka-in'])!);
+    expect(elsewhere.get('ReadWritePaths')).toEqual(['-/srv/mail/haraka-in -/srv/mail/haraka-out/pickup']);
+  });
+
   it('let the renewal unit write the webroot’s challenge directory in webroot mode, and nothing else outside its paths', () => {
     const renew = (config: typeof example) => entries(renderUnits(config, { source: 'x' }).get('mailproxy-cert-renew.service')!).get('ReadWritePaths')![0]!;
     expect(renew(example)).not.toContain('acme-challenge');
