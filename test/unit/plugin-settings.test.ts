@@ -80,6 +80,7 @@ describe.each([
       storeAndForward: {
         enabled: store.enabled,
         dir: `${config.state_dir}/haraka-in/store`,
+        pickupDir: `${config.state_dir}/haraka-out/pickup`,
         maxDiskBytes: store.max_disk_mb * 1024 * 1024,
         maxAgeMs: store.max_age_days * 24 * 3600 * 1000,
         drainSessions: store.drain_sessions,
@@ -134,6 +135,7 @@ describe.each([
     expect(read.main.mx_port).toBe(config.outbound.mx_port);
     expect(read.dane).toEqual({ enabled: config.outbound.dane, resolver: config.outbound.dane_resolver });
     expect(read.local.domains).toEqual(config.domains.map((domain) => domain.toLowerCase()));
+    expect(read.pickup).toEqual({ enabled: config.inbound.store_and_forward.enabled, dir: `${config.state_dir}/haraka-out/pickup` });
   });
 
   it('mailproxy-dns: the servers', () => {
@@ -170,7 +172,7 @@ describe('a settings file that lacks keys (an older or hand-edited file)', () =>
     });
     const forward = readForwardSettings(haraka);
     expect(forward).toMatchObject({ dataTimeoutMs: 600_000, bodyTimeoutMs: 60_000, keepAliveMs: 0, requireXclient: true, starttls: false, rdnsTimeoutMs: 3000 });
-    expect(forward.storeAndForward).toEqual({ enabled: false, dir: '', maxDiskBytes: 1024 * 1024 * 1024, maxAgeMs: 5 * 86_400_000, drainSessions: 2, probeIntervalMs: 5000, cacheSize: 20_000 });
+    expect(forward.storeAndForward).toEqual({ enabled: false, dir: '', pickupDir: '', maxDiskBytes: 1024 * 1024 * 1024, maxAgeMs: 5 * 86_400_000, drainSessions: 2, probeIntervalMs: 5000, cacheSize: 20_000 });
     expect(readLimitsSettings(haraka)).toMatchObject({ connections: { maxClients: 1500, maxClientsPerIp: 10, connectRatePerIp: 60, exempt: [] }, maxSessionMs: 900_000 });
     expect(readOutboundSettings(haraka)).toMatchObject({ main: { mx_port: 25, private_mx_ok: false }, mta_sts: { enabled: false, port: 443 }, dane: { enabled: false } });
     expect(readDnsSettings(haraka)).toEqual({ servers: [] });
