@@ -2,7 +2,7 @@
 // its sender, via haraka-out's pickup directory and queue, to the sender's MX (the rig's "internet" sink),
 // only when SPF for the original client passed for the sender's domain; from any other client it is held
 // and nobody gets a DSN.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { INTERNET_DOMAIN, LOOPBACK } from '../../src/demo/topology';
@@ -36,8 +36,8 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
   };
 
   /** The backend learns `rcpt` live, goes away, and a message to it from `client` is kept; then the backend
-   * comes back and refuses that message with 5xx. */
-  const keptThenRefused = async (rcpt: string, client: string, subject: string) => {
+   * comes back and refuses that message with `refusal` (5xx by default), after `meanwhile`. */
+  const keptThenRefused = async (rcpt: string, client: string, subject: string, refusal = REFUSAL, meanwhile = () => undefined as void) => {
     const t = topology();
     if (t.backend) {
       await t.backend.close();
@@ -57,8 +57,10 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
     session.close();
     expect(kept.final?.code).toBe(250);
     expect(kept.final?.text).toContain('Kept for the mail server');
-    await backendBack({ rejectMessage: (raw) => (raw.toString().includes(`Subject: ${subject}`) ? REFUSAL : null) });
+    meanwhile();
+    await backendBack({ rejectMessage: (raw) => (raw.toString().includes(`Subject: ${subject}`) ? refusal : null) });
   };
+  const pickupDir = () => path.join(topology().config.state_dir, 'haraka-out', 'pickup');
 
   it('sends an RFC 3464 DSN from <> to the sender through haraka-out when SPF passes', async () => {
     const t = topology();
@@ -78,8 +80,7 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
     expect(raw).toMatch(/Content-Type: text\/rfc822-headers\r\n\r\n[^]*Subject: return me\r\n/);
     await eventually('the returned message gone from the spool', () => count('ready') === 0, { timeoutMs: 10_000 });
     expect(count('held')).toBe(heldBefore);
-    const pickup = path.join(t.config.state_dir, 'haraka-out', 'pickup');
-    await eventually('the pickup directory emptied', () => readdirSync(pickup).filter((name) => name !== 'bad').length === 0, { timeoutMs: 10_000 });
+    await eventually('the pickup directory emptied', () => readdirSync(pickupDir()).filter((name) => name !== 'bad').length === 0, { timeoutMs: 10_000 });
   });
 
   it('holds it, and sends nobody a DSN, when SPF does not pass for the client', async () => {
@@ -93,5 +94,39 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
     // Time for a DSN to have gone through haraka-out, had one been written.
     await new Promise((resolve) => setTimeout(resolve, 5000));
     expect(t.internet?.messages.length ?? 0).toBe(dsnsBefore);
+  });
+
+  it('returns a message that expired after a temporary failure, with status 4.4.7', async () => {
+    const t = topology();
+    t.dns.zone.TXT = { ...t.dns.zone.TXT, [INTERNET_DOMAIN]: ['v=spf1 ip4:127.0.0.13 -all'] };
+    const weekOld = () => {
+      for (const name of readdirSync(spoolDir('ready')).filter((file) => file.endsWith('.json'))) {
+        const file = path.join(spoolDir('ready'), name);
+        const meta = JSON.parse(readFileSync(file, 'utf8'));
+        writeFileSync(file, `${JSON.stringify({ ...meta, receivedAt: Date.now() - 7 * 86_400_000 }, null, 1)}\n`);
+      }
+    };
+    await keptThenRefused('carol@demo.test', '127.0.0.13', 'too old', '451 4.3.0 Try again later', weekOld);
+    const dsn = await eventually('the expiry DSN', () => t.internet?.messages.find((message) => message.raw.toString().includes('Subject: too old')) ?? null, { timeoutMs: 30_000 });
+    const raw = dsn.raw.toString();
+    expect(dsn.mailFrom).toBe('');
+    expect(raw).toContain('could not be delivered within 5 days');
+    expect(raw).toContain('Final-Recipient: rfc822; carol@demo.test');
+    expect(raw).toContain('Status: 4.4.7');
+    expect(raw).toContain('Diagnostic-Code: smtp; 451 4.3.0 Try again later');
+    await eventually('the expired message gone from the spool', () => count('ready') === 0, { timeoutMs: 10_000 });
+  });
+
+  it('haraka-out sets aside a pickup pair whose envelope stays unreadable, and sends nothing for it', async () => {
+    const t = topology();
+    const sent = t.internet?.messages.length ?? 0;
+    const id = '1000-badbadbadbad';
+    const old = new Date(Date.now() - 120_000);
+    writeFileSync(path.join(pickupDir(), `${id}.eml`), 'Subject: orphan\r\n\r\nbody\r\n');
+    writeFileSync(path.join(pickupDir(), `${id}.json`), '{"from": "", "to": [');
+    for (const suffix of ['.eml', '.json']) utimesSync(path.join(pickupDir(), `${id}${suffix}`), old, old);
+    await eventually('the pair in bad/', () => existsSync(path.join(pickupDir(), 'bad', `${id}.eml`)) && existsSync(path.join(pickupDir(), 'bad', `${id}.json`)), { timeoutMs: 10_000 });
+    expect(readdirSync(pickupDir()).filter((name) => name.startsWith(id))).toEqual([]);
+    expect(t.internet?.messages.length ?? 0).toBe(sent);
   });
 });
