@@ -18,6 +18,8 @@ type SendEmail = (from: string, to: string[], contents: string, next: (code: num
 const POLL_MS = 2_000;
 /** A message without a readable envelope this long after it was written is not being written any more. */
 const BAD_AFTER_MS = 60_000;
+/** The longest one poll waits for Haraka to say a message is queued. */
+const QUEUE_WAIT_MS = 60_000;
 
 interface Poller {
   dir: string;
@@ -78,25 +80,43 @@ async function pickUp(current: Poller, id: string, committed: boolean, log: Pick
   }
   const contents = await fs.readFile(path.join(current.dir, files[0] as string), 'latin1');
   current.sending.add(id);
-  const queued = await new Promise<boolean>((resolve) => {
+  // Queued: the files go. One that cannot be deleted keeps its id out of this process's polls, so that
+  // nothing is queued twice; the error says which.
+  const queued = async (queuedNow: boolean) => {
+    if (queuedNow) {
+      log.info(`pickup ${id}: queued from <${envelope.from}> to ${describe(envelope)}`);
+      try {
+        for (const file of files) await fs.unlink(path.join(current.dir, file)).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+      } catch (err) {
+        log.error(`pickup ${id}: queued, but cannot delete its files (${(err as Error).message}); delete them by hand`);
+        return;
+      }
+    }
+    current.sending.delete(id);
+  };
+  // The poll waits for Haraka's answer, but not forever: a late answer still settles the files, and the
+  // id stays out of the polls until it comes (never queued twice).
+  const answered = new Promise<void>((resolve) => {
     try {
       sendEmail()(envelope.from === '' ? '<>' : envelope.from, [...envelope.to], contents, (code, message) => {
-        if (code === constants.OK) return resolve(true);
-        log.error(`pickup ${id}: not queued (${String(message)}); trying again`);
-        resolve(false);
+        if (code !== constants.OK) log.error(`pickup ${id}: not queued (${String(message)}); trying again`);
+        void queued(code === constants.OK).then(resolve);
       }, { dot_stuffed: false });
     } catch (err) {
       log.error(`pickup ${id}: not queued (${(err as Error).message}); trying again`);
-      resolve(false);
+      void queued(false).then(resolve);
     }
   });
-  try {
-    if (!queued) return;
-    log.info(`pickup ${id}: queued from <${envelope.from}> to ${describe(envelope)}`);
-    for (const file of files) await fs.unlink(path.join(current.dir, file)).catch(() => undefined);
-  } finally {
-    current.sending.delete(id);
-  }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      log.error(`pickup ${id}: no answer from the queue after ${QUEUE_WAIT_MS / 1000} s; waiting for it apart`);
+      resolve();
+    }, QUEUE_WAIT_MS);
+    timer.unref();
+  });
+  await Promise.race([answered, late]);
+  clearTimeout(timer);
 }
 
 function describe(envelope: PickupEnvelope): string {
