@@ -4,7 +4,7 @@
 // files it names never mixes two deploys.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { effectiveTls, recordPath } from '../certs/deploy/state';
+import { effectiveTls, recordPath } from '../haraka/deploy-record';
 import type { Config } from '../config/schema';
 import type { CertificatePair } from './server';
 
