@@ -16,6 +16,9 @@ import { report, type CheckResult, type HealthReport } from './status';
 import { resolverValidates } from '../dane/self-check';
 import { createDnssecResolver } from '../dane/resolver';
 import { nodeProblem, probeNode } from '../haraka/node-runtime';
+import { hostedPolicy, policyHosts, policyListen } from '../mtasts-host/policy';
+import { probePolicyService } from '../mtasts-host/probe';
+import { judgeMtaStsService } from './mta-sts';
 
 export interface HealthDeps {
   /** The environment the external commands run with (PATH finds systemctl and wg). */
@@ -137,6 +140,16 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
     timed('disk', async () => judgeDisk(await probeDisk(config.state_dir), { warningMb: h.disk_warning_mb, criticalMb: h.disk_critical_mb })),
     ...(config.outbound.dane ? [timed('haraka-out.dane', () => daneResolverCheck(config.outbound.dane_resolver))] : []),
     keptChecks(config, now),
+    ...(config.inbound.mta_sts.enabled
+      ? [
+          timed('mta-sts.unit', async () => judgeUnit(UNIT_NAMES.mtaSts, await probeUnit(UNIT_NAMES.mtaSts, deps.env))),
+          timed('mta-sts.https', async () => {
+            const targets = policyListen(config).map(probeTarget).filter((target): target is HostPort => target !== null);
+            const answers = await Promise.all(targets.flatMap((target) => policyHosts(config).map((host) => probePolicyService(target, host, timeoutMs))));
+            return judgeMtaStsService(answers, hostedPolicy(config), now());
+          }),
+        ]
+      : []),
   ]);
   return report(checks.flat(), now());
 }
