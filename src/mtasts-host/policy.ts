@@ -83,10 +83,14 @@ export interface DnsRecord {
 export function policyRecords(config: Config): DnsRecord[] {
   const { id } = hostedPolicy(config);
   const rua = config.inbound.mta_sts.tls_rpt_rua;
-  return config.domains.flatMap((domain): DnsRecord[] => [
-    { name: policyHostName(domain), type: 'A', value: config.public_ipv4 },
-    ...(config.public_ipv6 ? [{ name: policyHostName(domain), type: 'AAAA' as const, value: config.public_ipv6 }] : []),
-    { name: `_mta-sts.${domain}`, type: 'TXT', value: stsTxtRecord(id) },
-    ...(rua ? [{ name: `_smtp._tls.${domain}`, type: 'TXT' as const, value: tlsRptRecord(rua) }] : []),
-  ]);
+  return config.domains.flatMap((domain): DnsRecord[] => {
+    const host = policyHostName(domain);
+    const name = host.slice('mta-sts.'.length);
+    return [
+      { name: host, type: 'A', value: config.public_ipv4 },
+      ...(config.public_ipv6 ? [{ name: host, type: 'AAAA' as const, value: config.public_ipv6 }] : []),
+      { name: `_mta-sts.${name}`, type: 'TXT', value: stsTxtRecord(id) },
+      ...(rua ? [{ name: `_smtp._tls.${name}`, type: 'TXT' as const, value: tlsRptRecord(rua) }] : []),
+    ];
+  });
 }
