@@ -82,7 +82,7 @@ const mtaStsHosting = z
       .boolean()
       .default(false)
       .describe(
-        'Serve an MTA-STS policy for every domain at https://mta-sts.<domain>/.well-known/mta-sts.txt (mailproxy-mta-sts.service, port 443), so that senders that support RFC 8461 deliver to haraka-in only over verified TLS. `mailproxy notes` prints the DNS records to publish; the certificate must cover mta-sts.<domain> of every domain (native ACME adds those names). False: no unit, nothing listens on 443.',
+        'Serve an MTA-STS policy for every domain at `https://mta-sts.<domain>/.well-known/mta-sts.txt` (mailproxy-mta-sts.service, port 443), so that senders that support RFC 8461 deliver to haraka-in only over verified TLS. `mailproxy notes` prints the DNS records to publish; the certificate must cover `mta-sts.<domain>` of every domain (native ACME adds those names). False: no unit, nothing listens on 443.',
       ),
     mode: z
       .enum(MTA_STS_MODES)
@@ -555,7 +555,9 @@ const acme = z
     extra_names: z
       .array(fqdn)
       .default([])
-      .describe('Names the certificate covers besides hostname (each must pass the challenge: point at this VPS for http-01, live in an IONOS zone for dns-01).'),
+      .describe(
+        'Names the certificate covers besides hostname (each must pass the challenge: point at this VPS for http-01, live in an IONOS zone for dns-01). With inbound.mta_sts on, `mta-sts.<domain>` of every domain is added without being listed here.',
+      ),
     challenge: z
       .enum(['http-01', 'dns-01'])
       .default('http-01')
