@@ -2,7 +2,7 @@
 // judge (checks.ts) decides. Independent probes run at once; the backend probe runs before the WireGuard
 // check, so that an idle tunnel (no PersistentKeepalive) has just handshaken when `wg` is read.
 import type { Config } from '../config/schema';
-import { isUnspecifiedIp, parseHostPort, type HostPort } from '../config/net';
+import { parseHostPort, probeTarget, type HostPort } from '../config/net';
 import { inboundListen, queueDirFor } from '../config/paths';
 import { UNIT_NAMES } from '../render/systemd';
 import { judgeBackend, judgeBanner, judgeDisk, judgeQueue, judgeTls, judgeUnit, judgeWireguard } from './checks';
@@ -26,13 +26,9 @@ export interface HealthDeps {
   now?: () => Date;
 }
 
-/** Where to connect to reach a listener: a wildcard listen address is reached on loopback. */
-export function probeTarget(listen: string): HostPort | null {
-  const parsed = parseHostPort(listen);
-  if (!parsed) return null;
-  if (!isUnspecifiedIp(parsed.host)) return parsed;
-  return { host: parsed.host.includes(':') ? '::1' : '127.0.0.1', port: parsed.port };
-}
+// Where to connect to reach a listener: in config/net.ts, so that `cert deploy` finds haraka-in without
+// importing health.
+export { probeTarget };
 
 async function timed(name: string, body: () => Promise<Verdict>): Promise<CheckResult> {
   const { verdict, ms } = await timedVerdict(name, body);
