@@ -77,11 +77,13 @@ async function runServe(args: string[], io: CommandIo): Promise<number> {
     log(`reloaded: ${describePolicy(config)}`);
   };
   process.on('SIGHUP', reload);
+  let stop: (signal: NodeJS.Signals) => void = () => {};
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+    stop = resolve;
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
   });
-  process.off('SIGHUP', reload);
+  for (const [name, listener] of [['SIGHUP', reload], ['SIGTERM', stop], ['SIGINT', stop]] as const) process.off(name, listener);
   stopWatching();
   await server.close();
   log(`stopped (${signal})`);

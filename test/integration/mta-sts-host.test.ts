@@ -342,6 +342,22 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
   }, 60_000);
 });
 
+describe('mailproxy mta-sts serve, wrongly asked', () => {
+  it('refuses to run with hosting off, and answers usage errors like every command', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'mailproxy.yaml');
+    writeFileSync(file, stringify({ version: 1, hostname: HOSTNAME, public_ipv4: PUBLIC_IP, domains: DOMAINS }));
+    const off = await runCli(['mta-sts', 'serve', '--config', file]);
+    expect(off).toMatchObject({ code: 1, err: 'mailproxy mta-sts serve: inbound.mta_sts.enabled is false in mailproxy.yaml: there is no policy to serve\n' });
+    const unknown = await runCli(['mta-sts', 'serve', '--config', file, '--bogus']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err.split('\n')[0]).toBe("mailproxy: Unknown option '--bogus'");
+    expect((await runCli(['mta-sts'])).code).toBe(2);
+    const help = await runCli(['mta-sts', '--help']);
+    expect(help).toMatchObject({ code: 0, out: expect.stringMatching(/^usage:\n {2}mailproxy mta-sts serve \[--config FILE\]/) });
+  });
+});
+
 describe('the policy service against slow clients', () => {
   it('drops a client that does not finish its TLS handshake, and one that trickles its request, within the timeouts', async () => {
     const dir = tempDir();
