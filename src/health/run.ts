@@ -3,7 +3,7 @@
 // check, so that an idle tunnel (no PersistentKeepalive) has just handshaken when `wg` is read.
 import type { Config } from '../config/schema';
 import { parseHostPort, probeTarget, type HostPort } from '../config/net';
-import { inboundListen, queueDirFor } from '../config/paths';
+import { inboundListen, mtaStsListen, queueDirFor } from '../config/paths';
 import { UNIT_NAMES } from '../render/systemd';
 import { judgeBackend, judgeBanner, judgeDisk, judgeQueue, judgeTls, judgeUnit, judgeWireguard } from './checks';
 import { judgeKept, judgeRecipientCache } from './kept';
@@ -16,7 +16,7 @@ import { report, type CheckResult, type HealthReport } from './status';
 import { resolverValidates } from '../dane/self-check';
 import { createDnssecResolver } from '../dane/resolver';
 import { nodeProblem, probeNode } from '../haraka/node-runtime';
-import { hostedPolicy, policyHosts, policyListen } from '../mtasts-host/policy';
+import { hostedPolicy, policyHosts } from '../mtasts-host/policy';
 import { probePolicyService } from '../mtasts-host/probe';
 import { judgeMtaStsService } from './mta-sts';
 
@@ -140,7 +140,7 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
       ? [
           timed('mta-sts.unit', async () => judgeUnit(UNIT_NAMES.mtaSts, await probeUnit(UNIT_NAMES.mtaSts, deps.env))),
           timed('mta-sts.https', async () => {
-            const targets = policyListen(config).map(probeTarget).filter((target): target is HostPort => target !== null);
+            const targets = mtaStsListen(config).map(probeTarget).filter((target): target is HostPort => target !== null);
             const answers = await Promise.all(targets.flatMap((target) => policyHosts(config).map((host) => probePolicyService(target, host, timeoutMs))));
             return judgeMtaStsService(answers, hostedPolicy(config), now());
           }),

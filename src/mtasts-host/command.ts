@@ -7,13 +7,14 @@ import { loadConfigFile } from '../command/config-file';
 import type { Command, CommandIo } from '../command/io';
 import { parseCommandArgs, UsageError } from '../command/usage';
 import { formatHostPort, parseHostPort, type HostPort } from '../config/net';
+import { mtaStsListen } from '../config/paths';
 import type { Config } from '../config/schema';
 import { readCertificate, watchCertificate } from './certificate';
-import { hostedPolicy, policyHosts, policyListen } from './policy';
+import { hostedPolicy, policyHosts } from './policy';
 import { startPolicyServer, type PolicyContent, type PolicyServer } from './server';
 
 function listenAddresses(config: Config): HostPort[] {
-  return policyListen(config).flatMap((text) => parseHostPort(text) ?? []);
+  return mtaStsListen(config).flatMap((text) => parseHostPort(text) ?? []);
 }
 
 function contentOf(config: Config): PolicyContent {
@@ -69,7 +70,7 @@ async function runServe(args: string[], io: CommandIo): Promise<number> {
     if (!again.config.inbound.mta_sts.enabled) return log('warning: inbound.mta_sts.enabled is now false: keeping the policy served; stop the service (the installer does)');
     config = again.config;
     server.setContent(contentOf(config));
-    const wanted = policyListen(config).join(', ');
+    const wanted = mtaStsListen(config).join(', ');
     if (wanted !== listen.map(formatHostPort).join(', ')) log(`warning: inbound.mta_sts.listen is now ${wanted}: restart the service to listen there`);
     stopWatching();
     stopWatching = watchCertificate(config, certificateChanged);

@@ -3,13 +3,10 @@
 // Pure: the service, `notes`, `doctor`, `health` and `check` all take the policy from here.
 import { createHash } from 'node:crypto';
 import type { Config } from '../config/schema';
-import { formatHostPort } from '../config/net';
 import { policyHostName, type StsMode } from '../mtasts/policy';
 
 /** Where senders fetch a policy (§3.3). */
 export const WELL_KNOWN_PATH = '/.well-known/mta-sts.txt';
-/** Senders fetch the policy over HTTPS on this port, always (§3.3). */
-export const HTTPS_PORT = 443;
 
 export interface HostedPolicy {
   mode: StsMode;
@@ -42,13 +39,6 @@ export function hostedPolicy(config: Config): HostedPolicy {
 /** The names the service answers for, and the certificate must cover: `mta-sts.<domain>` of every domain. */
 export function policyHosts(config: Config): string[] {
   return [...new Set(config.domains.map(policyHostName))];
-}
-
-/** Where the service listens: inbound.mta_sts.listen, else port 443 on the public addresses. */
-export function policyListen(config: Config): string[] {
-  const { listen } = config.inbound.mta_sts;
-  if (listen.length > 0) return listen;
-  return [config.public_ipv4, ...(config.public_ipv6 ? [config.public_ipv6] : [])].map((host) => formatHostPort({ host, port: HTTPS_PORT }));
 }
 
 export function policyUrl(domain: string): string {

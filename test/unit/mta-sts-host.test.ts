@@ -13,7 +13,8 @@ import { judgeMtaSts, judgeTlsRpt, type MtaStsFacts } from '../../src/doctor/che
 import { judgeMtaStsService } from '../../src/health/mta-sts';
 import { parsePolicy } from '../../src/mtasts/policy';
 import { mtaStsCheckLines } from '../../src/mtasts-host/check';
-import { hostedPolicy, policyHosts, policyId, policyListen, policyRecords, stsTxtRecord } from '../../src/mtasts-host/policy';
+import { mtaStsListen } from '../../src/config/paths';
+import { hostedPolicy, policyHosts, policyId, policyRecords, stsTxtRecord } from '../../src/mtasts-host/policy';
 import type { PolicyServiceFacts } from '../../src/mtasts-host/probe';
 import { answer, hostName } from '../../src/mtasts-host/route';
 import { installNotes } from '../../src/notes/notes';
@@ -90,9 +91,9 @@ describe('the hosted policy', () => {
 
   it('is served for mta-sts.<domain> of every domain (lower-case), on port 443 of the public addresses unless listen says', () => {
     expect(policyHosts(config())).toEqual(['mta-sts.mailproxy-test.net', 'mta-sts.second-test.org']);
-    expect(policyListen(config())).toEqual(['198.18.7.25:443']);
-    expect(policyListen(config({ enabled: true }, { public_ipv6: '2a01:4f8::25' }))).toEqual(['198.18.7.25:443', '[2a01:4f8::25]:443']);
-    expect(policyListen(config({ enabled: true, listen: ['10.1.2.3:443'] }))).toEqual(['10.1.2.3:443']);
+    expect(mtaStsListen(config())).toEqual(['198.18.7.25:443']);
+    expect(mtaStsListen(config({ enabled: true }, { public_ipv6: '2a01:4f8::25' }))).toEqual(['198.18.7.25:443', '[2a01:4f8::25]:443']);
+    expect(mtaStsListen(config({ enabled: true, listen: ['10.1.2.3:443'] }))).toEqual(['10.1.2.3:443']);
   });
 
   it('is announced by the records notes prints: mta-sts A/AAAA, _mta-sts TXT with the id, _smtp._tls TXT with the report address', () => {
