@@ -123,12 +123,17 @@ mkdir -p "$(dirname "$command_file")"
 chmod 0755 "$command_file.tmp"
 mv -f "$command_file.tmp" "$command_file"
 unbound_conf="$root/etc/unbound/unbound.conf.d/mailproxy.conf"
+# The MTA-STS policy service (inbound.mta_sts): its unit exists only while it is enabled.
+sts_unit=mailproxy-mta-sts.service
 rendered="$(mailproxy render --config "$config" --root "${root:-/}" --system)"
 printf '%s\n' "$rendered" | grep -v '^wrote ' || true
 changed=no
-printf '%s\n' "$rendered" | grep -v "unbound.conf.d/" | grep -q '^wrote \|^removed ' && changed=yes
+printf '%s\n' "$rendered" | grep -v "unbound.conf.d/\|/$sts_unit\$" | grep -q '^wrote \|^removed ' && changed=yes
 unbound_changed=no
 printf '%s\n' "$rendered" | grep -q "^wrote .*unbound.conf.d/\|^removed .*unbound.conf.d/" && unbound_changed=yes
+sts_changed=no
+printf '%s\n' "$rendered" | grep -q "^wrote .*/$sts_unit\$" && sts_changed=yes
+sts_enabled="$(mailproxy config get inbound.mta_sts.enabled --config "$config")"
 
 # DANE (outbound.dane): haraka-out trusts the AD bit of a DNSSEC-validating resolver on this host only.
 # Debian's unbound validates against the root key that unbound-anchor refreshes at every start; the
@@ -164,6 +169,16 @@ if [ -z "$root" ]; then
     mailproxy check --config "$config"
     systemctl enable --now mailproxy-haraka-in.service mailproxy-haraka-out.service mailproxy-health.timer mailproxy-cert-renew.timer
     if [ "$changed" = yes ]; then systemctl try-restart mailproxy-haraka-in.service mailproxy-haraka-out.service; fi
+    if [ "$sts_enabled" = true ]; then
+      # A new or changed unit (another listen address, memory cap) takes a (re)start; a new policy in the
+      # config only a reload (SIGHUP), which never closes the listeners.
+      systemctl enable "$sts_unit"
+      if [ "$sts_changed" = yes ]; then systemctl restart "$sts_unit"; else systemctl start "$sts_unit" && systemctl reload "$sts_unit"; fi
+    else
+      # Turned off: render removed the unit file; stop what still runs of it and drop its enablement.
+      systemctl stop "$sts_unit" >/dev/null 2>&1 || true
+      systemctl disable "$sts_unit" >/dev/null 2>&1 || true
+    fi
     say "running; check with: mailproxy health"
   fi
 fi

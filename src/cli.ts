@@ -13,6 +13,7 @@ import { command as dane } from './dane/command';
 import { command as demo } from './demo/command';
 import { command as doctor } from './doctor/command';
 import { command as health } from './health/command';
+import { command as mtaSts } from './mtasts-host/command';
 import { command as notes } from './notes/command';
 import { command as queue } from './queue/command';
 import { command as render } from './render/command';
@@ -21,7 +22,7 @@ import { command as send } from './send/command';
 import { command as stats } from './stats/command';
 
 /** Every command, in the order `mailproxy --help` lists them. */
-const COMMANDS: readonly Command[] = [check, render, notes, send, cert, queue, health, selftest, doctor, dane, stats, demo, config];
+const COMMANDS: readonly Command[] = [check, render, notes, send, cert, queue, health, selftest, doctor, dane, mtaSts, stats, demo, config];
 
 const CONFIG_DEFAULT = `--config FILE defaults to $MAILPROXY_CONFIG, then ${DEFAULT_CONFIG_PATH}.`;
 

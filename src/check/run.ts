@@ -12,6 +12,7 @@ import { placeholders, placeholderWarning } from '../config/placeholders';
 import type { Config } from '../config/schema';
 import { hiddenFromUnits, nodeProblem, probeNode } from '../haraka/node-runtime';
 import { checkPluginOrder, harakaBin } from '../haraka/process';
+import { mtaStsCheckLines } from '../mtasts-host/check';
 import { renderInstances } from '../render/haraka';
 import { ROLES } from '../render/roles';
 import { writeRendered } from '../render/write';
@@ -80,17 +81,31 @@ async function setupWarnings(config: Config): Promise<string[]> {
   return lines;
 }
 
+/** The certificate tls.ini names, or null when it cannot be read (tlsCheckLines says why). */
+function servedCertificate(config: Config): string | null {
+  try {
+    return readFileSync(effectiveTls(config).cert, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
 export async function checkConfig(text: string, source: string): Promise<CheckReport> {
   const result = loadConfigText(text);
   if (!result.ok) return { ok: false, lines: result.errors.map((error) => formatConfigError(source, error)) };
   const configLines = result.warnings.map((warning) => `warning: ${formatConfigError(source, warning)}`);
   const tlsLines = tlsCheckLines(result.config);
   const broken = tlsLines.filter((line) => line.startsWith('error: '));
+  const stsLines = mtaStsCheckLines(result.config, servedCertificate(result.config), new Date());
+  const refused = stsLines.filter((line) => line.startsWith('error: '));
+  const verdict = broken.length ? 'haraka-in cannot start with it:' : refused.length ? 'it is refused:' : null;
   const lines = [
-    broken.length === 0 ? `${source}: config is valid` : `${source}: the config parses, but haraka-in cannot start with it:`,
+    verdict ? `${source}: the config parses, but ${verdict}` : `${source}: config is valid`,
     ...broken,
+    ...refused,
     ...configLines,
     ...tlsLines.filter((line) => !line.startsWith('error: ')),
+    ...stsLines.filter((line) => !line.startsWith('error: ')),
     ...(await setupWarnings(result.config)),
   ];
   // Haraka would only repeat the TLS error above as a stack trace.
@@ -112,7 +127,7 @@ export async function checkConfig(text: string, source: string): Promise<CheckRe
         lines.push(`${role.name}: Haraka could not load its plugins:`, ...order.output.trim().split('\n').slice(-8).map((line) => `  ${line}`));
       }
     }
-    return { ok, lines };
+    return { ok: ok && refused.length === 0, lines };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

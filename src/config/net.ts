@@ -157,6 +157,14 @@ export function parseHostPort(text: string): HostPort | null {
   return { host: addr.toString(), port };
 }
 
+/** Where to connect to reach a listener: a wildcard listen address is reached on loopback. */
+export function probeTarget(listen: string): HostPort | null {
+  const parsed = parseHostPort(listen);
+  if (!parsed) return null;
+  if (!isUnspecifiedIp(parsed.host)) return parsed;
+  return { host: parsed.host.includes(':') ? '::1' : '127.0.0.1', port: parsed.port };
+}
+
 export interface TargetHostPort extends HostPort {
   /** `ip` for an address literal, `name` for a host name still to be resolved (through a chosen resolver). */
   kind: 'ip' | 'name';

@@ -1,5 +1,5 @@
 // Where each instance lives and listens, derived from the config: its state directory (queue, spool, the
-// store-and-forward spool, the MTA-STS cache) and its listen addresses. The renderer writes these into the
+// store-and-forward spool, the MTA-STS cache) and its listen addresses (and the MTA-STS policy service's). The renderer writes these into the
 // instances' files; health, queue, selftest, demo and cert deploy find the same places through here.
 import path from 'node:path';
 import { formatHostPort } from './net';
@@ -49,6 +49,13 @@ export function inboundListen(config: Config): string[] {
   const listen = [formatHostPort({ host: config.public_ipv4, port: 25 })];
   if (config.public_ipv6) listen.push(formatHostPort({ host: config.public_ipv6, port: 25 }));
   return listen;
+}
+
+/** The MTA-STS policy service's listen addresses: inbound.mta_sts.listen, or port 443 (where senders fetch a policy, RFC 8461 §3.3) on the public addresses. */
+export function mtaStsListen(config: Config): string[] {
+  const { listen } = config.inbound.mta_sts;
+  if (listen.length > 0) return listen;
+  return [config.public_ipv4, ...(config.public_ipv6 ? [config.public_ipv6] : [])].map((host) => formatHostPort({ host, port: 443 }));
 }
 
 export function listenFor(config: Config, role: RoleName): string[] {

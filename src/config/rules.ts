@@ -86,6 +86,18 @@ export function checkRules(config: Config): RuleIssue[] {
     }
   }
 
+  const smtpSockets = [...config.inbound.listen, config.outbound.listen].map((text) => parseHostPort(text)).filter((parsed) => parsed !== null);
+  config.inbound.mta_sts.listen.forEach((listen, index) => {
+    const parsed = parseHostPort(listen);
+    if (parsed && smtpSockets.some((socket) => socket.port === parsed.port && socket.host === parsed.host)) {
+      issues.push({
+        path: ['inbound', 'mta_sts', 'listen', index],
+        value: listen,
+        message: 'expected an address different from inbound.listen and outbound.listen: the policy service cannot share a socket with an SMTP instance',
+      });
+    }
+  });
+
   const seen = new Set<string>();
   config.domains.forEach((domain, index) => {
     const lower = domain.toLowerCase();

@@ -62,6 +62,57 @@ const storeAndForward = z
   })
   .prefault({});
 
+// MTA-STS policy hosting (RFC 8461): mailproxy-mta-sts.service serves the policy of every domain from the VPS,
+// which holds the public MX and its certificate. Off by default: nothing listens on 443 then.
+export const MTA_STS_MODES = ['testing', 'enforce', 'none'] as const;
+
+const mxPattern = z.string().refine((text) => isFqdn(text.startsWith('*.') ? text.slice(2) : text), {
+  message: 'expected an MX host name like mx2.example.com, or a wildcard like *.example.net',
+});
+
+const tlsRptAddress = z
+  .string()
+  .refine((text) => text === '' || z.email().safeParse(text).success || /^https:\/\/[^\s,!;]+$/.test(text), {
+    message: 'expected an email address like tls-reports@example.com, an https:// URL, or nothing',
+  });
+
+const mtaStsHosting = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Serve an MTA-STS policy for every domain at `https://mta-sts.<domain>/.well-known/mta-sts.txt` (mailproxy-mta-sts.service, port 443), so that senders that support RFC 8461 deliver to haraka-in only over verified TLS. `mailproxy notes` prints the DNS records to publish; the certificate must cover `mta-sts.<domain>` of every domain (native ACME adds those names). False: no unit, nothing listens on 443.',
+      ),
+    mode: z
+      .enum(MTA_STS_MODES)
+      .default('testing')
+      .describe(
+        'The policy’s mode: `testing` (senders deliver as before and report TLS failures; start here), `enforce` (senders deliver only over TLS with a certificate valid for an mx name; `check` refuses it while the STARTTLS certificate does not cover hostname) or `none` (withdraws the policy: publish it until every sender’s cached copy has expired).',
+      ),
+    mx: z
+      .array(mxPattern)
+      .default([])
+      .describe('MX names the policy allows besides hostname (always the first mx: line): a backup MX, or a wildcard like *.example.net. Every MX record of every domain must match one.'),
+    max_age: z
+      .number()
+      .int()
+      .min(86_400)
+      .max(31_557_600)
+      .default(604_800)
+      .describe('Seconds senders may cache the policy (one week). RFC 8461 allows up to a year; senders keep a cached policy this long even when the service is down.'),
+    listen: z
+      .array(hostPort)
+      .default([])
+      .describe('Addresses the policy service listens on. Empty: port 443 on public_ipv4 (and public_ipv6 when set).'),
+    tls_rpt_rua: tlsRptAddress
+      .default('')
+      .describe(
+        'Where senders send their daily TLS reports about mail to your domains (RFC 8460): an email address or an https:// URL. `mailproxy notes` then prints each domain’s `_smtp._tls` record with it. Empty: no TLS-RPT record is suggested.',
+      ),
+  })
+  .prefault({});
+
 const inbound = z
   .strictObject({
     listen: z
@@ -88,6 +139,7 @@ const inbound = z
         'Most recipients one message may have; each one past it gets 452 4.5.3 and the sender delivers those in another transaction (RFC 5321 §4.5.3.1.10). 100 is the least RFC 5321 lets a server take (§4.5.3.1.8). Each recipient is checked by the backend while the client waits.',
       ),
     store_and_forward: storeAndForward,
+    mta_sts: mtaStsHosting,
   })
   .prefault({});
 
@@ -336,6 +388,13 @@ const system = z
       .max(4096)
       .default(256)
       .describe('MemoryMax= of haraka-out in MB.'),
+    memory_max_mta_sts: z
+      .number()
+      .int()
+      .min(96)
+      .max(1024)
+      .default(128)
+      .describe('MemoryMax= of the MTA-STS policy service (inbound.mta_sts) in MB; it stays near 90 MB under load (the whole `mailproxy` command is loaded).'),
   })
   .prefault({});
 
@@ -496,7 +555,9 @@ const acme = z
     extra_names: z
       .array(fqdn)
       .default([])
-      .describe('Names the certificate covers besides hostname (each must pass the challenge: point at this VPS for http-01, live in an IONOS zone for dns-01).'),
+      .describe(
+        'Names the certificate covers besides hostname (each must pass the challenge: point at this VPS for http-01, live in an IONOS zone for dns-01). With inbound.mta_sts on, `mta-sts.<domain>` of every domain is added without being listed here.',
+      ),
     challenge: z
       .enum(['http-01', 'dns-01'])
       .default('http-01')

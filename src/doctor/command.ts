@@ -32,7 +32,8 @@ export const command: Command = {
   ],
   details: `  the DNS the appliance depends on, for every domain: MX, hostname's A/AAAA, the public IPs' PTR, SPF
   (syntax, at most 10 lookups and 2 void ones, authorizes the public IPs), DMARC, MTA-STS (mx: lines
-  match the MX) and TLS-RPT when published, and the Blacklist Check of the public IPv4.
+  match the MX; with inbound.mta_sts on: published, the config's policy served, its id in the record) and
+  TLS-RPT when published, and the Blacklist Check of the public IPv4.
   Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the worst check wins)
   --resolver IP[:PORT]  the DNS server to ask (default: the config's dns.servers; never the system resolver)
   --dnsbl ZONE[=URL]    a DNSBL zone to look the public IPv4 up in, with its delisting page; repeat it; replaces

@@ -19,6 +19,7 @@ import {
   type DnsblZone,
 } from './checks';
 import { probeDmarc, probeDnsbl, probeMtaSts, probeSpf } from './probes';
+import { hostedPolicy } from '../mtasts-host/policy';
 
 export interface DoctorOptions {
   dns: DnsClient;
@@ -40,6 +41,9 @@ export async function runDoctor(config: Config, options: DoctorOptions): Promise
     }),
     ...ips.map((ip) => timedCheck(`ptr@${ip}`, MXTOOLBOX.ptr, async () => judgePtr(ip, await dns.ptr(ip), config.hostname))),
   ];
+  // With policy hosting on, the policy and the TLS-RPT address the appliance publishes are known.
+  const hosted = config.inbound.mta_sts.enabled ? hostedPolicy(config) : null;
+  const hostedRua = hosted && config.inbound.mta_sts.tls_rpt_rua ? config.inbound.mta_sts.tls_rpt_rua : null;
   const domainChecks = config.domains.map(async (domain): Promise<CheckLine[]> => {
     const mx = dns.mx(domain);
     const spf = probeSpf(dns, domain, ips, config.hostname);
@@ -50,9 +54,9 @@ export async function runDoctor(config: Config, options: DoctorOptions): Promise
       timedCheck(`spf.ip@${domain}`, MXTOOLBOX.spfIp, async () => judgeSpfIp(await spf, config)),
       timedCheck(`dmarc@${domain}`, MXTOOLBOX.dmarc, async () => judgeDmarc(await probeDmarc(dns, domain))),
       timedCheck(`mta-sts@${domain}`, MXTOOLBOX.mtaSts, async () =>
-        judgeMtaSts(await probeMtaSts(dns, domain, await mx, { port: config.outbound.mta_sts_port, ca: options.extraCa ?? [] }), config.hostname),
+        judgeMtaSts(await probeMtaSts(dns, domain, await mx, { port: config.outbound.mta_sts_port, ca: options.extraCa ?? [] }), config.hostname, hosted),
       ),
-      timedCheck(`tls-rpt@${domain}`, MXTOOLBOX.tlsRpt, async () => judgeTlsRpt(domain, await dns.txt(`_smtp._tls.${domain}`))),
+      timedCheck(`tls-rpt@${domain}`, MXTOOLBOX.tlsRpt, async () => judgeTlsRpt(domain, await dns.txt(`_smtp._tls.${domain}`), hostedRua)),
     ]);
   });
   // DNSBLs list IPv4 addresses; the usual ones have no IPv6 zone worth asking.

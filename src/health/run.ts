@@ -2,8 +2,8 @@
 // judge (checks.ts) decides. Independent probes run at once; the backend probe runs before the WireGuard
 // check, so that an idle tunnel (no PersistentKeepalive) has just handshaken when `wg` is read.
 import type { Config } from '../config/schema';
-import { isUnspecifiedIp, parseHostPort, type HostPort } from '../config/net';
-import { inboundListen, queueDirFor } from '../config/paths';
+import { parseHostPort, probeTarget, type HostPort } from '../config/net';
+import { inboundListen, mtaStsListen, queueDirFor } from '../config/paths';
 import { UNIT_NAMES } from '../render/systemd';
 import { judgeBackend, judgeBanner, judgeDisk, judgeQueue, judgeTls, judgeUnit, judgeWireguard } from './checks';
 import { judgeKept, judgeRecipientCache } from './kept';
@@ -16,6 +16,9 @@ import { report, type CheckResult, type HealthReport } from './status';
 import { resolverValidates } from '../dane/self-check';
 import { createDnssecResolver } from '../dane/resolver';
 import { nodeProblem, probeNode } from '../haraka/node-runtime';
+import { hostedPolicy, policyHosts } from '../mtasts-host/policy';
+import { probePolicyService } from '../mtasts-host/probe';
+import { judgeMtaStsService } from './mta-sts';
 
 export interface HealthDeps {
   /** The environment the external commands run with (PATH finds systemctl and wg). */
@@ -23,13 +26,9 @@ export interface HealthDeps {
   now?: () => Date;
 }
 
-/** Where to connect to reach a listener: a wildcard listen address is reached on loopback. */
-export function probeTarget(listen: string): HostPort | null {
-  const parsed = parseHostPort(listen);
-  if (!parsed) return null;
-  if (!isUnspecifiedIp(parsed.host)) return parsed;
-  return { host: parsed.host.includes(':') ? '::1' : '127.0.0.1', port: parsed.port };
-}
+// Where to connect to reach a listener: in config/net.ts, so that `cert deploy` finds haraka-in without
+// importing health.
+export { probeTarget };
 
 async function timed(name: string, body: () => Promise<Verdict>): Promise<CheckResult> {
   const { verdict, ms } = await timedVerdict(name, body);
@@ -137,6 +136,16 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
     timed('disk', async () => judgeDisk(await probeDisk(config.state_dir), { warningMb: h.disk_warning_mb, criticalMb: h.disk_critical_mb })),
     ...(config.outbound.dane ? [timed('haraka-out.dane', () => daneResolverCheck(config.outbound.dane_resolver))] : []),
     keptChecks(config, now),
+    ...(config.inbound.mta_sts.enabled
+      ? [
+          timed('mta-sts.unit', async () => judgeUnit(UNIT_NAMES.mtaSts, await probeUnit(UNIT_NAMES.mtaSts, deps.env))),
+          timed('mta-sts.https', async () => {
+            const targets = mtaStsListen(config).map(probeTarget).filter((target): target is HostPort => target !== null);
+            const answers = await Promise.all(targets.flatMap((target) => policyHosts(config).map((host) => probePolicyService(target, host, timeoutMs))));
+            return judgeMtaStsService(answers, hostedPolicy(config), now());
+          }),
+        ]
+      : []),
   ]);
   return report(checks.flat(), now());
 }

@@ -5,7 +5,7 @@ import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { LookupFunction } from 'node:net';
 import tls from 'node:tls';
-import { normalizeDomain } from './policy';
+import { normalizeDomain, policyHostName } from './policy';
 
 export const MAX_POLICY_BYTES = 64 * 1024;
 export const POLICY_PATH = '/.well-known/mta-sts.txt';
@@ -63,7 +63,7 @@ function mediaType(contentType: string | undefined): string {
  */
 export function fetchPolicyText(domain: string, options: FetchPolicyOptions): Promise<string> {
   const name = normalizeDomain(domain);
-  const host = `mta-sts.${name ?? domain}`;
+  const host = name ? policyHostName(name) : `mta-sts.${domain}`;
   const url = `https://${host}${POLICY_PATH}`;
   const fail = (reason: string): Error => new Error(`MTA-STS policy fetch from ${url} failed: ${reason}`);
   if (!name) return Promise.reject(fail(`${JSON.stringify(domain)} is not a domain name`));

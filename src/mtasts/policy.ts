@@ -34,6 +34,11 @@ export function normalizeDomain(domain: string): string | null {
   return ascii.split('.').every((label) => label.length <= 63 && LABEL.test(label)) ? ascii : null;
 }
 
+/** The host that serves a domain's policy (§3.3): `mta-sts.<domain>`, lower-case, without a trailing dot. */
+export function policyHostName(domain: string): string {
+  return `mta-sts.${normalizeDomain(domain) ?? domain.toLowerCase().replace(/\.$/, '')}`;
+}
+
 /**
  * The policy id from the TXT records of `_mta-sts.<domain>` (each record as its character strings, the way
  * dns.resolveTxt returns them). Null when there is not exactly one `v=STSv1` record or it is invalid; per

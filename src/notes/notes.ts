@@ -4,6 +4,7 @@
 import type { Config } from '../config/schema';
 import { parseHostPort } from '../config/net';
 import { placeholders, placeholderWarning } from '../config/placeholders';
+import { hostedPolicy, policyHosts, policyRecords, policyUrl } from '../mtasts-host/policy';
 
 function dnsRecords(config: Config): string[] {
   const ips = [`ip4:${config.public_ipv4}`, ...(config.public_ipv6 ? [`ip6:${config.public_ipv6}`] : [])].join(' ');
@@ -17,6 +18,22 @@ function dnsRecords(config: Config): string[] {
     lines.push(`  ${domain}.  MX 10  ${config.hostname}.`, `  ${domain}.  TXT   "v=spf1 ${ips} -all"`);
   }
   return lines;
+}
+
+/** With inbound.mta_sts on: the records that announce the policy, and what the service serves. */
+function mtaStsRecords(config: Config): string[] {
+  if (!config.inbound.mta_sts.enabled) return [];
+  const policy = hostedPolicy(config);
+  const [first] = config.domains;
+  return [
+    '',
+    `MTA-STS (inbound.mta_sts, mode ${policy.mode}): publish for each domain; the id changes with every change of the policy:`,
+    ...policyRecords(config).map((record) => `  ${record.name}.  ${record.type.padEnd(4)}  ${record.type === 'TXT' ? `"${record.value}"` : record.value}`),
+    ...(config.inbound.mta_sts.tls_rpt_rua ? [] : ['  (set inbound.mta_sts.tls_rpt_rua to get the _smtp._tls records that bring senders\' daily TLS reports)']),
+    `mailproxy-mta-sts.service serves at ${first ? policyUrl(first) : 'https://mta-sts.<domain>/.well-known/mta-sts.txt'} (and each domain's):`,
+    ...policy.text.trimEnd().split('\r\n').map((line) => `  ${line}`),
+    `The certificate must cover ${policyHosts(config).join(', ')} (native ACME adds them; cert deploy says which are missing).`,
+  ];
 }
 
 function relayhost(config: Config): string {
@@ -91,6 +108,7 @@ function firewall(config: Config): string[] {
     '    chain input {',
     '      type filter hook input priority 0; policy accept;',
     '      tcp dport 25 accept',
+    ...(config.inbound.mta_sts.enabled ? ['      tcp dport 443 accept'] : []),
     `      iifname "${config.wireguard.interface}" tcp dport ${outbound?.port ?? 2526} accept`,
     `      tcp dport ${outbound?.port ?? 2526} drop`,
     '    }',
@@ -102,14 +120,14 @@ export function installNotes(config: Config): string {
   const warning = placeholderWarning(placeholders(config));
   const dns = warning
     ? [`Not printed: ${warning}.`]
-    : ['DNS records to publish (docs: README "DNS you must set"):', ...dnsRecords(config)];
+    : ['DNS records to publish (docs: README "DNS you must set"):', ...dnsRecords(config), ...mtaStsRecords(config)];
   return [
     ...dns,
     '',
     `On the backend, haraka-in forwards to ${config.backend.host}:${config.backend.port} (backend.host, backend.port) from ${config.wireguard.address}:`,
     ...backendSettings(config),
     '',
-    'Firewall on the VPS (nftables, e.g. /etc/nftables.d/mailproxy.nft): port 25 open to the world, haraka-out only on WireGuard:',
+    `Firewall on the VPS (nftables, e.g. /etc/nftables.d/mailproxy.nft): port 25${config.inbound.mta_sts.enabled ? ' and 443 (MTA-STS)' : ''} open to the world, haraka-out only on WireGuard:`,
     ...firewall(config),
     '',
   ].join('\n');

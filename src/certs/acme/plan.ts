@@ -4,11 +4,15 @@
 import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { ACME_DIRECTORIES, type Config } from '../../config/schema';
+import { policyHostName } from '../../mtasts/policy';
 
 export type ChallengeType = 'http-01' | 'dns-01';
 
 export interface AcmePlan {
-  /** hostname first (the certificate's CN), then acme.extra_names, lower-case, without repeats. */
+  /**
+   * hostname first (the certificate's CN), then acme.extra_names, then with inbound.mta_sts on the policy
+   * host `mta-sts.<domain>` of every domain; lower-case, without repeats.
+   */
   names: string[];
   directoryUrl: string;
   email: string | null;
@@ -31,7 +35,8 @@ export function acmeDir(config: Config): string {
 }
 
 export function acmePlan(config: Config): AcmePlan {
-  const names = [...new Set([config.hostname, ...config.acme.extra_names].map((name) => name.toLowerCase()))];
+  const policyHosts = config.inbound.mta_sts.enabled ? config.domains.map(policyHostName) : [];
+  const names = [...new Set([config.hostname, ...config.acme.extra_names, ...policyHosts].map((name) => name.toLowerCase()))];
   const dir = acmeDir(config);
   const issued = path.join(dir, names[0]!);
   return {

@@ -17,11 +17,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import type { Config } from '../../config/schema';
-import type { HostPort } from '../../config/net';
-import { probeTarget } from '../../health/run';
+import { probeTarget, type HostPort } from '../../config/net';
 import { inboundListen, tlsDeployDir, type RoleName } from '../../config/paths';
 import { ROLES } from '../../render/roles';
 import { writeFileAtomic } from '../../render/write';
+import { policyHostName } from '../../mtasts/policy';
+import { covers } from '../acme/plan';
 import { acquireLock, ensureDeployDir, filePolicy, installFile, pruneVersions, readRegular, removeFile } from './files';
 import { probeServedCertificate, short, waitUntilServed, type Probe, type Served } from './probe';
 import { systemdRestarter, type Restarter } from './restart';
@@ -165,6 +166,11 @@ export async function deployCertificate(request: DeployRequest): Promise<DeployO
   log(`names cover hostname ${config.hostname}${matched}; key matches; chain verified against ${cert.trustedBy}: ${cert.chain}`);
   if (cert.appended) log(`the certificate file lacked ${cert.appended} intermediate${cert.appended === 1 ? '' : 's'} of that chain: taken from --chain and served after the certificate`);
   if (cert.daysLeft < config.health.cert_warning_days) log(`warning: only ${cert.daysLeft} days left, under health.cert_warning_days (${config.health.cert_warning_days})`);
+  const uncovered = config.inbound.mta_sts.enabled ? config.domains.map(policyHostName).filter((name) => !covers(cert.names.map((certName) => certName.toLowerCase()), name)) : [];
+  // A warning, not a refusal: the certificate is what haraka-in's STARTTLS needs, and refusing it would let
+  // that one expire; without these names senders only fail to fetch the policy, and then deliver as if
+  // there were none (RFC 8461 §5), or by the copy they cached.
+  if (uncovered.length) log(`warning: inbound.mta_sts is on, but the certificate does not cover ${uncovered.join(', ')}: senders cannot fetch the MTA-STS policy there (native ACME adds these names; with acme.sh, add -d for each)`);
 
   const configHint = '--config FILE';
   // Refuse before creating anything when the instances are not rendered.
@@ -321,6 +327,7 @@ export async function deployCertificate(request: DeployRequest): Promise<DeployO
     const keep = new Set([cert.stem, ...(previous.stem ? [previous.stem] : [])]);
     for (const name of await pruneVersions(dir, keep)) log(`pruned ${path.join(dir, name)}`);
     if (restartError) throw new DeployError('failed', `the new certificate is installed and served by haraka-in, but ${restartError.message}`);
+    if (config.inbound.mta_sts.enabled) log(`mailproxy-mta-sts.service presents it within a few seconds, without a restart: it watches ${recordFile}`);
     log(`deployed ${short(cert.fingerprint)}: ${cert.daysLeft} days left`);
     return { ...outcome, changed: true, previousFingerprint, harakaOutRestarted: outChanged };
   } finally {
