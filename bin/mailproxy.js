@@ -23,7 +23,7 @@ const { main } = require('../dist/src/cli.js');
 main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }).then(
   (code) => process.exit(code),
   (err) => {
-    process.stderr.write(`mailproxy: ${err && err.stack ? err.stack : err}\n`);
+    process.stderr.write(`mailproxy: ${err?.stack ? err.stack : err}\n`);
     process.exit(1);
   },
 );

@@ -161,7 +161,13 @@ interface RunResult {
 }
 
 async function run(root: string, size: number, clientRate: number, index: number): Promise<RunResult> {
-  const ports = { inbound: BASE_PORT + 10 * index, outbound: BASE_PORT + 10 * index + 1, backend: BASE_PORT + 10 * index + 2, internetMx: BASE_PORT + 10 * index + 3, dns: BASE_PORT + 10 * index + 4 };
+  const ports = {
+    inbound: BASE_PORT + 10 * index,
+    outbound: BASE_PORT + 10 * index + 1,
+    backend: BASE_PORT + 10 * index + 2,
+    internetMx: BASE_PORT + 10 * index + 3,
+    dns: BASE_PORT + 10 * index + 4,
+  };
   const backend = await startBackend(ports.backend, CONNECTIONS);
   let spoolAfter = '?';
   const topology = await startTopology({
@@ -277,8 +283,11 @@ async function run(root: string, size: number, clientRate: number, index: number
 
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-memory-'));
-  const backendMode = BACKEND === 'hold' ? `withholds every end-of-data reply until all ${CONNECTIONS} messages have arrived (at most ${HOLD_MAX_MS} ms)` : `answers end of data after ${BACKEND} ms`;
-  console.log(`mailproxy memory bench: ${CONNECTIONS} connections at once, one message each (body lines of ${LINE_LENGTH} bytes); haraka-in on CPU 0 with ${HARAKA_NODE_ARGS.join(' ')} (node ${process.version}); the backend ${backendMode}`);
+  const backendMode =
+    BACKEND === 'hold' ? `withholds every end-of-data reply until all ${CONNECTIONS} messages have arrived (at most ${HOLD_MAX_MS} ms)` : `answers end of data after ${BACKEND} ms`;
+  console.log(
+    `mailproxy memory bench: ${CONNECTIONS} connections at once, one message each (body lines of ${LINE_LENGTH} bytes); haraka-in on CPU 0 with ${HARAKA_NODE_ARGS.join(' ')} (node ${process.version}); the backend ${backendMode}`,
+  );
   let failed = false;
   try {
     const runs = CLIENT_RATES.flatMap((rate) => SIZES.map((size) => ({ rate, size })));

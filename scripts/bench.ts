@@ -79,7 +79,22 @@ function smtpSourceRate(port: number, host: string, messages = MESSAGES): Promis
     const started = process.hrtime.bigint();
     const child = spawn(
       'taskset',
-      ['-c', '1', '/usr/sbin/smtp-source', '-s', String(CONCURRENCY), '-m', String(messages), '-l', String(SIZE), '-f', 'load@example.net', '-t', 'alice@demo.test', `${host}:${port}`],
+      [
+        '-c',
+        '1',
+        '/usr/sbin/smtp-source',
+        '-s',
+        String(CONCURRENCY),
+        '-m',
+        String(messages),
+        '-l',
+        String(SIZE),
+        '-f',
+        'load@example.net',
+        '-t',
+        'alice@demo.test',
+        `${host}:${port}`,
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';
@@ -269,7 +284,9 @@ async function outboundRun(root: string): Promise<void> {
     await topology.internet?.waitForMessages(MESSAGES, 300_000);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const rss = peakRssMb(topology.haraka['haraka-out']?.child.pid);
-    console.log(`haraka-out: ${MESSAGES} messages relayed and delivered to the MX in ${seconds.toFixed(1)} s (${(MESSAGES / seconds).toFixed(0)} msg/s), peak RSS ${rss.toFixed(0)} MB`);
+    console.log(
+      `haraka-out: ${MESSAGES} messages relayed and delivered to the MX in ${seconds.toFixed(1)} s (${(MESSAGES / seconds).toFixed(0)} msg/s), peak RSS ${rss.toFixed(0)} MB`,
+    );
   } finally {
     await topology.stop();
   }
@@ -277,7 +294,9 @@ async function outboundRun(root: string): Promise<void> {
 
 /** TcpExt DelayedACKs of this network namespace (/proc/net/netstat: a line of names, then a line of values). */
 function delayedAcks(): number {
-  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((line) => line.startsWith('TcpExt:'));
+  const lines = readFileSync('/proc/net/netstat', 'utf8')
+    .split('\n')
+    .filter((line) => line.startsWith('TcpExt:'));
   const names = lines[0]?.split(/\s+/) ?? [];
   const values = lines[1]?.split(/\s+/) ?? [];
   return Number(values[names.indexOf('DelayedACKs')]);
@@ -362,7 +381,9 @@ async function main(): Promise<void> {
       ['direct', LOOPBACK.backend, sinkPort],
       ...variants.map((variant): [Variant, string, number] => [variant, LOOPBACK.inbound, running.get(variant)!.inbound.port]),
     ];
-    console.log(`mailproxy bench: ${MESSAGES} messages of ${SIZE} bytes, ${CONCURRENCY} connections, one message per connection, ${ROUNDS} alternating rounds after a warm-up; haraka-in on CPU 0`);
+    console.log(
+      `mailproxy bench: ${MESSAGES} messages of ${SIZE} bytes, ${CONCURRENCY} connections, one message per connection, ${ROUNDS} alternating rounds after a warm-up; haraka-in on CPU 0`,
+    );
     for (const [, host, port] of targets) await smtpSourceRate(port, host, WARMUP);
 
     const rates = new Map<string, number[]>(targets.map(([name]) => [name, []]));
@@ -388,7 +409,9 @@ async function main(): Promise<void> {
     console.log(`\nsingle connection, ${SERIAL} messages one after another, ${SERIAL_ROUNDS} alternating rounds (median, best):`);
     for (const [name] of targets) {
       const rounds = serialMs.get(name)!;
-      console.log(`${LABELS[name].padEnd(38)} ${median(rounds).toFixed(2).padStart(6)} ms/msg  best ${Math.min(...rounds).toFixed(2)}  (rounds: ${rounds.map((ms) => ms.toFixed(2)).join(' ')})`);
+      console.log(
+        `${LABELS[name].padEnd(38)} ${median(rounds).toFixed(2).padStart(6)} ms/msg  best ${Math.min(...rounds).toFixed(2)}  (rounds: ${rounds.map((ms) => ms.toFixed(2)).join(' ')})`,
+      );
     }
 
     const rate = (name: string) => median(rates.get(name) ?? []);
@@ -407,7 +430,9 @@ async function main(): Promise<void> {
     console.log(`ratio bare Haraka / stock smtp_forward: ${(rate('bare') / rate('stock')).toFixed(2)}x`);
     console.log(`peak RSS haraka-in (mailproxy):        ${oursRss.toFixed(0)} MB (target < 100)`);
     const serialOf = (name: string) => median(serialMs.get(name) ?? []);
-    console.log(`single connection, mailproxy:          ${serialOf('mailproxy').toFixed(2)} ms/msg (target <= 2; stock ${serialOf('stock').toFixed(2)}, haraka-in discard ${serialOf('discard').toFixed(2)})`);
+    console.log(
+      `single connection, mailproxy:          ${serialOf('mailproxy').toFixed(2)} ms/msg (target <= 2; stock ${serialOf('stock').toFixed(2)}, haraka-in discard ${serialOf('discard').toFixed(2)})`,
+    );
     if (rates.has('noedge') && rates.has('edge') && rates.has('edgednsbl')) {
       console.log(`edge checks, defaults / without:       ${(rate('edge') / rate('noedge')).toFixed(2)}    (no DNS lookup: early talker, HELO, one decision line per session)`);
       console.log(`edge checks, 1 DNSBL zone / without:   ${(rate('edgednsbl') / rate('noedge')).toFixed(2)}    (smtp-source sends from one address: its answer is cached)`);

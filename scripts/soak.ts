@@ -48,7 +48,8 @@ async function main(): Promise<number> {
       port: sinkPort,
       name: 'backend.test',
       xclient: true,
-      rejectRecipient: (address) => (USERS.includes(address.split('@')[0]!.toLowerCase()) && address.toLowerCase().endsWith('@demo.test') ? null : `550 5.1.1 <${address}>: user unknown`),
+      rejectRecipient: (address) =>
+        USERS.includes(address.split('@')[0]!.toLowerCase()) && address.toLowerCase().endsWith('@demo.test') ? null : `550 5.1.1 <${address}>: user unknown`,
       onMessage: (message) => backendMessages.push(message),
     });
   let backend: SmtpSink = await startBackend();

@@ -44,9 +44,7 @@ function find(name: string | undefined): Command | undefined {
 
 /** One command's entries as `mailproxy <command> --help` prints them: USAGE's lines, after `mailproxy `. */
 function commandHelp(command: Command): string {
-  const lines = command.usage.flatMap((entry) =>
-    entryLines(entry).map((line, index) => (index === 0 ? `  mailproxy ${line.slice(2)}` : `${' '.repeat(10)}${line}`)),
-  );
+  const lines = command.usage.flatMap((entry) => entryLines(entry).map((line, index) => (index === 0 ? `  mailproxy ${line.slice(2)}` : `${' '.repeat(10)}${line}`)));
   const configNote = lines.some((line) => line.includes('--config')) ? `\n${CONFIG_DEFAULT}\n` : '';
   return `usage:\n${lines.join('\n')}\n${configNote}`;
 }

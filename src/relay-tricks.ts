@@ -54,10 +54,7 @@ export function relayTricks(params: RelayTrickParams): RelayTrick[] {
     ['bare postmaster', 'postmaster'],
     ['postmaster of our domain', `postmaster@${own}`],
   ];
-  return [
-    ...foreignTricks.map(([name, rcpt]) => ({ name, rcpt, target: 'foreign' as const })),
-    ...ownAddresses.map(([name, rcpt]) => ({ name, rcpt, target: 'own' as const })),
-  ];
+  return [...foreignTricks.map(([name, rcpt]) => ({ name, rcpt, target: 'foreign' as const })), ...ownAddresses.map(([name, rcpt]) => ({ name, rcpt, target: 'own' as const }))];
 }
 
 /** The addresses of `relayTricks` nobody may accept (haraka-in's list). */

@@ -72,7 +72,14 @@ async function deliverable(soak: Soak, direction: Direction, kind: string, slowM
 }
 
 async function unknownRecipient(soak: Soak): Promise<void> {
-  const code = await attempt(soak.t.inbound.host, soak.t.inbound.port, 'sender@example.net', clientAddress(soak.random), `nobody${soak.ledger.counter}@demo.test`, body('unknown', 'nobody'));
+  const code = await attempt(
+    soak.t.inbound.host,
+    soak.t.inbound.port,
+    'sender@example.net',
+    clientAddress(soak.random),
+    `nobody${soak.ledger.counter}@demo.test`,
+    body('unknown', 'nobody'),
+  );
   soak.ledger.refuse(code, 'unknown recipient');
   if (code !== 550 && code !== 451 && code !== 0) soak.ledger.unexpected.push(`unknown recipient got ${code}`);
 }

@@ -31,11 +31,25 @@ export function makeTestCa(dir: string): TestCa {
       serial += 1;
       const base = `server-${serial}`;
       openssl(['req', '-new', ...EC, '-subj', `/CN=${names[0]}`, '-keyout', `${base}-key.pem`, '-out', `${base}.csr`]);
-      writeFileSync(
-        path.join(dir, `${base}.ext`),
-        `subjectAltName=${names.map((name) => `DNS:${name}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`,
-      );
-      openssl(['x509', '-req', '-in', `${base}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-set_serial', String(serial), '-days', '2', '-extfile', `${base}.ext`, '-out', `${base}.pem`]);
+      writeFileSync(path.join(dir, `${base}.ext`), `subjectAltName=${names.map((name) => `DNS:${name}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+      openssl([
+        'x509',
+        '-req',
+        '-in',
+        `${base}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca-key.pem',
+        '-set_serial',
+        String(serial),
+        '-days',
+        '2',
+        '-extfile',
+        `${base}.ext`,
+        '-out',
+        `${base}.pem`,
+      ]);
       return { key: readFileSync(path.join(dir, `${base}-key.pem`), 'utf8'), cert: readFileSync(path.join(dir, `${base}.pem`), 'utf8') };
     },
   };

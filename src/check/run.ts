@@ -45,7 +45,10 @@ export function tlsCheckLines(config: Config, now = new Date()): string[] {
   if (tls.ignored) lines.push(`warning: not using the last cert deploy: ${tls.ignored}`);
   const label = (key: 'key' | 'cert') => (tls.from === 'cert deploy' ? `deployed ${key === 'key' ? 'key' : 'certificate'}` : `tls.${key}`);
   for (const key of ['key', 'cert'] as const) {
-    if (!existsSync(tls[key])) lines.push(`warning: ${label(key)}: ${tls[key]} does not exist yet; haraka-in offers no STARTTLS without it, and picks up one created later only when restarted (or installed with \`mailproxy cert deploy\`)`);
+    if (!existsSync(tls[key]))
+      lines.push(
+        `warning: ${label(key)}: ${tls[key]} does not exist yet; haraka-in offers no STARTTLS without it, and picks up one created later only when restarted (or installed with \`mailproxy cert deploy\`)`,
+      );
   }
   let certPem: string;
   try {
@@ -62,7 +65,9 @@ export function tlsCheckLines(config: Config, now = new Date()): string[] {
   }
   const unloadable = keyPem === null ? null : unloadablePair(keyPem, certPem);
   if (unloadable) {
-    lines.push(`error: ${label('key')} ${tls.key} and ${label('cert')} ${tls.cert}: Haraka cannot load them (${unloadable}); haraka-in would stop at start. Give a matching PEM key and certificate (\`mailproxy cert deploy\` checks them first)`);
+    lines.push(
+      `error: ${label('key')} ${tls.key} and ${label('cert')} ${tls.cert}: Haraka cannot load them (${unloadable}); haraka-in would stop at start. Give a matching PEM key and certificate (\`mailproxy cert deploy\` checks them first)`,
+    );
   }
   const warnings = certificateWarnings(certPem, unloadable ? null : keyPem, config.hostname, now, config.health.cert_warning_days);
   for (const warning of warnings) {
@@ -124,7 +129,14 @@ export async function checkConfig(text: string, source: string): Promise<CheckRe
         lines.push(`${role.name}: Haraka loaded plugins ${role.plugins.join(', ')}`);
       } else {
         ok = false;
-        lines.push(`${role.name}: Haraka could not load its plugins:`, ...order.output.trim().split('\n').slice(-8).map((line) => `  ${line}`));
+        lines.push(
+          `${role.name}: Haraka could not load its plugins:`,
+          ...order.output
+            .trim()
+            .split('\n')
+            .slice(-8)
+            .map((line) => `  ${line}`),
+        );
       }
     }
     return { ok: ok && refused.length === 0, lines };

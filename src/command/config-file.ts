@@ -12,10 +12,7 @@ export const DEFAULT_CONFIG_PATH = '/etc/mailproxy/mailproxy.yaml';
 export type ConfigPathSource = '--config' | 'MAILPROXY_CONFIG' | 'default';
 
 /** The one place that decides the config file: --config, then $MAILPROXY_CONFIG, then DEFAULT_CONFIG_PATH. */
-export function resolveConfigPath(
-  file: string | undefined,
-  env: NodeJS.ProcessEnv = process.env,
-): { file: string; from: ConfigPathSource } {
+export function resolveConfigPath(file: string | undefined, env: NodeJS.ProcessEnv = process.env): { file: string; from: ConfigPathSource } {
   if (file) return { file, from: '--config' };
   if (env.MAILPROXY_CONFIG) return { file: env.MAILPROXY_CONFIG, from: 'MAILPROXY_CONFIG' };
   return { file: DEFAULT_CONFIG_PATH, from: 'default' };
@@ -31,16 +28,8 @@ const WHY: Record<string, string> = {
 
 /** One line saying why the config file cannot be read, and where its name came from when not from --config. */
 function unreadable(file: string, from: ConfigPathSource, err: NodeJS.ErrnoException): Error {
-  const origin =
-    from === 'MAILPROXY_CONFIG'
-      ? ' (named by $MAILPROXY_CONFIG)'
-      : from === 'default'
-        ? ' (the default: pass --config FILE or set $MAILPROXY_CONFIG)'
-        : '';
-  const problem =
-    err.code === 'ENOENT'
-      ? `config file ${file} does not exist`
-      : `cannot read config file ${file}: ${WHY[err.code ?? ''] ?? err.message}`;
+  const origin = from === 'MAILPROXY_CONFIG' ? ' (named by $MAILPROXY_CONFIG)' : from === 'default' ? ' (the default: pass --config FILE or set $MAILPROXY_CONFIG)' : '';
+  const problem = err.code === 'ENOENT' ? `config file ${file} does not exist` : `cannot read config file ${file}: ${WHY[err.code ?? ''] ?? err.message}`;
   return new Error(`${problem}${origin}`);
 }
 

@@ -108,10 +108,7 @@ function syntaxErrorStart(text: string, error: YAMLError): number {
   const before = (token: CstToken) => (token.offset ?? Infinity) < stop;
   if (error.code === 'MISSING_CHAR' && /quote/.test(error.message)) {
     const quoted = tokens.filter(
-      (token) =>
-        (token.type === 'double-quoted-scalar' || token.type === 'single-quoted-scalar') &&
-        before(token) &&
-        (token.offset ?? 0) + (token.source?.length ?? 0) >= stop,
+      (token) => (token.type === 'double-quoted-scalar' || token.type === 'single-quoted-scalar') && before(token) && (token.offset ?? 0) + (token.source?.length ?? 0) >= stop,
     );
     const opening = quoted.at(-1)?.offset;
     if (opening !== undefined) return opening;

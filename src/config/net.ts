@@ -35,9 +35,7 @@ export function ipInCidr(ip: string, cidr: Cidr): boolean {
 }
 
 /** Ranges a relay ACL or a private listener may live in: RFC 1918, CGNAT (used by some VPNs), loopback, ULA. */
-const PRIVATE_RANGES: Cidr[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '127.0.0.0/8', 'fc00::/7', '::1/128'].map(
-  (text) => ipaddr.parseCIDR(text),
-);
+const PRIVATE_RANGES: Cidr[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '127.0.0.0/8', 'fc00::/7', '::1/128'].map((text) => ipaddr.parseCIDR(text));
 
 const LOOPBACK_RANGES: Cidr[] = ['127.0.0.0/8', '::1/128'].map((text) => ipaddr.parseCIDR(text));
 

@@ -1,18 +1,6 @@
 // Cross-field rules that a per-key schema cannot express: each one rejects a known footgun and says why.
 import type { Config } from './schema';
-import {
-  cidrContains,
-  cidrSize,
-  ipInCidr,
-  isLoopbackCidr,
-  isPrivateCidr,
-  isPrivateIp,
-  isUnspecifiedIp,
-  overlapsLoopback,
-  parseCidr,
-  parseHostPort,
-  type Cidr,
-} from './net';
+import { cidrContains, cidrSize, ipInCidr, isLoopbackCidr, isPrivateCidr, isPrivateIp, isUnspecifiedIp, overlapsLoopback, parseCidr, parseHostPort, type Cidr } from './net';
 
 export interface RuleIssue {
   path: (string | number)[];
@@ -41,7 +29,10 @@ export function checkRules(config: Config): RuleIssue[] {
     });
   }
 
-  for (const [key, ip] of [['public_ipv4', config.public_ipv4], ['public_ipv6', config.public_ipv6]] as const) {
+  for (const [key, ip] of [
+    ['public_ipv4', config.public_ipv4],
+    ['public_ipv6', config.public_ipv6],
+  ] as const) {
     const message = ip === undefined ? null : publicAddressProblem(ip, config.wireguard.network, network);
     if (message) issues.push({ path: [key], value: ip, message });
   }
@@ -142,10 +133,7 @@ const NOT_PUBLIC: [Cidr, string][] = (
 function publicAddressProblem(ip: string, networkText: string, network: Cidr): string | null {
   const nat = 'behind NAT, put the public address here and the local one in inbound.listen';
   if (ipInCidr(ip, network)) {
-    return (
-      `expected the VPS's public address, not one inside wireguard.network ${networkText}: the internet reaches the VPS ` +
-      'there (A record, PTR, SPF), never through the tunnel'
-    );
+    return `expected the VPS's public address, not one inside wireguard.network ${networkText}: the internet reaches the VPS there (A record, PTR, SPF), never through the tunnel`;
   }
   const range = NOT_PUBLIC.find(([cidr]) => ipInCidr(ip, cidr));
   if (!range) return null;
@@ -168,10 +156,7 @@ function relayAclProblem(config: Config, network: Cidr, entry: Cidr): string | n
     );
   }
   if (!allowPublic && !cidrContains(network, entry)) {
-    return (
-      `expected a range inside wireguard.network ${config.wireguard.network}: only hosts behind the tunnel may relay ` +
-      '(set outbound.allow_public_relay_acl: true to override)'
-    );
+    return `expected a range inside wireguard.network ${config.wireguard.network}: only hosts behind the tunnel may relay (set outbound.allow_public_relay_acl: true to override)`;
   }
   if (allowLocal) return null;
   const own: [string, string | undefined][] = [
@@ -183,10 +168,7 @@ function relayAclProblem(config: Config, network: Cidr, entry: Cidr): string | n
   ];
   for (const [name, ip] of own) {
     if (ip !== undefined && ipInCidr(ip, entry)) {
-      return (
-        `expected a range without ${name} ${ip}: every process on the VPS can connect from it and would relay ` +
-        '(set outbound.allow_local_relay_acl: true to override)'
-      );
+      return `expected a range without ${name} ${ip}: every process on the VPS can connect from it and would relay (set outbound.allow_local_relay_acl: true to override)`;
     }
   }
   if (!isLoopbackCidr(network) && overlapsLoopback(entry)) {

@@ -7,9 +7,7 @@ const ip = z.string().refine((text) => parseIp(text) !== null, { message: 'expec
 const ipv4 = z.string().refine((text) => parseIp(text)?.kind() === 'ipv4', { message: 'expected an IPv4 address like 203.0.113.25' });
 const ipv6 = z.string().refine((text) => parseIp(text)?.kind() === 'ipv6', { message: 'expected an IPv6 address like 2001:db8::25' });
 const cidr = z.string().refine((text) => parseCidr(text) !== null, { message: 'expected a CIDR like 10.0.0.2/32' });
-const hostPort = z
-  .string()
-  .refine((text) => parseHostPort(text) !== null, { message: 'expected ADDRESS:PORT like 10.0.0.1:2526 or [2001:db8::1]:25' });
+const hostPort = z.string().refine((text) => parseHostPort(text) !== null, { message: 'expected ADDRESS:PORT like 10.0.0.1:2526 or [2001:db8::1]:25' });
 const fqdn = z.string().refine(isFqdn, { message: 'expected a fully qualified domain name like mx.example.com' });
 const port = z.number().int().min(1).max(65535);
 const seconds = (min: number, max: number) => z.number().min(min).max(max);
@@ -47,9 +45,7 @@ const storeAndForward = z
       .max(10)
       .default(2)
       .describe('Backend sessions that hand kept mail on at once, besides the live ones (limits.max_backend_sessions leaves room for them).'),
-    probe_interval: seconds(1, 300)
-      .default(5)
-      .describe('Seconds between checks that the backend answers again while mail is kept or the backend is away.'),
+    probe_interval: seconds(1, 300).default(5).describe('Seconds between checks that the backend answers again while mail is kept or the backend is away.'),
     cache_size: z
       .number()
       .int()
@@ -70,11 +66,9 @@ const mxPattern = z.string().refine((text) => isFqdn(text.startsWith('*.') ? tex
   message: 'expected an MX host name like mx2.example.com, or a wildcard like *.example.net',
 });
 
-const tlsRptAddress = z
-  .string()
-  .refine((text) => text === '' || z.email().safeParse(text).success || /^https:\/\/[^\s,!;]+$/.test(text), {
-    message: 'expected an email address like tls-reports@example.com, an https:// URL, or nothing',
-  });
+const tlsRptAddress = z.string().refine((text) => text === '' || z.email().safeParse(text).success || /^https:\/\/[^\s,!;]+$/.test(text), {
+  message: 'expected an email address like tls-reports@example.com, an https:// URL, or nothing',
+});
 
 const mtaStsHosting = z
   .strictObject({
@@ -93,7 +87,9 @@ const mtaStsHosting = z
     mx: z
       .array(mxPattern)
       .default([])
-      .describe('MX names the policy allows besides hostname (always the first mx: line): a backup MX, or a wildcard like *.example.net. Every MX record of every domain must match one.'),
+      .describe(
+        'MX names the policy allows besides hostname (always the first mx: line): a backup MX, or a wildcard like *.example.net. Every MX record of every domain must match one.',
+      ),
     max_age: z
       .number()
       .int()
@@ -101,10 +97,7 @@ const mtaStsHosting = z
       .max(31_557_600)
       .default(604_800)
       .describe('Seconds senders may cache the policy (one week). RFC 8461 allows up to a year; senders keep a cached policy this long even when the service is down.'),
-    listen: z
-      .array(hostPort)
-      .default([])
-      .describe('Addresses the policy service listens on. Empty: port 443 on public_ipv4 (and public_ipv6 when set).'),
+    listen: z.array(hostPort).default([]).describe('Addresses the policy service listens on. Empty: port 443 on public_ipv4 (and public_ipv6 when set).'),
     tls_rpt_rua: tlsRptAddress
       .default('')
       .describe(
@@ -115,10 +108,7 @@ const mtaStsHosting = z
 
 const inbound = z
   .strictObject({
-    listen: z
-      .array(hostPort)
-      .default([])
-      .describe('Addresses haraka-in listens on. Empty: port 25 on public_ipv4 (and public_ipv6 when set).'),
+    listen: z.array(hostPort).default([]).describe('Addresses haraka-in listens on. Empty: port 25 on public_ipv4 (and public_ipv6 when set).'),
     max_message_size: z
       .number()
       .int()
@@ -126,9 +116,7 @@ const inbound = z
       .max(200 * 1024 * 1024)
       .default(26214400)
       .describe('Largest message accepted, in bytes (advertised as SIZE; larger messages get 552).'),
-    inactivity_timeout: seconds(10, 3600)
-      .default(300)
-      .describe('Seconds a client may stay silent before haraka-in closes the connection.'),
+    inactivity_timeout: seconds(10, 3600).default(300).describe('Seconds a client may stay silent before haraka-in closes the connection.'),
     max_recipients: z
       .number()
       .int()
@@ -151,12 +139,8 @@ const backend = z
       .describe(
         'SMTP port of the mail server’s smtpd that trusts XCLIENT from wireguard.address: never postscreen (Mailcow’s 25, and 10025, which expects a PROXY header), which does not implement XCLIENT. 10029 is free in every Mailcow release (10026 held zeyple on 127.0.0.1 in older ones).',
       ),
-    connect_timeout: seconds(0.1, 60)
-      .default(2)
-      .describe('Seconds to wait for the backend to accept a connection before answering the sender 4xx.'),
-    timeout: seconds(1, 600)
-      .default(60)
-      .describe('Seconds to wait for any one backend reply (banner, EHLO, XCLIENT, MAIL, RCPT, DATA) before answering 4xx.'),
+    connect_timeout: seconds(0.1, 60).default(2).describe('Seconds to wait for the backend to accept a connection before answering the sender 4xx.'),
+    timeout: seconds(1, 600).default(60).describe('Seconds to wait for any one backend reply (banner, EHLO, XCLIENT, MAIL, RCPT, DATA) before answering 4xx.'),
     data_timeout: seconds(10, 3600)
       .default(600)
       .describe(
@@ -177,9 +161,7 @@ const backend = z
       .describe(
         'Use STARTTLS to the backend (certificate not verified: WireGuard authenticates the path), and refuse (4xx) when it is not offered. Mailcow refuses plaintext sessions for mailboxes with “enforce inbound TLS” (reject_plaintext_session), whatever the tunnel.',
       ),
-    rdns_timeout: seconds(0.1, 30)
-      .default(3)
-      .describe('Seconds to spend finding the client’s forward-confirmed reverse DNS name for XCLIENT NAME; then [TEMPUNAVAIL].'),
+    rdns_timeout: seconds(0.1, 30).default(3).describe('Seconds to spend finding the client’s forward-confirmed reverse DNS name for XCLIENT NAME; then [TEMPUNAVAIL].'),
   })
   .prefault({});
 
@@ -298,10 +280,7 @@ const outbound = z
       .max(30 * 86400)
       .default(5 * 86400)
       .describe('Seconds a message may stay queued (Postfix’s default: 5 days); then the sender gets a bounce. 0: no retries.'),
-    allow_local_mx: z
-      .boolean()
-      .default(false)
-      .describe('Deliver to MX hosts at this machine’s own or loopback addresses. Only loopback test rigs need it.'),
+    allow_local_mx: z.boolean().default(false).describe('Deliver to MX hosts at this machine’s own or loopback addresses. Only loopback test rigs need it.'),
     allow_private_mx: z
       .boolean()
       .default(false)
@@ -312,9 +291,7 @@ const outbound = z
       .boolean()
       .default(true)
       .describe('Honour recipient domains’ MTA-STS policies (RFC 8461): in enforce mode deliver only over verified TLS to the MX hosts the policy names.'),
-    mta_sts_port: port
-      .default(443)
-      .describe('HTTPS port of MTA-STS policy hosts. Always 443 on the internet; test rigs use another.'),
+    mta_sts_port: port.default(443).describe('HTTPS port of MTA-STS policy hosts. Always 443 on the internet; test rigs use another.'),
     dane: z
       .boolean()
       .default(true)
@@ -327,9 +304,7 @@ const outbound = z
       })
       .default('127.0.0.1:53')
       .describe('The DNSSEC-validating resolver haraka-out asks for DANE (MX, address and TLSA records, with their AD bit). Loopback only.'),
-    mx_port: port
-      .default(25)
-      .describe('Port of the MX servers haraka-out delivers to. Always 25 on the internet; test rigs use another.'),
+    mx_port: port.default(25).describe('Port of the MX servers haraka-out delivers to. Always 25 on the internet; test rigs use another.'),
     hide_internal_received: z
       .boolean()
       .default(true)
@@ -339,18 +314,13 @@ const outbound = z
   })
   .prefault({});
 
-const dnsServer = z
-  .string()
-  .refine((text) => parseIp(text) !== null || parseHostPort(text) !== null, {
-    message: 'expected ADDRESS or ADDRESS:PORT like 127.0.0.53 or [::1]:53',
-  });
+const dnsServer = z.string().refine((text) => parseIp(text) !== null || parseHostPort(text) !== null, {
+  message: 'expected ADDRESS or ADDRESS:PORT like 127.0.0.53 or [::1]:53',
+});
 
 const dns = z
   .strictObject({
-    servers: z
-      .array(dnsServer)
-      .default([])
-      .describe('DNS servers both instances ask (MX, address and reverse lookups). Empty: the system resolver.'),
+    servers: z.array(dnsServer).default([]).describe('DNS servers both instances ask (MX, address and reverse lookups). Empty: the system resolver.'),
   })
   .prefault({});
 
@@ -366,9 +336,7 @@ const unitName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, { message: 'expect
 const system = z
   .strictObject({
     user: unitName.default('mailproxy').describe('The unprivileged user (and group) both Haraka instances run as.'),
-    node: absolutePath
-      .default('/usr/bin/node')
-      .describe('The Node.js binary the units run (Node 22 or newer; the installer checks it).'),
+    node: absolutePath.default('/usr/bin/node').describe('The Node.js binary the units run (Node 22 or newer; the installer checks it).'),
     app_dir: absolutePath.default('/opt/mailproxy').describe('Where the installer puts mailproxy (its node_modules hold Haraka and the plugins).'),
     instances_dir: absolutePath
       .default('/etc/mailproxy/instances')
@@ -381,13 +349,7 @@ const system = z
       .max(4096)
       .default(320)
       .describe('MemoryMax= of haraka-in in MB: the kernel stops it beyond this (it restarts). Measured peaks are in docs/BENCHMARKS.md.'),
-    memory_max_out: z
-      .number()
-      .int()
-      .min(128)
-      .max(4096)
-      .default(256)
-      .describe('MemoryMax= of haraka-out in MB.'),
+    memory_max_out: z.number().int().min(128).max(4096).default(256).describe('MemoryMax= of haraka-out in MB.'),
     memory_max_mta_sts: z
       .number()
       .int()
@@ -424,20 +386,8 @@ const health = z
       .max(365)
       .default(14)
       .describe('WARNING when the certificate haraka-in serves over STARTTLS has fewer days left than this; an expired or not yet valid one is CRITICAL.'),
-    queue_warning: z
-      .number()
-      .int()
-      .min(1)
-      .max(10_000_000)
-      .default(50)
-      .describe('WARNING when haraka-out’s queue holds at least this many messages.'),
-    queue_critical: z
-      .number()
-      .int()
-      .min(1)
-      .max(10_000_000)
-      .default(500)
-      .describe('CRITICAL when haraka-out’s queue holds at least this many messages.'),
+    queue_warning: z.number().int().min(1).max(10_000_000).default(50).describe('WARNING when haraka-out’s queue holds at least this many messages.'),
+    queue_critical: z.number().int().min(1).max(10_000_000).default(500).describe('CRITICAL when haraka-out’s queue holds at least this many messages.'),
     oldest_warning: seconds(60, 60 * 86400)
       .default(6 * 3600)
       .describe('WARNING when the oldest message in haraka-out’s queue has waited this many seconds (6 h).'),
@@ -499,13 +449,7 @@ const health = z
       .describe(
         'With inbound.store_and_forward on: WARNING when at least this many kept messages are held (refused by the backend, or too old): a human decides, with `mailproxy queue held`, `release` or `delete`.',
       ),
-    held_critical: z
-      .number()
-      .int()
-      .min(1)
-      .max(10_000_000)
-      .default(20)
-      .describe('With inbound.store_and_forward on: CRITICAL when at least this many kept messages are held.'),
+    held_critical: z.number().int().min(1).max(10_000_000).default(20).describe('With inbound.store_and_forward on: CRITICAL when at least this many kept messages are held.'),
   })
   .superRefine((value, ctx) => {
     for (const [warning, critical, relation] of healthPairs) {
@@ -567,13 +511,11 @@ const acme = z
         mode: z
           .enum(['standalone', 'webroot'])
           .default('standalone')
-          .describe('`standalone`: `cert issue|renew` listens on http_01.port itself while the CA checks. `webroot`: a web server already owns port 80 and serves http_01.webroot; the token files go there.'),
-        address: ip
-          .default('::')
-          .describe('Address the standalone listener binds (`::`: every IPv4 and IPv6 address).'),
-        port: port
-          .default(80)
-          .describe('Port of the standalone listener. Always 80 on the internet (the CA connects there); test rigs use another.'),
+          .describe(
+            '`standalone`: `cert issue|renew` listens on http_01.port itself while the CA checks. `webroot`: a web server already owns port 80 and serves http_01.webroot; the token files go there.',
+          ),
+        address: ip.default('::').describe('Address the standalone listener binds (`::`: every IPv4 and IPv6 address).'),
+        port: port.default(80).describe('Port of the standalone listener. Always 80 on the internet (the CA connects there); test rigs use another.'),
         webroot: absolutePath
           .default('/var/www/html')
           .describe('The web server’s document root in webroot mode: token files go to `<webroot>/.well-known/acme-challenge/` and are removed afterwards.'),
@@ -611,11 +553,15 @@ const acme = z
       .describe('`cert renew` renews only when the deployed certificate has fewer days left than this (or does not cover hostname and extra_names).'),
     jitter: seconds(0, 86400)
       .default(900)
-      .describe('Most seconds `cert renew` waits, at random, before it renews, so that many hosts do not ask the CA at the same moment (the timer adds its own RandomizedDelaySec).'),
+      .describe(
+        'Most seconds `cert renew` waits, at random, before it renews, so that many hosts do not ask the CA at the same moment (the timer adds its own RandomizedDelaySec).',
+      ),
     trusted_cas: z
       .array(absolutePath)
       .default([])
-      .describe('PEM files of extra CA certificates trusted for the ACME server’s HTTPS and for the issued chain (Let’s Encrypt staging’s roots, a test CA like pebble). Empty in production.'),
+      .describe(
+        'PEM files of extra CA certificates trusted for the ACME server’s HTTPS and for the issued chain (Let’s Encrypt staging’s roots, a test CA like pebble). Empty in production.',
+      ),
   })
   .prefault({});
 
@@ -623,11 +569,9 @@ const acme = z
 // XCLIENT. Each check is `off`, `log` (one decision line; the client goes on) or `refuse`.
 const edgeModes = ['off', 'log', 'refuse'] as const;
 
-const dnsZone = z
-  .string()
-  .refine((text) => /^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})+$/i.test(text) && text.length <= 200, {
-    message: 'expected a DNS zone like zen.spamhaus.org',
-  });
+const dnsZone = z.string().refine((text) => /^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})+$/i.test(text) && text.length <= 200, {
+  message: 'expected a DNS zone like zen.spamhaus.org',
+});
 
 const dnsListAnswer = z.string().refine((text) => parseAnswerRange(text) !== null, {
   message: 'expected an IPv4 address, CIDR or range like 127.0.0.2, 127.0.0.0/24 or 127.0.0.2-127.0.0.11',
@@ -691,10 +635,7 @@ const edge = z
           .describe(
             'Block lists, each `{ zone, weight (1), answers ([]) }`: a list that lists the client adds its weight to the score. answers: the A records that count (addresses, CIDRs, ranges like 127.0.0.2-127.0.0.11); empty: any 127.0.0.0/8 answer except the lists’ "query refused" codes (127.255.255.x, 127.0.0.255), which are logged instead. A zone may appear more than once with other answers and weights. Public lists refuse queries that come through big public resolvers: point dns.servers at a resolver of your own.',
           ),
-        dnswl_zones: z
-          .array(dnsListEntry)
-          .default([])
-          .describe('Allow lists, in the same form: a list that lists the client subtracts its weight from the score.'),
+        dnswl_zones: z.array(dnsListEntry).default([]).describe('Allow lists, in the same form: a list that lists the client subtracts its weight from the score.'),
         threshold: z.number().int().min(1).max(1000).default(1).describe('Score at which a client is refused (or logged).'),
       })
       .superRefine((value, ctx) => {

@@ -25,6 +25,10 @@ export function formatDaneRoute(domain: string, route: DaneRoute): string {
     case 'failed':
       return `${domain}: DANE lookups failed (${route.why}); haraka-out keeps mail for it queued and retries`;
     case 'dane':
-      return [`${domain}: DANE applies (DNSSEC-signed MX and TLSA records); an MTA-STS policy governs only the hosts DANE does not authenticate`, ...route.hosts.map(hostLine), ...route.skipped.map(hostLine)].join('\n');
+      return [
+        `${domain}: DANE applies (DNSSEC-signed MX and TLSA records); an MTA-STS policy governs only the hosts DANE does not authenticate`,
+        ...route.hosts.map(hostLine),
+        ...route.skipped.map(hostLine),
+      ].join('\n');
   }
 }

@@ -156,14 +156,10 @@ export async function startTopology(options: TopologyOptions): Promise<Topology>
     const dns = await startDnsServer(loopbackZone(config), LOOPBACK.dns, ports.dns);
     started.push({ stop: () => dns.close() });
     const backend =
-      options.backend === false
-        ? null
-        : await startSmtpSink({ host: LOOPBACK.backend, port: ports.backend, name: 'backend.test', xclient: true, ...options.backend });
+      options.backend === false ? null : await startSmtpSink({ host: LOOPBACK.backend, port: ports.backend, name: 'backend.test', xclient: true, ...options.backend });
     if (backend) started.push({ stop: () => backend.close() });
     const internet =
-      options.internet === false
-        ? null
-        : await startSmtpSink({ host: LOOPBACK.internet, port: ports.internetMx, name: `mx.${INTERNET_DOMAIN}`, ...options.internet });
+      options.internet === false ? null : await startSmtpSink({ host: LOOPBACK.internet, port: ports.internetMx, name: `mx.${INTERNET_DOMAIN}`, ...options.internet });
     if (internet) started.push({ stop: () => internet.close() });
 
     const inbound = parseHostPort(inboundListen(config)[0] ?? '') ?? { host: LOOPBACK.inbound, port: ports.inbound };

@@ -78,7 +78,8 @@ export function judgePtr(ip: string, ptr: Lookup<string>, hostname: string): Fin
   if (!ptr.values.some((name) => lower(name) === lower(hostname))) {
     return { status: 'CRITICAL', detail: `PTR of ${ip} is ${ptr.values.join(', ')}, not hostname ${hostname}: haraka-out's HELO and the PTR disagree`, fix };
   }
-  if (ptr.values.length > 1) return { status: 'WARNING', detail: `${ip} has ${ptr.values.length} PTR records (${ptr.values.join(', ')}): receivers may pick another`, fix: `${fix}, and remove the others` };
+  if (ptr.values.length > 1)
+    return { status: 'WARNING', detail: `${ip} has ${ptr.values.length} PTR records (${ptr.values.join(', ')}): receivers may pick another`, fix: `${fix}, and remove the others` };
   return { status: 'OK', detail: `PTR of ${ip} is ${hostname}` };
 }
 
@@ -141,10 +142,18 @@ export function judgeSpfRecord(facts: SpfFacts, config: Config): Finding {
   const { full } = facts;
   if (full.result === 'temperror') return { status: 'UNKNOWN', detail: `${domain}: SPF could not be evaluated (${full.comment})` };
   if (full.result === 'permerror' && !LOOKUP_LIMIT.test(full.comment) && !VOID_LIMIT.test(full.comment)) {
-    return { status: 'CRITICAL', detail: `${domain}: "${record}" is not valid SPF (${full.comment.replace(/^.*?: permanent error in processing during lookup of [^:]*: /, '')})`, fix: publish(suggestSpf(null, publicIps(config))) };
+    return {
+      status: 'CRITICAL',
+      detail: `${domain}: "${record}" is not valid SPF (${full.comment.replace(/^.*?: permanent error in processing during lookup of [^:]*: /, '')})`,
+      fix: publish(suggestSpf(null, publicIps(config))),
+    };
   }
   if (/(^|\s)\+?all(\s|$)/i.test(record)) {
-    return { status: 'CRITICAL', detail: `${domain}: "${record}" ends in +all: every host on the internet may send as ${domain}`, fix: publish(suggestSpf(record.replace(/(^|\s)\+?all(?=\s|$)/i, '$1-all'), publicIps(config))) };
+    return {
+      status: 'CRITICAL',
+      detail: `${domain}: "${record}" ends in +all: every host on the internet may send as ${domain}`,
+      fix: publish(suggestSpf(record.replace(/(^|\s)\+?all(?=\s|$)/i, '$1-all'), publicIps(config))),
+    };
   }
   return { status: 'OK', detail: `${domain}: "${record}"` };
 }
@@ -152,7 +161,8 @@ export function judgeSpfRecord(facts: SpfFacts, config: Config): Finding {
 /** MXToolbox "SPF Included Lookups" (at most 10 DNS-querying terms) and "SPF Void Lookups" (at most 2). */
 export function judgeSpfLookups(facts: SpfFacts, config: Config): Finding {
   const { domain, full } = facts;
-  if (facts.records.kind === 'error' || full.result === 'temperror') return { status: 'UNKNOWN', detail: `${domain}: SPF could not be evaluated (${full.comment || describeLookup(facts.records)})` };
+  if (facts.records.kind === 'error' || full.result === 'temperror')
+    return { status: 'UNKNOWN', detail: `${domain}: SPF could not be evaluated (${full.comment || describeLookup(facts.records)})` };
   if (spfRecords(facts).length === 0) return { status: 'UNKNOWN', detail: `${domain} has no SPF record to count (see spf@${domain})` };
   const counted = full.lookups ? `${full.lookups.count} DNS lookup${full.lookups.count === 1 ? '' : 's'}, ${full.lookups.void} void` : '';
   const metrics: Record<string, number> = full.lookups ? { spf_lookups: full.lookups.count, spf_void_lookups: full.lookups.void } : {};
@@ -160,7 +170,9 @@ export function judgeSpfLookups(facts: SpfFacts, config: Config): Finding {
     return {
       status: 'CRITICAL',
       detail: `${domain}: evaluating "${full.record ?? spfRecords(facts)[0]}" takes more than 10 DNS lookups (include, a, mx, ptr, exists, redirect, counted through every include): receivers answer permerror`,
-      fix: `replace include:, a and mx terms by the ip4:/ip6: ranges they stand for until at most 10 lookups remain; the appliance itself needs only ${publicIps(config).map((ip) => `${ip.includes(':') ? 'ip6' : 'ip4'}:${ip}`).join(' ')}`,
+      fix: `replace include:, a and mx terms by the ip4:/ip6: ranges they stand for until at most 10 lookups remain; the appliance itself needs only ${publicIps(config)
+        .map((ip) => `${ip.includes(':') ? 'ip6' : 'ip4'}:${ip}`)
+        .join(' ')}`,
       metrics,
     };
   }
@@ -191,7 +203,11 @@ export function judgeSpfIp(facts: SpfFacts, config: Config): Finding {
   if (records.length === 0) return { status: 'CRITICAL', detail: `${domain} has no SPF record, so it authorizes nothing: ${text}`, fix };
   const permerror = failing.find(({ evaluation }) => evaluation.result === 'permerror');
   if (permerror) {
-    return { status: 'CRITICAL', detail: `${domain}: ${text}: the record is in error (${permerror.evaluation.comment.replace(/^.*?: permanent error in processing during lookup of [^:]*: /, '')})`, fix: `${fix} (see spf@${domain} and spf.lookups@${domain})` };
+    return {
+      status: 'CRITICAL',
+      detail: `${domain}: ${text}: the record is in error (${permerror.evaluation.comment.replace(/^.*?: permanent error in processing during lookup of [^:]*: /, '')})`,
+      fix: `${fix} (see spf@${domain} and spf.lookups@${domain})`,
+    };
   }
   return {
     status: 'CRITICAL',
@@ -223,18 +239,30 @@ export function judgeDmarc(facts: DmarcFacts): Finding {
   if (facts.records.kind === 'error' || facts.result === 'temperror') return { status: 'UNKNOWN', detail: `_dmarc.${domain}: ${facts.error ?? describeLookup(facts.records)}` };
   const records = facts.records.kind === 'records' ? facts.records.values : [];
   if (records.length > 1) {
-    return { status: 'CRITICAL', detail: `_dmarc.${domain} has ${records.length} DMARC records: receivers ignore them all`, fix: `keep one TXT record at _dmarc.${domain}: ${fix.replace(/^publish /, '')}` };
+    return {
+      status: 'CRITICAL',
+      detail: `_dmarc.${domain} has ${records.length} DMARC records: receivers ignore them all`,
+      fix: `keep one TXT record at _dmarc.${domain}: ${fix.replace(/^publish /, '')}`,
+    };
   }
   if (!facts.policy || facts.result === 'none') {
     if (records.length) {
       return { status: 'CRITICAL', detail: `_dmarc.${domain}: "${records[0]}" does not parse as DMARC (no valid p= tag): receivers ignore it`, fix };
     }
-    return { status: 'CRITICAL', detail: `${domain} has no DMARC record (_dmarc.${domain} TXT): Gmail, Yahoo and Microsoft require one of bulk senders, MXToolbox reports it`, fix };
+    return {
+      status: 'CRITICAL',
+      detail: `${domain} has no DMARC record (_dmarc.${domain} TXT): Gmail, Yahoo and Microsoft require one of bulk senders, MXToolbox reports it`,
+      fix,
+    };
   }
   const where = facts.policyDomain && lower(facts.policyDomain) !== lower(domain) ? ` (inherited from _dmarc.${facts.policyDomain})` : '';
   const detail = `_dmarc.${domain}: "${facts.record}"${where}, policy ${facts.policy}`;
   if (facts.policy === 'none') {
-    return { status: 'WARNING', detail: `${detail}: receivers only report, they do not act (DMARC Policy Not Enabled)`, fix: `once the reports (rua) show all your mail passing, change p=none to p=quarantine (then p=reject) in _dmarc.${facts.policyDomain ?? domain}` };
+    return {
+      status: 'WARNING',
+      detail: `${detail}: receivers only report, they do not act (DMARC Policy Not Enabled)`,
+      fix: `once the reports (rua) show all your mail passing, change p=none to p=quarantine (then p=reject) in _dmarc.${facts.policyDomain ?? domain}`,
+    };
   }
   return { status: 'OK', detail };
 }
@@ -280,7 +308,12 @@ export function judgeMtaSts(facts: MtaStsFacts, hostname: string, hosted: Hosted
   const policyUrl = `https://mta-sts.${domain}/.well-known/mta-sts.txt`;
   const txtFix = `publish one _mta-sts.${domain}. TXT "${hosted ? stsTxtRecord(hosted.id) : 'v=STSv1; id=<a new id, e.g. the date: 20260101T000000>'}"`;
   const parsedTxt = parseStsTxt(records.map((record) => [record]));
-  if (!parsedTxt) return { status: 'WARNING', detail: `_mta-sts.${domain}: ${records.map((record) => `"${record}"`).join(', ')} is not one valid v=STSv1 record with an id: senders ignore the policy`, fix: txtFix };
+  if (!parsedTxt)
+    return {
+      status: 'WARNING',
+      detail: `_mta-sts.${domain}: ${records.map((record) => `"${record}"`).join(', ')} is not one valid v=STSv1 record with an id: senders ignore the policy`,
+      fix: txtFix,
+    };
   if (!facts.policy || 'error' in facts.policy) {
     return {
       status: 'CRITICAL',
@@ -291,7 +324,12 @@ export function judgeMtaSts(facts: MtaStsFacts, hostname: string, hosted: Hosted
     };
   }
   const parsed = parsePolicy(facts.policy.text);
-  if (!parsed.ok) return { status: 'CRITICAL', detail: `${policyUrl} does not parse: ${parsed.error}`, fix: `serve a valid policy at ${policyUrl}: "version: STSv1", "mode: enforce", "mx: ${hostname}", "max_age: 604800", one per line` };
+  if (!parsed.ok)
+    return {
+      status: 'CRITICAL',
+      detail: `${policyUrl} does not parse: ${parsed.error}`,
+      fix: `serve a valid policy at ${policyUrl}: "version: STSv1", "mode: enforce", "mx: ${hostname}", "max_age: 604800", one per line`,
+    };
   const { policy } = parsed;
   const hosts = [...new Set([...(facts.mx.kind === 'records' ? facts.mx.values.map((record) => record.exchange) : []), lower(hostname)])];
   const uncovered = hosts.filter((host) => !policy.mx.some((pattern) => mxMatches(pattern, host)));
@@ -333,7 +371,8 @@ export function judgeTlsRpt(domain: string, txt: Lookup<string>, wanted: string 
   if (txt.kind === 'error') return { status: 'UNKNOWN', detail: `_smtp._tls.${domain}: ${describeLookup(txt)}` };
   const records = txt.kind === 'records' ? txt.values.filter((record) => /^v=TLSRPTv1(\s*;|\s*$)/.test(record)) : [];
   const fix = `publish one _smtp._tls.${domain}. TXT "${wanted ? tlsRptRecord(wanted) : `v=TLSRPTv1; rua=mailto:postmaster@${domain}`}"`;
-  if (records.length === 0 && wanted) return { status: 'WARNING', detail: `inbound.mta_sts.tls_rpt_rua is ${wanted}, but ${domain} publishes no TLS-RPT record: no report arrives`, fix };
+  if (records.length === 0 && wanted)
+    return { status: 'WARNING', detail: `inbound.mta_sts.tls_rpt_rua is ${wanted}, but ${domain} publishes no TLS-RPT record: no report arrives`, fix };
   if (records.length === 0) return { status: 'OK', detail: `${domain} publishes no TLS-RPT record (optional, RFC 8460: senders' reports of TLS failures)` };
   if (records.length > 1) return { status: 'WARNING', detail: `_smtp._tls.${domain} has ${records.length} TLS-RPT records: senders ignore them all`, fix };
   const record = records[0]!;
@@ -402,7 +441,10 @@ export function judgeDnsbl(facts: DnsblFacts): Finding {
   // 255 = too many queries), never a listing; anything outside 127/8 is not a DNSBL answer at all.
   const codes = a.values;
   if (codes.some((code) => code.startsWith('127.255.255.'))) {
-    return { status: 'UNKNOWN', detail: `${where} refused the query (${codes.join(', ')}): lists refuse public resolvers; ask through a resolver of your own (unbound on the VPS) with --resolver or dns.servers` };
+    return {
+      status: 'UNKNOWN',
+      detail: `${where} refused the query (${codes.join(', ')}): lists refuse public resolvers; ask through a resolver of your own (unbound on the VPS) with --resolver or dns.servers`,
+    };
   }
   if (!codes.every((code) => code.startsWith('127.'))) {
     return { status: 'UNKNOWN', detail: `${where} answered ${codes.join(', ')}, which is not a DNSBL answer: does the resolver rewrite NXDOMAIN?` };

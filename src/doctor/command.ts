@@ -24,10 +24,7 @@ export const command: Command = {
   usage: [
     {
       synopsis: 'doctor [--config FILE] [--resolver IP[:PORT]] [--dnsbl ZONE[=URL]]... [--ca FILE] [--json]',
-      about: [
-        'the DNS it depends on: MX, A/AAAA, PTR, SPF (lookup limits, the public',
-        'IPs), DMARC, MTA-STS, TLS-RPT, blacklists; exit codes as health',
-      ],
+      about: ['the DNS it depends on: MX, A/AAAA, PTR, SPF (lookup limits, the public', 'IPs), DMARC, MTA-STS, TLS-RPT, blacklists; exit codes as health'],
     },
   ],
   details: `  the DNS the appliance depends on, for every domain: MX, hostname's A/AAAA, the public IPs' PTR, SPF

@@ -53,7 +53,7 @@ export function parseRecord(text: string, file: string): DeployRecord {
     throw new Error(`${file} is not JSON: ${(err as Error).message}`);
   }
   const record = value as Partial<DeployRecord> | null;
-  if (!record || record.version !== 1 || !isPair(record.current) || !(record.previous === null || isPair(record.previous))) {
+  if (record?.version !== 1 || !isPair(record.current) || !(record.previous === null || isPair(record.previous))) {
     throw new Error(`${file} is not a deploy record of this version (delete it and deploy again)`);
   }
   return record as DeployRecord;

@@ -77,11 +77,7 @@ export function startHaraka(options: StartOptions): HarakaProcess {
 }
 
 /** Resolves once the SMTP server at host:port answers with a 220 banner; never a fixed sleep. */
-export async function waitForBanner(
-  host: string,
-  port: number,
-  options: { timeoutMs?: number; process?: HarakaProcess } = {},
-): Promise<string> {
+export async function waitForBanner(host: string, port: number, options: { timeoutMs?: number; process?: HarakaProcess } = {}): Promise<string> {
   const deadline = Date.now() + (options.timeoutMs ?? 20_000);
   let lastError = 'no attempt';
   while (Date.now() < deadline) {

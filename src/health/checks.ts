@@ -12,13 +12,15 @@ export interface SmtpReply {
 }
 
 /** How running an external command (systemctl, wg) went. */
-export type CommandOutcome =
-  | { kind: 'missing' }
-  | { kind: 'ran'; code: number; stdout: string; stderr: string }
-  | { kind: 'failed'; error: string };
+export type CommandOutcome = { kind: 'missing' } | { kind: 'ran'; code: number; stdout: string; stderr: string } | { kind: 'failed'; error: string };
 
 function firstLine(text: string): string {
-  return text.split('\n').map((line) => line.trim()).find(Boolean) ?? '';
+  return (
+    text
+      .split('\n')
+      .map((line) => line.trim())
+      .find(Boolean) ?? ''
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -202,10 +204,10 @@ function wrongServiceHint(facts: BackendFacts, port: number): string {
 export function judgeBackend(facts: BackendFacts, backend: { port: number; requireXclient: boolean; starttls: boolean }): Verdict {
   const where = `${facts.to} from ${facts.from}`;
   if (facts.error) return { status: 'CRITICAL', detail: `${where}: ${facts.error}${connectHint(facts.errorCode, facts.from)}${wrongServiceHint(facts, backend.port)}` };
-  if (!facts.banner || facts.banner.code !== 220) {
+  if (facts.banner?.code !== 220) {
     return { status: 'CRITICAL', detail: `${where} refuses the connection: ${facts.banner?.lines.join(' | ') ?? 'no banner'}` };
   }
-  if (!facts.ehlo || facts.ehlo.code !== 250) {
+  if (facts.ehlo?.code !== 250) {
     return { status: 'CRITICAL', detail: `${where} refuses EHLO: ${facts.ehlo?.lines.join(' | ') ?? 'no reply'}` };
   }
   if (backend.starttls && facts.starttls !== 'ok') {
@@ -255,7 +257,11 @@ export function parseAllowedIps(text: string): Map<string, string[]> {
   const peers = new Map<string, string[]>();
   for (const line of text.split('\n')) {
     const [key, ...cidrs] = line.trim().split(/\s+/);
-    if (key) peers.set(key, cidrs.filter((cidr) => cidr !== '(none)'));
+    if (key)
+      peers.set(
+        key,
+        cidrs.filter((cidr) => cidr !== '(none)'),
+      );
   }
   return peers;
 }

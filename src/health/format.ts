@@ -29,14 +29,14 @@ const METRIC_HELP: Record<string, string> = {
   queue_messages: "Messages in haraka-out's queue.",
   queue_deferred_messages: "Messages in haraka-out's queue that failed at least once and wait for a retry.",
   queue_oldest_seconds: "Age of the oldest message in haraka-out's queue (0 when empty).",
-  queue_error_files: "Files haraka-out moved aside (error.*) and never retries.",
+  queue_error_files: 'Files haraka-out moved aside (error.*) and never retries.',
   disk_free_bytes: 'Bytes free for unprivileged users on the file system of state_dir.',
   disk_size_bytes: 'Size in bytes of the file system of state_dir.',
   kept_messages: 'Messages haraka-in keeps for the backend while it is away (inbound.store_and_forward), waiting for delivery.',
   kept_oldest_seconds: 'Age of the oldest message haraka-in keeps for the backend (0 when none).',
   kept_held_messages: 'Kept messages haraka-in holds for the operator (refused by the backend, or too old).',
-  kept_bytes: "Bytes of the mail haraka-in keeps (ready and held), counted against inbound.store_and_forward.max_disk_mb.",
-  kept_corrupt_messages: "Kept messages haraka-in found unreadable at a start and moved to corrupt/.",
+  kept_bytes: 'Bytes of the mail haraka-in keeps (ready and held), counted against inbound.store_and_forward.max_disk_mb.',
+  kept_corrupt_messages: 'Kept messages haraka-in found unreadable at a start and moved to corrupt/.',
   recipient_cache_entries: "Recipients in haraka-in's recipient cache (accepted and refused by the backend).",
   recipient_cache_accepted_entries: "Recipients in haraka-in's recipient cache that the backend accepted: the ones mail is kept for.",
 };
@@ -86,9 +86,7 @@ export function formatPrometheus(report: HealthReport): string {
   family('mailproxy_health_last_run_timestamp_seconds', 'When mailproxy health last ran (Unix time).', [[{}, Math.round(report.checkedAt.getTime() / 1000)]]);
   const names = [...new Set(report.checks.flatMap((check) => Object.keys(check.metrics)))].sort();
   for (const name of names) {
-    const samples = report.checks
-      .filter((check) => name in check.metrics)
-      .map((check): [Record<string, string>, number] => [{ check: check.name }, check.metrics[name] ?? NaN]);
+    const samples = report.checks.filter((check) => name in check.metrics).map((check): [Record<string, string>, number] => [{ check: check.name }, check.metrics[name] ?? NaN]);
     family(`mailproxy_${name}`, METRIC_HELP[name] ?? `${name} as measured by mailproxy health.`, samples);
   }
   return `${out.join('\n')}\n`;

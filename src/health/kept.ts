@@ -66,7 +66,8 @@ export function judgeKept(facts: KeptFacts, now: Date, limits: KeptThresholds): 
   const mb = (bytes: number) => Math.ceil(bytes / (1024 * 1024));
   const disk = `${mb(figures.bytes)} of ${mb(limits.maxDiskBytes)} MB`;
   if (figures.bytes >= limits.maxDiskBytes) parts.push({ status: 'CRITICAL', text: `${disk} (max_disk_mb): new mail gets 452 while the backend is away` });
-  else if (figures.bytes >= KEPT_DISK_WARNING_SHARE * limits.maxDiskBytes) parts.push({ status: 'WARNING', text: `${disk} (max_disk_mb), over ${KEPT_DISK_WARNING_SHARE * 100} %` });
+  else if (figures.bytes >= KEPT_DISK_WARNING_SHARE * limits.maxDiskBytes)
+    parts.push({ status: 'WARNING', text: `${disk} (max_disk_mb), over ${KEPT_DISK_WARNING_SHARE * 100} %` });
   else parts.push({ status: 'OK', text: disk });
   if (figures.corrupt > 0) parts.push({ status: 'WARNING', text: `${figures.corrupt} unreadable in corrupt/` });
   const status = worst(parts.map((part) => part.status));
@@ -75,11 +76,7 @@ export function judgeKept(facts: KeptFacts, now: Date, limits: KeptThresholds): 
 }
 
 /** The saved recipient cache as the health probe read it (entries past their lifetime left out). */
-export type RecipientCacheFacts =
-  | { kind: 'loaded'; accepted: number; refused: number }
-  | { kind: 'missing' }
-  | { kind: 'unreadable'; code: string }
-  | { kind: 'malformed' };
+export type RecipientCacheFacts = { kind: 'loaded'; accepted: number; refused: number } | { kind: 'missing' } | { kind: 'unreadable'; code: string } | { kind: 'malformed' };
 
 /**
  * How many recipients haraka-in may keep mail for: only those the backend accepted before. Informational
@@ -91,7 +88,8 @@ export function judgeRecipientCache(facts: RecipientCacheFacts, file: string): V
     return { status: 'OK', detail: `no recipient learnt yet (${file}): haraka-in learns them from the backend's answers to live mail`, metrics: { recipient_cache_entries: 0 } };
   }
   if (facts.kind === 'unreadable') return { status: 'UNKNOWN', detail: `cannot read ${file} (${facts.code}): run health as root or as haraka-in's user` };
-  if (facts.kind === 'malformed') return { status: 'WARNING', detail: `${file} is not a recipient cache: haraka-in starts with an empty one and answers 450 while the backend is away` };
+  if (facts.kind === 'malformed')
+    return { status: 'WARNING', detail: `${file} is not a recipient cache: haraka-in starts with an empty one and answers 450 while the backend is away` };
   const total = facts.accepted + facts.refused;
   return {
     status: 'OK',

@@ -16,7 +16,10 @@ function judgeOne(facts: PolicyServiceFacts, expected: { text: string; id: strin
   const cert = facts.certificate;
   if (!cert) return { status: 'CRITICAL', detail: `${where}: no certificate presented` };
   if (now < cert.validFrom || now > cert.validTo) {
-    return { status: 'CRITICAL', detail: `${where}: the certificate presented is not valid now (${cert.validFrom.toISOString()} to ${cert.validTo.toISOString()}): senders cannot fetch the policy` };
+    return {
+      status: 'CRITICAL',
+      detail: `${where}: the certificate presented is not valid now (${cert.validFrom.toISOString()} to ${cert.validTo.toISOString()}): senders cannot fetch the policy`,
+    };
   }
   if (!cert.coversHost) return { status: 'WARNING', detail: `${where}: the certificate does not cover ${facts.host}: senders cannot fetch the policy (native ACME adds the name)` };
   if (facts.body !== expected.text) {
@@ -30,6 +33,16 @@ export function judgeMtaStsService(answers: PolicyServiceFacts[], expected: { te
   if (answers.length === 0) return { status: 'UNKNOWN', detail: 'the MTA-STS service has no listen address to probe' };
   const verdicts = answers.map((facts) => judgeOne(facts, expected, now));
   const status: Status = worst(verdicts.map((verdict) => verdict.status));
-  if (status === 'OK') return { status, detail: `policy id ${expected.id} served for ${[...new Set(answers.map((facts) => facts.host))].join(', ')} on ${[...new Set(answers.map((facts) => facts.address))].join(', ')}` };
-  return { status, detail: verdicts.filter((verdict) => verdict.status !== 'OK').map((verdict) => verdict.detail).join('; ') };
+  if (status === 'OK')
+    return {
+      status,
+      detail: `policy id ${expected.id} served for ${[...new Set(answers.map((facts) => facts.host))].join(', ')} on ${[...new Set(answers.map((facts) => facts.address))].join(', ')}`,
+    };
+  return {
+    status,
+    detail: verdicts
+      .filter((verdict) => verdict.status !== 'OK')
+      .map((verdict) => verdict.detail)
+      .join('; '),
+  };
 }

@@ -74,7 +74,7 @@ export async function probeStarttls(target: Target, hostname: string, timeoutMs:
     if (go.code !== 220) throw new SmtpClientError(`STARTTLS refused: ${go.lines.join(' | ')}`);
     const secure = await session.upgrade(tlsOptions(hostname));
     const peer = secure.getPeerCertificate();
-    if (!peer || !peer.valid_to) throw new SmtpClientError('the server presented no certificate');
+    if (!peer?.valid_to) throw new SmtpClientError('the server presented no certificate');
     const name = (entity: tls.Certificate | undefined) => {
       const cn = entity?.CN;
       return (Array.isArray(cn) ? cn[0] : cn) ?? '(no CN)';
@@ -143,19 +143,14 @@ export async function probeBackend(target: Target & { localAddress: string }, ho
  */
 export function runCommand(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = COMMAND_TIMEOUT_MS): Promise<CommandOutcome> {
   return new Promise((resolve) => {
-    execFile(
-      file,
-      args,
-      { env: { ...env, LC_ALL: 'C' }, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1024 * 1024, encoding: 'utf8' },
-      (err, stdout, stderr) => {
-        if (!err) return resolve({ kind: 'ran', code: 0, stdout, stderr });
-        const failure = err as NodeJS.ErrnoException & { code?: string | number; killed?: boolean };
-        if (failure.code === 'ENOENT') return resolve({ kind: 'missing' });
-        if (failure.killed) return resolve({ kind: 'failed', error: `no answer within ${timeoutMs / 1000} s` });
-        if (typeof failure.code === 'number') return resolve({ kind: 'ran', code: failure.code, stdout, stderr });
-        resolve({ kind: 'failed', error: failure.message });
-      },
-    );
+    execFile(file, args, { env: { ...env, LC_ALL: 'C' }, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (!err) return resolve({ kind: 'ran', code: 0, stdout, stderr });
+      const failure = err as NodeJS.ErrnoException & { code?: string | number; killed?: boolean };
+      if (failure.code === 'ENOENT') return resolve({ kind: 'missing' });
+      if (failure.killed) return resolve({ kind: 'failed', error: `no answer within ${timeoutMs / 1000} s` });
+      if (typeof failure.code === 'number') return resolve({ kind: 'ran', code: failure.code, stdout, stderr });
+      resolve({ kind: 'failed', error: failure.message });
+    });
   });
 }
 

@@ -88,12 +88,7 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
   const tunnel = (async () => {
     const backend = await timed('backend', async () =>
       judgeBackend(
-        await probeBackend(
-          { host: config.backend.host, port: config.backend.port, localAddress: config.wireguard.address },
-          config.hostname,
-          timeoutMs,
-          config.backend.starttls,
-        ),
+        await probeBackend({ host: config.backend.host, port: config.backend.port, localAddress: config.wireguard.address }, config.hostname, timeoutMs, config.backend.starttls),
         { port: config.backend.port, requireXclient: config.backend.require_xclient, starttls: config.backend.starttls },
       ),
     );
@@ -140,7 +135,9 @@ export async function runHealthChecks(config: Config, deps: HealthDeps): Promise
       ? [
           timed('mta-sts.unit', async () => judgeUnit(UNIT_NAMES.mtaSts, await probeUnit(UNIT_NAMES.mtaSts, deps.env))),
           timed('mta-sts.https', async () => {
-            const targets = mtaStsListen(config).map(probeTarget).filter((target): target is HostPort => target !== null);
+            const targets = mtaStsListen(config)
+              .map(probeTarget)
+              .filter((target): target is HostPort => target !== null);
             const answers = await Promise.all(targets.flatMap((target) => policyHosts(config).map((host) => probePolicyService(target, host, timeoutMs))));
             return judgeMtaStsService(answers, hostedPolicy(config), now());
           }),

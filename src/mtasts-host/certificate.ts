@@ -28,7 +28,9 @@ export function readCertificate(config: Config): LoadedCertificate {
     try {
       return readFileSync(file, 'utf8');
     } catch (err) {
-      throw new Error(`cannot read the ${what} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist (deploy one with `mailproxy cert deploy`)' : (err as Error).message}`);
+      throw new Error(
+        `cannot read the ${what} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist (deploy one with `mailproxy cert deploy`)' : (err as Error).message}`,
+      );
     }
   };
   const cert = read(tls.cert, 'certificate');

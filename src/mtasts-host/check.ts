@@ -3,7 +3,7 @@
 // while haraka-in's STARTTLS certificate is missing, expired or not for hostname, publishing one would stop
 // their mail, so `check` refuses it. The policy host names missing from the certificate are a warning:
 // senders then cannot fetch the policy and deliver as before (RFC 8461 §5).
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { certificateNames, parseCertificates } from '../certs/deploy/validate';
 import type { Config } from '../config/schema';
 import { policyHosts } from './policy';

@@ -84,7 +84,12 @@ async function runServe(args: string[], io: CommandIo): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
-  for (const [name, listener] of [['SIGHUP', reload], ['SIGTERM', stop], ['SIGINT', stop]] as const) process.off(name, listener);
+  for (const [name, listener] of [
+    ['SIGHUP', reload],
+    ['SIGTERM', stop],
+    ['SIGINT', stop],
+  ] as const)
+    process.off(name, listener);
   stopWatching();
   await server.close();
   log(`stopped (${signal})`);

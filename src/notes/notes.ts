@@ -29,9 +29,12 @@ function mtaStsRecords(config: Config): string[] {
     '',
     `MTA-STS (inbound.mta_sts, mode ${policy.mode}): publish for each domain; the id changes with every change of the policy:`,
     ...policyRecords(config).map((record) => `  ${record.name}.  ${record.type.padEnd(4)}  ${record.type === 'TXT' ? `"${record.value}"` : record.value}`),
-    ...(config.inbound.mta_sts.tls_rpt_rua ? [] : ['  (set inbound.mta_sts.tls_rpt_rua to get the _smtp._tls records that bring senders\' daily TLS reports)']),
+    ...(config.inbound.mta_sts.tls_rpt_rua ? [] : ["  (set inbound.mta_sts.tls_rpt_rua to get the _smtp._tls records that bring senders' daily TLS reports)"]),
     `mailproxy-mta-sts.service serves at ${first ? policyUrl(first) : 'https://mta-sts.<domain>/.well-known/mta-sts.txt'} (and each domain's):`,
-    ...policy.text.trimEnd().split('\r\n').map((line) => `  ${line}`),
+    ...policy.text
+      .trimEnd()
+      .split('\r\n')
+      .map((line) => `  ${line}`),
     `The certificate must cover ${policyHosts(config).join(', ')} (native ACME adds them; cert deploy says which are missing).`,
   ];
 }
@@ -95,9 +98,7 @@ function backendSettings(config: Config): string[] {
     ...postfixSettings(config),
     '',
     `Never put ${config.wireguard.address} in mynetworks: the proxy would be allowed to relay anywhere.`,
-    ...(config.backend.starttls
-      ? []
-      : [`backend.starttls is off: Mailcow refuses plaintext for mailboxes with "enforce inbound TLS" (reject_plaintext_session).`]),
+    ...(config.backend.starttls ? [] : [`backend.starttls is off: Mailcow refuses plaintext for mailboxes with "enforce inbound TLS" (reject_plaintext_session).`]),
   ];
 }
 
@@ -118,9 +119,7 @@ function firewall(config: Config): string[] {
 
 export function installNotes(config: Config): string {
   const warning = placeholderWarning(placeholders(config));
-  const dns = warning
-    ? [`Not printed: ${warning}.`]
-    : ['DNS records to publish (docs: README "DNS you must set"):', ...dnsRecords(config), ...mtaStsRecords(config)];
+  const dns = warning ? [`Not printed: ${warning}.`] : ['DNS records to publish (docs: README "DNS you must set"):', ...dnsRecords(config), ...mtaStsRecords(config)];
   return [
     ...dns,
     '',

@@ -97,8 +97,7 @@ export function parseLogfmt(text: string): Record<string, string> {
   let match: RegExpExecArray | null;
   while ((match = pair.exec(text)) !== null) {
     const [, key, quoted, bare] = match;
-    fields[key as string] =
-      quoted !== undefined ? quoted.replace(/\\(.)/g, (_, char: string) => ({ r: '\r', n: '\n' })[char] ?? char) : (bare ?? '');
+    fields[key as string] = quoted !== undefined ? quoted.replace(/\\(.)/g, (_, char: string) => ({ r: '\r', n: '\n' })[char] ?? char) : (bare ?? '');
   }
   return fields;
 }

@@ -67,9 +67,7 @@ async function runQueueCommand(argv: string[], io: CommandIo): Promise<number> {
       }
       await flushQueue(pid);
       // mailproxy-outbound puts a flushed message that fails again back on its old schedule, uncounted.
-      print(
-        `asked haraka-out (pid ${pid}) to retry every deferred message now; a retry that fails does not count as an attempt and keeps its place in the retry schedule`,
-      );
+      print(`asked haraka-out (pid ${pid}) to retry every deferred message now; a retry that fails does not count as an attempt and keeps its place in the retry schedule`);
       return 0;
     }
     case 'delete': {
@@ -91,10 +89,7 @@ export const command: Command = {
   usage: [
     {
       synopsis: 'queue list|count --config FILE [--json] [--log FILE]',
-      about: [
-        "haraka-out's queue: domain, age, attempts, last error (from --log,",
-        'e.g. `journalctl -u mailproxy-haraka-out -o cat > FILE`)',
-      ],
+      about: ["haraka-out's queue: domain, age, attempts, last error (from --log,", 'e.g. `journalctl -u mailproxy-haraka-out -o cat > FILE`)'],
     },
     { synopsis: 'queue flush --config FILE [--instances DIR]', about: ['retry every deferred message now (SIGHUP to the running haraka-out)'] },
     { synopsis: 'queue delete ID --config FILE [--instances DIR] [--force]', about: ['remove one message (file name, id or the uuid from its 250 reply)'] },

@@ -81,7 +81,13 @@ export function formatQueueListing(listing: QueueListing, options: FormatOptions
 export function formatQueueCount(count: QueueCount): string {
   const lines = [`total ${count.total}`];
   const domains = Object.entries(count.byDomain).sort(([a, x], [b, y]) => y - x || a.localeCompare(b));
-  if (domains.length) lines.push(table(['COUNT', 'DOMAIN'], domains.map(([domain, n]) => [String(n), domain])));
+  if (domains.length)
+    lines.push(
+      table(
+        ['COUNT', 'DOMAIN'],
+        domains.map(([domain, n]) => [String(n), domain]),
+      ),
+    );
   if (count.inProgress) lines.push(`${count.inProgress} being written`);
   if (count.problems) lines.push(`${count.problems} unreadable file(s): see \`mailproxy queue list\``);
   if (count.errorFiles) lines.push(`${count.errorFiles} error file(s): see \`mailproxy queue list\``);

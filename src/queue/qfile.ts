@@ -156,7 +156,10 @@ export function parseQueueFile(file: string, data: Buffer, options: { size?: num
   if (available < header.length) {
     return fail(`truncated: header says ${header.length} bytes of todo, the file has ${Math.max(0, size - 4)} (partial write?)`);
   }
-  const raw = data.subarray(4, 4 + header.length).toString('utf8').trim();
+  const raw = data
+    .subarray(4, 4 + header.length)
+    .toString('utf8')
+    .trim();
   if (!raw.endsWith('}')) return fail(`todo header does not end with '}' (Haraka rejects it too)`);
   let todo: unknown;
   try {
@@ -172,12 +175,7 @@ export function parseQueueFile(file: string, data: Buffer, options: { size?: num
   if (mailFrom === null) return fail('todo header has no mail_from');
 
   const name = parseQueueFileName(file.startsWith(ERROR_PREFIX) ? file.slice(ERROR_PREFIX.length) : file);
-  const domain =
-    text(todo.domain) ??
-    (recipients as string[])
-      .map((rcpt) => rcpt.split('@')[1])
-      .find(Boolean) ??
-    '';
+  const domain = text(todo.domain) ?? (recipients as string[]).map((rcpt) => rcpt.split('@')[1]).find(Boolean) ?? '';
   const queueTime = typeof todo.queue_time === 'number' ? todo.queue_time : Number(todo.queue_time);
   const queuedAt = Number.isFinite(queueTime) && queueTime > 0 ? new Date(queueTime) : (name?.arrival ?? null);
   if (!queuedAt) return fail('todo header has no queue_time and the file name no arrival time');

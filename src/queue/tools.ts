@@ -29,16 +29,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { open, readFile, readdir, readlink, realpath, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  classifyQueueFile,
-  lastErrorsFromLog,
-  tlsPoliciesFromLog,
-  parseQueueFile,
-  todoLength,
-  transactionUuid,
-  type QueueEntry,
-  type QueueFileParse,
-} from './qfile';
+import { classifyQueueFile, lastErrorsFromLog, tlsPoliciesFromLog, parseQueueFile, todoLength, transactionUuid, type QueueEntry, type QueueFileParse } from './qfile';
 import { parseQueueFileName } from '../haraka/queue-file-name';
 
 /** A file in the queue directory that Haraka cannot deliver from (and mostly ignores). */
@@ -333,8 +324,25 @@ async function cmdlineOf(procDir: string, pid: number): Promise<string[] | null>
 
 // Haraka's own one-shot commands (`haraka -c DIR --qlist` etc.) are not the server and have no SIGHUP handler.
 const HARAKA_ACTIONS = new Set([
-  '-o', '--order', '-t', '--test', '-l', '--list', '-h', '--help', '-v', '--version', '-i', '--install',
-  '-p', '--plugin', '--qlist', '--qstat', '--qunstick', '--qempty', '--graceful',
+  '-o',
+  '--order',
+  '-t',
+  '--test',
+  '-l',
+  '--list',
+  '-h',
+  '--help',
+  '-v',
+  '--version',
+  '-i',
+  '--install',
+  '-p',
+  '--plugin',
+  '--qlist',
+  '--qstat',
+  '--qunstick',
+  '--qempty',
+  '--graceful',
 ]);
 
 /** The config dir of a running Haraka server, or null when the command line is not one. */

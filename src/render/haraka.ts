@@ -102,8 +102,20 @@ function connectionIni(config: Config, role: Role, options: RenderOptions): stri
           : []),
       ],
     },
-    { name: 'message', entries: [{ key: 'helo', value: config.hostname }, { key: 'close', value: 'closing connection' }] },
-    { name: 'uuid', entries: [{ key: 'banner_chars', value: 6 }, { key: 'deny_chars', value: 0 }] },
+    {
+      name: 'message',
+      entries: [
+        { key: 'helo', value: config.hostname },
+        { key: 'close', value: 'closing connection' },
+      ],
+    },
+    {
+      name: 'uuid',
+      entries: [
+        { key: 'banner_chars', value: 6 },
+        { key: 'deny_chars', value: 0 },
+      ],
+    },
   ]);
 }
 
@@ -247,10 +259,7 @@ function relayFiles(config: Config, header: FileHeader): RenderedPluginFiles {
         ],
       },
     ]),
-    relay_acl_allow: renderList(
-      `${header(WATCHED)}\nClients allowed to relay through haraka-out, one CIDR a line.`,
-      config.outbound.relay_acl,
-    ),
+    relay_acl_allow: renderList(`${header(WATCHED)}\nClients allowed to relay through haraka-out, one CIDR a line.`, config.outbound.relay_acl),
   };
 }
 
@@ -272,9 +281,7 @@ function harakaFiles(config: Config, role: Role, options: RenderOptions): Render
   const files: RenderedPluginFiles = {
     'smtp.ini': smtpIni(config, role, options),
     plugins: renderList(`${header(options, RESTART)}\nPlugins in the order their hooks run.`, role.plugins),
-    me: renderList(`${header(options, RESTART)}\nBanner name and Received host: must equal the PTR of the public IP.`, [
-      config.hostname,
-    ]),
+    me: renderList(`${header(options, RESTART)}\nBanner name and Received host: must equal the PTR of the public IP.`, [config.hostname]),
     'connection.ini': connectionIni(config, role, options),
     'log.ini': logIni(config, options),
     'outbound.ini': outboundIni(config, role, options),

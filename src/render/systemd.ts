@@ -98,7 +98,9 @@ function harakaUnit(config: Config, role: RoleName, source: string): string {
   const system = config.system;
   const wg = `wg-quick@${config.wireguard.interface}.service`;
   const inbound = role === 'haraka-in';
-  const execStart = [system.node, ...HARAKA_NODE_ARGS, path.posix.join(system.app_dir, 'node_modules/haraka/bin/haraka'), '-c', path.posix.join(system.instances_dir, role)].join(' ');
+  const execStart = [system.node, ...HARAKA_NODE_ARGS, path.posix.join(system.app_dir, 'node_modules/haraka/bin/haraka'), '-c', path.posix.join(system.instances_dir, role)].join(
+    ' ',
+  );
   const unit: [string, string | number][] = [
     [
       'Description',
@@ -260,12 +262,18 @@ export function renderUnits(config: Config, options: { source: string }): Map<st
   // health runs as root: `wg show` needs CAP_NET_ADMIN, and it reads haraka-out's queue directory.
   units.set(
     `${UNIT_NAMES.health}.service`,
-    cliService(config, source, 'mailproxy health: both instances, certificate, backend, tunnel, queue, disk', ['health', '--prometheus', prometheus], [
-      ['ReadWritePaths', `-${config.state_dir}`],
-      // Its Nagios codes (1 WARNING, 2 CRITICAL, 3 UNKNOWN) are findings written to health.prom, not a
-      // failure of the unit; anything else (a crash) still fails it.
-      ['SuccessExitStatus', '1 2 3'],
-    ]),
+    cliService(
+      config,
+      source,
+      'mailproxy health: both instances, certificate, backend, tunnel, queue, disk',
+      ['health', '--prometheus', prometheus],
+      [
+        ['ReadWritePaths', `-${config.state_dir}`],
+        // Its Nagios codes (1 WARNING, 2 CRITICAL, 3 UNKNOWN) are findings written to health.prom, not a
+        // failure of the unit; anything else (a crash) still fails it.
+        ['SuccessExitStatus', '1 2 3'],
+      ],
+    ),
   );
   units.set(
     `${UNIT_NAMES.health}.timer`,
@@ -281,9 +289,13 @@ export function renderUnits(config: Config, options: { source: string }): Map<st
   if (config.acme.account_key) renewPaths.push(path.posix.dirname(config.acme.account_key));
   units.set(
     `${UNIT_NAMES.certRenew}.service`,
-    cliService(config, source, `mailproxy cert renew: renews the certificate when under ${config.acme.renew_days} days remain`, ['cert', 'renew'], [
-      ['ReadWritePaths', [...new Set(renewPaths)].map((dir) => `-${dir}`).join(' ')],
-    ]),
+    cliService(
+      config,
+      source,
+      `mailproxy cert renew: renews the certificate when under ${config.acme.renew_days} days remain`,
+      ['cert', 'renew'],
+      [['ReadWritePaths', [...new Set(renewPaths)].map((dir) => `-${dir}`).join(' ')]],
+    ),
   );
   units.set(
     `${UNIT_NAMES.certRenew}.timer`,

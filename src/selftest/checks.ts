@@ -70,7 +70,7 @@ export function judgeBannerName(target: string, banner: SmtpReply | null, error:
   }
   const line = banner.lines[0] ?? '';
   if (banner.code !== 220) {
-    return { status: 'CRITICAL', detail: `${target} refuses the connection: ${line}`, fix: "see `journalctl -u mailproxy-haraka-in` for why haraka-in refused the connection" };
+    return { status: 'CRITICAL', detail: `${target} refuses the connection: ${line}`, fix: 'see `journalctl -u mailproxy-haraka-in` for why haraka-in refused the connection' };
   }
   const name = bannerName(banner);
   if (rdns.ptr.kind === 'error') return { status: 'UNKNOWN', detail: `${target} greets as ${name ?? '(no name)'}; the PTR of ${rdns.ip}: ${describeLookup(rdns.ptr)}` };
@@ -89,29 +89,52 @@ export function judgeReverseDns(facts: ReverseDnsFacts, hostname: string): Findi
   const { ip, ptr } = facts;
   const record = ip.includes(':') ? 'AAAA' : 'A';
   if (ptr.kind === 'error') return { status: 'UNKNOWN', detail: `PTR of ${ip}: ${describeLookup(ptr)}` };
-  if (ptr.kind === 'none') return { status: 'CRITICAL', detail: `${ip} has no PTR record (${describeLookup(ptr)}): receivers such as Gmail refuse mail from it`, fix: askProvider(ip, hostname) };
+  if (ptr.kind === 'none')
+    return { status: 'CRITICAL', detail: `${ip} has no PTR record (${describeLookup(ptr)}): receivers such as Gmail refuse mail from it`, fix: askProvider(ip, hostname) };
   const confirmed = confirmedNames(facts);
   const shown = ptr.values.map((name) => `${name} → ${describeLookup(facts.forward[name] ?? { kind: 'none', code: 'ENODATA' })}`).join('; ');
   if (confirmed.length) return { status: 'OK', detail: `PTR of ${ip} is ${confirmed.join(', ')}, which resolves back to it (${shown})` };
   const failed = ptr.values.find((name) => facts.forward[name]?.kind === 'error');
   if (failed) return { status: 'UNKNOWN', detail: `PTR of ${ip} is ${ptr.values.join(', ')}; its ${record} lookup failed (${shown})` };
   const name = ptr.values[0] ?? hostname;
-  const fix =
-    lower(name) === lower(hostname)
-      ? `publish ${hostname}. ${record} ${ip} (the name the PTR gives must resolve back to the address)`
-      : askProvider(ip, hostname);
+  const fix = lower(name) === lower(hostname) ? `publish ${hostname}. ${record} ${ip} (the name the PTR gives must resolve back to the address)` : askProvider(ip, hostname);
   return { status: 'CRITICAL', detail: `PTR of ${ip} is ${ptr.values.join(', ')}, which does not resolve back to ${ip} (${shown}): not forward-confirmed`, fix };
 }
 
 // Words that mark a PTR as a provider's generic (dynamic, pool, customer) name.
-const GENERIC_WORDS = new Set(['dynamic', 'dyn', 'dhcp', 'pool', 'ppp', 'pppoe', 'dsl', 'adsl', 'vdsl', 'xdsl', 'cable', 'broadband', 'dialup', 'dial', 'unassigned', 'customer', 'cust', 'residential', 'client', 'dip', 'nat']);
+const GENERIC_WORDS = new Set([
+  'dynamic',
+  'dyn',
+  'dhcp',
+  'pool',
+  'ppp',
+  'pppoe',
+  'dsl',
+  'adsl',
+  'vdsl',
+  'xdsl',
+  'cable',
+  'broadband',
+  'dialup',
+  'dial',
+  'unassigned',
+  'customer',
+  'cust',
+  'residential',
+  'client',
+  'dip',
+  'nat',
+]);
 
 /** Why a PTR name looks generic (made from the address, or a pool/dynamic name), or null. */
 export function genericPtrReason(name: string, ip: string): string | null {
   const addr = parseIp(ip);
   const text = name.toLowerCase();
   if (addr) {
-    const hex = addr.toByteArray().map((byte) => byte.toString(16).padStart(2, '0')).join('');
+    const hex = addr
+      .toByteArray()
+      .map((byte) => byte.toString(16).padStart(2, '0'))
+      .join('');
     if (addr.kind() === 'ipv4') {
       // 192-0-2-25, 192.0.2.25, 025.002.000.192 (reversed), with or without separators.
       const octets = addr.toString().split('.');
@@ -135,7 +158,11 @@ export function judgeValidHostname(facts: ReverseDnsFacts, hostname: string): Fi
   if (ptr.kind === 'none') return { status: 'CRITICAL', detail: `${ip} has no PTR record, so no host name`, fix: askProvider(ip, hostname) };
   const invalid = ptr.values.filter((name) => !isFqdn(name));
   if (invalid.length) {
-    return { status: 'CRITICAL', detail: `PTR of ${ip} is ${invalid.join(', ')}: not a valid host name (letters, digits, hyphens; at least two labels)`, fix: askProvider(ip, hostname) };
+    return {
+      status: 'CRITICAL',
+      detail: `PTR of ${ip} is ${invalid.join(', ')}: not a valid host name (letters, digits, hyphens; at least two labels)`,
+      fix: askProvider(ip, hostname),
+    };
   }
   const generic = ptr.values.map((name) => [name, genericPtrReason(name, ip)] as const).filter(([, reason]) => reason);
   if (generic.length) {
@@ -243,7 +270,11 @@ export function judgeSmtpTls(facts: SmtpTlsFacts, hostname: string, now: Date, m
     };
   }
   if (facts.error || !facts.cert) {
-    return { status: 'CRITICAL', detail: `${where}: STARTTLS offered but ${facts.error ?? 'no certificate presented'}`, fix: 'see `journalctl -u mailproxy-haraka-in` for the TLS error; check tls.key and tls.cert belong together' };
+    return {
+      status: 'CRITICAL',
+      detail: `${where}: STARTTLS offered but ${facts.error ?? 'no certificate presented'}`,
+      fix: 'see `journalctl -u mailproxy-haraka-in` for the TLS error; check tls.key and tls.cert belong together',
+    };
   }
   const cert = facts.cert;
   const day = (date: Date) => date.toISOString().slice(0, 10);
@@ -251,9 +282,19 @@ export function judgeSmtpTls(facts: SmtpTlsFacts, hostname: string, now: Date, m
   const days = Math.floor(left / DAY_MS);
   const metrics = { cert_expiry_seconds: Math.round(left / 1000) };
   const parts: { status: Status; text: string; fix?: string }[] = [];
-  if (now < cert.validFrom) parts.push({ status: 'CRITICAL', text: `certificate ${cert.subject} is not valid before ${cert.validFrom.toISOString()}`, fix: 'check the VPS clock (timedatectl), or deploy a certificate valid now' });
+  if (now < cert.validFrom)
+    parts.push({
+      status: 'CRITICAL',
+      text: `certificate ${cert.subject} is not valid before ${cert.validFrom.toISOString()}`,
+      fix: 'check the VPS clock (timedatectl), or deploy a certificate valid now',
+    });
   else if (left <= 0) parts.push({ status: 'CRITICAL', text: `certificate ${cert.subject} expired on ${day(cert.validTo)}`, fix: RENEW });
-  else if (left < minDays * DAY_MS) parts.push({ status: 'WARNING', text: `certificate ${cert.subject} has ${days} day${days === 1 ? '' : 's'} left (under ${minDays})`, fix: `${RENEW}; renewal should have happened at 30 days left: is mailproxy-cert-renew.timer (or acme.sh's cron) running?` });
+  else if (left < minDays * DAY_MS)
+    parts.push({
+      status: 'WARNING',
+      text: `certificate ${cert.subject} has ${days} day${days === 1 ? '' : 's'} left (under ${minDays})`,
+      fix: `${RENEW}; renewal should have happened at 30 days left: is mailproxy-cert-renew.timer (or acme.sh's cron) running?`,
+    });
   if (!cert.namesHost) {
     parts.push({
       status: 'CRITICAL',
@@ -348,9 +389,15 @@ export function judgeOpenRelay(facts: RelayFacts, domains: string[]): Finding {
       );
     }
     if (viaBackend.length) {
-      fixes.push('haraka-in passed these to the backend, which accepted them: on its Postfix set allow_percent_hack = no, swap_bangpath = no, allow_untrusted_routing = no and smtpd_reject_unlisted_recipient = yes');
+      fixes.push(
+        'haraka-in passed these to the backend, which accepted them: on its Postfix set allow_percent_hack = no, swap_bangpath = no, allow_untrusted_routing = no and smtpd_reject_unlisted_recipient = yes',
+      );
     }
-    return { status: 'CRITICAL', detail: `${facts.address} ACCEPTED ${accepted.length} of ${summary}: ${accepted.slice(0, 3).map(showAttempt).join('; ')}${accepted.length > 3 ? '; …' : ''}`, fix: fixes.join('; ') };
+    return {
+      status: 'CRITICAL',
+      detail: `${facts.address} ACCEPTED ${accepted.length} of ${summary}: ${accepted.slice(0, 3).map(showAttempt).join('; ')}${accepted.length > 3 ? '; …' : ''}`,
+      fix: fixes.join('; '),
+    };
   }
   if (facts.incomplete) {
     return {
@@ -383,7 +430,10 @@ export function judgeHarakaOutRelay(facts: HarakaOutFacts, relayAcl: string[]): 
   const only = `only outbound.relay_acl (${relayAcl.join(', ')}) may relay, which can be shown only from there: from this host selftest can show "refused from here"`;
   if (facts.error) {
     if (facts.errorCode === 'ETIMEDOUT') {
-      return { status: 'OK', detail: `${facts.address} does not answer from here (dropped: the nftables rules of \`mailproxy notes\` accept port ${facts.address.split(':').pop()} on WireGuard only); ${only}` };
+      return {
+        status: 'OK',
+        detail: `${facts.address} does not answer from here (dropped: the nftables rules of \`mailproxy notes\` accept port ${facts.address.split(':').pop()} on WireGuard only); ${only}`,
+      };
     }
     return {
       status: 'UNKNOWN',
@@ -401,8 +451,13 @@ export function judgeHarakaOutRelay(facts: HarakaOutFacts, relayAcl: string[]): 
     };
   }
   if (deferred.length || facts.incomplete) {
-    if (!deferred.length) return { status: 'WARNING', detail: `${facts.address} refused ${refused.length} relay attempts from ${from}, then the probe ${facts.incomplete}`, fix: 'run selftest again' };
-    return { status: 'WARNING', detail: `${facts.address} deferred ${deferred.length} of ${facts.attempts.length} relay attempts from ${from} (4xx): ${showAttempt(deferred[0]!)}`, fix: 'look at `journalctl -u mailproxy-haraka-out` for why it answers 4xx' };
+    if (!deferred.length)
+      return { status: 'WARNING', detail: `${facts.address} refused ${refused.length} relay attempts from ${from}, then the probe ${facts.incomplete}`, fix: 'run selftest again' };
+    return {
+      status: 'WARNING',
+      detail: `${facts.address} deferred ${deferred.length} of ${facts.attempts.length} relay attempts from ${from} (4xx): ${showAttempt(deferred[0]!)}`,
+      fix: 'look at `journalctl -u mailproxy-haraka-out` for why it answers 4xx',
+    };
   }
   return { status: 'OK', detail: `${facts.address} refused all ${refused.length} relay attempts from ${from} (this host) with 5xx; ${only}` };
 }

@@ -28,12 +28,7 @@ const UNKNOWN = STATUS_CODE.UNKNOWN;
  * number is the exit code of a run that stops here (UNKNOWN, with the reason on stderr); a usage error is
  * thrown (src/cli.ts prints it with the usage and exits UNKNOWN).
  */
-export function prepareCheckCommand(
-  command: 'selftest' | 'doctor',
-  argv: string[],
-  io: CommandIo,
-  extraOptions: ParseArgsConfig['options'] = {},
-): PreparedCheck | number {
+export function prepareCheckCommand(command: 'selftest' | 'doctor', argv: string[], io: CommandIo, extraOptions: ParseArgsConfig['options'] = {}): PreparedCheck | number {
   const parsed = parseArgs({
     args: argv,
     allowPositionals: true,

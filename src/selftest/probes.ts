@@ -98,7 +98,12 @@ export function freshSourceFor(target: HostPort): string | null {
  * One timed transaction, as MXToolbox's SMTP test makes it: connect, banner, EHLO, MAIL FROM, RCPT TO (its
  * probe recipient: refused by a closed relay), QUIT. connectMs ends at the banner, transactionMs at QUIT's reply.
  */
-export async function probeSession(target: HostPort, localAddress: string | undefined, probe: { sender: string; rcpt: string }, timeoutMs = STEP_TIMEOUT_MS): Promise<SessionFacts> {
+export async function probeSession(
+  target: HostPort,
+  localAddress: string | undefined,
+  probe: { sender: string; rcpt: string },
+  timeoutMs = STEP_TIMEOUT_MS,
+): Promise<SessionFacts> {
   const started = performance.now();
   const facts: SessionFacts = { source: localAddress ?? null, error: null, banner: null, connectMs: null, transactionMs: null };
   let session: SmtpClient | null = null;
@@ -156,7 +161,8 @@ async function tryLegacy(target: HostPort, hostname: string, version: LegacyTlsF
     return { version, accepted: true, note: 'accepted' };
   } catch (err) {
     const failure = err as SmtpClientError;
-    if (CLIENT_CANNOT.test(`${failure.code ?? ''} ${failure.message}`)) return { version, accepted: null, note: `not tried: this host's OpenSSL cannot offer it (${failure.code ?? failure.message})` };
+    if (CLIENT_CANNOT.test(`${failure.code ?? ''} ${failure.message}`))
+      return { version, accepted: null, note: `not tried: this host's OpenSSL cannot offer it (${failure.code ?? failure.message})` };
     return { version, accepted: false, note: 'refused' };
   } finally {
     session?.quit();
@@ -186,7 +192,7 @@ export async function probeSmtpTls(target: HostPort, hostname: string, extraCa: 
     });
     facts.protocol = secure.getProtocol();
     const peer = secure.getPeerCertificate();
-    if (!peer || !peer.valid_to) throw new SmtpClientError('the server presented no certificate');
+    if (!peer?.valid_to) throw new SmtpClientError('the server presented no certificate');
     facts.cert = certificateFacts(peer, hostname);
     facts.chainError = secure.authorized ? null : String(secure.authorizationError ?? 'not verified');
   } catch (err) {

@@ -5,16 +5,7 @@ import type { Config } from '../config/schema';
 import { probeTarget } from '../health/run';
 import { inboundListen } from '../config/paths';
 import { MXTOOLBOX_PROBE, relayTricks } from '../relay-tricks';
-import {
-  judgeBannerName,
-  judgeHarakaOutRelay,
-  judgeOpenRelay,
-  judgeReverseDns,
-  judgeSmtpTls,
-  judgeTime,
-  judgeValidHostname,
-  MXTOOLBOX,
-} from './checks';
+import { judgeBannerName, judgeHarakaOutRelay, judgeOpenRelay, judgeReverseDns, judgeSmtpTls, judgeTime, judgeValidHostname, MXTOOLBOX } from './checks';
 import { describeLookup, type DnsClient } from './dns';
 import { checkLine, findingsReport, timedCheck, type CheckLine, type FindingsReport } from '../report/findings';
 import { freshSourceFor, probeRelay, probeReverseDns, probeSession, probeSmtpTls, STEP_TIMEOUT_MS, type RelayPlan } from './probes';

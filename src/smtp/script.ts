@@ -49,15 +49,7 @@ export async function openSession(host: string, port: number, options: { localAd
 }
 
 export function message(subject: string, body: string, extraHeaders: string[] = []): string {
-  return [
-    'From: sender@example.net',
-    'To: alice@demo.test',
-    `Subject: ${subject}`,
-    'Message-ID: <test-message@example.net>',
-    ...extraHeaders,
-    '',
-    body,
-  ].join('\r\n');
+  return ['From: sender@example.net', 'To: alice@demo.test', `Subject: ${subject}`, 'Message-ID: <test-message@example.net>', ...extraHeaders, '', body].join('\r\n');
 }
 
 /** Dot-stuffs and terminates a message for DATA. */

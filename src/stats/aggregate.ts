@@ -159,10 +159,7 @@ const BUCKETS_MS = [60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 864
  * first refusal) to `to` (default: the last), cut into the smallest bucket size that gives at most
  * `maxBuckets` buckets, aligned to whole buckets in UTC.
  */
-export function refusalSeries(
-  decisions: readonly ParsedDecision[],
-  options: { from?: Date | null; to?: Date | null; maxBuckets?: number; maxSeries?: number } = {},
-): TimeSeries {
+export function refusalSeries(decisions: readonly ParsedDecision[], options: { from?: Date | null; to?: Date | null; maxBuckets?: number; maxSeries?: number } = {}): TimeSeries {
   const refusals = decisions.filter((decision) => decision.action === 'refuse' && (!options.from || decision.time >= options.from) && (!options.to || decision.time <= options.to));
   const times = refusals.map((decision) => decision.time.getTime());
   const first = options.from?.getTime() ?? (times.length ? Math.min(...times) : 0);

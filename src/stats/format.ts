@@ -62,18 +62,13 @@ export function nothingToCount(facts: LogFacts): string {
   }
   return (
     `no decision lines in ${facts.lines} lines of log: haraka-in writes one per session when it ends, except for the appliance's own ` +
-    'addresses (its health probes); is this haraka-in\'s log (journalctl -u mailproxy-haraka-in), not haraka-out\'s, and did a session end in it?'
+    "addresses (its health probes); is this haraka-in's log (journalctl -u mailproxy-haraka-in), not haraka-out's, and did a session end in it?"
   );
 }
 
 export function formatSummary(summary: Summary, facts?: LogFacts): string {
   const sessions = summary.accepted.sessions + summary.refused.total;
-  const range =
-    summary.from && summary.to
-      ? `${summary.from.toISOString()} to ${summary.to.toISOString()}`
-      : facts
-        ? nothingToCount(facts)
-        : 'no decision lines';
+  const range = summary.from && summary.to ? `${summary.from.toISOString()} to ${summary.to.toISOString()}` : facts ? nothingToCount(facts) : 'no decision lines';
   const exempt = sortedEntries(summary.exempt.byReason).map(([why, n]) => subRow(`not checked (${EXEMPT_NAMES[why] ?? why})`, n));
   const lines = [
     `sessions: ${range}`,

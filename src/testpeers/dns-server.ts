@@ -152,4 +152,3 @@ export async function startDnsServer(zone: Zone, host = '127.0.0.1', port = 0): 
     close: () => new Promise((resolve) => socket.close(() => resolve())),
   };
 }
-

@@ -72,7 +72,9 @@ describe.runIf(runnable)('the backend session follows the client, against real P
       } finally {
         helo.close();
       }
-      expect(postfixReceived(await deliveredWith(postfix, 'from a helo client'))).toMatch(/^from plain\.example\.net \(client9\.example\.net \[127\.0\.0\.9\]\) by backend\.test \(Postfix\) with SMTP id /);
+      expect(postfixReceived(await deliveredWith(postfix, 'from a helo client'))).toMatch(
+        /^from plain\.example\.net \(client9\.example\.net \[127\.0\.0\.9\]\) by backend\.test \(Postfix\) with SMTP id /,
+      );
 
       const odd = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9', helo: 'caf\u00e9.example.net' });
       try {
@@ -90,7 +92,14 @@ describe.runIf(runnable)('a slow client and a Postfix under stress', () => {
   beforeAll(async () => {
     // stress=yes: what Postfix's master sets when smtpd processes run out (smtpd_timeout 10 s,
     // smtpd_junk_command_limit 1, smtpd_hard_error_limit 1).
-    postfix = await startPostfix({ listenHost: LOOPBACK.backend, port: 0, domains: ['demo.test'], users: ['alice'], xclientHosts: [LOOPBACK.wireguard], extraMainCf: { stress: 'yes' } });
+    postfix = await startPostfix({
+      listenHost: LOOPBACK.backend,
+      port: 0,
+      domains: ['demo.test'],
+      users: ['alice'],
+      xclientHosts: [LOOPBACK.wireguard],
+      extraMainCf: { stress: 'yes' },
+    });
   });
   afterAll(async () => {
     await postfix?.stop();

@@ -21,9 +21,14 @@ interface Swaks {
 
 function swaks(server: string, port: number, args: string[]): Promise<Swaks> {
   return new Promise((resolve) => {
-    execFile(SWAKS, ['--server', server, '--port', String(port), '--timeout', '20', '--from', 'sender@example.net', ...args], { encoding: 'utf8', timeout: 40_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, output: `${stdout}${stderr}` });
-    });
+    execFile(
+      SWAKS,
+      ['--server', server, '--port', String(port), '--timeout', '20', '--from', 'sender@example.net', ...args],
+      { encoding: 'utf8', timeout: 40_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, output: `${stdout}${stderr}` });
+      },
+    );
   });
 }
 
@@ -78,24 +83,41 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
 
   it('passes the client from 127.0.0.9 with its forward-confirmed name and HELO', async () => {
     await withHarakaIn(async (t) => {
-      const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.9', '--ehlo', 'client9.example.net', '--to', 'alice@demo.test', '--header', 'Subject: e2e ipv4']);
+      const sent = await swaks(t.inbound.host, t.inbound.port, [
+        '--local-interface',
+        '127.0.0.9',
+        '--ehlo',
+        'client9.example.net',
+        '--to',
+        'alice@demo.test',
+        '--header',
+        'Subject: e2e ipv4',
+      ]);
       expect(sent.code, sent.output).toBe(0);
       const match = await postfix.waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=client9\.example\.net\[127\.0\.0\.9\]/);
       const [message] = (await postfix.waitForDelivered(1)).filter((m) => m.content.includes('Subject: e2e ipv4'));
-      expect(message?.content).toMatch(new RegExp(`^Received: from client9\\.example\\.net \\(client9\\.example\\.net \\[127\\.0\\.0\\.9\\]\\)\\s+by backend\\.test \\(Postfix\\) with ESMTP id ${match[1]}`, 'm'));
+      expect(message?.content).toMatch(
+        new RegExp(`^Received: from client9\\.example\\.net \\(client9\\.example\\.net \\[127\\.0\\.0\\.9\\]\\)\\s+by backend\\.test \\(Postfix\\) with ESMTP id ${match[1]}`, 'm'),
+      );
     });
   });
 
   it('sends XCLIENT straight after the banner once Postfix has advertised it, and Postfix takes it', async () => {
     await withHarakaIn(async (t) => {
       const logBefore = (await postfix.log()).length;
-      for (const [address, helo] of [['127.0.0.9', 'first.example.net'], ['127.0.0.10', 'second.example.net']] as const) {
+      for (const [address, helo] of [
+        ['127.0.0.9', 'first.example.net'],
+        ['127.0.0.10', 'second.example.net'],
+      ] as const) {
         const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', address, '--ehlo', helo, '--to', 'alice@demo.test', '--header', `Subject: e2e ${helo}`]);
         expect(sent.code, sent.output).toBe(0);
       }
       const match = await postfix.waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=[^\s[]+\[127\.0\.0\.10\]/);
       await postfix.waitForLog(new RegExp(`${match[1]}: to=<alice@demo\\.test>.*status=sent`));
-      const dialog = (await postfix.log()).slice(logBefore).split('\n').filter((line) => line.includes(`< `) && line.includes(`[${LOOPBACK.wireguard}]: `));
+      const dialog = (await postfix.log())
+        .slice(logBefore)
+        .split('\n')
+        .filter((line) => line.includes(`< `) && line.includes(`[${LOOPBACK.wireguard}]: `));
       const commands = dialog.map((line) => line.replace(/^.*\]: /, '').split(' ')[0]);
       // The first session learns XCLIENT from EHLO; the second one sends it first.
       expect(commands.filter((command) => command === 'XCLIENT')).toHaveLength(2);
@@ -136,7 +158,16 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
   it('sends a hostile HELO xtext-encoded inside XCLIENT, never as extra attributes', async () => {
     await withHarakaIn(async (t) => {
       const hostile = 'evil=ADDR+6.6.6.6';
-      const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.9', '--ehlo', hostile, '--to', 'alice@demo.test', '--header', 'Subject: e2e hostile helo']);
+      const sent = await swaks(t.inbound.host, t.inbound.port, [
+        '--local-interface',
+        '127.0.0.9',
+        '--ehlo',
+        hostile,
+        '--to',
+        'alice@demo.test',
+        '--header',
+        'Subject: e2e hostile helo',
+      ]);
       expect(sent.code, sent.output).toBe(0);
       await postfix.waitForLog(/client=client9\.example\.net\[127\.0\.0\.9\]/);
       const xclientLines = (await postfix.log()).split('\n').filter((line) => /< [^:]*: XCLIENT /.test(line) && line.includes('evil'));
@@ -156,7 +187,16 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
       t.dns.zone.PTR = { ...t.dns.zone.PTR, '12.0.0.127.in-addr.arpa': [longName] };
       t.dns.zone.A = { ...t.dns.zone.A, [longName]: ['127.0.0.12'] };
       const longHelo = `${'h'.repeat(60)}.${'e'.repeat(60)}.${'l'.repeat(60)}.${'o'.repeat(50)}.example.net`;
-      const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.12', '--ehlo', longHelo, '--to', 'alice@demo.test', '--header', 'Subject: e2e split']);
+      const sent = await swaks(t.inbound.host, t.inbound.port, [
+        '--local-interface',
+        '127.0.0.12',
+        '--ehlo',
+        longHelo,
+        '--to',
+        'alice@demo.test',
+        '--header',
+        'Subject: e2e split',
+      ]);
       expect(sent.code, sent.output).toBe(0);
       await postfix.waitForLog(new RegExp(`client=${longName.replace(/\./g, '\\.')}\\[127\\.0\\.0\\.12\\]`));
       const xclientLines = (await postfix.log()).split('\n').filter((line) => /< [^:]*: XCLIENT /.test(line) && /nnnn|ADDR=127\.0\.0\.12/.test(line));
@@ -169,7 +209,16 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
   it('sends an over-long HELO as [UNAVAILABLE] instead of failing the delivery', async () => {
     await withHarakaIn(async (t) => {
       const tooLong = `${'h'.repeat(60)}.${'e'.repeat(60)}.${'l'.repeat(60)}.${'o'.repeat(60)}.${'x'.repeat(60)}.example.net`;
-      const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.9', '--ehlo', tooLong, '--to', 'alice@demo.test', '--header', 'Subject: e2e long helo']);
+      const sent = await swaks(t.inbound.host, t.inbound.port, [
+        '--local-interface',
+        '127.0.0.9',
+        '--ehlo',
+        tooLong,
+        '--to',
+        'alice@demo.test',
+        '--header',
+        'Subject: e2e long helo',
+      ]);
       expect(sent.code, sent.output).toBe(0);
       expect(await postfix.log()).toMatch(/XCLIENT NAME=client9\.example\.net HELO=\[UNAVAILABLE\]/);
     });
@@ -177,8 +226,21 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
 
   it('delivers for clients with unusual HELOs (UTF-8, a bad address literal, xtext specials)', async () => {
     await withHarakaIn(async (t) => {
-      for (const [helo, subject] of [['hé.example.net', 'utf8 helo'], ['[not-an-address]', 'bad literal helo'], ['a=b+c', 'xtext helo']]) {
-        const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', '127.0.0.9', '--ehlo', helo as string, '--to', 'alice@demo.test', '--header', `Subject: e2e ${subject}`]);
+      for (const [helo, subject] of [
+        ['hé.example.net', 'utf8 helo'],
+        ['[not-an-address]', 'bad literal helo'],
+        ['a=b+c', 'xtext helo'],
+      ]) {
+        const sent = await swaks(t.inbound.host, t.inbound.port, [
+          '--local-interface',
+          '127.0.0.9',
+          '--ehlo',
+          helo as string,
+          '--to',
+          'alice@demo.test',
+          '--header',
+          `Subject: e2e ${subject}`,
+        ]);
         expect(sent.code, `${helo}: ${sent.output}`).toBe(0);
       }
     });
@@ -199,7 +261,14 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
   });
 
   it('answers 4xx when the backend does not offer XCLIENT, and delivers nothing', async () => {
-    const noXclient = await startPostfix({ listenHost: LOOPBACK.backend, port: 0, domains: ['demo.test'], users: ['alice'], xclientHosts: [LOOPBACK.wireguard], advertiseXclient: false });
+    const noXclient = await startPostfix({
+      listenHost: LOOPBACK.backend,
+      port: 0,
+      domains: ['demo.test'],
+      users: ['alice'],
+      xclientHosts: [LOOPBACK.wireguard],
+      advertiseXclient: false,
+    });
     try {
       await withHarakaIn(
         async (t) => {

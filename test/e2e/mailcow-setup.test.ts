@@ -132,13 +132,20 @@ describe.runIf(runnable)('the Mailcow set-up from mailproxy notes, against a rea
         verdict = judgeBackend(await probeBackend({ host: SERVICE_HOST, port: servicePort, localAddress: LOOPBACK.wireguard }, 'mx.demo.test', 2000, true), settings);
         if (verdict.status !== 'OK') await new Promise((resolve) => setTimeout(resolve, 200));
       }
-      expect(verdict.status, `${verdict.detail}\n${(await postfix.log()).split('\n').filter((line) => /TLS|tls|fatal|key|cert/i.test(line)).slice(0, 6).join('\n')}`).toBe('OK');
+      expect(
+        verdict.status,
+        `${verdict.detail}\n${(await postfix.log())
+          .split('\n')
+          .filter((line) => /TLS|tls|fatal|key|cert/i.test(line))
+          .slice(0, 6)
+          .join('\n')}`,
+      ).toBe('OK');
       expect(verdict.detail).toContain('; STARTTLS; XCLIENT');
 
-      const mainPort = judgeBackend(
-        await probeBackend({ host: postfix.host, port: postfix.port, localAddress: LOOPBACK.wireguard }, 'mx.demo.test', 2000, true),
-        { ...settings, port: postfix.port },
-      );
+      const mainPort = judgeBackend(await probeBackend({ host: postfix.host, port: postfix.port, localAddress: LOOPBACK.wireguard }, 'mx.demo.test', 2000, true), {
+        ...settings,
+        port: postfix.port,
+      });
       expect(mainPort.status).toBe('CRITICAL');
       expect(mainPort.detail).toContain(`does not offer XCLIENT to ${LOOPBACK.wireguard}`);
     });
@@ -151,7 +158,9 @@ describe.runIf(runnable)('the Mailcow set-up from mailproxy notes, against a rea
       expect(final?.code).toBe(250);
       const delivered = (await postfix.waitForDelivered(2)).filter((m) => m.content.includes('Subject: mailcow tls'));
       expect(delivered.map((m) => m.recipient).sort()).toEqual(['alice@demo.test', 'bob@demo.test']);
-      expect(delivered[0]?.content, delivered[0]?.content).toMatch(/^Received: from client9\.example\.net \(client9\.example\.net \[127\.0\.0\.9\]\)\s+by backend\.test \(Postfix\) with ESMTPS id/m);
+      expect(delivered[0]?.content, delivered[0]?.content).toMatch(
+        /^Received: from client9\.example\.net \(client9\.example\.net \[127\.0\.0\.9\]\)\s+by backend\.test \(Postfix\) with ESMTPS id/m,
+      );
     });
   });
 

@@ -124,13 +124,20 @@ describe.runIf(runnable)('real Postfix test peer (test/fixtures/postfix.ts)', ()
 
   it('accepts XCLIENT from the authorized host and delivers with the XCLIENT identity', async () => {
     const r = await swaks(pf!, [
-      '--to', `alice@${DOMAIN}`,
-      '--from', 'sender@origin.example',
-      '--helo', 'mailproxy.test',
-      '--header', 'Subject: fixture-xclient',
-      '--xclient-addr', '127.0.0.9',
-      '--xclient-name', 'client.example',
-      '--xclient-helo', 'evil.example',
+      '--to',
+      `alice@${DOMAIN}`,
+      '--from',
+      'sender@origin.example',
+      '--helo',
+      'mailproxy.test',
+      '--header',
+      'Subject: fixture-xclient',
+      '--xclient-addr',
+      '127.0.0.9',
+      '--xclient-name',
+      'client.example',
+      '--xclient-helo',
+      'evil.example',
     ]);
     expect(r.output).toMatch(/250-XCLIENT/);
     expect(r.code, r.output).toBe(0);
@@ -148,10 +155,7 @@ describe.runIf(runnable)('real Postfix test peer (test/fixtures/postfix.ts)', ()
     // part is what the client sent in the EHLO that must follow XCLIENT (swaks
     // re-sends --helo), which overrides XCLIENT HELO=evil.example.
     expect(msg!.content).toMatch(
-      new RegExp(
-        `^Received: from mailproxy\\.test \\(client\\.example \\[127\\.0\\.0\\.9\\]\\)\\s+by backend\\.test \\(Postfix\\) with ESMTP id ${queueId}`,
-        'm',
-      ),
+      new RegExp(`^Received: from mailproxy\\.test \\(client\\.example \\[127\\.0\\.0\\.9\\]\\)\\s+by backend\\.test \\(Postfix\\) with ESMTP id ${queueId}`, 'm'),
     );
     // the real peer address is not what Postfix recorded
     expect(await pf!.log()).toMatch(/connect from unknown\[127\.0\.0\.3\]/);
@@ -159,18 +163,22 @@ describe.runIf(runnable)('real Postfix test peer (test/fixtures/postfix.ts)', ()
 
   it('rejects unknown recipients with 550 5.1.1 at RCPT', async () => {
     const r = await swaks(pf!, [
-      '--to', `nobody@${DOMAIN}`,
-      '--from', 'sender@origin.example',
-      '--helo', 'mailproxy.test',
-      '--xclient-addr', '127.0.0.9',
-      '--xclient-name', 'client.example',
-      '--xclient-helo', 'evil.example',
+      '--to',
+      `nobody@${DOMAIN}`,
+      '--from',
+      'sender@origin.example',
+      '--helo',
+      'mailproxy.test',
+      '--xclient-addr',
+      '127.0.0.9',
+      '--xclient-name',
+      'client.example',
+      '--xclient-helo',
+      'evil.example',
     ]);
     expect(r.output).toMatch(/<\*\* +550 5\.1\.1 <nobody@example\.test>/);
     expect(r.code).not.toBe(0);
-    const m = await pf!.waitForLog(
-      /NOQUEUE: reject: RCPT from client\.example\[127\.0\.0\.9\]: 550 5\.1\.1 <nobody@example\.test>.*helo=<([^>]*)>/,
-    );
+    const m = await pf!.waitForLog(/NOQUEUE: reject: RCPT from client\.example\[127\.0\.0\.9\]: 550 5\.1\.1 <nobody@example\.test>.*helo=<([^>]*)>/);
     // helo= is the post-XCLIENT EHLO argument, not XCLIENT HELO=
     expect(m[1]).toBe('mailproxy.test');
   });

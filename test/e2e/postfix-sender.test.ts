@@ -31,7 +31,12 @@ describe.runIf(runnable)('Postfix relaying through haraka-out', () => {
       });
       try {
         const sent = await new Promise<string>((resolve) =>
-          execFile(SWAKS, ['--server', postfix.host, '--port', String(postfix.port), '--from', 'alice@demo.test', '--to', `bob@${INTERNET_DOMAIN}`, '--header', 'Subject: via postfix'], { encoding: 'utf8' }, (_err, stdout, stderr) => resolve(`${stdout}${stderr}`)),
+          execFile(
+            SWAKS,
+            ['--server', postfix.host, '--port', String(postfix.port), '--from', 'alice@demo.test', '--to', `bob@${INTERNET_DOMAIN}`, '--header', 'Subject: via postfix'],
+            { encoding: 'utf8' },
+            (_err, stdout, stderr) => resolve(`${stdout}${stderr}`),
+          ),
         );
         expect(sent).toMatch(/<- {2}250 /);
         await postfix.waitForLog(/status=sent \(250 /, 20_000);

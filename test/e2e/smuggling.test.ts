@@ -155,7 +155,9 @@ describe.runIf(runnable)('SMTP smuggling through haraka-in into a real Postfix',
         const dotCr = VARIANTS.filter(([, ending]) => /\.\r\r/.test(ending)).length * Object.keys(SIZES).length;
         expect(t.haraka['haraka-in']!.output().match(/Client sent a dot and bare CRs as a line in DATA: refused/g)?.length).toBe(dotCr);
         console.info(
-          `smuggling: ${attempts.length} attempts (${VARIANTS.length} endings + pipelined after .<CRLF>, sizes ${Object.entries(SIZES).map(([name, bytes]) => `${name} ${bytes / 1024} KB`).join(', ')}; one-write limit ${captureLimit() / 1024} KB, spool_after ${spoolAfter / 1024} KB): ` +
+          `smuggling: ${attempts.length} attempts (${VARIANTS.length} endings + pipelined after .<CRLF>, sizes ${Object.entries(SIZES)
+            .map(([name, bytes]) => `${name} ${bytes / 1024} KB`)
+            .join(', ')}; one-write limit ${captureLimit() / 1024} KB, spool_after ${spoolAfter / 1024} KB): ` +
             `${refused} refused with 451, ${accepted.length} carriers accepted and delivered once each, 0 smuggled messages delivered`,
         );
       },

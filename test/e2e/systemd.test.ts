@@ -25,13 +25,16 @@ const DIST = path.join(REPO, 'dist');
 // which must be installed already, since the container has no network to download it.
 const runnable = requirePeers(
   'systemd units in a container (systemd-nspawn)',
-  missingPeers(['/usr/bin/swaks', '/usr/sbin/unbound', '/usr/sbin/unbound-anchor'], [
-    nspawnUnavailableReason(),
-    existsSync(path.join(DIST, 'src/cli.js')) ? null : 'dist/ is not built (npm run build)',
-    // install.sh runs npm ci inside the container, from the host's npm cache (the container has no network).
-    ['/usr/bin/npm', '/usr/local/bin/npm'].some((file) => existsSync(file)) ? null : 'npm is not in /usr/bin or /usr/local/bin, where the container finds it',
-    existsSync(npmCache()) ? null : `npm's cache ${npmCache()} does not exist (npm ci in the checkout fills it)`,
-  ]),
+  missingPeers(
+    ['/usr/bin/swaks', '/usr/sbin/unbound', '/usr/sbin/unbound-anchor'],
+    [
+      nspawnUnavailableReason(),
+      existsSync(path.join(DIST, 'src/cli.js')) ? null : 'dist/ is not built (npm run build)',
+      // install.sh runs npm ci inside the container, from the host's npm cache (the container has no network).
+      ['/usr/bin/npm', '/usr/local/bin/npm'].some((file) => existsSync(file)) ? null : 'npm is not in /usr/bin or /usr/local/bin, where the container finds it',
+      existsSync(npmCache()) ? null : `npm's cache ${npmCache()} does not exist (npm ci in the checkout fills it)`,
+    ],
+  ),
 );
 
 // What the test expects of scripts/install.sh: --node becomes system.node, which the units run, and the
@@ -241,9 +244,7 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     nextCert = ca.issue({ names: [HOSTNAME], fullchain: true });
     // For the MTA-STS policy service: hostname and the policy host of DOMAIN.
     stsCerts = [0, 1].map(() => ca.issue({ names: [HOSTNAME, `mta-sts.${DOMAIN}`], fullchain: true }));
-    container = await timed('boot the container', () =>
-      bootContainer({ name: `mailproxy-test-${process.pid}`, bindReadOnly: [REPO], overlay: [npmCache()] }),
-    );
+    container = await timed('boot the container', () => bootContainer({ name: `mailproxy-test-${process.pid}`, bindReadOnly: [REPO], overlay: [npmCache()] }));
     c().setDeadline(deadline);
     await timed('addresses and stand-ins', async () => {
       const addresses = [NET.public, NET.client, NET.backend, NET.mx, NET.down].map((ip) => `ip addr add ${ip}/32 dev lo`).join(' && ');
@@ -288,7 +289,11 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     // Edit the config (here: replace it) and put the certificate where tls.key/tls.cert say, the key
     // readable by group mailproxy; then run the installer again.
     c().writeFile('/etc/mailproxy/mailproxy.yaml', TEST_CONFIG, 0o640);
-    await c().ok(['sh', '-c', `install -m 0640 -g mailproxy ${PEERS.certs}/first.key /etc/mailproxy/tls/privkey.pem && install -m 0644 ${PEERS.certs}/first.pem /etc/mailproxy/tls/fullchain.pem`]);
+    await c().ok([
+      'sh',
+      '-c',
+      `install -m 0640 -g mailproxy ${PEERS.certs}/first.key /etc/mailproxy/tls/privkey.pem && install -m 0644 ${PEERS.certs}/first.pem /etc/mailproxy/tls/fullchain.pem`,
+    ]);
     const second = await timed('install.sh, second run', installer);
     expect(second.code, `${second.stdout}\n${second.stderr}\n${await journal(IN, 30)}\n${await journal(OUT, 30)}`).toBe(0);
 
@@ -321,7 +326,9 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     ]);
 
     const subject = `inbound ${Date.now()}`;
-    const sent = await timed('send through haraka-in', () => swaks(NET.client, NET.public, 25, ['--from', 'alice@sender.test', '--to', `bob@${DOMAIN}`, '--header', `Subject: ${subject}`]));
+    const sent = await timed('send through haraka-in', () =>
+      swaks(NET.client, NET.public, 25, ['--from', 'alice@sender.test', '--to', `bob@${DOMAIN}`, '--header', `Subject: ${subject}`]),
+    );
     expect(sent.code, sent.stdout).toBe(0);
     const message = await until('the backend stand-in to receive the message', async () => storedMessages(c(), PEERS.backend).find((m) => m.subject === subject), 10_000);
     expect(message.rcptTo).toEqual([`bob@${DOMAIN}`]);
@@ -338,15 +345,30 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     const relayed = await swaks(NET.backend, NET.wireguard, 2526, ['--from', `alice@${DOMAIN}`, '--to', `carol@${LATER}`, '--header', `Subject: ${subject}`]);
     expect(relayed.code, relayed.stdout).toBe(0);
     // The MX of later.test refuses connections: the message is deferred and stays in the queue.
-    const before = await until('a failed delivery attempt on the queued message', async () => queued(subject).find((file) => file.attempts >= 1), 15_000, () => journal(OUT));
+    const before = await until(
+      'a failed delivery attempt on the queued message',
+      async () => queued(subject).find((file) => file.attempts >= 1),
+      15_000,
+      () => journal(OUT),
+    );
     expect(before.name).toMatch(/^\d+_\d+_\d+_/);
 
     const { InvocationID: running } = await c().show(OUT, ['InvocationID']);
     const stop = await timed('systemctl stop haraka-out', () => c().run(['systemctl', 'stop', OUT]));
     expect(stop.code, stop.stderr).toBe(0);
-    expect(await c().show(OUT, ['ActiveState', 'Result', 'ExecMainCode', 'ExecMainStatus'])).toEqual({ ActiveState: 'inactive', Result: 'success', ExecMainCode: '1', ExecMainStatus: '0' });
+    expect(await c().show(OUT, ['ActiveState', 'Result', 'ExecMainCode', 'ExecMainStatus'])).toEqual({
+      ActiveState: 'inactive',
+      Result: 'success',
+      ExecMainCode: '1',
+      ExecMainStatus: '0',
+    });
     expect(stop.ms).toBeLessThan(15_000);
-    await until("Haraka's log of the SIGINT", async () => (await invocationLog(running)).includes('SIGINT received'), 5_000, () => invocationLog(running));
+    await until(
+      "Haraka's log of the SIGINT",
+      async () => (await invocationLog(running)).includes('SIGINT received'),
+      5_000,
+      () => invocationLog(running),
+    );
     const kept = queued(subject);
     expect(kept, 'the queue file after the stop').toHaveLength(1);
     // Same message: arrival time and unique id of the name survive the retries' renames.
@@ -357,7 +379,12 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     await startPeers(c(), 'mailproxy-test-mx', { sinks: [{ host: NET.mx, port: 25, xclient: false, name: `mx.${LATER}`, dir: PEERS.mx }] }, DIST);
     await timed('systemctl start haraka-out', () => c().ok(['systemctl', 'start', OUT]));
     const delivered = await timed('deliver the kept message', () =>
-      until('the MX of later.test to receive the kept message', async () => storedMessages(c(), PEERS.mx).find((m) => m.subject === subject), 20_000, () => journal(OUT)),
+      until(
+        'the MX of later.test to receive the kept message',
+        async () => storedMessages(c(), PEERS.mx).find((m) => m.subject === subject),
+        20_000,
+        () => journal(OUT),
+      ),
     );
     expect(delivered.rcptTo).toEqual([`carol@${LATER}`]);
     await until('the queue to be empty', async () => queued(subject).length === 0, 5_000);
@@ -382,9 +409,15 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
       const mine = samples.filter((s) => s.InvocationID !== previous);
       const report = `${unit}:\n${describeSamples(mine)}`;
       // Started, not yet listening, and systemd still says activating: Type=notify waits for READY=1.
-      expect(mine.some((s) => s.ActiveState === 'activating' && s.SubState === 'start' && s.MainPID !== '0' && s.listening === false), report).toBe(true);
+      expect(
+        mine.some((s) => s.ActiveState === 'activating' && s.SubState === 'start' && s.MainPID !== '0' && s.listening === false),
+        report,
+      ).toBe(true);
       // Active only with the listener up: READY=1 comes after the listen.
-      expect(mine.filter((s) => s.ActiveState === 'active').every((s) => s.listening), report).toBe(true);
+      expect(
+        mine.filter((s) => s.ActiveState === 'active').every((s) => s.listening),
+        report,
+      ).toBe(true);
       const times = await c().show(unit, ['ExecMainStartTimestampMonotonic', 'ActiveEnterTimestampMonotonic', 'StatusText']);
       expect(Number(times.ActiveEnterTimestampMonotonic) - Number(times.ExecMainStartTimestampMonotonic), report).toBeGreaterThan(100_000);
       expect(times.StatusText).toMatch(/connections/);
@@ -398,7 +431,9 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     const inBefore = await c().show(IN, ['InvocationID', 'MainPID']);
     const outBefore = await c().show(OUT, ['InvocationID', 'MainPID']);
     const deploy = await timed('mailproxy cert deploy', () =>
-      c().run(['mailproxy', 'cert', 'deploy', '--key', `${PEERS.certs}/next.key`, '--cert', `${PEERS.certs}/next.pem`, '--chain', `${PEERS.certs}/ca.pem`], { timeoutMs: left(60_000) }),
+      c().run(['mailproxy', 'cert', 'deploy', '--key', `${PEERS.certs}/next.key`, '--cert', `${PEERS.certs}/next.pem`, '--chain', `${PEERS.certs}/ca.pem`], {
+        timeoutMs: left(60_000),
+      }),
     );
     expect(deploy.code, `${deploy.stdout}\n${deploy.stderr}`).toBe(0);
     const outAfter = await c().show(OUT, ['InvocationID', 'MainPID', 'ActiveState', 'SubState']);
@@ -421,10 +456,15 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     await c().ok(['systemctl', 'restart', 'mailproxy-health.timer', 'mailproxy-cert-renew.timer']);
     const ran = (service: string) => async () => {
       const state = await c().show(service, ['ExecMainStartTimestampMonotonic', 'ExecMainExitTimestampMonotonic', 'ActiveState', 'Result', 'ExecMainStatus']);
-      return BigInt(state.ExecMainStartTimestampMonotonic || '0') > since && BigInt(state.ExecMainExitTimestampMonotonic || '0') > since && state.ActiveState !== 'activating' ? state : null;
+      return BigInt(state.ExecMainStartTimestampMonotonic || '0') > since && BigInt(state.ExecMainExitTimestampMonotonic || '0') > since && state.ActiveState !== 'activating'
+        ? state
+        : null;
     };
     const [health, renew] = await timed('both timers fire their services', () =>
-      Promise.all([until('mailproxy-health.service to run', ran('mailproxy-health.service'), 30_000), until('mailproxy-cert-renew.service to run', ran('mailproxy-cert-renew.service'), 30_000)]),
+      Promise.all([
+        until('mailproxy-health.service to run', ran('mailproxy-health.service'), 30_000),
+        until('mailproxy-cert-renew.service to run', ran('mailproxy-cert-renew.service'), 30_000),
+      ]),
     );
     // acme.enabled is false: renew does nothing and says so.
     expect(renew).toMatchObject({ Result: 'success', ExecMainStatus: '0' });
@@ -445,7 +485,11 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     const armed = await c().show(IN, ['WatchdogUSec', 'WatchdogTimestampMonotonic']);
     expect(armed.WatchdogUSec).toBe('3s');
     // The plugin pings every 1.5 s: systemd's record of the last ping moves on.
-    await until('a WATCHDOG=1 ping', async () => Number((await c().show(IN, ['WatchdogTimestampMonotonic'])).WatchdogTimestampMonotonic) > Number(armed.WatchdogTimestampMonotonic), 5_000);
+    await until(
+      'a WATCHDOG=1 ping',
+      async () => Number((await c().show(IN, ['WatchdogTimestampMonotonic'])).WatchdogTimestampMonotonic) > Number(armed.WatchdogTimestampMonotonic),
+      5_000,
+    );
 
     const before = await sampleUnit(c(), IN);
     const stopped = process.hrtime.bigint() / 1000n; // CLOCK_MONOTONIC µs, the clock of the journal's __MONOTONIC_TIMESTAMP
@@ -454,7 +498,10 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
       watchUnit(c(), IN, { timeoutMs: left(30_000), intervalMs: 100, until: (s) => s.InvocationID !== before.InvocationID && s.ActiveState === 'active' }),
     );
     const report = describeSamples([before, ...samples]);
-    expect(samples.some((s) => s.Result === 'watchdog' && s.SubState === 'auto-restart'), report).toBe(true);
+    expect(
+      samples.some((s) => s.Result === 'watchdog' && s.SubState === 'auto-restart'),
+      report,
+    ).toBe(true);
     const last = samples[samples.length - 1] as UnitSample;
     expect(Number(last.NRestarts), report).toBe(Number(before.NRestarts) + 1);
     expect(last.MainPID).not.toBe(before.MainPID);
@@ -493,8 +540,16 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     );
     const report = describeSamples(samples);
     const missing = samples.filter((s) => s.at <= failedAt);
-    expect(missing.some((s) => s.ActiveState === 'active'), report).toBe(false);
-    await until('EADDRNOTAVAIL in the failed start', async () => (await invocationLog(failedInvocation)).includes('EADDRNOTAVAIL'), 5_000, () => invocationLog(failedInvocation));
+    expect(
+      missing.some((s) => s.ActiveState === 'active'),
+      report,
+    ).toBe(false);
+    await until(
+      'EADDRNOTAVAIL in the failed start',
+      async () => (await invocationLog(failedInvocation)).includes('EADDRNOTAVAIL'),
+      5_000,
+      () => invocationLog(failedInvocation),
+    );
     const up = samples[samples.length - 1] as UnitSample;
     expect(Number(up.NRestarts), report).toBe(Number(restartsBefore) + 1);
     // RestartSec=10: the retry waits, it does not spin.
@@ -547,8 +602,20 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
       const health = await timed('mailproxy health', () => vps('health'));
       const checks = verdicts(health.stdout);
       expect(health.code, said(health)).toBe(3);
-      expect(checks).toMatchObject({ 'haraka-in.unit': 'OK', 'haraka-out.unit': 'OK', 'haraka-in.banner': 'OK', 'haraka-in.tls': 'OK', 'haraka-out.banner': 'OK', 'haraka-out.queue': 'OK', backend: 'OK', disk: 'OK' });
-      expect(Object.entries(checks).filter(([name, status]) => status !== 'OK' && name !== 'wireguard'), health.stdout).toEqual([]);
+      expect(checks).toMatchObject({
+        'haraka-in.unit': 'OK',
+        'haraka-out.unit': 'OK',
+        'haraka-in.banner': 'OK',
+        'haraka-in.tls': 'OK',
+        'haraka-out.banner': 'OK',
+        'haraka-out.queue': 'OK',
+        backend: 'OK',
+        disk: 'OK',
+      });
+      expect(
+        Object.entries(checks).filter(([name, status]) => status !== 'OK' && name !== 'wireguard'),
+        health.stdout,
+      ).toEqual([]);
       expect(health.stdout).toMatch(/^UNKNOWN\s+wireguard\s+wg not found on PATH/m);
       // Commands: --json and --prometheus (the health timer's textfile) say the same.
       const prom = '/tmp/health.prom';
@@ -592,7 +659,7 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
         [`tls@${listener}`]: 'FAIL',
       });
       expect(Object.entries(smtp).filter(([name, status]) => status !== 'PASS' && name !== `tls@${listener}`)).toEqual([]);
-      expect(selftest.stdout).toMatch(new RegExp(`^FAIL\\s+tls@${escape(listener)}\\s.*the chain does not verify \\(.+\\n\\s+fix: .*pass it with --ca`, 'm'));
+      expect(selftest.stdout).toMatch(new RegExp(`^FAIL\\s+tls@${escapeRegex(listener)}\\s.*the chain does not verify \\(.+\\n\\s+fix: .*pass it with --ca`, 'm'));
       // With the test CA trusted (--ca), the README's --target line passes everything.
       const targeted = await timed('mailproxy selftest --target', () => vps('selftestTarget'));
       expect(targeted.code, said(targeted)).toBe(0);
@@ -606,9 +673,14 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
       const perIp = Number((await mailproxy(['config', 'get', 'limits.max_clients_per_ip'])).stdout);
       expect(perIp).toBeGreaterThan(0);
       c().writeFile('/run/mailproxy-test/sessions.cjs', SESSIONS);
-      const sessions = await c().run(from(NET.internet, [CONTAINER_NODE, '/run/mailproxy-test/sessions.cjs', NET.public, '25', NET.internet, String(perIp + 1)]), { timeoutMs: left(30_000) });
+      const sessions = await c().run(from(NET.internet, [CONTAINER_NODE, '/run/mailproxy-test/sessions.cjs', NET.public, '25', NET.internet, String(perIp + 1)]), {
+        timeoutMs: left(30_000),
+      });
       const greetings = sessions.stdout.trimEnd().split('\n');
-      expect(greetings.slice(0, perIp).every((line) => line.startsWith('220 ')), said(sessions)).toBe(true);
+      expect(
+        greetings.slice(0, perIp).every((line) => line.startsWith('220 ')),
+        said(sessions),
+      ).toBe(true);
       expect(greetings[perIp], said(sessions)).toMatch(/^421 4\.7\.0 /);
       const helo = await swaks(NET.internet, NET.public, 25, ['--helo', '192.0.2.7', '--quit-after', 'helo']);
       expect(helo.code, helo.stdout).toBe(0);
@@ -624,7 +696,9 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
       for (const name of ['statsDay', 'statsChart'] as const) {
         const stats = await vps(name);
         expect(stats.code, said(stats)).toBe(0);
-        const [summary = '', refused = '', logged = ''] = stats.stdout.split(/\nrefused, by check and reason:\n|\nwould have been refused \(checks in log mode\), by check and reason:\n/);
+        const [summary = '', refused = '', logged = ''] = stats.stdout.split(
+          /\nrefused, by check and reason:\n|\nwould have been refused \(checks in log mode\), by check and reason:\n/,
+        );
         expect(summary, stats.stdout).toMatch(/^ {2}refused\s+[1-9]/m);
         expect(refused, stats.stdout).toMatch(/^ {2}limits\s+[1-9]/m);
         expect(logged, stats.stdout).toMatch(/^ {2}helo\s+[1-9]\d*\n {4}bare_ip\s+[1-9]/m);
@@ -637,19 +711,24 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
       const subject = `deferred ${Date.now()}`;
       const relayed = await swaks(NET.backend, NET.wireguard, 2526, ['--from', `alice@${DOMAIN}`, '--to', `dave@${DOWN}`, '--header', `Subject: ${subject}`]);
       expect(relayed.code, relayed.stdout).toBe(0);
-      await until('a failed delivery attempt to down.test', async () => queued(subject).some((file) => file.attempts >= 1), 15_000, () => journal(OUT));
+      await until(
+        'a failed delivery attempt to down.test',
+        async () => queued(subject).some((file) => file.attempts >= 1),
+        15_000,
+        () => journal(OUT),
+      );
       const count = await mailproxy(['queue', 'count']);
       expect(count.code, said(count)).toBe(0);
       expect(count.stdout).toMatch(/^total 1$/m);
-      expect(count.stdout).toMatch(new RegExp(`^1\\s+${escape(DOWN)}$`, 'm'));
+      expect(count.stdout).toMatch(new RegExp(`^1\\s+${escapeRegex(DOWN)}$`, 'm'));
       const list = await mailproxy(['queue', 'list']);
       expect(list.code, said(list)).toBe(0);
-      expect(list.stdout).toMatch(new RegExp(`\\s${escape(DOWN)}\\s+dave@${escape(DOWN)}\\s+alice@${escape(DOMAIN)}\\s`));
+      expect(list.stdout).toMatch(new RegExp(`\\s${escapeRegex(DOWN)}\\s+dave@${escapeRegex(DOWN)}\\s+alice@${escapeRegex(DOMAIN)}\\s`));
       expect(list.stdout).toContain(`1 message in ${QUEUE}`);
       // With haraka-out's log: the cause, which Haraka itself reduces to "Tried all MXs".
       const withLog = await vps('queueLog');
       expect(withLog.code, said(withLog)).toBe(0);
-      expect(withLog.stdout).toMatch(new RegExp(`\\s${escape(DOWN)}\\s.*connect ECONNREFUSED ${escape(NET.down)}:25`));
+      expect(withLog.stdout).toMatch(new RegExp(`\\s${escapeRegex(DOWN)}\\s.*connect ECONNREFUSED ${escapeRegex(NET.down)}:25`));
       const [entry] = (JSON.parse((await mailproxy(['queue', 'list', '--json'])).stdout) as { entries: { id: string }[] }).entries;
       expect(entry?.id).toMatch(/\S/);
       // flush: SIGHUP to the haraka-out systemd runs, which logs it and keeps running.
@@ -716,7 +795,10 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
       const dane = await vps('daneCheck');
       expect(dane.code, said(dane)).toBe(0);
       expect(dane.stdout).toMatch(
-        new RegExp(`^example\\.org: DANE applies .*\\n {2}mx\\.example\\.org \\(preference 10; ${escape(NET.daneMx)}\\): dane: STARTTLS required, the certificate must match TLSA 3 1 1 ${tlsa.slice(0, 16)}…$`, 'm'),
+        new RegExp(
+          `^example\\.org: DANE applies .*\\n {2}mx\\.example\\.org \\(preference 10; ${escapeRegex(NET.daneMx)}\\): dane: STARTTLS required, the certificate must match TLSA 3 1 1 ${tlsa.slice(0, 16)}…$`,
+          'm',
+        ),
       );
       // And back.
       for (const [key, value] of [
@@ -750,7 +832,9 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     if (!installed) ctx.skip();
     const STS = 'mailproxy-mta-sts.service';
     const deploy = (index: number) =>
-      c().run(['mailproxy', 'cert', 'deploy', '--key', `${PEERS.certs}/sts-${index}.key`, '--cert', `${PEERS.certs}/sts-${index}.pem`, '--chain', `${PEERS.certs}/ca.pem`], { timeoutMs: left(60_000) });
+      c().run(['mailproxy', 'cert', 'deploy', '--key', `${PEERS.certs}/sts-${index}.key`, '--cert', `${PEERS.certs}/sts-${index}.pem`, '--chain', `${PEERS.certs}/ca.pem`], {
+        timeoutMs: left(60_000),
+      });
     const first = await timed('cert deploy with the policy host', () => deploy(0));
     expect(first.code, said(first)).toBe(0);
     expect((await mailproxy(['config', 'set', 'inbound.mta_sts.enabled', 'true'])).code).toBe(0);
@@ -765,18 +849,39 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
 
     const policyHost = `mta-sts.${DOMAIN}`;
     const fetch = () =>
-      c().run(['curl', '--silent', '--show-error', '--max-time', '5', '--cacert', `${PEERS.certs}/ca.pem`, '--resolve', `${policyHost}:443:${NET.public}`, `https://${policyHost}/.well-known/mta-sts.txt`]);
+      c().run([
+        'curl',
+        '--silent',
+        '--show-error',
+        '--max-time',
+        '5',
+        '--cacert',
+        `${PEERS.certs}/ca.pem`,
+        '--resolve',
+        `${policyHost}:443:${NET.public}`,
+        `https://${policyHost}/.well-known/mta-sts.txt`,
+      ]);
     const policy = (mode: string) => `version: STSv1\r\nmode: ${mode}\r\nmx: ${HOSTNAME}\r\nmax_age: 604800\r\n`;
     const served = (mode: string) => async () => (await fetch()).stdout === policy(mode);
     await until('the policy over HTTPS on port 443', served('testing'), 20_000, () => journal(STS));
     const presented = async () =>
-      (await c().run(['sh', '-c', `openssl s_client -connect ${NET.public}:443 -servername ${policyHost} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`])).stdout.split('=')[1]?.trim().toUpperCase();
+      (
+        await c().run(['sh', '-c', `openssl s_client -connect ${NET.public}:443 -servername ${policyHost} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`])
+      ).stdout
+        .split('=')[1]
+        ?.trim()
+        .toUpperCase();
     expect(await presented()).toBe(stsCerts[0]!.fingerprint);
 
     // A newly deployed certificate: presented within seconds by the same process.
     const second = await timed('cert deploy to the running policy service', () => deploy(1));
     expect(second.code, said(second)).toBe(0);
-    await until('the new certificate on port 443', async () => (await presented()) === stsCerts[1]!.fingerprint, 20_000, () => journal(STS));
+    await until(
+      'the new certificate on port 443',
+      async () => (await presented()) === stsCerts[1]!.fingerprint,
+      20_000,
+      () => journal(STS),
+    );
     // A new policy: systemctl reload (SIGHUP), the same process again.
     expect((await mailproxy(['config', 'set', 'inbound.mta_sts.mode', 'none'])).code).toBe(0);
     await c().ok(['systemctl', 'reload', STS]);
@@ -794,7 +899,7 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
 });
 
 const said = (result: RunResult) => `exit ${result.code}\n${result.stdout}\n${result.stderr}`;
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegex = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const NAGIOS: Record<string, number> = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 };
 
 /** Check name → status of the lines of `health` (OK, WARNING, …) and `selftest`/`doctor` (PASS, WARN, FAIL, …). */

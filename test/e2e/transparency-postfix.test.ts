@@ -50,7 +50,7 @@ describe.runIf(runnable)('byte transparency into a real Postfix, DKIM verified i
         const id = `e2e-${counter++}`;
         const message = await signed(Buffer.concat([Buffer.from(`X-Run: ${id}\r\n`), test.message]), canonicalization);
         await sendRaw(t.inbound.host, t.inbound.port, '127.0.0.9', 'alice@demo.test', test, message);
-        await postfix.waitForLog(new RegExp(`status=sent`), 10_000);
+        await postfix.waitForLog(/status=sent/, 10_000);
         let file: Buffer | undefined;
         for (let tries = 0; tries < 100 && !file; tries++) {
           const delivered = await postfix.delivered();
@@ -63,7 +63,9 @@ describe.runIf(runnable)('byte transparency into a real Postfix, DKIM verified i
         expect(file.subarray(file.length - stored.length).equals(stored), 'the message changed on the way').toBe(true);
         const added = file.subarray(0, file.length - stored.length).toString('latin1');
         // Postfix's delivery headers, its Received line, then haraka-in's: nothing else.
-        expect(added).toMatch(/^Return-Path: <sender@example\.net>\n(?:[A-Za-z-]+: [^\n]*\n(?:[ \t][^\n]*\n)*)*Received: from client\.example\.net [^\n]*\n(?:[ \t][^\n]*\n)*Received: from client\.example\.net \(client9\.example\.net \[127\.0\.0\.9\]\)\n(?:[ \t][^\n]*\n)*$/);
+        expect(added).toMatch(
+          /^Return-Path: <sender@example\.net>\n(?:[A-Za-z-]+: [^\n]*\n(?:[ \t][^\n]*\n)*)*Received: from client\.example\.net [^\n]*\n(?:[ \t][^\n]*\n)*Received: from client\.example\.net \(client9\.example\.net \[127\.0\.0\.9\]\)\n(?:[ \t][^\n]*\n)*$/,
+        );
         expect(await verdict(file)).toBe('pass');
       }, 60_000);
     }

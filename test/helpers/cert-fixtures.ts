@@ -47,21 +47,70 @@ export function makeCa(dir: string, name = 'mailproxy deploy test CA', parent?: 
   const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   writeFileSync(
     path.join(dir, 'ca.cnf'),
-    ['[ca]', 'default_ca = local', '[local]', 'dir = .', 'database = index.txt', 'new_certs_dir = .', 'serial = serial', 'default_md = sha256',
-      'policy = any', 'unique_subject = no', 'copy_extensions = none', '[any]', 'commonName = supplied', ''].join('\n'),
+    [
+      '[ca]',
+      'default_ca = local',
+      '[local]',
+      'dir = .',
+      'database = index.txt',
+      'new_certs_dir = .',
+      'serial = serial',
+      'default_md = sha256',
+      'policy = any',
+      'unique_subject = no',
+      'copy_extensions = none',
+      '[any]',
+      'commonName = supplied',
+      '',
+    ].join('\n'),
   );
   writeFileSync(path.join(dir, 'index.txt'), '');
   writeFileSync(path.join(dir, 'serial'), `${(1000 + counter++ * 100).toString(16).padStart(4, '0')}\n`);
   const sign = (csr: string, ext: string, out: string, notBefore = new Date(Date.now() - HOUR), notAfter = new Date(Date.now() + 30 * DAY)) => {
-    openssl(['ca', '-batch', '-config', 'ca.cnf', '-cert', 'ca.pem', '-keyfile', 'ca-key.pem', '-startdate', stamp(notBefore), '-enddate', stamp(notAfter),
-      '-in', csr, '-out', out, '-extfile', ext, '-notext']);
+    openssl([
+      'ca',
+      '-batch',
+      '-config',
+      'ca.cnf',
+      '-cert',
+      'ca.pem',
+      '-keyfile',
+      'ca-key.pem',
+      '-startdate',
+      stamp(notBefore),
+      '-enddate',
+      stamp(notAfter),
+      '-in',
+      csr,
+      '-out',
+      out,
+      '-extfile',
+      ext,
+      '-notext',
+    ]);
   };
   if (parent) {
     openssl(['req', '-new', ...EC, '-subj', `/CN=${name}`, '-keyout', 'ca-key.pem', '-out', 'ca.csr']);
     writeFileSync(path.join(dir, 'ca.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
     parent.sign(path.join(dir, 'ca.csr'), path.join(dir, 'ca.ext'), path.join(dir, 'ca.pem'));
   } else {
-    openssl(['req', '-x509', ...EC, '-days', '3650', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-keyout', 'ca-key.pem', '-out', 'ca.pem']);
+    openssl([
+      'req',
+      '-x509',
+      ...EC,
+      '-days',
+      '3650',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-keyout',
+      'ca-key.pem',
+      '-out',
+      'ca.pem',
+    ]);
   }
   const certPem = readFileSync(path.join(dir, 'ca.pem'), 'utf8');
   const chainPem = parent ? `${certPem}${parent.chainPem}` : '';
@@ -74,10 +123,7 @@ export function makeCa(dir: string, name = 'mailproxy deploy test CA', parent?: 
       serial += 1;
       const base = path.join(dir, `leaf-${serial}`);
       openssl(['req', '-new', ...EC, '-subj', `/CN=${options.names[0]}`, '-keyout', `${base}-key.pem`, '-out', `${base}.csr`]);
-      writeFileSync(
-        `${base}.ext`,
-        `subjectAltName=${options.names.map((entry) => `DNS:${entry}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`,
-      );
+      writeFileSync(`${base}.ext`, `subjectAltName=${options.names.map((entry) => `DNS:${entry}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
       sign(`${base}.csr`, `${base}.ext`, `${base}.pem`, options.notBefore, options.notAfter);
       if (options.fullchain) writeFileSync(`${base}.pem`, `${readFileSync(`${base}.pem`, 'utf8')}${chainPem}`);
       const certPem = readFileSync(`${base}.pem`, 'utf8');

@@ -93,7 +93,10 @@ export async function startIonosStandIn(options: StandInOptions): Promise<IonosS
           }
           most = Math.max(most, [...records.values()].filter((r) => r.type === 'TXT').length);
           for (const name of new Set(created.map((r) => r.name))) await sync(name);
-          return send(201, created.map(({ zoneId: _zoneId, ...rest }) => ({ ...rest, rootName: zone.name, disabled: false, prio: 0 })));
+          return send(
+            201,
+            created.map(({ zoneId: _zoneId, ...rest }) => ({ ...rest, rootName: zone.name, disabled: false, prio: 0 })),
+          );
         }
         if (request.method === 'DELETE' && parts.length === 5 && parts[3] === 'records') {
           const record = records.get(parts[4]!);

@@ -39,16 +39,12 @@ export interface Pebble {
 
 function get(url: string, ca: string | undefined): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const request = (url.startsWith('https:') ? https : http).request(
-      url,
-      { method: 'GET', ...(ca ? { ca } : {}), timeout: 2000 },
-      (response: http.IncomingMessage) => {
-        let body = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => (body += chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
-      },
-    );
+    const request = (url.startsWith('https:') ? https : http).request(url, { method: 'GET', ...(ca ? { ca } : {}), timeout: 2000 }, (response: http.IncomingMessage) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+    });
     request.on('timeout', () => request.destroy(new Error('timeout')));
     request.on('error', reject);
     request.end();
@@ -104,22 +100,18 @@ export async function startPebble(dir: string, httpPort: number): Promise<Pebble
     const challMgmt = await freePort('127.0.0.1');
     const challtestsrv = spawn(
       CHALLTESTSRV,
-      [
-        '-defaultIPv4', '127.0.0.1',
-        '-defaultIPv6', '',
-        '-dns01', `127.0.0.1:${dnsPort}`,
-        '-http01', '',
-        '-https01', '',
-        '-tlsalpn01', '',
-        '-management', `127.0.0.1:${challMgmt}`,
-      ],
+      ['-defaultIPv4', '127.0.0.1', '-defaultIPv6', '', '-dns01', `127.0.0.1:${dnsPort}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${challMgmt}`],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     children.push(challtestsrv);
     watch(challtestsrv, output);
     const challtestsrvUrl = `http://127.0.0.1:${challMgmt}`;
     // Any management call answers once it listens; clear-txt of a name nobody set is harmless.
-    await waitUntil('pebble-challtestsrv', async () => (await fetch(`${challtestsrvUrl}/clear-txt`, { method: 'POST', body: '{"host":"ready.test."}' })).ok, () => output.join(''));
+    await waitUntil(
+      'pebble-challtestsrv',
+      async () => (await fetch(`${challtestsrvUrl}/clear-txt`, { method: 'POST', body: '{"host":"ready.test."}' })).ok,
+      () => output.join(''),
+    );
 
     const listen = await freePort('127.0.0.1');
     const management = await freePort('127.0.0.1');
@@ -154,7 +146,11 @@ export async function startPebble(dir: string, httpPort: number): Promise<Pebble
     children.push(pebble);
     watch(pebble, output);
     const directoryUrl = `https://127.0.0.1:${listen}/dir`;
-    await waitUntil('pebble', async () => (await get(directoryUrl, ca.caPem)).status === 200, () => output.join(''));
+    await waitUntil(
+      'pebble',
+      async () => (await get(directoryUrl, ca.caPem)).status === 200,
+      () => output.join(''),
+    );
     const root = await get(`https://127.0.0.1:${management}/roots/0`, ca.caPem);
     if (root.status !== 200 || !root.body.includes('BEGIN CERTIFICATE')) throw new Error(`pebble's root: HTTP ${root.status}`);
     const rootFile = path.join(dir, 'pebble-root.pem');

@@ -17,10 +17,7 @@ export async function loopbackPorts() {
   };
 }
 
-export async function withTopology<T>(
-  options: Omit<TopologyOptions, 'stateDir' | 'ports'>,
-  body: (topology: Topology) => Promise<T>,
-): Promise<T> {
+export async function withTopology<T>(options: Omit<TopologyOptions, 'stateDir' | 'ports'>, body: (topology: Topology) => Promise<T>): Promise<T> {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-test-'));
   let topology: Topology | null = null;
   try {

@@ -20,7 +20,9 @@ export const CASES: TransparencyCase[] = [
   { name: 'SMTPUTF8 with UTF-8 headers', smtputf8: true, message: utf8(`From: Zoë <zoe@example.net>\r\nTo: alice@demo.test\r\nSubject: Grüße aus Köln\r\n\r\nGrüße\r\n`) },
   {
     name: 'more than 1,000 header lines',
-    message: latin1(`From: a@example.net\r\nTo: alice@demo.test\r\nSubject: many lines\r\n${Array.from({ length: 1100 }, (_, i) => `X-Trace-${i}: hop ${i}\r\n`).join('')}\r\n${BODY}`),
+    message: latin1(
+      `From: a@example.net\r\nTo: alice@demo.test\r\nSubject: many lines\r\n${Array.from({ length: 1100 }, (_, i) => `X-Trace-${i}: hop ${i}\r\n`).join('')}\r\n${BODY}`,
+    ),
   },
   {
     name: 'long folded headers and trailing whitespace',
@@ -28,7 +30,10 @@ export const CASES: TransparencyCase[] = [
       `From: a@example.net  \r\nTo: alice@demo.test\r\nSubject: a subject that goes on\r\n  and on\t\r\n\tand on  \r\nX-Long: ${'word '.repeat(200)}\r\n\r\nbody line with trailing spaces   \r\n\t\r\n`,
     ),
   },
-  { name: 'lines that start with dots', message: latin1(`From: a@example.net\r\nTo: alice@demo.test\r\nSubject: dots\r\nX-Dot: one\r\n .two\r\n\r\n.\r\n..\r\n.leading\r\n. space\r\n`) },
+  {
+    name: 'lines that start with dots',
+    message: latin1(`From: a@example.net\r\nTo: alice@demo.test\r\nSubject: dots\r\nX-Dot: one\r\n .two\r\n\r\n.\r\n..\r\n.leading\r\n. space\r\n`),
+  },
   {
     name: 'over the one-write limit, with 8-bit content',
     message: latin1(`From: a@example.net\r\nTo: alice@demo.test\r\nSubject: gro\xdf\r\n\r\n${`caf\xe9 ${'\xe9'.repeat(60)}\r\n`.repeat(5000)}`),
@@ -86,4 +91,3 @@ function diffAt(got: Buffer, want: Buffer): string {
   const around = (buffer: Buffer, end: number) => JSON.stringify(buffer.subarray(Math.max(0, end - 40), end + 10).toString('latin1'));
   return `last difference ${back - 1} bytes before the end: got ${around(got, got.length - back)}, sent ${around(want, at)}`;
 }
-

@@ -247,7 +247,11 @@ describe.runIf(runnable)('mailproxy cert issue|renew against pebble', () => {
       const orders = pebble.orders();
       const run = await runCli(['cert', 'issue', '--config', dnsConfig(dir, ionos, 1), '--no-deploy']);
       expect(run.code).toBe(1);
-      expect(run.err).toMatch(new RegExp(`TXT record _acme-challenge\\.(mx|mail)\\.example\\.test did not show up within 1 s \\(acme\\.dns_01\\.propagation_timeout\\): ${pebble.dnsAddress.replace(/\./g, '\\.')}`));
+      expect(run.err).toMatch(
+        new RegExp(
+          `TXT record _acme-challenge\\.(mx|mail)\\.example\\.test did not show up within 1 s \\(acme\\.dns_01\\.propagation_timeout\\): ${pebble.dnsAddress.replace(/\./g, '\\.')}`,
+        ),
+      );
       expect(ionos.records.size).toBe(0);
       expect(pebble.orders()).toBe(orders + 1);
       await ionos.close();

@@ -70,7 +70,15 @@ describe('the TLS reload race (about 2 minutes: 20 deploys into running Haraka)'
         worker('starttls-2', inbound(true)),
         worker('plain', inbound(false)),
         worker('relay', (n) =>
-          sendMessage({ host: t.outbound.host, port: t.outbound.port, localAddress: '127.0.0.2', from: 'alice@demo.test', to: ['bob@example.net'], subject: `out ${n}`, text: 'soak' }),
+          sendMessage({
+            host: t.outbound.host,
+            port: t.outbound.port,
+            localAddress: '127.0.0.2',
+            from: 'alice@demo.test',
+            to: ['bob@example.net'],
+            subject: `out ${n}`,
+            text: 'soak',
+          }),
         ),
       ];
 
@@ -103,7 +111,9 @@ describe('the TLS reload race (about 2 minutes: 20 deploys into running Haraka)'
         running = false;
         await Promise.all(workers);
       }
-      console.log(`${DEPLOYS} deploys of ${Math.min(...durations).toFixed(1)}–${Math.max(...durations).toFixed(1)} s; sessions completed ${counts.completed} (${counts.relayed} through haraka-out), failed ${counts.failed}`);
+      console.log(
+        `${DEPLOYS} deploys of ${Math.min(...durations).toFixed(1)}–${Math.max(...durations).toFixed(1)} s; sessions completed ${counts.completed} (${counts.relayed} through haraka-out), failed ${counts.failed}`,
+      );
       expect(failures).toEqual([]);
       expect(counts.failed).toBe(0);
       expect(counts.completed).toBeGreaterThan(DEPLOYS * 4);

@@ -5,7 +5,7 @@
 import { cpSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { SMTPServer } from 'smtp-server';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { deployCertificate } from '../../src/certs/deploy/deploy';
 import { probeServedCertificate } from '../../src/certs/deploy/probe';
@@ -95,11 +95,23 @@ describe('mailproxy cert deploy', () => {
     const elsewhere = ca.issue({ names: ['mail.elsewhere.test'], fullchain: true });
     const foreign = other.issue({ names: ['mx.demo.test'] });
     const cases: [string, string[], RegExp][] = [
-      ['key of another certificate', ['--key', stranger.keyPath, '--cert', first.certPath, '--chain', rootPath()], /the private key does not belong to the certificate CN=mx\.demo\.test/],
+      [
+        'key of another certificate',
+        ['--key', stranger.keyPath, '--cert', first.certPath, '--chain', rootPath()],
+        /the private key does not belong to the certificate CN=mx\.demo\.test/,
+      ],
       ['expired', ['--key', expired.keyPath, '--cert', expired.certPath, '--chain', rootPath()], /the certificate CN=mx\.demo\.test expired on /],
       ['not yet valid', ['--key', early.keyPath, '--cert', early.certPath, '--chain', rootPath()], /the certificate CN=mx\.demo\.test is not valid yet/],
-      ['name not covering hostname', ['--key', elsewhere.keyPath, '--cert', elsewhere.certPath, '--chain', rootPath()], /names \(mail\.elsewhere\.test\) do not cover hostname mx\.demo\.test/],
-      ['broken chain', ['--key', foreign.keyPath, '--cert', foreign.certPath, '--chain', rootPath()], /the chain does not verify: no issuer of the certificate \(issued by CN=an unrelated CA\)/],
+      [
+        'name not covering hostname',
+        ['--key', elsewhere.keyPath, '--cert', elsewhere.certPath, '--chain', rootPath()],
+        /names \(mail\.elsewhere\.test\) do not cover hostname mx\.demo\.test/,
+      ],
+      [
+        'broken chain',
+        ['--key', foreign.keyPath, '--cert', foreign.certPath, '--chain', rootPath()],
+        /the chain does not verify: no issuer of the certificate \(issued by CN=an unrelated CA\)/,
+      ],
       ['no chain to a system root', ['--key', foreign.keyPath, '--cert', foreign.certPath], /does not chain to a system root/],
       ['unreadable key file', ['--key', path.join(dir, 'missing.pem'), '--cert', first.certPath], /cannot read the key .*missing\.pem: ENOENT/],
     ];
@@ -132,9 +144,26 @@ describe('mailproxy cert deploy', () => {
       writeFileSync(configPath, stringify(input));
       const before = { in: tlsIni('haraka-in'), out: tlsIni('haraka-out'), listing: deployDirListing() };
       const next = ca.issue({ names: ['mx.demo.test'], fullchain: true });
-      const result = await runCli(['cert', 'deploy', '--config', configPath, '--instances', t.instancesDir, '--key', next.keyPath, '--cert', next.certPath, '--chain', rootPath(), '--verify-timeout', '12']);
+      const result = await runCli([
+        'cert',
+        'deploy',
+        '--config',
+        configPath,
+        '--instances',
+        t.instancesDir,
+        '--key',
+        next.keyPath,
+        '--cert',
+        next.certPath,
+        '--chain',
+        rootPath(),
+        '--verify-timeout',
+        '12',
+      ]);
       expect(result.code).toBe(1);
-      expect(result.err).toMatch(new RegExp(`^mailproxy cert deploy: failed and rolled back: 127\\.0\\.0\\.1:${stalePort} did not serve [0-9A-F:]+… within 12 s: it serves [0-9A-F:]+…`));
+      expect(result.err).toMatch(
+        new RegExp(`^mailproxy cert deploy: failed and rolled back: 127\\.0\\.0\\.1:${stalePort} did not serve [0-9A-F:]+… within 12 s: it serves [0-9A-F:]+…`),
+      );
       expect(result.err).toMatch(/Rolled back: every listener serves the previous certificate again/);
       expect(result.out).toMatch(/rolling back to the previous certificate/);
       // The real listener had switched, and is back on the old certificate; the files are as they were.

@@ -85,9 +85,7 @@ describe('mailproxy check', () => {
 
   it('warns that the example’s placeholders are still there', async () => {
     const result = await runCli(['check', '--config', example]);
-    expect(result.out).toContain(
-      "warning: hostname mx.example.com, public_ipv4 203.0.113.25, domains[0] example.com: still the example's documentation values",
-    );
+    expect(result.out).toContain("warning: hostname mx.example.com, public_ipv4 203.0.113.25, domains[0] example.com: still the example's documentation values");
     const notes = await runCli(['notes', '--config', example]);
     expect(notes.out).toMatch(/^Not printed: hostname mx\.example\.com/);
     expect(notes.out).not.toContain('MX 10');
@@ -110,7 +108,7 @@ describe('mailproxy config get|set', () => {
     expect(set).toMatchObject({ code: 0, err: '' });
     const text = readFileSync(file, 'utf8');
     expect(text).toContain('  node: /opt/node22/bin/node\n');
-    expect(text).toContain('# The VPS\'s public name.');
+    expect(text).toContain("# The VPS's public name.");
     expect(text.replace('/opt/node22/bin/node', '/usr/bin/node')).toBe(readFileSync(example, 'utf8'));
     expect(statSync(file).mode & 0o777).toBe(0o640);
   });

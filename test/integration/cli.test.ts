@@ -108,7 +108,11 @@ describe('mailproxy conventions', () => {
 
   it('prints each command’s usage with --help, exit 0, without running it', async () => {
     for (const command of ['check', 'render', 'notes', 'send', 'queue', 'health', 'demo', 'config']) {
-      for (const argv of [[command, '--help'], [command, '-h'], ['help', command]]) {
+      for (const argv of [
+        [command, '--help'],
+        [command, '-h'],
+        ['help', command],
+      ]) {
         const result = await run(...argv);
         expect(result.err, argv.join(' ')).toBe('');
         expect(result.code, argv.join(' ')).toBe(0);
@@ -152,7 +156,10 @@ describe('mailproxy conventions', () => {
     const send = (server?: string) => run('send', ...(server === undefined ? [] : ['--server', server]), '--from', 'a@example.org', '--to', 'b@example.org');
     const cases: [server: string | undefined, message: string][] = [
       [undefined, '--server IP:PORT is required (e.g. 192.0.2.1:25 or [2001:db8::1]:25)'],
-      ['nosuchhost.invalid:25', '--server "nosuchhost.invalid:25": the host must be an IP address, not a name (nosuchhost.invalid): mailproxy send never asks the system resolver; look the address up yourself (e.g. dig +short MX, then A) and pass IP:PORT'],
+      [
+        'nosuchhost.invalid:25',
+        '--server "nosuchhost.invalid:25": the host must be an IP address, not a name (nosuchhost.invalid): mailproxy send never asks the system resolver; look the address up yourself (e.g. dig +short MX, then A) and pass IP:PORT',
+      ],
       ['192.0.2.1', '--server "192.0.2.1": no port; expected IP:PORT (e.g. 192.0.2.1:25 or [2001:db8::1]:25)'],
       ['192.0.2.1:0', '--server "192.0.2.1:0": port "0" is not a number from 1 to 65535'],
       ['192.0.2.1:smtp', '--server "192.0.2.1:smtp": port "smtp" is not a number from 1 to 65535'],
@@ -160,7 +167,10 @@ describe('mailproxy conventions', () => {
       ['[2001:db8::1]', '--server "[2001:db8::1]": no port; expected IP:PORT (e.g. 192.0.2.1:25 or [2001:db8::1]:25)'],
       ['2001:db8::1:99999', '--server "2001:db8::1:99999": expected an IP address and a port, an IPv6 address in brackets (e.g. 192.0.2.1:25 or [2001:db8::1]:25)'],
       ['[192.0.2.1]:25', '--server "[192.0.2.1]:25": brackets are for IPv6 addresses only: 192.0.2.1:25'],
-      ['nosuchhost.invalid', '--server "nosuchhost.invalid": the host must be an IP address, not a name (nosuchhost.invalid): mailproxy send never asks the system resolver; look the address up yourself (e.g. dig +short MX, then A) and pass IP:PORT'],
+      [
+        'nosuchhost.invalid',
+        '--server "nosuchhost.invalid": the host must be an IP address, not a name (nosuchhost.invalid): mailproxy send never asks the system resolver; look the address up yourself (e.g. dig +short MX, then A) and pass IP:PORT',
+      ],
       ['999.0.2.1:25', '--server "999.0.2.1:25": 999.0.2.1 is not an IPv4 address (four numbers 0-255, as in 192.0.2.1)'],
       ['', '--server "": empty; expected an IP address and a port (e.g. 192.0.2.1:25 or [2001:db8::1]:25)'],
     ];
@@ -202,7 +212,11 @@ describe('mailproxy conventions', () => {
   it('says in one line that a config file is missing or not a file', async () => {
     const dir = tempDir();
     const missing = path.join(dir, 'nope.yaml');
-    for (const argv of [['check', '--config', missing], ['notes', '--config', missing], ['render', '--config', missing, '--out', dir]]) {
+    for (const argv of [
+      ['check', '--config', missing],
+      ['notes', '--config', missing],
+      ['render', '--config', missing, '--out', dir],
+    ]) {
       const result = await run(...argv);
       expect(result.code, argv[0]).toBe(1);
       expect(result.err, argv[0]).toBe(`mailproxy: config file ${missing} does not exist\n`);

@@ -20,7 +20,10 @@ import { eventually } from '../helpers/poll';
 import { relayOut } from '../helpers/send';
 import { withTopology } from '../helpers/topology';
 
-const spkiSha256 = (pem: string) => createHash('sha256').update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+const spkiSha256 = (pem: string) =>
+  createHash('sha256')
+    .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
 const certSha256 = (pem: string) => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
 
 /** One recipient domain per case, each with its MX on its own loopback address. */
@@ -39,7 +42,11 @@ const POLICY_HOST = '127.0.0.5';
 /** Two MX hosts: the preferred one's certificate does not match its TLSA record, the second one's does. */
 /** A DANE domain whose second MX has no TLSA record, under an MTA-STS enforce policy: that MX gets PKIX-verified TLS, not opportunistic. */
 const MIXED = { domain: 'dane-mixed.test', first: { name: 'mx1.dane-mixed.test', address: '127.0.0.40' }, second: { name: 'mx2.dane-mixed.test', address: '127.0.0.41' } };
-const FAILOVER = { domain: 'dane-failover.test', first: { name: 'mx1.dane-failover.test', address: '127.0.0.38' }, second: { name: 'mx2.dane-failover.test', address: '127.0.0.39' } };
+const FAILOVER = {
+  domain: 'dane-failover.test',
+  first: { name: 'mx1.dane-failover.test', address: '127.0.0.38' },
+  second: { name: 'mx2.dane-failover.test', address: '127.0.0.39' },
+};
 
 const run = requirePeers('DANE against NSD and unbound', missingPeers([...DNSSEC_TOOLS, '/usr/bin/openssl']));
 
@@ -78,7 +85,7 @@ describe.runIf(run)('DANE in haraka-out', () => {
       const pair = makeSelfSigned(path.join(dir, host.name), host.name);
       return { key: readFileSync(pair.keyPath, 'utf8'), cert: readFileSync(pair.certPath, 'utf8') };
     });
-    const tlsa = (name: Case, record: string) => `_${port}._tcp.mx IN TLSA ${record}`;
+    const tlsa = (_name: Case, record: string) => `_${port}._tcp.mx IN TLSA ${record}`;
     const twoMxZone = (zone: typeof FAILOVER, keyHashes: string[]) => ({
       name: zone.domain,
       records: [
@@ -122,7 +129,9 @@ describe.runIf(run)('DANE in haraka-out', () => {
       failoverSinks.push(await startSmtpSink({ host: host.address, port, name: host.name, tls: failoverPairs[index]! }));
     }
     policyServer = https.createServer(pkix.issue([`mta-sts.${CASES.mismatch.domain}`, `mta-sts.${MIXED.domain}`]), (request, response) => {
-      const domain = String(request.headers.host ?? '').replace(/^mta-sts\./, '').replace(/:\d+$/, '');
+      const domain = String(request.headers.host ?? '')
+        .replace(/^mta-sts\./, '')
+        .replace(/:\d+$/, '');
       response.writeHead(200, { 'content-type': 'text/plain' }).end(`version: STSv1\r\nmode: enforce\r\nmx: *.${domain}\r\nmax_age: 86400\r\n`);
     });
     await new Promise<void>((resolve) => policyServer.listen(0, POLICY_HOST, resolve));
@@ -195,9 +204,14 @@ describe.runIf(run)('DANE in haraka-out', () => {
         // The DANE host of the mixed domain is down; its other MX has no TLSA record, and the domain's
         // MTA-STS policy (enforce) still governs it: its self-signed certificate fails, nothing is sent.
         await relayOut(t, `bob@${MIXED.domain}`, 'dane mixed');
-        await deferred('mixed', /MTA-STS policy of dane-mixed\.test \(enforce\) requires TLS with a certificate valid for the MX host name, but the TLS handshake with 127\.0\.0\.41 failed/);
+        await deferred(
+          'mixed',
+          /MTA-STS policy of dane-mixed\.test \(enforce\) requires TLS with a certificate valid for the MX host name, but the TLS handshake with 127\.0\.0\.41 failed/,
+        );
         expect(failoverSinks[0]!.messages).toHaveLength(0);
-        expect(log()).toContain(`TLS policy for ${MIXED.domain}: dane (${MIXED.first.name} dane, ${MIXED.second.name} may; MTA-STS enforce for the hosts DANE does not authenticate)`);
+        expect(log()).toContain(
+          `TLS policy for ${MIXED.domain}: dane (${MIXED.first.name} dane, ${MIXED.second.name} may; MTA-STS enforce for the hosts DANE does not authenticate)`,
+        );
         // Unsigned zone: opportunistic as before (this MX offers no STARTTLS).
         expect((await delivered('unsigned')).secure).toBe(false);
         expect(log()).toContain(`TLS policy for ${CASES.unsigned.domain}: opportunistic`);
@@ -205,7 +219,10 @@ describe.runIf(run)('DANE in haraka-out', () => {
         await deferred('mismatch', /DANE: the certificate of mx\.dane-mismatch\.test, an MX host of dane-mismatch\.test, does not match its DNSSEC-signed TLSA records/);
         expect(critAfterMismatch(mxOf('mismatch'))).toEqual([]);
         await deferred('bogus', /DANE: a DNSSEC lookup for dane-bogus\.test failed \([^)]*TLSA[^)]*SERVFAIL/);
-        await deferred('noStarttls', /DANE: mx\.dane-nostarttls\.test, an MX host of dane-nostarttls\.test, publishes DNSSEC-signed TLSA records, so TLS is required, but it did not offer STARTTLS/);
+        await deferred(
+          'noStarttls',
+          /DANE: mx\.dane-nostarttls\.test, an MX host of dane-nostarttls\.test, publishes DNSSEC-signed TLSA records, so TLS is required, but it did not offer STARTTLS/,
+        );
         for (const name of ['mismatch', 'bogus', 'noStarttls'] as const) {
           expect(sinks.get(name)!.messages, name).toHaveLength(0);
           expect(log()).toContain(`TLS policy for ${CASES[name].domain}: dane`);
@@ -217,7 +234,9 @@ describe.runIf(run)('DANE in haraka-out', () => {
         const check = (name: Case) => runCli(['dane', 'check', CASES[name].domain, '--resolver', `${peers.resolver.host}:${peers.resolver.port}`, '--port', String(port)]);
         const ee = await check('ee');
         expect(ee.code, ee.text).toBe(0);
-        expect(ee.out).toMatch(/^dane-ee\.test: DANE applies .*\n {2}mx\.dane-ee\.test \(preference 10; 127\.0\.0\.31\): dane: STARTTLS required, the certificate must match TLSA 3 1 1 /);
+        expect(ee.out).toMatch(
+          /^dane-ee\.test: DANE applies .*\n {2}mx\.dane-ee\.test \(preference 10; 127\.0\.0\.31\): dane: STARTTLS required, the certificate must match TLSA 3 1 1 /,
+        );
         expect((await check('unusable')).out).toContain('encrypt: STARTTLS required without authentication');
         expect((await check('unsigned')).out).toMatch(/^unsigned\.test: DANE does not apply \(the MX records of unsigned\.test are not DNSSEC-signed\)/);
         const bogus = await check('bogus');
@@ -259,10 +278,17 @@ describe.runIf(run)('DANE in haraka-out', () => {
     it('`mailproxy health` has a haraka-out.dane check when DANE is on: OK when the resolver validates, CRITICAL when not', async () => {
       for (const [resolver, verdict] of [
         [root.resolver, /\nOK\s+haraka-out\.dane\s+DANE resolver [\d.:]+: the resolver validates DNSSEC/],
-        [root.authoritative, /\nCRITICAL\s+haraka-out\.dane\s+DANE resolver [\d.:]+: the resolver answers without the AD bit.*haraka-out keeps mail to the internet queued until it validates/],
+        [
+          root.authoritative,
+          /\nCRITICAL\s+haraka-out\.dane\s+DANE resolver [\d.:]+: the resolver answers without the AD bit.*haraka-out keeps mail to the internet queued until it validates/,
+        ],
       ] as const) {
         await withTopology(
-          { instances: ['haraka-out'], internet: false, tweak: (config) => void (config.outbound = { ...config.outbound, dane: true, dane_resolver: `${resolver.host}:${resolver.port}` }) },
+          {
+            instances: ['haraka-out'],
+            internet: false,
+            tweak: (config) => void (config.outbound = { ...config.outbound, dane: true, dane_resolver: `${resolver.host}:${resolver.port}` }),
+          },
           async (t) => {
             const health = await runCli(['health', '--config', t.configPath]);
             expect(health.out).toMatch(verdict);

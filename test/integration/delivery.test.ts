@@ -84,30 +84,27 @@ describe('haraka-out delivery', () => {
   });
 
   it('sends one DSN back to the backend for a permanent failure, and never bounces a bounce', async () => {
-    await withTopology(
-      { instances: ['haraka-out'], internet: { rejectRecipient: () => '550 5.1.1 no such user here' } },
-      async (t) => {
-        await relay(t, 'alice@demo.test', `nobody@${INTERNET_DOMAIN}`, 'will bounce');
-        await relay(t, '', `nobody@${INTERNET_DOMAIN}`, 'bounce of a bounce');
-        const [dsn] = await t.backend!.waitForMessages(1, 20_000);
-        expect(dsn?.mailFrom).toBe('');
-        expect(dsn?.rcptTo).toEqual(['alice@demo.test']);
-        expect(dsn?.remoteAddress).toBe(LOOPBACK.wireguard);
-        const report = parseDsn(dsn!.raw);
-        expectReadableDsn(report, `nobody@${INTERNET_DOMAIN}`, 'will bounce');
-        expect(report.human).toContain(
-          `<nobody@${INTERNET_DOMAIN}>: mx.${INTERNET_DOMAIN} (${LOOPBACK.internet}) answered: 550 5.1.1 no such user here (a permanent failure, at the first attempt)`,
-        );
-        const [rcpt] = report.recipients;
-        expect(rcpt?.get('status')).toBe('5.1.1');
-        expect(rcpt?.get('diagnostic-code')).toBe('smtp;550 5.1.1 no such user here');
-        expect(rcpt?.get('remote-mta')).toBe(`dns; mx.${INTERNET_DOMAIN}`);
-        // Haraka logs the null-sender message's failure as a double bounce and sends nothing for it.
-        await waitForLog(t, /Double bounce/);
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        expect(t.backend!.messages).toHaveLength(1);
-      },
-    );
+    await withTopology({ instances: ['haraka-out'], internet: { rejectRecipient: () => '550 5.1.1 no such user here' } }, async (t) => {
+      await relay(t, 'alice@demo.test', `nobody@${INTERNET_DOMAIN}`, 'will bounce');
+      await relay(t, '', `nobody@${INTERNET_DOMAIN}`, 'bounce of a bounce');
+      const [dsn] = await t.backend!.waitForMessages(1, 20_000);
+      expect(dsn?.mailFrom).toBe('');
+      expect(dsn?.rcptTo).toEqual(['alice@demo.test']);
+      expect(dsn?.remoteAddress).toBe(LOOPBACK.wireguard);
+      const report = parseDsn(dsn!.raw);
+      expectReadableDsn(report, `nobody@${INTERNET_DOMAIN}`, 'will bounce');
+      expect(report.human).toContain(
+        `<nobody@${INTERNET_DOMAIN}>: mx.${INTERNET_DOMAIN} (${LOOPBACK.internet}) answered: 550 5.1.1 no such user here (a permanent failure, at the first attempt)`,
+      );
+      const [rcpt] = report.recipients;
+      expect(rcpt?.get('status')).toBe('5.1.1');
+      expect(rcpt?.get('diagnostic-code')).toBe('smtp;550 5.1.1 no such user here');
+      expect(rcpt?.get('remote-mta')).toBe(`dns; mx.${INTERNET_DOMAIN}`);
+      // Haraka logs the null-sender message's failure as a double bounce and sends nothing for it.
+      await waitForLog(t, /Double bounce/);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(t.backend!.messages).toHaveLength(1);
+    });
   });
 
   it('bounces a message whose queue lifetime ran out, with a DSN back to the backend', async () => {
@@ -121,9 +118,7 @@ describe('haraka-out delivery', () => {
         const report = parseDsn(dsn!.raw);
         expectReadableDsn(report, `bob@${INTERNET_DOMAIN}`, 'expires');
         // No MX ever answered: no remote reply to quote, the delivery time ran out (RFC 3463 X.4.7).
-        expect(report.human).toMatch(
-          new RegExp(`<bob@example\\.net>: no mail server of example\\.net could be reached \\(a temporary failure, given up after 2 attempts over \\d+ seconds\\)`),
-        );
+        expect(report.human).toMatch(/<bob@example\.net>: no mail server of example\.net could be reached \(a temporary failure, given up after 2 attempts over \d+ seconds\)/);
         const [rcpt] = report.recipients;
         expect(rcpt?.get('status')).toBe('5.4.7');
         expect(rcpt?.has('diagnostic-code')).toBe(false);
@@ -144,9 +139,7 @@ describe('haraka-out delivery', () => {
         const report = parseDsn(dsn!.raw);
         expectReadableDsn(report, `bob@${INTERNET_DOMAIN}`, 'mailbox full');
         expect(report.human).toMatch(
-          new RegExp(
-            `<bob@example\\.net>: mx\\.example\\.net \\(127\\.0\\.0\\.4\\) answered: 452 4\\.2\\.2 mailbox full \\(a temporary failure, given up after 2 attempts over \\d+ seconds\\)`,
-          ),
+          /<bob@example\.net>: mx\.example\.net \(127\.0\.0\.4\) answered: 452 4\.2\.2 mailbox full \(a temporary failure, given up after 2 attempts over \d+ seconds\)/,
         );
         const [rcpt] = report.recipients;
         // Given up: a permanent status now, with the remote's own reply as the diagnostic.

@@ -87,7 +87,18 @@ describe('the demo', () => {
       const sendIn = await run(process.execPath, [bin, 'send', '--server', '127.0.0.1:2525', '--from', 'someone@example.net', '--to', 'alice@demo.test', '--subject', 'demo in']);
       expect(sendIn.stdout).toContain('accepted: alice@demo.test');
       const sendOut = await run(process.execPath, [
-        bin, 'send', '--server', '127.0.0.3:2526', '--local-address', '127.0.0.2', '--from', 'alice@demo.test', '--to', 'bob@example.net', '--subject', 'demo out',
+        bin,
+        'send',
+        '--server',
+        '127.0.0.3:2526',
+        '--local-address',
+        '127.0.0.2',
+        '--from',
+        'alice@demo.test',
+        '--to',
+        'bob@example.net',
+        '--subject',
+        'demo out',
       ]);
       expect(sendOut.stdout).toContain('accepted: bob@example.net');
       await waitForOutput(() => output, /backend stand-in[^\n]*\n[^\n]*RCPT TO:<alice@demo.test>\n\s+XCLIENT: [^\n]*ADDR=127\.0\.0\.1[^\n]*\n\s+Subject: demo in/, 20_000);

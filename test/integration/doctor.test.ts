@@ -98,7 +98,12 @@ describe('mailproxy doctor', () => {
 
   /** Every check but `failing` passed. */
   function onlyFailing(by: Record<string, JsonCheck>, failing: string[]): void {
-    expect(Object.values(by).filter((check) => check.status !== 'OK').map((check) => check.name).sort()).toEqual([...failing].sort());
+    expect(
+      Object.values(by)
+        .filter((check) => check.status !== 'OK')
+        .map((check) => check.name)
+        .sort(),
+    ).toEqual([...failing].sort());
   }
 
   const ALL = [
@@ -158,7 +163,11 @@ describe('mailproxy doctor', () => {
     expect(result.by[`spf.lookups@${DOMAIN}`]).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('more than 2 of the SPF record') });
     dns.zone.TXT![DOMAIN] = [`v=spf1 ip4:${PUBLIC_IP} bogus:term -all`];
     result = await doctor();
-    expect(result.by[`spf@${DOMAIN}`]).toMatchObject({ status: 'CRITICAL', mxtoolbox: 'SPF Record Published, SPF Syntax Check', detail: expect.stringContaining('is not valid SPF') });
+    expect(result.by[`spf@${DOMAIN}`]).toMatchObject({
+      status: 'CRITICAL',
+      mxtoolbox: 'SPF Record Published, SPF Syntax Check',
+      detail: expect.stringContaining('is not valid SPF'),
+    });
     dns.zone.TXT![DOMAIN] = [`v=spf1 ip4:${PUBLIC_IP} -all`, 'v=spf1 mx -all'];
     result = await doctor();
     expect(result.by[`spf@${DOMAIN}`]).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('has 2 SPF records') });
@@ -178,7 +187,11 @@ describe('mailproxy doctor', () => {
     delete dns.zone.TXT![`_mta-sts.${DOMAIN}`];
     const { code, by } = await doctor();
     onlyFailing(by, [`mx@${DOMAIN}`]);
-    expect(by[`mx@${DOMAIN}`]).toMatchObject({ status: 'CRITICAL', mxtoolbox: 'MX Lookup', detail: 'MX of demo.test is 10 mx.elsewhere.example, not hostname mx.demo.test: mail for demo.test does not reach haraka-in' });
+    expect(by[`mx@${DOMAIN}`]).toMatchObject({
+      status: 'CRITICAL',
+      mxtoolbox: 'MX Lookup',
+      detail: 'MX of demo.test is 10 mx.elsewhere.example, not hostname mx.demo.test: mail for demo.test does not reach haraka-in',
+    });
     expect(by[`mx@${DOMAIN}`]!.fix).toBe('publish demo.test. MX 10 mx.demo.test. (and remove every other MX of demo.test)');
     expect(code).toBe(2);
   });

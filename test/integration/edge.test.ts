@@ -133,7 +133,11 @@ describe('edge checks in refuse mode', () => {
       dnsbl: {
         mode: 'refuse',
         threshold: 2,
-        zones: [{ zone: 'bl.test', weight: 2 }, { zone: 'soft.test', weight: 1 }, { zone: 'slow.test', weight: 2 }],
+        zones: [
+          { zone: 'bl.test', weight: 2 },
+          { zone: 'soft.test', weight: 1 },
+          { zone: 'slow.test', weight: 2 },
+        ],
         dnswl_zones: [{ zone: 'wl.test', weight: 3 }],
       },
     }),
@@ -160,7 +164,9 @@ describe('edge checks in refuse mode', () => {
     const lines = await eventually('the decision line', () => decisions(output(), '127.0.0.20').length > 0 && decisions(output(), '127.0.0.20'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ action: 'refuse', check: 'dnsbl', reason: 'bl.test', code: 554, fields: { score: '2' } });
-    expect(output()).toMatch(/\[NOTICE\] \[[0-9A-F-]+\] \[mailproxy-edge\] mailproxy-decision time=\S+ action=refuse ip=127\.0\.0\.20 check=dnsbl reason=bl\.test code=554 score=2\n/);
+    expect(output()).toMatch(
+      /\[NOTICE\] \[[0-9A-F-]+\] \[mailproxy-edge\] mailproxy-decision time=\S+ action=refuse ip=127\.0\.0\.20 check=dnsbl reason=bl\.test code=554 score=2\n/,
+    );
     expect(output()).toMatch(/DNS list slow\.test not answered for 127\.0\.0\.20: timeout/);
   });
 

@@ -83,7 +83,10 @@ async function sendMany(t: Topology, prefix: string, total: number, lanes: numbe
   return outcomes;
 }
 
-const backendTimeouts = (settings: Record<string, number>): Tweak => (config) => void (config.backend = { ...config.backend, ...settings });
+const backendTimeouts =
+  (settings: Record<string, number>): Tweak =>
+  (config) =>
+    void (config.backend = { ...config.backend, ...settings });
 
 describe('haraka-in: told 250 = received once, under backend faults', () => {
   it('backend down: every client gets 4xx at RCPT, nothing is told 250', async () => {

@@ -110,7 +110,10 @@ describe('haraka-out: every acknowledged message delivered, duplicates counted',
       const unacknowledged = mx.committed.filter((c) => c.at > killedAt - ACK_MS - 5 && c.at <= killedAt + 5).length;
       expect(atKill).toBeLessThan(TOTAL - 100);
       // The window of each delivery before the kill: from the MX's 250 to the queue file's removal.
-      const windows = mx.committed.filter((c) => c.outcome === 250 && queue.removedAt.has(c.id)).map((c) => queue.removedAt.get(c.id)! - (c.at + ACK_MS)).sort((a, b) => a - b);
+      const windows = mx.committed
+        .filter((c) => c.outcome === 250 && queue.removedAt.has(c.id))
+        .map((c) => queue.removedAt.get(c.id)! - (c.at + ACK_MS))
+        .sort((a, b) => a - b);
       await t.restart('haraka-out');
       const restartedMs = Date.now() - killedAt;
       await eventually(`every acknowledged message at the MX (have ${new Set(mx.committed.map((c) => c.id)).size})`, () => ids.every((id) => mx.copies().has(id)), {
@@ -141,7 +144,10 @@ describe('haraka-out: every acknowledged message delivered, duplicates counted',
     await withMx({ rcptReply: (_address, attempt) => (attempt === 1 ? '451 4.7.1 greylisted, try again later' : null) }, {}, async (t, mx) => {
       const ids = Array.from({ length: TOTAL }, (_, i) => `g${i}`);
       expect((await relayAll(t, ids, 4)).size).toBe(TOTAL);
-      await eventually('every message at the MX after its retry', () => ids.every((id) => mx.copies().has(id)), { timeoutMs: 30_000, context: () => t.haraka['haraka-out']!.output().slice(-2000) });
+      await eventually('every message at the MX after its retry', () => ids.every((id) => mx.copies().has(id)), {
+        timeoutMs: 30_000,
+        context: () => t.haraka['haraka-out']!.output().slice(-2000),
+      });
       await sleep(1000);
       expect([...mx.copies().values()].every((n) => n === 1)).toBe(true);
       expect(mx.committed.length).toBe(TOTAL);
@@ -154,12 +160,17 @@ describe('haraka-out: every acknowledged message delivered, duplicates counted',
     await withMx({ dropAfterDot: (_id, attempt) => attempt === 1 }, {}, async (t, mx) => {
       const ids = Array.from({ length: TOTAL }, (_, i) => `d${i}`);
       expect((await relayAll(t, ids, 2)).size).toBe(TOTAL);
-      await eventually('a second copy of every message', () => ids.every((id) => (mx.copies().get(id) ?? 0) >= 2), { timeoutMs: 30_000, context: () => t.haraka['haraka-out']!.output().slice(-2000) });
+      await eventually('a second copy of every message', () => ids.every((id) => (mx.copies().get(id) ?? 0) >= 2), {
+        timeoutMs: 30_000,
+        context: () => t.haraka['haraka-out']!.output().slice(-2000),
+      });
       await sleep(1000);
       // Delivered: each message was committed by the MX; the drop cost exactly one extra copy each.
       expect(ids.every((id) => mx.copies().get(id) === 2)).toBe(true);
       expect(mx.committed.filter((c) => c.outcome === 'dropped')).toHaveLength(TOTAL);
-      console.info(`MX dropping after the dot: ${TOTAL} relayed, ${TOTAL} dropped without a reply after committing, ${TOTAL} retried: ${TOTAL} duplicates (unavoidable: no reply, no way to know)`);
+      console.info(
+        `MX dropping after the dot: ${TOTAL} relayed, ${TOTAL} dropped without a reply after committing, ${TOTAL} retried: ${TOTAL} duplicates (unavoidable: no reply, no way to know)`,
+      );
     });
   }, 60_000);
 });

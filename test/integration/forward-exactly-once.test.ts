@@ -3,7 +3,7 @@
 // counts what the client was told and what the backend received.
 import { describe, expect, it } from 'vitest';
 import { LOOPBACK, type Topology } from '../../src/demo/topology';
-import { dataPayload, message, openSession, SmtpScript } from '../../src/smtp/script';
+import { dataPayload, message, openSession, type SmtpScript } from '../../src/smtp/script';
 import { startScriptedBackend, type ScriptedBackend, type ScriptedBackendOptions } from '../helpers/scripted-backend';
 import { sendVia } from '../helpers/send';
 import { sendMessage } from '../../src/smtp/send';
@@ -151,7 +151,15 @@ describe('the end of data', () => {
     };
     await withScriptedBackend({ endOfDataDelayMs: 13_000 }, tweak, async (t, backend) => {
       const started = Date.now();
-      const result = await sendMessage({ host: t.inbound.host, port: t.inbound.port, starttls: true, from: 'sender@example.net', to: ['alice@demo.test'], subject: 'tls and slow filters', text: 'body' });
+      const result = await sendMessage({
+        host: t.inbound.host,
+        port: t.inbound.port,
+        starttls: true,
+        from: 'sender@example.net',
+        to: ['alice@demo.test'],
+        subject: 'tls and slow filters',
+        text: 'body',
+      });
       expect(result.response).toMatch(/^250 /);
       expect(Date.now() - started).toBeGreaterThanOrEqual(12_000);
       expect(backend.delivered()).toBe(1);

@@ -17,7 +17,8 @@ describe('mailproxy-forward against a backend that checks recipients', () => {
   const topology = useTopology({
     instances: ['haraka-in'],
     backend: {
-      rejectRecipient: (address) => (address.startsWith('nobody@') ? '550 5.1.1 <nobody@demo.test>: Recipient address rejected: User unknown' : address.startsWith('full@') ? '452 4.2.2 Mailbox full' : null),
+      rejectRecipient: (address) =>
+        address.startsWith('nobody@') ? '550 5.1.1 <nobody@demo.test>: Recipient address rejected: User unknown' : address.startsWith('full@') ? '452 4.2.2 Mailbox full' : null,
       rejectMessage: (raw) => (raw.includes('Subject: spam') ? '554 5.7.1 Message rejected as spam' : null),
     },
   });
@@ -75,7 +76,7 @@ describe('mailproxy-forward against a backend that checks recipients', () => {
     expect(t.backend!.messages.map((m) => m.subject)).not.toContain('spam');
   });
 
-  it('delivers a message over the 256 KB one-write limit intact through Haraka\'s pipe, dots and all', async () => {
+  it("delivers a message over the 256 KB one-write limit intact through Haraka's pipe, dots and all", async () => {
     const t = topology();
     const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
     const body = Array.from({ length: 4000 }, (_, i) => (i % 7 === 0 ? `.line ${i} starts with a dot` : `line ${i} ${'x'.repeat(70)}`)).join('\r\n');
@@ -152,19 +153,16 @@ describe('mailproxy-forward fails closed', () => {
   });
 
   it('answers 4xx when the backend accepts the connection but never greets', async () => {
-    await withTopology(
-      { instances: ['haraka-in'], backend: { silent: true }, tweak: (config) => void (config.backend = { ...config.backend, timeout: 1 }) },
-      async (t) => {
-        const session = await openSession(t.inbound.host, t.inbound.port);
-        await session.command('MAIL FROM:<sender@example.net>');
-        const started = Date.now();
-        const rcpt = await session.command('RCPT TO:<alice@demo.test>');
-        console.info(`silent backend: ${rcpt.code} after ${Date.now() - started} ms (backend.timeout 1 s)`);
-        expect(rcpt.code).toBe(451);
-        expect((await session.command('NOOP')).code).toBe(250);
-        session.close();
-      },
-    );
+    await withTopology({ instances: ['haraka-in'], backend: { silent: true }, tweak: (config) => void (config.backend = { ...config.backend, timeout: 1 }) }, async (t) => {
+      const session = await openSession(t.inbound.host, t.inbound.port);
+      await session.command('MAIL FROM:<sender@example.net>');
+      const started = Date.now();
+      const rcpt = await session.command('RCPT TO:<alice@demo.test>');
+      console.info(`silent backend: ${rcpt.code} after ${Date.now() - started} ms (backend.timeout 1 s)`);
+      expect(rcpt.code).toBe(451);
+      expect((await session.command('NOOP')).code).toBe(250);
+      session.close();
+    });
   });
 
   it('stops trusting remembered XCLIENT support when the backend withdraws it, and learns it again', async () => {

@@ -196,7 +196,11 @@ describe('mailproxy health on a running appliance', () => {
     const t = topology();
     const { code, by } = await checks(configWith(t, (c) => (c.health = { cert_warning_days: 60 })));
     expect(by['haraka-in.tls']).toMatchObject({ status: 'WARNING', detail: expect.stringContaining('under health.cert_warning_days (60)') });
-    expect(Object.values(by).filter((check) => check.status !== 'OK').map((check) => check.name)).toEqual(['haraka-in.tls']);
+    expect(
+      Object.values(by)
+        .filter((check) => check.status !== 'OK')
+        .map((check) => check.name),
+    ).toEqual(['haraka-in.tls']);
     expect(code).toBe(1);
   });
 
@@ -206,7 +210,7 @@ describe('mailproxy health on a running appliance', () => {
     const { code, by } = await checks(t.configPath, { PATH: empty });
     expect(by['haraka-in.unit']).toMatchObject({ status: 'UNKNOWN', detail: `systemctl not found on PATH: cannot tell whether ${IN_UNIT} runs` });
     expect(by['haraka-out.unit']?.status).toBe('UNKNOWN');
-    expect(by['wireguard']).toMatchObject({ status: 'UNKNOWN', detail: expect.stringContaining('wg not found on PATH') });
+    expect(by.wireguard).toMatchObject({ status: 'UNKNOWN', detail: expect.stringContaining('wg not found on PATH') });
     expect(code).toBe(3);
   });
 
@@ -228,7 +232,7 @@ describe('mailproxy health on a running appliance', () => {
     const config = configWith(t, (c) => (c.health = { cert_warning_days: 60 }));
     const { code, by } = await checks(config, standIns({ units: { [IN_UNIT]: 'active', [OUT_UNIT]: 'failed' }, handshake: null }));
     expect(by['haraka-in.tls']?.status).toBe('WARNING');
-    expect(by['wireguard']?.status).toBe('UNKNOWN');
+    expect(by.wireguard?.status).toBe('UNKNOWN');
     expect(by['haraka-out.unit']).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining(`${OUT_UNIT} is failed`) });
     expect(code).toBe(2);
   });
@@ -273,32 +277,32 @@ describe('each check fails', () => {
     const t = topology();
     const closed = await freePort(LOOPBACK.backend);
     const down = await checks(configWith(t, (c) => (c.backend!.port = closed)));
-    expect(down.by['backend']).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('nothing listens there') });
+    expect(down.by.backend).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('nothing listens there') });
 
     const plain = await backendWithoutXclient();
     const refused = await checks(configWith(t, (c) => (c.backend!.port = plain.port)));
-    expect(refused.by['backend']).toMatchObject({
+    expect(refused.by.backend).toMatchObject({
       status: 'CRITICAL',
       detail: expect.stringContaining(`does not offer XCLIENT to ${LOOPBACK.wireguard}`),
     });
     // The probe comes from wireguard.address, where the backend's trust is.
     expect(plain.peers).toEqual([LOOPBACK.wireguard]);
     const degraded = await checks(configWith(t, (c) => Object.assign(c.backend!, { port: plain.port, require_xclient: false })));
-    expect(degraded.by['backend']?.status).toBe('WARNING');
+    expect(degraded.by.backend?.status).toBe('WARNING');
   });
 
   it('wireguard: a stale handshake, none ever, and no interface', async () => {
     const t = topology();
     const stale = await checks(t.configPath, standIns({ handshake: Math.floor(Date.now() / 1000) - 400 }));
-    expect(stale.by['wireguard']).toMatchObject({ status: 'WARNING', detail: expect.stringContaining('(health.handshake_warning: 300 s)') });
-    expect(stale.by['wireguard']?.metrics.wireguard_handshake_age_seconds).toBeGreaterThanOrEqual(400);
+    expect(stale.by.wireguard).toMatchObject({ status: 'WARNING', detail: expect.stringContaining('(health.handshake_warning: 300 s)') });
+    expect(stale.by.wireguard?.metrics.wireguard_handshake_age_seconds).toBeGreaterThanOrEqual(400);
     expect(stale.code).toBe(1);
     const dead = await checks(t.configPath, standIns({ handshake: Math.floor(Date.now() / 1000) - 1000 }));
-    expect(dead.by['wireguard']?.status).toBe('CRITICAL');
+    expect(dead.by.wireguard?.status).toBe('CRITICAL');
     const never = await checks(t.configPath, standIns({ handshake: 0 }));
-    expect(never.by['wireguard']).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('never completed a handshake') });
+    expect(never.by.wireguard).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('never completed a handshake') });
     const gone = await checks(t.configPath, standIns({ handshake: 'no-device' }));
-    expect(gone.by['wireguard']).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('interface wg0 does not exist') });
+    expect(gone.by.wireguard).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('interface wg0 does not exist') });
   });
 
   it("queue: a deferred message in haraka-out's queue against the size thresholds", async () => {
@@ -318,7 +322,10 @@ describe('each check fails', () => {
     const ok = await checks(t.configPath);
     expect(ok.by['haraka-out.queue']).toMatchObject({ status: 'OK', metrics: { queue_messages: 1, queue_deferred_messages: 1 } });
     const warning = await checks(configWith(t, (c) => (c.health = { queue_warning: 1, queue_critical: 2 })));
-    expect(warning.by['haraka-out.queue']).toMatchObject({ status: 'WARNING', detail: expect.stringMatching(/^1 message \(1 deferred\), health\.queue_warning is 1, oldest \d+s/) });
+    expect(warning.by['haraka-out.queue']).toMatchObject({
+      status: 'WARNING',
+      detail: expect.stringMatching(/^1 message \(1 deferred\), health\.queue_warning is 1, oldest \d+s/),
+    });
     const critical = await checks(configWith(t, (c) => (c.health = { queue_warning: 1, queue_critical: 1 })));
     expect(critical.by['haraka-out.queue']?.status).toBe('CRITICAL');
     expect(critical.code).toBe(2);
@@ -329,11 +336,11 @@ describe('each check fails', () => {
     const stats = statfsSync(t.config.state_dir);
     const freeMb = Math.floor((stats.bavail * stats.bsize) / (1024 * 1024));
     const warning = await checks(configWith(t, (c) => (c.health = { disk_warning_mb: freeMb + 1000, disk_critical_mb: 1 })));
-    expect(warning.by['disk']).toMatchObject({ status: 'WARNING', detail: expect.stringContaining(`(health.disk_warning_mb: ${freeMb + 1000})`) });
+    expect(warning.by.disk).toMatchObject({ status: 'WARNING', detail: expect.stringContaining(`(health.disk_warning_mb: ${freeMb + 1000})`) });
     const critical = await checks(configWith(t, (c) => (c.health = { disk_warning_mb: freeMb + 2000, disk_critical_mb: freeMb + 1000 })));
-    expect(critical.by['disk']?.status).toBe('CRITICAL');
+    expect(critical.by.disk?.status).toBe('CRITICAL');
     const missing = await checks(configWith(t, (c) => (c.state_dir = path.join(tempDir(), 'nowhere'))));
-    expect(missing.by['disk']).toMatchObject({ status: 'UNKNOWN', detail: expect.stringContaining('ENOENT') });
+    expect(missing.by.disk).toMatchObject({ status: 'UNKNOWN', detail: expect.stringContaining('ENOENT') });
     expect(missing.by['haraka-out.queue']).toMatchObject({ status: 'UNKNOWN', detail: expect.stringContaining('does not exist') });
   });
 });

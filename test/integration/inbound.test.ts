@@ -51,7 +51,17 @@ describe('haraka-in forwards mail for accepted domains', () => {
     expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
     expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
     expect((await session.command('DATA')).code).toBe(354);
-    session.write(dataPayload(message('too big', 'y'.repeat(100).concat('\r\n').repeat(MAX_SIZE / 50))));
+    session.write(
+      dataPayload(
+        message(
+          'too big',
+          'y'
+            .repeat(100)
+            .concat('\r\n')
+            .repeat(MAX_SIZE / 50),
+        ),
+      ),
+    );
     expect((await session.reply()).code).toBe(552);
     expect((await session.command('NOOP')).code).toBe(250);
     session.close();

@@ -34,7 +34,10 @@ function snapshot(dir: string, prefix = ''): string[] {
 
 describe('scripts/install.sh --root', () => {
   const nodeMajor = Number(process.versions.node.split('.')[0]);
-  const node22 = requirePeers('install.sh with this Node', nodeMajor >= 22 ? null : `the tests run on Node ${process.versions.node}; the installer needs 22 (source scripts/node-runtime.sh)`);
+  const node22 = requirePeers(
+    'install.sh with this Node',
+    nodeMajor >= 22 ? null : `the tests run on Node ${process.versions.node}; the installer needs 22 (source scripts/node-runtime.sh)`,
+  );
 
   it.runIf(node22)(
     'gives the same tree when run twice, and keeps and renders an edited config',
@@ -111,7 +114,7 @@ describe('scripts/install.sh --root', () => {
       // The config keeps its comments: the installer changed one key.
       const config = readFileSync(path.join(target, 'etc/mailproxy/mailproxy.yaml'), 'utf8');
       expect(config).toContain(`  node: ${node}`);
-      expect(config).toContain('# The VPS\'s public name.');
+      expect(config).toContain("# The VPS's public name.");
       // A later run without --node keeps it.
       const again = spawnSync('bash', [installer, '--root', target], { encoding: 'utf8', timeout: 240_000 });
       expect(again.status, again.stderr).toBe(0);

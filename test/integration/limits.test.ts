@@ -443,17 +443,20 @@ describe('mailproxy-limits: backend sessions', () => {
       // The backend closes the idle sessions; their slots come back though the clients stay connected.
       const stillConnected = held.filter((session) => !session.isClosed);
       expect(stillConnected.length).toBeGreaterThanOrEqual(10);
-      const sixth = await eventually('a backend session for the sixth address of the same network', async () => {
-        const s = await greeted(t, '127.0.0.76');
-        const result = await sendOne(s, 'after the idle close');
-        if (result.at(-1) === 250) return s;
-        s.close();
-        return null;
-      }, { timeoutMs: 10_000 });
+      const sixth = await eventually(
+        'a backend session for the sixth address of the same network',
+        async () => {
+          const s = await greeted(t, '127.0.0.76');
+          const result = await sendOne(s, 'after the idle close');
+          if (result.at(-1) === 250) return s;
+          s.close();
+          return null;
+        },
+        { timeoutMs: 10_000 },
+      );
       sixth.close();
       for (const session of held) session.close();
       expect(backend.deliveries).toHaveLength(2);
     });
   });
 });
-

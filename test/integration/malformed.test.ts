@@ -34,7 +34,13 @@ const CASES: Case[] = [
       ['NOOP\r\n', 'closed'],
     ],
   },
-  { name: 'an over-long MAIL FROM gets 521 and the connection is closed', steps: [[`MAIL FROM:<${'a'.repeat(600)}@example.net>\r\n`, 521], ['NOOP\r\n', 'closed']] },
+  {
+    name: 'an over-long MAIL FROM gets 521 and the connection is closed',
+    steps: [
+      [`MAIL FROM:<${'a'.repeat(600)}@example.net>\r\n`, 521],
+      ['NOOP\r\n', 'closed'],
+    ],
+  },
   {
     name: 'a bare CR inside a command line makes one unknown command, never two commands',
     steps: [
@@ -110,7 +116,16 @@ const CASES: Case[] = [
       ['NOOP\r\n', 250],
     ],
   },
-  { name: 'MAIL and RCPT before EHLO get 503', helo: null, steps: [['MAIL FROM:<a@example.net>\r\n', 503], ['RCPT TO:<alice@demo.test>\r\n', 503], ['DATA\r\n', 503], ['EHLO client.example.net\r\n', 250]] },
+  {
+    name: 'MAIL and RCPT before EHLO get 503',
+    helo: null,
+    steps: [
+      ['MAIL FROM:<a@example.net>\r\n', 503],
+      ['RCPT TO:<alice@demo.test>\r\n', 503],
+      ['DATA\r\n', 503],
+      ['EHLO client.example.net\r\n', 250],
+    ],
+  },
   {
     name: 'ordering games: RCPT or DATA out of sequence, EHLO mid-transaction, unsupported and empty commands',
     steps: [
@@ -193,7 +208,9 @@ describe('haraka-in answers malformed input and serves the next client', () => {
     const long = received.find((m) => m.subject === 'long lines')!.raw.toString('latin1');
     expect(long).toContain(`\r\n${LONG_LINE_OK}\r\n`);
     expect(long).toContain(`\r\n${LONG_LINE_OVER_RFC}\r\n`);
-    console.info(`malformed input: ${CASES.length} cases, ${replies} replies as expected, ${CASES.length} next clients served, backend received ${t.backend!.messages.length} messages (${lawful.length} lawful ones from the cases), nothing else`);
+    console.info(
+      `malformed input: ${CASES.length} cases, ${replies} replies as expected, ${CASES.length} next clients served, backend received ${t.backend!.messages.length} messages (${lawful.length} lawful ones from the cases), nothing else`,
+    );
   }, 120_000);
 
   it('closes a client that never sends with 421 after inactivity_timeout, and serves others meanwhile', async () => {

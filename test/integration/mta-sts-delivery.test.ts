@@ -80,7 +80,9 @@ describe('MTA-STS enforce mode in haraka-out', () => {
           expect(log.match(new RegExp(`Temp failing \\S+ for 5 seconds: ${why.replace(/[.()]/g, '\\$&')}`, 'g'))).toHaveLength(2);
 
           const report = parseDsn(dsn!.raw);
-          expect(report.human).toMatch(new RegExp(`<carol@secure\\.example>: ${why.replace(/[.()]/g, '\\$&')} \\(a temporary failure, given up after 3 attempts over \\d+ seconds\\)`));
+          expect(report.human).toMatch(
+            new RegExp(`<carol@secure\\.example>: ${why.replace(/[.()]/g, '\\$&')} \\(a temporary failure, given up after 3 attempts over \\d+ seconds\\)`),
+          );
           const [rcpt] = report.recipients;
           expect(rcpt?.get('final-recipient')).toBe(`rfc822;carol@${DOMAIN}`);
           expect(rcpt?.get('action')).toBe('failed');

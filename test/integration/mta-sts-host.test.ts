@@ -44,7 +44,12 @@ interface Fetched {
 }
 
 /** One GET as a sender makes it: SNI and Host the policy host, the certificate verified against `ca`. */
-function fetchFrom(port: number, host: string, ca: string, options: { path?: string; agent?: https.Agent; minVersion?: tls.SecureVersion; maxVersion?: tls.SecureVersion } = {}): Promise<Fetched> {
+function fetchFrom(
+  port: number,
+  host: string,
+  ca: string,
+  options: { path?: string; agent?: https.Agent; minVersion?: tls.SecureVersion; maxVersion?: tls.SecureVersion } = {},
+): Promise<Fetched> {
   return new Promise((resolve, reject) => {
     const request = https.get(
       {
@@ -181,7 +186,15 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
       expect(parsePolicy(text)).toMatchObject({ ok: true, policy: { mode: 'testing', mx: [HOSTNAME], maxAge: 604_800 } });
       expect(records.get(`_mta-sts.${domain}`)).toBe(`v=STSv1; id=${policyId(text)}`);
       expect(records.get(`_smtp._tls.${domain}`)).toBe('v=TLSRPTv1; rua=mailto:tls-reports@sts-one.test');
-      const viaCurl = await curl(['--cacert', ca.certPath, '--resolve', `mta-sts.${domain}:${port}:${SERVICE_IP}`, '--write-out', '\n%{http_code} %{content_type} %{redirect_url}|', `https://mta-sts.${domain}:${port}${POLICY_PATH}`]);
+      const viaCurl = await curl([
+        '--cacert',
+        ca.certPath,
+        '--resolve',
+        `mta-sts.${domain}:${port}:${SERVICE_IP}`,
+        '--write-out',
+        '\n%{http_code} %{content_type} %{redirect_url}|',
+        `https://mta-sts.${domain}:${port}${POLICY_PATH}`,
+      ]);
       expect(viaCurl.stderr).toBe('');
       expect(viaCurl.stdout).toBe(`${policy.text}\n200 text/plain |`);
     }
@@ -195,9 +208,35 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
       expect(answer.body).not.toContain('STSv1');
     }
     // A name the certificate covers, asked as a Host the service does not serve.
-    const wrongHost = await curl(['--cacert', ca.certPath, '--resolve', `mta-sts.${DOMAINS[0]}:${port}:${SERVICE_IP}`, '-H', 'Host: mta-sts.other.test', '--write-out', '%{http_code}', '--output', '/dev/null', `https://mta-sts.${DOMAINS[0]}:${port}${POLICY_PATH}`]);
+    const wrongHost = await curl([
+      '--cacert',
+      ca.certPath,
+      '--resolve',
+      `mta-sts.${DOMAINS[0]}:${port}:${SERVICE_IP}`,
+      '-H',
+      'Host: mta-sts.other.test',
+      '--write-out',
+      '%{http_code}',
+      '--output',
+      '/dev/null',
+      `https://mta-sts.${DOMAINS[0]}:${port}${POLICY_PATH}`,
+    ]);
     expect(wrongHost.stdout).toBe('404');
-    const post = await curl(['--cacert', ca.certPath, '--resolve', `${host}:${port}:${SERVICE_IP}`, '-X', 'POST', '--data', 'x', '--write-out', '%{http_code}', '--output', '/dev/null', `https://${host}:${port}${POLICY_PATH}`]);
+    const post = await curl([
+      '--cacert',
+      ca.certPath,
+      '--resolve',
+      `${host}:${port}:${SERVICE_IP}`,
+      '-X',
+      'POST',
+      '--data',
+      'x',
+      '--write-out',
+      '%{http_code}',
+      '--output',
+      '/dev/null',
+      `https://${host}:${port}${POLICY_PATH}`,
+    ]);
     expect(post.stdout).toBe('404');
     const plain = await curl(['--write-out', '%{http_code}', '--output', '/dev/null', `http://${SERVICE_IP}:${port}${POLICY_PATH}`]);
     expect(plain.stdout).not.toBe('200');
@@ -238,15 +277,32 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
     const workers = [0, 1, 2, 3, 4].map(worker);
     try {
       for (const issued of next) {
-        const deploy = await runCli(['cert', 'deploy', '--config', configFile, '--key', issued.keyPath, '--cert', issued.certPath, '--chain', ca.certPath, '--instances', instancesDir]);
+        const deploy = await runCli([
+          'cert',
+          'deploy',
+          '--config',
+          configFile,
+          '--key',
+          issued.keyPath,
+          '--cert',
+          issued.certPath,
+          '--chain',
+          ca.certPath,
+          '--instances',
+          instancesDir,
+        ]);
         expect(deploy.code, deploy.text).toBe(0);
         expect(deploy.out).toContain('mailproxy-mta-sts.service presents it within a few seconds');
         expect(deploy.out).not.toContain('does not cover mta-sts');
         // Fresh connections get the new certificate within a few seconds of the deploy.
-        await eventually(`the service to present ${issued.fingerprint}`, async () => (await fetchFrom(port, `mta-sts.${DOMAINS[0]}`, ca.certPem)).fingerprint === issued.fingerprint, {
-          timeoutMs: 10_000,
-          context: service.output,
-        });
+        await eventually(
+          `the service to present ${issued.fingerprint}`,
+          async () => (await fetchFrom(port, `mta-sts.${DOMAINS[0]}`, ca.certPem)).fingerprint === issued.fingerprint,
+          {
+            timeoutMs: 10_000,
+            context: service.output,
+          },
+        );
         const before = fetches;
         await eventually('more fetches with the new certificate', () => fetches > before + 20, { timeoutMs: 10_000 });
       }
@@ -312,10 +368,25 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
 
   it('warns on a deploy whose certificate lacks a policy host name, and doctor then finds the certificate not valid for it', async () => {
     const partial = ca.issue({ names: [HOSTNAME, `mta-sts.${DOMAINS[0]}`] });
-    const deploy = await runCli(['cert', 'deploy', '--config', configFile, '--key', partial.keyPath, '--cert', partial.certPath, '--chain', ca.certPath, '--instances', instancesDir]);
+    const deploy = await runCli([
+      'cert',
+      'deploy',
+      '--config',
+      configFile,
+      '--key',
+      partial.keyPath,
+      '--cert',
+      partial.certPath,
+      '--chain',
+      ca.certPath,
+      '--instances',
+      instancesDir,
+    ]);
     expect(deploy.code, deploy.text).toBe(0);
     expect(deploy.out).toContain(`warning: inbound.mta_sts is on, but the certificate does not cover mta-sts.${DOMAINS[1]}: senders cannot fetch the MTA-STS policy there`);
-    await eventually('the partial certificate to be presented', async () => (await fetchFrom(port, `mta-sts.${DOMAINS[0]}`, ca.certPem)).fingerprint === partial.fingerprint, { timeoutMs: 10_000 });
+    await eventually('the partial certificate to be presented', async () => (await fetchFrom(port, `mta-sts.${DOMAINS[0]}`, ca.certPem)).fingerprint === partial.fingerprint, {
+      timeoutMs: 10_000,
+    });
     const result = await runCli(['doctor', '--config', configFile, '--ca', ca.certPath, '--dnsbl', 'bl.sts-one.test', '--json']);
     const report = JSON.parse(result.out) as { checks: { name: string; status: string; detail: string }[] };
     expect(report.checks.find((check) => check.name === `mta-sts@${DOMAINS[0]}`)?.status).toBe('OK');
@@ -324,8 +395,12 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
     const https = (JSON.parse(health.out) as { checks: { name: string; status: string; detail: string }[] }).checks.find((check) => check.name === 'mta-sts.https');
     expect(https).toMatchObject({ status: 'WARNING', detail: expect.stringContaining(`the certificate does not cover mta-sts.${DOMAINS[1]}`) });
     const full = ca.issue({ names: [HOSTNAME, ...DOMAINS.map((domain) => `mta-sts.${domain}`)] });
-    expect((await runCli(['cert', 'deploy', '--config', configFile, '--key', full.keyPath, '--cert', full.certPath, '--chain', ca.certPath, '--instances', instancesDir])).code).toBe(0);
-    await eventually('the full certificate to be presented', async () => (await fetchFrom(port, `mta-sts.${DOMAINS[0]}`, ca.certPem)).fingerprint === full.fingerprint, { timeoutMs: 10_000 });
+    expect(
+      (await runCli(['cert', 'deploy', '--config', configFile, '--key', full.keyPath, '--cert', full.certPath, '--chain', ca.certPath, '--instances', instancesDir])).code,
+    ).toBe(0);
+    await eventually('the full certificate to be presented', async () => (await fetchFrom(port, `mta-sts.${DOMAINS[0]}`, ca.certPem)).fingerprint === full.fingerprint, {
+      timeoutMs: 10_000,
+    });
     expect((await fetchFrom(port, `mta-sts.${DOMAINS[1]}`, ca.certPem)).status).toBe(200);
   }, 60_000);
 
@@ -334,7 +409,10 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
       const result = await runCli(['health', '--config', configFile, '--json']);
       return (JSON.parse(result.out) as { checks: { name: string; status: string; detail: string }[] }).checks.find((check) => check.name === 'mta-sts.https')!;
     };
-    expect(await healthCheck()).toMatchObject({ status: 'OK', detail: expect.stringContaining(`served for mta-sts.${DOMAINS[0]}, mta-sts.${DOMAINS[1]} on ${SERVICE_IP}:${port}`) });
+    expect(await healthCheck()).toMatchObject({
+      status: 'OK',
+      detail: expect.stringContaining(`served for mta-sts.${DOMAINS[0]}, mta-sts.${DOMAINS[1]} on ${SERVICE_IP}:${port}`),
+    });
     service.child.kill('SIGTERM');
     expect(await service.exited).toBe(0);
     expect(service.output()).toContain('stopped (SIGTERM)');
@@ -387,7 +465,7 @@ describe('the policy service against slow clients', () => {
       slow.on('data', (chunk) => (said += chunk));
       await new Promise((resolve) => slow.once('secureConnect', resolve));
       const closed = closedAfter(slow);
-      const request = 'GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.sts-one.test\r\nX-Padding: ' + 'x'.repeat(200) + '\r\n\r\n';
+      const request = `GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.sts-one.test\r\nX-Padding: ${'x'.repeat(200)}\r\n\r\n`;
       let sent = 0;
       const drip = setInterval(() => {
         if (!slow.destroyed && sent < request.length) slow.write(request[sent++]!);

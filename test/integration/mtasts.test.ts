@@ -64,7 +64,10 @@ describe('MTA-STS over loopback DNS and HTTPS', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'mtasts-'));
-    const certs = makeCertificates(dir, CERTIFIED.map((domain) => `mta-sts.${domain}`));
+    const certs = makeCertificates(
+      dir,
+      CERTIFIED.map((domain) => `mta-sts.${domain}`),
+    );
     ca = certs.ca;
     const policyHosts = [...CERTIFIED, 'wrongname.example.net'];
     dns = await startDnsServer({

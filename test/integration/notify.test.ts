@@ -218,9 +218,7 @@ describe.runIf(runnable)('mailproxy-notify: systemd readiness, watchdog, status 
           // STATUS= is live: an open SMTP session shows up as one connection.
           const session = await openSession(t.inbound.host, t.inbound.port);
           const since = Date.now();
-          await listener.waitFor('STATUS= with 1 connection', () =>
-            listener.from(pid).find((n) => n.t > since && n.fields.get('STATUS')?.startsWith('1 connection,')),
-          );
+          await listener.waitFor('STATUS= with 1 connection', () => listener.from(pid).find((n) => n.t > since && n.fields.get('STATUS')?.startsWith('1 connection,')));
 
           // Only while the process runs: a stopped Haraka sends nothing, and pings resume when it continues.
           process.kill(pid, 'SIGSTOP');
@@ -274,17 +272,13 @@ describe.runIf(runnable)('mailproxy-notify: systemd readiness, watchdog, status 
           session.close();
           const out = () => t.haraka['haraka-out']?.output() ?? '';
           await eventually('the delivery to be deferred', () => /Temp failing/.test(out()), { context: () => out().slice(-3000) });
-          await listener.waitFor('STATUS= with the deferred message', () =>
-            listener.from(first).find((n) => n.fields.get('STATUS')?.endsWith('queue 1 (0 due, 1 deferred)')),
-          );
+          await listener.waitFor('STATUS= with the deferred message', () => listener.from(first).find((n) => n.fields.get('STATUS')?.endsWith('queue 1 (0 due, 1 deferred)')));
 
           // Restart: the new process reads the message back from disk before it says READY=1.
           await t.restart('haraka-out', 'SIGINT');
           await listener.waitFor('STOPPING=1 of the first haraka-out', () => listener.from(first).find((n) => n.fields.get('STOPPING') === '1'));
           const second = pidOf(t, 'haraka-out');
-          const ready = await listener.waitFor('READY=1 of the restarted haraka-out', () =>
-            listener.from(second).find((n) => n.fields.get('READY') === '1'),
-          );
+          const ready = await listener.waitFor('READY=1 of the restarted haraka-out', () => listener.from(second).find((n) => n.fields.get('READY') === '1'));
           expect(ready.probe).toMatch(/^220 /);
           expect(ready.fields.get('STATUS')).toMatch(/^\d+ connections?, queue 1 \(0 due, 1 deferred\)$/);
           expect(t.haraka['haraka-out']!.output()).toMatch(/1 files in my temp fail queue/);

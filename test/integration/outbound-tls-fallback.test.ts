@@ -61,7 +61,13 @@ describe('haraka-out and a broken STARTTLS', () => {
       },
       async (t) => {
         const zone = t.dns.zone;
-        zone.MX = { ...zone.MX, [INTERNET_DOMAIN]: [{ exchange: `mx1.${INTERNET_DOMAIN}`, preference: 10 }, { exchange: `mx2.${INTERNET_DOMAIN}`, preference: 20 }] };
+        zone.MX = {
+          ...zone.MX,
+          [INTERNET_DOMAIN]: [
+            { exchange: `mx1.${INTERNET_DOMAIN}`, preference: 10 },
+            { exchange: `mx2.${INTERNET_DOMAIN}`, preference: 20 },
+          ],
+        };
         zone.A = { ...zone.A, [`mx1.${INTERNET_DOMAIN}`]: [LOOPBACK.internet], [`mx2.${INTERNET_DOMAIN}`]: [LOOPBACK.internet] };
         const mx = await startBrokenTlsMx(LOOPBACK.internet, t.config.outbound.mx_port, `mx.${INTERNET_DOMAIN}`, '451 4.2.1 mailbox busy, try later');
         try {

@@ -23,7 +23,11 @@ describe('haraka-out and MX hosts in private space', () => {
     const t = topology();
     await relayOut(t, `bob@${INTERNET_DOMAIN}`, 'to a private MX');
     const output = () => t.haraka['haraka-out']?.output() ?? '';
-    await eventually('the deferral', () => /every MX address of example\.net lies where haraka-out never delivers by MX \(mx\.example\.net 127\.0\.0\.4: inside wireguard\.network\)/.test(output()), { context: () => output().slice(-3000) });
+    await eventually(
+      'the deferral',
+      () => /every MX address of example\.net lies where haraka-out never delivers by MX \(mx\.example\.net 127\.0\.0\.4: inside wireguard\.network\)/.test(output()),
+      { context: () => output().slice(-3000) },
+    );
     expect(output()).toMatch(/MX mx\.example\.net of example\.net at 127\.0\.0\.4 is inside wireguard\.network: skipped/);
     expect(t.internet?.messages).toHaveLength(0);
     const dir = path.join(t.config.state_dir, 'haraka-out', 'queue');

@@ -141,9 +141,7 @@ describe('mailproxy queue on a running haraka-out (no internet: deliveries temp-
     // Haraka still holds the deleted message in memory: make it retry now and watch it give up.
     const mark = out(t).output().length;
     await flushQueue(out(t).child.pid!);
-    await waitFor('Haraka to drop the deleted message', t, async () =>
-      /was deleted: dropping this delivery[\s\S]*Not sending bounce/.test(out(t).output().slice(mark)),
-    );
+    await waitFor('Haraka to drop the deleted message', t, async () => /was deleted: dropping this delivery[\s\S]*Not sending bounce/.test(out(t).output().slice(mark)));
     expect((await flushed(t, keptUuid, kept.file, mark)).attempts).toBe(1);
     expect(out(t).child.exitCode).toBeNull();
     // No bounce was queued for the sender, and nothing else appeared.
@@ -207,11 +205,7 @@ describe('mailproxy queue when the MX comes back', () => {
         expect(delivered?.subject).toBe('to be delivered');
         // The deleted one: mailproxy-outbound sees its file is gone and ends the delivery before any
         // connection is made (Haraka alone would connect and stall on the missing body), without a bounce.
-        await waitFor(
-          'Haraka to drop the deleted message',
-          t,
-          async () => /was deleted: dropping this delivery[\s\S]*Not sending bounce/.test(out(t).output().slice(mark)),
-        );
+        await waitFor('Haraka to drop the deleted message', t, async () => /was deleted: dropping this delivery[\s\S]*Not sending bounce/.test(out(t).output().slice(mark)));
         expect(out(t).output().slice(mark)).not.toContain('Reading from the data stream failed');
         expect(t.internet!.messages.map((received) => received.subject)).toEqual(['to be delivered']);
         // Haraka unlinks a delivered message's file asynchronously, after logging the delivery.

@@ -105,7 +105,10 @@ describe('haraka-out Received line', () => {
 
     const added = receivedAfter[0]!;
     expect(added).toMatch(
-      new RegExp(`^Received: by ${t.config.hostname.replace(/\./g, '\\.')} with ESMTP id [0-9A-F-]+(\\.\\d+)?;\\r\\n\\t\\w{3}, \\d{1,2} \\w{3} \\d{4} \\d\\d:\\d\\d:\\d\\d [+-]\\d{4}\\r\\n$`, 'i'),
+      new RegExp(
+        `^Received: by ${t.config.hostname.replace(/\./g, '\\.')} with ESMTP id [0-9A-F-]+(\\.\\d+)?;\\r\\n\\t\\w{3}, \\d{1,2} \\w{3} \\d{4} \\d\\d:\\d\\d:\\d\\d [+-]\\d{4}\\r\\n$`,
+        'i',
+      ),
     );
     for (const leak of [BACKEND_HELO, LOOPBACK.backend, t.config.wireguard.address, t.outbound.host, 'Haraka', 'from ', 'envelope-from', 'alice@']) {
       expect(added, leak).not.toContain(leak);
@@ -174,7 +177,7 @@ describe('haraka-out Received line of its own bounces', () => {
 describe('outbound.hide_internal_received (render)', () => {
   const render = (hide: boolean | undefined) => {
     const example = readFileSync(path.join(__dirname, '../../mailproxy.example.yaml'), 'utf8');
-    const text = example.replace(/^  hide_internal_received: true\n/m, hide === undefined ? '' : `  hide_internal_received: ${hide}\n`);
+    const text = example.replace(/^ {2}hide_internal_received: true\n/m, hide === undefined ? '' : `  hide_internal_received: ${hide}\n`);
     expect(text).not.toBe(example);
     const loaded = loadConfigText(text);
     if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));

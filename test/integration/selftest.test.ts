@@ -95,7 +95,23 @@ async function standIn(options: StandInOptions): Promise<string> {
 function certificate(name: string, days: number): { key: string; cert: string; certPath: string } {
   const dir = tempDir();
   const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name}`, '-keyout', 'key.pem', '-out', 'req.csr']);
+  run([
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-subj',
+    `/CN=${name}`,
+    '-addext',
+    `subjectAltName=DNS:${name}`,
+    '-keyout',
+    'key.pem',
+    '-out',
+    'req.csr',
+  ]);
   run(['x509', '-req', '-in', 'req.csr', '-signkey', 'key.pem', '-days', String(days), '-copy_extensions', 'copy', '-out', 'cert.pem']);
   return { key: readFileSync(path.join(dir, 'key.pem'), 'utf8'), cert: readFileSync(path.join(dir, 'cert.pem'), 'utf8'), certPath: path.join(dir, 'cert.pem') };
 }
@@ -130,7 +146,12 @@ const ALL = [...ADDRESS_CHECKS, 'tls', 'relay', 'haraka-out.relay'];
 
 /** Every check but `failing` passed. */
 function onlyFailing(by: Record<string, JsonCheck>, failing: string[]): void {
-  expect(Object.values(by).filter((check) => check.status !== 'OK').map((check) => check.name.replace(/@.*/, '')).sort()).toEqual([...failing].sort());
+  expect(
+    Object.values(by)
+      .filter((check) => check.status !== 'OK')
+      .map((check) => check.name.replace(/@.*/, ''))
+      .sort(),
+  ).toEqual([...failing].sort());
 }
 
 describe('mailproxy selftest', () => {
@@ -165,7 +186,10 @@ describe('mailproxy selftest', () => {
     const lines = human.out.trimEnd().split('\n');
     expect(lines[0]).toBe(`mailproxy selftest OK: ${ALL.length} pass`);
     expect(lines.slice(1).map((line) => line.split(/\s+/).slice(0, 2).join(' '))).toEqual(
-      ALL.map((name) => `PASS ${name}@${name === 'haraka-out.relay' ? `${t.outbound.host}:${t.outbound.port}` : ['rdns', 'hostname'].includes(name) ? '192.0.2.25' : `127.0.0.1:${t.inbound.port}`}`),
+      ALL.map(
+        (name) =>
+          `PASS ${name}@${name === 'haraka-out.relay' ? `${t.outbound.host}:${t.outbound.port}` : ['rdns', 'hostname'].includes(name) ? '192.0.2.25' : `127.0.0.1:${t.inbound.port}`}`,
+      ),
     );
     expect(human.code).toBe(0);
     for (const name of ['SMTP Banner Check', 'SMTP Reverse DNS Mismatch', 'SMTP Valid Hostname', 'SMTP TLS', 'SMTP Open Relay', 'SMTP Connection Time', 'SMTP Transaction Time']) {
@@ -175,7 +199,9 @@ describe('mailproxy selftest', () => {
     expect(human.out).toMatch(/rdns@192\.0\.2\.25 +SMTP Reverse DNS Mismatch +PTR of 192\.0\.2\.25 is mx\.demo\.test, which resolves back to it/);
     expect(human.out).toMatch(/connect\.cold@\S+ .*first connection from 127\.\d+\.\d+\.\d+, an address haraka-in had not seen/);
     expect(human.out).toMatch(/relay@\S+ .*refused all 39 attempts from 3 senders \(supertool@mxtoolboxsmtpdiag\.com, <>, postmaster@demo\.test\) with 5xx/);
-    expect(human.out).toMatch(/haraka-out\.relay@\S+ .*refused all 30 relay attempts from 127\.0\.0\.1 \(this host\) with 5xx; only outbound\.relay_acl \(127\.0\.0\.2\/32\) may relay.*"refused from here"/);
+    expect(human.out).toMatch(
+      /haraka-out\.relay@\S+ .*refused all 30 relay attempts from 127\.0\.0\.1 \(this host\) with 5xx; only outbound\.relay_acl \(127\.0\.0\.2\/32\) may relay.*"refused from here"/,
+    );
     expect(human.out).toMatch(/tls@\S+ .*STARTTLS TLSv1\.[23], certificate CN=mx\.demo\.test .*chain verified; TLSv1 refused, TLSv1\.1 refused/);
     // Nothing was delivered on the way: the relay probe never says DATA.
     expect(t.backend!.messages).toHaveLength(0);
@@ -202,7 +228,12 @@ describe('mailproxy selftest', () => {
 
   it('exit 1: a banner that waits for the client’s reverse lookup is slow cold, fast warm', async () => {
     const t = topology();
-    const target = await standIn({ host: '127.0.0.30', name: 'mx.demo.test', tls: { key: readFileSync(t.config.tls.key, 'utf8'), cert: readFileSync(ca, 'utf8') }, coldBannerDelayMs: 2100 });
+    const target = await standIn({
+      host: '127.0.0.30',
+      name: 'mx.demo.test',
+      tls: { key: readFileSync(t.config.tls.key, 'utf8'), cert: readFileSync(ca, 'utf8') },
+      coldBannerDelayMs: 2100,
+    });
     const { code, by } = await selftest(['--config', t.configPath, '--ca', ca, '--target', target]);
     onlyFailing(by, ['connect.cold', 'transaction.cold']);
     expect(by['connect.cold']).toMatchObject({ status: 'WARNING', mxtoolbox: 'SMTP Connection Time', detail: expect.stringMatching(/banner in 2\d{3} ms, over 2 s$/) });
@@ -237,7 +268,11 @@ describe('mailproxy selftest', () => {
     it('banner without the PTR name: SMTP Banner Check warns, with the fix', async () => {
       const { code, by } = await run({ host: '127.0.0.21', name: 'other.example.net', tls: goodTls() });
       onlyFailing(by, ['banner']);
-      expect(by.banner).toMatchObject({ status: 'WARNING', mxtoolbox: 'SMTP Banner Check', detail: expect.stringContaining('greets as other.example.net, but the PTR of 127.0.0.21 is mx.demo.test') });
+      expect(by.banner).toMatchObject({
+        status: 'WARNING',
+        mxtoolbox: 'SMTP Banner Check',
+        detail: expect.stringContaining('greets as other.example.net, but the PTR of 127.0.0.21 is mx.demo.test'),
+      });
       expect(by.banner!.fix).toContain('not haraka-in as mailproxy renders it');
       expect(code).toBe(1);
     });
@@ -297,7 +332,9 @@ describe('mailproxy selftest', () => {
       expect(by.relay).toMatchObject({
         status: 'CRITICAL',
         mxtoolbox: 'SMTP Open Relay',
-        detail: expect.stringContaining("ACCEPTED 39 of 39 attempts from 3 senders (supertool@mxtoolboxsmtpdiag.com, <>, postmaster@demo.test): MAIL FROM:<supertool@mxtoolboxsmtpdiag.com> RCPT TO:<test@mxtoolboxsmtpdiag.com> (MXToolbox's probe): 250"),
+        detail: expect.stringContaining(
+          "ACCEPTED 39 of 39 attempts from 3 senders (supertool@mxtoolboxsmtpdiag.com, <>, postmaster@demo.test): MAIL FROM:<supertool@mxtoolboxsmtpdiag.com> RCPT TO:<test@mxtoolboxsmtpdiag.com> (MXToolbox's probe): 250",
+        ),
       });
       expect(by.relay!.fix).toContain('accepts mail for other domains');
       expect(by.relay!.fix).toContain('allow_percent_hack = no');
@@ -356,4 +393,3 @@ describe('mailproxy selftest', () => {
     });
   });
 });
-

@@ -53,7 +53,15 @@ describe('STARTTLS on haraka-in', () => {
 
   it('forwards a message received over STARTTLS', async () => {
     const t = topology();
-    const result = await sendMessage({ host: t.inbound.host, port: t.inbound.port, from: 'sender@example.net', to: ['alice@demo.test'], subject: 'over starttls', text: 'encrypted', starttls: true });
+    const result = await sendMessage({
+      host: t.inbound.host,
+      port: t.inbound.port,
+      from: 'sender@example.net',
+      to: ['alice@demo.test'],
+      subject: 'over starttls',
+      text: 'encrypted',
+      starttls: true,
+    });
     expect(result.accepted).toEqual(['alice@demo.test']);
     const received = (await t.backend!.waitForMessages(1)).find((m) => m.subject === 'over starttls');
     expect(received?.raw.toString('utf8')).toMatch(/with ESMTPS/);

@@ -101,7 +101,9 @@ describe('the operator’s view of mail haraka-in keeps', () => {
     const kept = await health();
     expect(kept.check('haraka-in.kept')).toMatchObject({ status: 'OK', detail: expect.stringMatching(/^3 kept for the backend, oldest \d+s, 0 held, 1 of 1024 MB$/) });
     expect(kept.prom).toContain('mailproxy_kept_messages{check="haraka-in.kept"} 3\n');
-    await eventually('the recipient cache saved', async () => (await health()).check('haraka-in.recipients')?.metrics.recipient_cache_accepted_entries === 1, { timeoutMs: 20_000 });
+    await eventually('the recipient cache saved', async () => (await health()).check('haraka-in.recipients')?.metrics.recipient_cache_accepted_entries === 1, {
+      timeoutMs: 20_000,
+    });
 
     // Back, but refusing two of them: those are held, the other is handed on.
     const strict = await backendBack({ rejectMessage: (raw) => (raw.toString().includes('Subject: refuse me') ? '554 5.7.1 Refused by content filter' : null) });
@@ -145,7 +147,11 @@ describe('the operator’s view of mail haraka-in keeps', () => {
     const stats = await mailproxy(['stats', '-'], t.haraka['haraka-in']!.output());
     expect(stats.code).toBe(0);
     const lines = stats.out.split('\n');
-    const row = (label: string) => lines.find((line) => line.trimStart().startsWith(`${label} `))?.trim().split(/ {2,}/);
+    const row = (label: string) =>
+      lines
+        .find((line) => line.trimStart().startsWith(`${label} `))
+        ?.trim()
+        .split(/ {2,}/);
     expect(row('stored')).toEqual(['stored', '3', '3 recipients']);
     expect(row('handed on to the backend')).toEqual(['handed on to the backend', '2']);
     expect(row('held for the operator')).toEqual(['held for the operator', '2', 'see `mailproxy queue held`']);

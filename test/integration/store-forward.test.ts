@@ -40,12 +40,16 @@ describe('store-and-forward while the backend is away', () => {
   const learnThenAway = async (recipients: string[]) => {
     const t = topology();
     const sink = await backendBack({ rejectRecipient: () => null });
-    await eventually('a live delivery', async () => {
-      const live = await openSession(t.inbound.host, t.inbound.port);
-      const result = await sendVia(live, recipients, 'learn');
-      live.close();
-      return result.final?.text?.includes('Queued by backend') === true;
-    }, { timeoutMs: 15_000 });
+    await eventually(
+      'a live delivery',
+      async () => {
+        const live = await openSession(t.inbound.host, t.inbound.port);
+        const result = await sendVia(live, recipients, 'learn');
+        live.close();
+        return result.final?.text?.includes('Queued by backend') === true;
+      },
+      { timeoutMs: 15_000 },
+    );
     await sink.close();
     sinks.splice(sinks.indexOf(sink), 1);
   };
@@ -56,7 +60,10 @@ describe('store-and-forward while the backend is away', () => {
     client.close();
     expect(kept.final?.code).toBe(250);
   };
-  const readyMetas = () => readdirSync(spoolDir('ready')).filter((name) => name.endsWith('.json')).map((name) => JSON.parse(readFileSync(path.join(spoolDir('ready'), name), 'utf8')));
+  const readyMetas = () =>
+    readdirSync(spoolDir('ready'))
+      .filter((name) => name.endsWith('.json'))
+      .map((name) => JSON.parse(readFileSync(path.join(spoolDir('ready'), name), 'utf8')));
 
   it('learns recipients live, keeps mail for them while the backend is away, and delivers it once, as the original client, after kill -9', async () => {
     const t = topology();
@@ -100,12 +107,16 @@ describe('store-and-forward while the backend is away', () => {
   it('holds a stored message the backend refuses with 5xx instead of bouncing it, and leaves nothing ready', async () => {
     const t = topology();
     const [sink] = sinks.length ? sinks : [await backendBack()];
-    await eventually('a live delivery', async () => {
-      const probe = await openSession(t.inbound.host, t.inbound.port);
-      const result = await sendVia(probe, ['alice@demo.test'], 'probe live');
-      probe.close();
-      return result.final?.text?.includes('Queued by backend') === true;
-    }, { timeoutMs: 15_000 });
+    await eventually(
+      'a live delivery',
+      async () => {
+        const probe = await openSession(t.inbound.host, t.inbound.port);
+        const result = await sendVia(probe, ['alice@demo.test'], 'probe live');
+        probe.close();
+        return result.final?.text?.includes('Queued by backend') === true;
+      },
+      { timeoutMs: 15_000 },
+    );
     await sink!.close();
     sinks.splice(0);
     const client = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.12' });
@@ -142,11 +153,17 @@ describe('store-and-forward while the backend is away', () => {
     const [arrived] = await sink.waitForMessages(1, 20_000);
     expect(arrived?.rcptTo).toEqual(['erin@demo.test']);
     await eventually('the refused recipient held', () => count('held') === heldBefore + 1, { timeoutMs: 10_000 });
-    await eventually('the deferred recipient kept with a later try', () => {
-      const kept = readyMetas().find((m) => m.envelope.mailFrom === 'sender@example.net' && m.envelope.rcptTo.includes('gus@demo.test'));
-      return kept && kept.envelope.rcptTo.length === 1 && kept.nextAttemptAt > Date.now() ? kept : null;
-    }, { timeoutMs: 10_000 });
-    const held = readdirSync(spoolDir('held')).filter((name) => name.endsWith('.json')).map((name) => JSON.parse(readFileSync(path.join(spoolDir('held'), name), 'utf8')));
+    await eventually(
+      'the deferred recipient kept with a later try',
+      () => {
+        const kept = readyMetas().find((m) => m.envelope.mailFrom === 'sender@example.net' && m.envelope.rcptTo.includes('gus@demo.test'));
+        return kept && kept.envelope.rcptTo.length === 1 && kept.nextAttemptAt > Date.now() ? kept : null;
+      },
+      { timeoutMs: 10_000 },
+    );
+    const held = readdirSync(spoolDir('held'))
+      .filter((name) => name.endsWith('.json'))
+      .map((name) => JSON.parse(readFileSync(path.join(spoolDir('held'), name), 'utf8')));
     expect(held.some((m) => m.envelope.rcptTo.join() === 'finn@demo.test' && m.held.reason.includes('5.1.1'))).toBe(true);
   });
 });

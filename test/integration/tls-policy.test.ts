@@ -91,13 +91,26 @@ function makeRsaCertificate(dir: string, hostname: string): { key: string; cert:
   execFileSync(
     'openssl',
     [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '90', '-subj', `/CN=${hostname}`,
-      '-addext', `subjectAltName=DNS:${hostname}`,
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '90',
+      '-subj',
+      `/CN=${hostname}`,
+      '-addext',
+      `subjectAltName=DNS:${hostname}`,
       // A CA's certificate carries where its revocation list is (Let's Encrypt's do); without one testssl
       // says "NOT ok -- neither CRL nor OCSP URI provided" about the certificate, not about the policy.
       // testssl never fetches it (that needs --phone-out).
-      '-addext', 'crlDistributionPoints=URI:http://127.0.0.1/mailproxy-test.crl',
-      '-keyout', key, '-out', cert,
+      '-addext',
+      'crlDistributionPoints=URI:http://127.0.0.1/mailproxy-test.crl',
+      '-keyout',
+      key,
+      '-out',
+      cert,
     ],
     { stdio: 'pipe' },
   );
@@ -215,15 +228,30 @@ describe('haraka-in TLS policy, RSA certificate', () => {
       // order) are left to the exact checks above: each adds about a third to the run time. No DNS (the
       // tests never use the system resolver), time limits so that nothing hangs.
       const args = [
-        '--starttls', 'smtp', '--quiet', '--color', '0', '--warnings', 'batch', '--nodns', 'none',
-        '--connect-timeout', '10', '--openssl-timeout', '10',
-        '-p', '-s', '-U', '-S', `${host}:${port}`,
+        '--starttls',
+        'smtp',
+        '--quiet',
+        '--color',
+        '0',
+        '--warnings',
+        'batch',
+        '--nodns',
+        'none',
+        '--connect-timeout',
+        '10',
+        '--openssl-timeout',
+        '10',
+        '-p',
+        '-s',
+        '-U',
+        '-S',
+        `${host}:${port}`,
       ];
       const started = Date.now();
       const output = await new Promise<string>((resolve, reject) => {
         execFile(TESTSSL, args, { encoding: 'utf8', timeout: 900_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
           // testssl's exit status counts findings in some versions: judge the output, not the status.
-          if (err && err.killed) reject(new Error(`testssl.sh did not finish: ${err.message}\n${stdout}\n${stderr}`));
+          if (err?.killed) reject(new Error(`testssl.sh did not finish: ${err.message}\n${stdout}\n${stderr}`));
           else resolve(`${stdout}${stderr}`);
         });
       });

@@ -8,6 +8,7 @@ import { renderInstances, temporaryFailureIntervals } from '../../src/render/har
 import { MANIFEST, writeRendered } from '../../src/render/write';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
+// biome-ignore lint/suspicious/noExplicitAny: haraka-config returns an ini object, a list or a string, by the file's type
 const harakaConfig = require('haraka-config') as { module_config(dir: string): { get(name: string, type?: string | object): any } };
 
 const root = path.resolve(__dirname, '../..');
@@ -72,7 +73,9 @@ describe('rendered Haraka instances, read back through haraka-config itself', ()
     // Routing waits for DNSSEC lookups and an MTA-STS fetch: more than Haraka's default 30 s per hook.
     expect(Number(outbound.get('mailproxy-outbound.timeout'))).toBe(90);
     expect(outboundIni.temp_fail_intervals).toMatch(/^60s,300s,900s,1800s,3600s,7200s,14400s,28800s,28800s,/);
-    const waits = String(outboundIni.temp_fail_intervals).split(',').map((wait) => parseInt(wait, 10));
+    const waits = String(outboundIni.temp_fail_intervals)
+      .split(',')
+      .map((wait) => parseInt(wait, 10));
     expect(waits.reduce((sum, wait) => sum + wait, 0)).toBeLessThanOrEqual(432000);
     expect(waits.reduce((sum, wait) => sum + wait, 0) + 28800).toBeGreaterThan(432000);
     expect(inbound.get('outbound.ini', { booleans: ['-disabled'] }).main.disabled).toBe(true);

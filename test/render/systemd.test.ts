@@ -42,9 +42,7 @@ describe('rendered systemd units', () => {
   it('run Haraka from the install paths with the V8 flags the tests use, never this machine’s node', () => {
     for (const role of ['haraka-in', 'haraka-out'] as const) {
       const [execStart] = haraka(role).get('ExecStart')!;
-      expect(execStart).toBe(
-        `/usr/bin/node --max-semi-space-size=4 --max-old-space-size=128 /opt/mailproxy/node_modules/haraka/bin/haraka -c /etc/mailproxy/instances/${role}`,
-      );
+      expect(execStart).toBe(`/usr/bin/node --max-semi-space-size=4 --max-old-space-size=128 /opt/mailproxy/node_modules/haraka/bin/haraka -c /etc/mailproxy/instances/${role}`);
       if (process.execPath !== '/usr/bin/node') expect(units.get(UNIT_NAMES[role])).not.toContain(process.execPath);
     }
   });
@@ -117,7 +115,9 @@ describe('rendered systemd units', () => {
 describe('committed units equal a fresh render (no drift)', () => {
   it('deploy/systemd is the render of mailproxy.example.yaml', () => {
     const dir = path.join(root, 'deploy/systemd');
-    const committed = readdirSync(dir).filter((file) => file !== MANIFEST).sort();
+    const committed = readdirSync(dir)
+      .filter((file) => file !== MANIFEST)
+      .sort();
     expect(committed).toEqual([...units.keys()].sort());
     for (const [file, text] of units) expect(readFileSync(path.join(dir, file), 'utf8'), file).toBe(text);
   });

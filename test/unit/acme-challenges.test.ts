@@ -36,7 +36,9 @@ async function dnsServer(): Promise<DnsServer> {
 }
 
 function configWith(acme: Record<string, unknown>, extra: Record<string, unknown> = {}): Config {
-  const loaded = loadConfigText(stringify({ version: 1, hostname: 'mx.example.com', public_ipv4: '203.0.113.25', domains: ['example.com'], ...extra, acme: { enabled: true, ...acme } }));
+  const loaded = loadConfigText(
+    stringify({ version: 1, hostname: 'mx.example.com', public_ipv4: '203.0.113.25', domains: ['example.com'], ...extra, acme: { enabled: true, ...acme } }),
+  );
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
   return loaded.config;
 }
@@ -80,7 +82,15 @@ describe('IonosProvider', () => {
     const api = await standIn();
     const record = await new IonosProvider({ apiUrl: api.url, apiKey: KEY }).addTxt('_acme-challenge.mx.sub.example.com', 'v');
     expect(record.zone).toBe('sub.example.com');
-    expect(zoneFor([{ id: '1', name: 'example.com' }, { id: '2', name: 'ample.com' }], 'mx.example.com')?.id).toBe('1');
+    expect(
+      zoneFor(
+        [
+          { id: '1', name: 'example.com' },
+          { id: '2', name: 'ample.com' },
+        ],
+        'mx.example.com',
+      )?.id,
+    ).toBe('1');
     expect(zoneFor([{ id: '2', name: 'ample.com' }], 'mx.example.com')).toBeNull();
     expect(unquoteTxt('"abc"')).toBe('abc');
     expect(unquoteTxt('abc')).toBe('abc');
@@ -147,7 +157,11 @@ describe('waitForTxt', () => {
 describe('HTTP-01 responders', () => {
   it('standalone: answers only the tokens it holds, only while open; refuses tokens that are not base64url', async () => {
     const port = await freePort('127.0.0.1');
-    const responder = makeResponder(configWith({ http_01: { address: '127.0.0.1', port } }), () => undefined, () => undefined);
+    const responder = makeResponder(
+      configWith({ http_01: { address: '127.0.0.1', port } }),
+      () => undefined,
+      () => undefined,
+    );
     await responder.prepare(['mx.example.com']);
     closers.push(() => responder.close());
     await responder.create('mx.example.com', { type: 'http-01', token: 'tok_en-1' }, 'tok_en-1.thumb');
@@ -163,7 +177,11 @@ describe('HTTP-01 responders', () => {
 
   it('webroot: writes world-readable token files under .well-known/acme-challenge and removes them, also those left on close', async () => {
     const webroot = tempDir();
-    const responder = makeResponder(configWith({ http_01: { mode: 'webroot', webroot } }), () => undefined, () => undefined);
+    const responder = makeResponder(
+      configWith({ http_01: { mode: 'webroot', webroot } }),
+      () => undefined,
+      () => undefined,
+    );
     await responder.prepare(['mx.example.com']);
     const dir = path.join(webroot, '.well-known', 'acme-challenge');
     await responder.create('mx.example.com', { type: 'http-01', token: 'one' }, 'one.thumb');
@@ -177,7 +195,11 @@ describe('HTTP-01 responders', () => {
 
   it('webroot: refuses a webroot that is not a directory before anything is ordered', async () => {
     const dir = tempDir();
-    const responder = makeResponder(configWith({ http_01: { mode: 'webroot', webroot: path.join(dir, 'missing') } }), () => undefined, () => undefined);
+    const responder = makeResponder(
+      configWith({ http_01: { mode: 'webroot', webroot: path.join(dir, 'missing') } }),
+      () => undefined,
+      () => undefined,
+    );
     await expect(responder.prepare(['mx.example.com'])).rejects.toThrow(`acme.http_01.webroot ${path.join(dir, 'missing')} is not a directory`);
     mkdirSync(path.join(dir, 'x'));
     expect(existsSync(path.join(dir, 'missing'))).toBe(false);

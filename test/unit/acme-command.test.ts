@@ -98,9 +98,15 @@ describe('probeDirectory', () => {
     const dir = tempDir();
     const ca = makeTestCa(dir);
     const { execFileSync } = await import('node:child_process');
-    execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=acme', '-keyout', 'k.pem', '-out', 'c.csr'], { cwd: dir, stdio: 'pipe' });
+    execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=acme', '-keyout', 'k.pem', '-out', 'c.csr'], {
+      cwd: dir,
+      stdio: 'pipe',
+    });
     writeFileSync(path.join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1\n');
-    execFileSync('openssl', ['x509', '-req', '-in', 'c.csr', '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-set_serial', '9', '-days', '1', '-extfile', 'ext', '-out', 'c.pem'], { cwd: dir, stdio: 'pipe' });
+    execFileSync('openssl', ['x509', '-req', '-in', 'c.csr', '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-set_serial', '9', '-days', '1', '-extfile', 'ext', '-out', 'c.pem'], {
+      cwd: dir,
+      stdio: 'pipe',
+    });
     const server = https.createServer({ key: readFileSync(path.join(dir, 'k.pem')), cert: readFileSync(path.join(dir, 'c.pem')) }, (request, response) => {
       response.writeHead(request.url === '/dir' ? 200 : 404).end('{}');
     });

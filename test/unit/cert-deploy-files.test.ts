@@ -54,7 +54,13 @@ describe('tls.ini rewritten in place', () => {
 });
 
 describe('the deploy record', () => {
-  const pair = (stem: string, dir: string) => ({ fingerprint: 'AA:BB', stem, key: path.join(dir, `${stem}.key`), cert: path.join(dir, `${stem}.pem`), deployed: '2026-01-01T00:00:00.000Z' });
+  const pair = (stem: string, dir: string) => ({
+    fingerprint: 'AA:BB',
+    stem,
+    key: path.join(dir, `${stem}.key`),
+    cert: path.join(dir, `${stem}.pem`),
+    deployed: '2026-01-01T00:00:00.000Z',
+  });
 
   it('makes render use the deployed files while they exist, and tls.key/tls.cert otherwise', () => {
     const state = tempDir();
@@ -95,7 +101,12 @@ describe('versioned files', () => {
   it('refuse a deploy directory that is a symlink', async () => {
     const state = tempDir();
     symlinkSync(tempDir(), path.join(state, 'tls'));
-    await expect(ensureDeployDir(path.join(state, 'tls'), filePolicy('x', () => null))).rejects.toThrow('refusing to deploy through a symlink');
+    await expect(
+      ensureDeployDir(
+        path.join(state, 'tls'),
+        filePolicy('x', () => null),
+      ),
+    ).rejects.toThrow('refusing to deploy through a symlink');
   });
 
   it('give the files to the service user’s group when that user exists', () => {
@@ -154,7 +165,9 @@ describe('restarting haraka-out', () => {
     const calls = path.join(tempDir(), 'calls');
     expect(await systemdRestarter(stub(`echo "$@" >> ${calls}`), systemd)()).toMatch(/^restarted mailproxy-haraka-out\.service/);
     expect(readFileSync(calls, 'utf8')).toBe('try-restart mailproxy-haraka-out.service\n');
-    expect(await systemdRestarter(stub('echo "Failed to try-restart x: Unit mailproxy-haraka-out.service not found." >&2; exit 5'), systemd)()).toMatch(/is not installed: nothing to restart/);
+    expect(await systemdRestarter(stub('echo "Failed to try-restart x: Unit mailproxy-haraka-out.service not found." >&2; exit 5'), systemd)()).toMatch(
+      /is not installed: nothing to restart/,
+    );
     await expect(systemdRestarter(stub('echo "Job failed" >&2; exit 1'), systemd)()).rejects.toThrow('systemctl try-restart mailproxy-haraka-out.service failed: Job failed');
   });
 });

@@ -102,17 +102,45 @@ describe('cert deploy validation', () => {
 
   it('refuses a broken chain: --chain of another CA, a missing intermediate, an expired intermediate', () => {
     const leaf = root.issue({ names: [HOST] });
-    expect(refusal({ keyPem: leaf.keyPem, certPem: leaf.certPem, chainPem: other.certPem })).toMatch(/^the chain does not verify: no issuer of the certificate \(issued by CN=deploy test root\)/);
+    expect(refusal({ keyPem: leaf.keyPem, certPem: leaf.certPem, chainPem: other.certPem })).toMatch(
+      /^the chain does not verify: no issuer of the certificate \(issued by CN=deploy test root\)/,
+    );
     const below = intermediate.issue({ names: [HOST] });
     expect(refusal({ keyPem: below.keyPem, certPem: below.certPem, chainPem: root.certPem })).toMatch(/no issuer of the certificate \(issued by CN=deploy test intermediate\)/);
     // A chain whose intermediate is the right one but not valid now.
     const expiredIntermediate = makeCa(path.join(dir, 'expired-int'), 'expired intermediate', {
       sign: (csr, ext, out) =>
-        execFileSync('openssl', ['ca', '-batch', '-config', 'ca.cnf', '-cert', 'ca.pem', '-keyfile', 'ca-key.pem', '-startdate', '20200101000000Z', '-enddate', '20200201000000Z', '-in', csr, '-out', out, '-extfile', ext, '-notext'], { cwd: path.join(dir, 'root'), stdio: 'pipe' }),
+        execFileSync(
+          'openssl',
+          [
+            'ca',
+            '-batch',
+            '-config',
+            'ca.cnf',
+            '-cert',
+            'ca.pem',
+            '-keyfile',
+            'ca-key.pem',
+            '-startdate',
+            '20200101000000Z',
+            '-enddate',
+            '20200201000000Z',
+            '-in',
+            csr,
+            '-out',
+            out,
+            '-extfile',
+            ext,
+            '-notext',
+          ],
+          { cwd: path.join(dir, 'root'), stdio: 'pipe' },
+        ),
       chainPem: '',
     });
     const underExpired = expiredIntermediate.issue({ names: [HOST], fullchain: true });
-    expect(refusal({ keyPem: underExpired.keyPem, certPem: underExpired.certPem, chainPem: root.certPem })).toMatch(/the intermediate CN=expired intermediate expired on 2020-02-01/);
+    expect(refusal({ keyPem: underExpired.keyPem, certPem: underExpired.certPem, chainPem: root.certPem })).toMatch(
+      /the intermediate CN=expired intermediate expired on 2020-02-01/,
+    );
   });
 
   it('refuses an encrypted key, a file without a key and one without a certificate', () => {

@@ -42,8 +42,20 @@ describe('config validation', () => {
     { name: 'haraka-out on a public address', from: 'listen: 10.0.0.1:2526', to: 'listen: 203.0.113.25:2526', key: 'outbound.listen', expected: /not a public one/ },
     { name: 'relay ACL of the whole internet', from: '- 10.0.0.2/32', to: '- 0.0.0.0/0', key: 'outbound.relay_acl[0]', expected: /open relay/ },
     { name: 'relay ACL with a public range', from: '- 10.0.0.2/32', to: '- 198.51.100.0/24', key: 'outbound.relay_acl[0]', expected: /open relay/ },
-    { name: 'relay ACL outside the WireGuard network', from: '- 10.0.0.2/32', to: '- 192.168.1.0/24', key: 'outbound.relay_acl[0]', expected: /inside wireguard.network 10.0.0.0\/24/ },
-    { name: 'relay ACL covering the WireGuard address', from: '- 10.0.0.2/32', to: '- 10.0.0.0/24', key: 'outbound.relay_acl[0]', expected: /without wireguard.address 10.0.0.1: every process on the VPS/ },
+    {
+      name: 'relay ACL outside the WireGuard network',
+      from: '- 10.0.0.2/32',
+      to: '- 192.168.1.0/24',
+      key: 'outbound.relay_acl[0]',
+      expected: /inside wireguard.network 10.0.0.0\/24/,
+    },
+    {
+      name: 'relay ACL covering the WireGuard address',
+      from: '- 10.0.0.2/32',
+      to: '- 10.0.0.0/24',
+      key: 'outbound.relay_acl[0]',
+      expected: /without wireguard.address 10.0.0.1: every process on the VPS/,
+    },
     { name: 'relay ACL of the WireGuard address alone', from: '- 10.0.0.2/32', to: '- 10.0.0.1/32', key: 'outbound.relay_acl[0]', expected: /without wireguard.address 10.0.0.1/ },
     { name: 'accepted domain that is not an FQDN', from: '- example.com', to: '- localhost', key: 'domains[0]', expected: /fully qualified domain name/ },
     { name: 'domain with a bad character', from: '- example.com', to: '- exa_mple.com', key: 'domains[0]', expected: /fully qualified domain name/ },
@@ -85,8 +97,7 @@ describe('config validation', () => {
   });
 
   describe('relay ACL: hosts behind the tunnel, never the VPS itself', () => {
-    const publicAllowed = (entry: string) =>
-      replaceLine(example, '- 10.0.0.2/32', `- ${entry}`).replace('allow_public_relay_acl: false', 'allow_public_relay_acl: true');
+    const publicAllowed = (entry: string) => replaceLine(example, '- 10.0.0.2/32', `- ${entry}`).replace('allow_public_relay_acl: false', 'allow_public_relay_acl: true');
 
     it('refuses loopback and the public address even with allow_public_relay_acl', () => {
       for (const [entry, expected] of [
@@ -171,7 +182,8 @@ describe('config validation', () => {
 
   it('says a default a rule refuses is not in the file, at its parent’s line or none', () => {
     // backend.host defaults to 10.0.0.2, outside this wireguard.network.
-    const base = 'version: 1\nhostname: mx.example.org\npublic_ipv4: 198.51.100.7\ndomains: [example.org]\nwireguard:\n  network: 10.9.0.0/24\n  address: 10.9.0.1\noutbound:\n  listen: 10.9.0.1:2526\n  relay_acl: [10.9.0.2/32]\n';
+    const base =
+      'version: 1\nhostname: mx.example.org\npublic_ipv4: 198.51.100.7\ndomains: [example.org]\nwireguard:\n  network: 10.9.0.0/24\n  address: 10.9.0.1\noutbound:\n  listen: 10.9.0.1:2526\n  relay_acl: [10.9.0.2/32]\n';
     const nested = `${base}backend:\n  port: 25\n`;
     const [underParent] = errorsFor(nested);
     expect(underParent).toMatchObject({ key: 'backend.host', value: '10.0.0.2', line: lineOf(nested, 'backend:') });

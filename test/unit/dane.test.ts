@@ -109,8 +109,16 @@ describe('what a validating resolver answer says', () => {
 function resolverOf(table: Record<string, DnssecAnswer>): DnssecResolver {
   return { query: async (name: string, type: RecordType) => table[`${name} ${type}`] ?? { kind: 'nxdomain', security: 'secure' } };
 }
-const secure = (type: string, ...data: unknown[]): DnssecAnswer => ({ kind: 'records', security: 'secure', records: data.map((value) => ({ type, name: 'x', data: value }) as dnsPacket.Answer) });
-const insecure = (type: string, ...data: unknown[]): DnssecAnswer => ({ kind: 'records', security: 'insecure', records: data.map((value) => ({ type, name: 'x', data: value }) as dnsPacket.Answer) });
+const secure = (type: string, ...data: unknown[]): DnssecAnswer => ({
+  kind: 'records',
+  security: 'secure',
+  records: data.map((value) => ({ type, name: 'x', data: value }) as dnsPacket.Answer),
+});
+const insecure = (type: string, ...data: unknown[]): DnssecAnswer => ({
+  kind: 'records',
+  security: 'insecure',
+  records: data.map((value) => ({ type, name: 'x', data: value }) as dnsPacket.Answer),
+});
 const noData: DnssecAnswer = { kind: 'nodata', security: 'secure' };
 const servfail: DnssecAnswer = { kind: 'failed', why: 'SERVFAIL' };
 const tlsaData = (usage: number) => ({ usage, selector: 1, matchingType: 1, certificate: Buffer.alloc(32, 7) });
@@ -124,7 +132,10 @@ describe('the TLS each MX host is owed (RFC 7672 §2.2)', () => {
   });
 
   it('is not DANE when the MX records are unsigned, even if the hosts publish TLSA records', async () => {
-    const resolver = resolverOf({ 'example.org MX': insecure('MX', { exchange: 'mx.example.org', preference: 10 }), ...host('mx.example.org', '192.0.2.1', secure('TLSA', tlsaData(3))) });
+    const resolver = resolverOf({
+      'example.org MX': insecure('MX', { exchange: 'mx.example.org', preference: 10 }),
+      ...host('mx.example.org', '192.0.2.1', secure('TLSA', tlsaData(3))),
+    });
     expect(await daneRoute(resolver, 'example.org', 25)).toMatchObject({ kind: 'insecure' });
   });
 
@@ -179,7 +190,12 @@ describe('the TLS each MX host is owed (RFC 7672 §2.2)', () => {
   });
 
   it('uses the domain itself without MX records, leaves NXDOMAIN and null MX to Haraka, and asks TLSA at the port given', async () => {
-    const implicit = resolverOf({ 'example.org MX': noData, 'example.org A': secure('A', '192.0.2.9'), 'example.org AAAA': noData, '_2500._tcp.example.org TLSA': secure('TLSA', tlsaData(3)) });
+    const implicit = resolverOf({
+      'example.org MX': noData,
+      'example.org A': secure('A', '192.0.2.9'),
+      'example.org AAAA': noData,
+      '_2500._tcp.example.org TLSA': secure('TLSA', tlsaData(3)),
+    });
     expect(await daneRoute(implicit, 'example.org', 2500)).toMatchObject({ kind: 'dane', hosts: [{ name: 'example.org', tls: { level: 'dane' } }] });
     expect(await daneRoute(resolverOf({}), 'example.org', 25)).toMatchObject({ kind: 'insecure', why: 'example.org does not exist' });
     expect(await daneRoute(resolverOf({ 'example.org MX': mx(['', 0]) }), 'example.org', 25)).toMatchObject({ kind: 'insecure', why: 'example.org has a null MX' });

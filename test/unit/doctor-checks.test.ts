@@ -38,7 +38,9 @@ const failed: Lookup<never> = { kind: 'error', message: 'ETIMEOUT' };
 describe('MX, A/AAAA, PTR', () => {
   it('MX is hostname and only hostname', () => {
     expect(judgeMx('example.com', records({ exchange: 'mx.example.com', priority: 10 }), 'mx.example.com').status).toBe('OK');
-    expect(judgeMx('example.com', records({ exchange: 'mx.example.com', priority: 10 }, { exchange: 'backup.example.net', priority: 20 }), 'mx.example.com').status).toBe('WARNING');
+    expect(judgeMx('example.com', records({ exchange: 'mx.example.com', priority: 10 }, { exchange: 'backup.example.net', priority: 20 }), 'mx.example.com').status).toBe(
+      'WARNING',
+    );
     expect(judgeMx('example.com', records({ exchange: 'mx.elsewhere.example', priority: 10 }), 'mx.example.com').status).toBe('CRITICAL');
     expect(judgeMx('example.com', none, 'mx.example.com').status).toBe('CRITICAL');
     expect(judgeMx('example.com', failed, 'mx.example.com').status).toBe('UNKNOWN');
@@ -48,7 +50,10 @@ describe('MX, A/AAAA, PTR', () => {
     expect(judgeAddresses(config(), records('203.0.113.25'), none).status).toBe('OK');
     expect(judgeAddresses(config(), records('203.0.113.25'), records('2001:db8::99'))).toMatchObject({ status: 'WARNING', fix: expect.stringContaining('or set public_ipv6') });
     expect(judgeAddresses(config('public_ipv6: 2001:db8::25\n'), records('203.0.113.25'), records('2001:0db8::25')).status).toBe('OK');
-    expect(judgeAddresses(config('public_ipv6: 2001:db8::25\n'), records('203.0.113.25'), none)).toMatchObject({ status: 'CRITICAL', fix: 'publish mx.example.com. AAAA 2001:db8::25' });
+    expect(judgeAddresses(config('public_ipv6: 2001:db8::25\n'), records('203.0.113.25'), none)).toMatchObject({
+      status: 'CRITICAL',
+      fix: 'publish mx.example.com. AAAA 2001:db8::25',
+    });
     expect(judgeAddresses(config(), records('203.0.113.25', '198.51.100.1'), none).status).toBe('WARNING');
   });
 
@@ -61,7 +66,12 @@ describe('MX, A/AAAA, PTR', () => {
 
 describe('SPF', () => {
   const evaluation = (result: string, comment = '', lookups = { count: 1, void: 0, limit: 10 }): SpfEvaluation => ({ result, comment, record: null, lookups });
-  const spf = (txt: Lookup<string>, full: SpfEvaluation, ip: SpfEvaluation = full): SpfFacts => ({ domain: 'example.com', records: txt, full, byIp: [{ ip: '203.0.113.25', evaluation: ip }] });
+  const spf = (txt: Lookup<string>, full: SpfEvaluation, ip: SpfEvaluation = full): SpfFacts => ({
+    domain: 'example.com',
+    records: txt,
+    full,
+    byIp: [{ ip: '203.0.113.25', evaluation: ip }],
+  });
 
   it('spells out the record to publish', () => {
     expect(suggestSpf(null, ['203.0.113.25', '2001:db8::25'])).toBe('v=spf1 ip4:203.0.113.25 ip6:2001:db8::25 -all');
@@ -76,28 +86,54 @@ describe('SPF', () => {
     expect(judgeSpfRecord(spf(records('v=spf1 mx -all', 'v=spf1 a -all'), evaluation('permerror')), config()).status).toBe('CRITICAL');
     expect(judgeSpfRecord(spf(records('v=spf1 mx -all'), evaluation('temperror', 'DNS timeout')), config()).status).toBe('UNKNOWN');
     // Over the lookup limit is spf.lookups' finding, not a syntax error.
-    expect(judgeSpfRecord(spf(records('v=spf1 include:a -all'), evaluation('permerror', 'x: permanent error in processing during lookup of p@example.com: Too many DNS requests')), config()).status).toBe('OK');
+    expect(
+      judgeSpfRecord(
+        spf(records('v=spf1 include:a -all'), evaluation('permerror', 'x: permanent error in processing during lookup of p@example.com: Too many DNS requests')),
+        config(),
+      ).status,
+    ).toBe('OK');
   });
 
   it('lookups: at most 10, at most 2 void', () => {
-    expect(judgeSpfLookups(spf(records('v=spf1 mx -all'), evaluation('fail', '', { count: 10, void: 2, limit: 10 })), config())).toMatchObject({ status: 'OK', metrics: { spf_lookups: 10, spf_void_lookups: 2 } });
+    expect(judgeSpfLookups(spf(records('v=spf1 mx -all'), evaluation('fail', '', { count: 10, void: 2, limit: 10 })), config())).toMatchObject({
+      status: 'OK',
+      metrics: { spf_lookups: 10, spf_void_lookups: 2 },
+    });
     expect(judgeSpfLookups(spf(records('v=spf1 mx -all'), evaluation('permerror', 'Too many DNS requests', { count: 11, void: 0, limit: 10 })), config()).status).toBe('CRITICAL');
-    expect(judgeSpfLookups(spf(records('v=spf1 mx -all'), evaluation('permerror', 'Too many void DNS results', { count: 3, void: 3, limit: 10 })), config()).status).toBe('CRITICAL');
+    expect(judgeSpfLookups(spf(records('v=spf1 mx -all'), evaluation('permerror', 'Too many void DNS results', { count: 3, void: 3, limit: 10 })), config()).status).toBe(
+      'CRITICAL',
+    );
   });
 
   it('authorizes the public IPs; adds only those it misses', () => {
     expect(judgeSpfIp(spf(records('v=spf1 mx -all'), evaluation('fail'), evaluation('pass')), config()).status).toBe('OK');
-    expect(judgeSpfIp(spf(records('v=spf1 mx -all'), evaluation('fail'), evaluation('softfail')), config())).toMatchObject({ status: 'CRITICAL', fix: 'publish example.com. TXT "v=spf1 ip4:203.0.113.25 mx -all"' });
+    expect(judgeSpfIp(spf(records('v=spf1 mx -all'), evaluation('fail'), evaluation('softfail')), config())).toMatchObject({
+      status: 'CRITICAL',
+      fix: 'publish example.com. TXT "v=spf1 ip4:203.0.113.25 mx -all"',
+    });
     expect(judgeSpfIp(spf(records('v=spf1 mx -all'), evaluation('temperror', 'DNS timeout'), evaluation('temperror', 'DNS timeout')), config()).status).toBe('UNKNOWN');
   });
 });
 
 describe('DMARC, MTA-STS, TLS-RPT', () => {
-  const dmarc = (change: Partial<DmarcFacts>): DmarcFacts => ({ domain: 'example.com', records: none, result: 'none', policy: null, record: null, policyDomain: null, error: null, ...change });
+  const dmarc = (change: Partial<DmarcFacts>): DmarcFacts => ({
+    domain: 'example.com',
+    records: none,
+    result: 'none',
+    policy: null,
+    record: null,
+    policyDomain: null,
+    error: null,
+    ...change,
+  });
 
   it('DMARC: parses, and p=none only warns', () => {
-    expect(judgeDmarc(dmarc({ records: records('v=DMARC1; p=reject'), result: 'pass', policy: 'reject', record: 'v=DMARC1; p=reject', policyDomain: 'example.com' })).status).toBe('OK');
-    expect(judgeDmarc(dmarc({ records: records('v=DMARC1; p=none'), result: 'pass', policy: 'none', record: 'v=DMARC1; p=none', policyDomain: 'example.com' })).status).toBe('WARNING');
+    expect(judgeDmarc(dmarc({ records: records('v=DMARC1; p=reject'), result: 'pass', policy: 'reject', record: 'v=DMARC1; p=reject', policyDomain: 'example.com' })).status).toBe(
+      'OK',
+    );
+    expect(judgeDmarc(dmarc({ records: records('v=DMARC1; p=none'), result: 'pass', policy: 'none', record: 'v=DMARC1; p=none', policyDomain: 'example.com' })).status).toBe(
+      'WARNING',
+    );
     expect(judgeDmarc(dmarc({ records: records('v=DMARC1; p=bogus') })).detail).toContain('does not parse');
     expect(judgeDmarc(dmarc({ records: records('v=DMARC1; p=reject', 'v=DMARC1; p=none') })).detail).toContain('has 2 DMARC records');
     expect(judgeDmarc(dmarc({})).status).toBe('CRITICAL');
@@ -142,8 +178,14 @@ describe('Blacklist Check', () => {
   });
 
   it('a refused query (127.255.255.x) or a rewritten NXDOMAIN is not a listing: UNKNOWN', () => {
-    expect(judgeDnsbl({ ip: '203.0.113.25', zone: zen, a: records('127.255.255.254'), txt: null })).toMatchObject({ status: 'UNKNOWN', detail: expect.stringContaining('refused the query') });
-    expect(judgeDnsbl({ ip: '203.0.113.25', zone: zen, a: records('198.51.100.80'), txt: null })).toMatchObject({ status: 'UNKNOWN', detail: expect.stringContaining('rewrite NXDOMAIN') });
+    expect(judgeDnsbl({ ip: '203.0.113.25', zone: zen, a: records('127.255.255.254'), txt: null })).toMatchObject({
+      status: 'UNKNOWN',
+      detail: expect.stringContaining('refused the query'),
+    });
+    expect(judgeDnsbl({ ip: '203.0.113.25', zone: zen, a: records('198.51.100.80'), txt: null })).toMatchObject({
+      status: 'UNKNOWN',
+      detail: expect.stringContaining('rewrite NXDOMAIN'),
+    });
     expect(judgeDnsbl({ ip: '203.0.113.25', zone: zen, a: failed, txt: null }).status).toBe('UNKNOWN');
   });
 

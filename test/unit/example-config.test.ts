@@ -26,7 +26,8 @@ describe('mailproxy.example.yaml', () => {
   it('names every key of the schema, each with a comment above it or its group', () => {
     // Optional keys without a default may stand commented out (`# public_ipv6: ...`).
     const uncommented = parse(text.replace(/^(\s*)# (public_ipv6:)/m, '$1$2')) as Record<string, unknown>;
-    const has = (key: string) => key.split('.').reduce<unknown>((node, part) => (node && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined), uncommented) !== undefined;
+    const has = (key: string) =>
+      key.split('.').reduce<unknown>((node, part) => (node && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined), uncommented) !== undefined;
     const keys = leafKeys(z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema);
     expect(keys.length).toBeGreaterThan(40);
     expect(keys.filter((key) => !has(key))).toEqual([]);

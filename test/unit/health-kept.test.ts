@@ -62,15 +62,24 @@ describe('kept mail', () => {
   });
 
   it('warns near max_disk_mb, is critical at it (new mail gets 452), and warns about corrupt/', () => {
-    expect(judgeKept(figures({ ready: 1, oldestReadyAt: ago(1), bytes: 80 * MB }), now, limits)).toMatchObject({ status: 'WARNING', detail: expect.stringContaining('80 of 100 MB (max_disk_mb), over 80 %') });
-    expect(judgeKept(figures({ ready: 1, oldestReadyAt: ago(1), bytes: 100 * MB }), now, limits)).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('new mail gets 452') });
+    expect(judgeKept(figures({ ready: 1, oldestReadyAt: ago(1), bytes: 80 * MB }), now, limits)).toMatchObject({
+      status: 'WARNING',
+      detail: expect.stringContaining('80 of 100 MB (max_disk_mb), over 80 %'),
+    });
+    expect(judgeKept(figures({ ready: 1, oldestReadyAt: ago(1), bytes: 100 * MB }), now, limits)).toMatchObject({
+      status: 'CRITICAL',
+      detail: expect.stringContaining('new mail gets 452'),
+    });
     expect(judgeKept(figures({ corrupt: 2 }), now, limits)).toMatchObject({ status: 'WARNING', detail: expect.stringContaining('2 unreadable in corrupt/') });
   });
 
   it('with store_and_forward off, is OK when nothing is left and warns when kept mail waits', () => {
     const off = { ...limits, enabled: false };
     expect(judgeKept(figures(), now, off)).toMatchObject({ status: 'OK', detail: 'inbound.store_and_forward is off; nothing kept' });
-    expect(judgeKept(figures({ ready: 2, held: 1 }), now, off)).toMatchObject({ status: 'WARNING', detail: expect.stringMatching(/is off, but 3 kept message\(s\) wait \(2 ready, 1 held\): turn it on/) });
+    expect(judgeKept(figures({ ready: 2, held: 1 }), now, off)).toMatchObject({
+      status: 'WARNING',
+      detail: expect.stringMatching(/is off, but 3 kept message\(s\) wait \(2 ready, 1 held\): turn it on/),
+    });
   });
 
   it('cannot tell when the spool cannot be read', () => {

@@ -62,7 +62,7 @@ describe('units: systemctl is-active', () => {
 
   it('is UNKNOWN, saying why, without systemctl or without systemd', () => {
     expect(judgeUnit(unit, { kind: 'missing' })).toEqual({ status: 'UNKNOWN', detail: `systemctl not found on PATH: cannot tell whether ${unit} runs` });
-    const booted = judgeUnit(unit, ran('', 1, 'System has not been booted with systemd as init system (PID 1). Can\'t operate.\nFailed to connect to bus: Host is down\n'));
+    const booted = judgeUnit(unit, ran('', 1, "System has not been booted with systemd as init system (PID 1). Can't operate.\nFailed to connect to bus: Host is down\n"));
     expect(booted).toMatchObject({ status: 'UNKNOWN', detail: expect.stringMatching(/^systemd is not running here \(System has not been booted/) });
     expect(judgeUnit(unit, { kind: 'failed', error: 'no answer within 10 s' }).status).toBe('UNKNOWN');
   });
@@ -122,7 +122,10 @@ describe('STARTTLS and the certificate', () => {
       detail: expect.stringContaining('expired on'),
       metrics: { cert_expiry_seconds: -1 },
     });
-    expect(judge(facts(new Date(now.getTime() + DAY), new Date(now.getTime() + 90 * DAY)))).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('not valid before') });
+    expect(judge(facts(new Date(now.getTime() + DAY), new Date(now.getTime() + 90 * DAY)))).toMatchObject({
+      status: 'CRITICAL',
+      detail: expect.stringContaining('not valid before'),
+    });
     expect(judge({ address: '127.0.0.1:25', error: 'STARTTLS is not offered after EHLO', protocol: null, cert: null }).status).toBe('CRITICAL');
   });
 });
@@ -160,7 +163,9 @@ describe('the backend', () => {
   });
 
   it('is CRITICAL when it cannot connect, explaining a missing WireGuard address', () => {
-    expect(judgeBackend(facts({ error: 'connect EADDRNOTAVAIL 10.0.0.2:25 - Local (10.0.0.1:0)', errorCode: 'EADDRNOTAVAIL', banner: null, ehlo: null }), plain(true))).toMatchObject({
+    expect(
+      judgeBackend(facts({ error: 'connect EADDRNOTAVAIL 10.0.0.2:25 - Local (10.0.0.1:0)', errorCode: 'EADDRNOTAVAIL', banner: null, ehlo: null }), plain(true)),
+    ).toMatchObject({
       status: 'CRITICAL',
       detail: expect.stringContaining('is the WireGuard interface up?'),
     });
@@ -194,10 +199,28 @@ describe('WireGuard', () => {
   const judge = (f: WireguardFacts) => judgeWireguard(f, '10.0.0.2', now, limits);
 
   it('parses wg show output', () => {
-    expect(parseLatestHandshakes(`${A}\t1700000000\n${B}\t0\n`)).toEqual(new Map([[A, 1700000000], [B, 0]]));
-    expect(parseAllowedIps(`${A}\t10.0.0.2/32\n${B}\t(none)\n`)).toEqual(new Map([[A, ['10.0.0.2/32']], [B, []]]));
+    expect(parseLatestHandshakes(`${A}\t1700000000\n${B}\t0\n`)).toEqual(
+      new Map([
+        [A, 1700000000],
+        [B, 0],
+      ]),
+    );
+    expect(parseAllowedIps(`${A}\t10.0.0.2/32\n${B}\t(none)\n`)).toEqual(
+      new Map([
+        [A, ['10.0.0.2/32']],
+        [B, []],
+      ]),
+    );
     // The longest prefix wins, as in WireGuard's own routing.
-    expect(peerFor('10.0.0.2', new Map([[B, ['10.0.0.0/24']], [A, ['10.0.0.2/32']]]))).toBe(A);
+    expect(
+      peerFor(
+        '10.0.0.2',
+        new Map([
+          [B, ['10.0.0.0/24']],
+          [A, ['10.0.0.2/32']],
+        ]),
+      ),
+    ).toBe(A);
     expect(peerFor('10.0.0.9', new Map([[A, ['10.0.0.2/32']]]))).toBeNull();
   });
 
@@ -334,8 +357,14 @@ describe('output', () => {
     const families = [...text.matchAll(/^# TYPE (\S+) gauge$/gm)].map((match) => match[1]);
     const helps = [...text.matchAll(/^# HELP (\S+) /gm)].map((match) => match[1]);
     expect(helps).toEqual(families);
-    for (const line of text.trimEnd().split('\n').filter((l) => !l.startsWith('#'))) {
-      expect(families.some((family) => line.startsWith(`${family} `) || line.startsWith(`${family}{`)), line).toBe(true);
+    for (const line of text
+      .trimEnd()
+      .split('\n')
+      .filter((l) => !l.startsWith('#'))) {
+      expect(
+        families.some((family) => line.startsWith(`${family} `) || line.startsWith(`${family}{`)),
+        line,
+      ).toBe(true);
     }
   });
 });

@@ -64,7 +64,11 @@ describe('backendSessions', () => {
   it('one slot per holder, none past the cap, released once', () => {
     backendSessions.configure(2);
     const [a, b, c] = [{}, {}, {}];
-    expect([backendSessions.acquire(a, '192.0.2.1'), backendSessions.acquire(a, '192.0.2.1'), backendSessions.acquire(b, '198.51.100.1'), backendSessions.acquire(c, '203.0.113.1')].map(ok)).toEqual([true, true, true, false]);
+    expect(
+      [backendSessions.acquire(a, '192.0.2.1'), backendSessions.acquire(a, '192.0.2.1'), backendSessions.acquire(b, '198.51.100.1'), backendSessions.acquire(c, '203.0.113.1')].map(
+        ok,
+      ),
+    ).toEqual([true, true, true, false]);
     expect(backendSessions.acquire(c, '203.0.113.1')).toEqual({ ok: false, reason: 'max_backend_sessions', limit: 2 });
     backendSessions.release(a);
     backendSessions.release(a);
@@ -84,7 +88,11 @@ describe('backendSessions', () => {
     expect(backendSessions.acquire(c, '192.0.2.77')).toEqual({ ok: false, reason: 'max_backend_sessions_per_network', limit: 2 });
     // Another /24, and IPv6 by its /48.
     expect(ok(backendSessions.acquire(c, '192.0.3.1'))).toBe(true);
-    expect([backendSessions.acquire(d, '2001:db8:1:1::1'), backendSessions.acquire(e, '2001:db8:1:ffff::2'), backendSessions.acquire(f, '2001:db8:1::3')].map(ok)).toEqual([true, true, false]);
+    expect([backendSessions.acquire(d, '2001:db8:1:1::1'), backendSessions.acquire(e, '2001:db8:1:ffff::2'), backendSessions.acquire(f, '2001:db8:1::3')].map(ok)).toEqual([
+      true,
+      true,
+      false,
+    ]);
     expect(backendSessions.inUseBy('192.0.2.9')).toBe(2);
     backendSessions.release(a);
     expect(ok(backendSessions.acquire(f, '192.0.2.9'))).toBe(true);

@@ -84,7 +84,9 @@ describe('the hosted policy', () => {
     expect(hostedPolicy(config({ enabled: true })).id).toBe(base.id);
     // Domains, listen and the report address are not in the policy: the id stays.
     expect(hostedPolicy(config({ enabled: true, listen: ['127.0.0.1:8443'], tls_rpt_rua: 'tls@mailproxy-test.net' }, { domains: ['other.test'] })).id).toBe(base.id);
-    const changed = [{ mode: 'enforce' }, { mode: 'none' }, { mx: ['mx2.mailproxy-test.net'] }, { max_age: 1_209_600 }].map((change) => hostedPolicy(config({ enabled: true, ...change })).id);
+    const changed = [{ mode: 'enforce' }, { mode: 'none' }, { mx: ['mx2.mailproxy-test.net'] }, { max_age: 1_209_600 }].map(
+      (change) => hostedPolicy(config({ enabled: true, ...change })).id,
+    );
     expect(new Set([base.id, ...changed]).size).toBe(5);
     expect(hostedPolicy(config({ enabled: true }, { hostname: 'mx2.mailproxy-test.net' })).id).not.toBe(base.id);
   });
@@ -180,7 +182,9 @@ describe('check: enforce only with a STARTTLS certificate for hostname', () => {
     expect(mtaStsCheckLines(enforce, null, now)).toEqual([expect.stringMatching(/^error: inbound\.mta_sts\.mode is enforce, but there is no STARTTLS certificate: /)]);
     expect(mtaStsCheckLines(enforce, 'not a certificate', now)[0]).toMatch(/^error: .*there is no STARTTLS certificate/);
     const wrong = mtaStsCheckLines(enforce, other, now);
-    expect(wrong[0]).toMatch(/^error: inbound\.mta_sts\.mode is enforce, but the STARTTLS certificate's names \(other\.mailproxy-test\.net\) do not cover hostname mx\.mailproxy-test\.net: senders that honour the policy would stop delivering/);
+    expect(wrong[0]).toMatch(
+      /^error: inbound\.mta_sts\.mode is enforce, but the STARTTLS certificate's names \(other\.mailproxy-test\.net\) do not cover hostname mx\.mailproxy-test\.net: senders that honour the policy would stop delivering/,
+    );
     expect(mtaStsCheckLines(enforce, good, new Date(now.getTime() + 10 * 86_400_000))[0]).toMatch(/^error: .*expired on/);
   });
 
@@ -212,18 +216,31 @@ describe('doctor with inbound.mta_sts on', () => {
   });
 
   it('wants the record published, with the id of the policy served', () => {
-    expect(judgeMtaSts(facts({ txt: none }), on.hostname, hosted)).toMatchObject({ status: 'WARNING', fix: `publish _mta-sts.mailproxy-test.net. TXT "v=STSv1; id=${hosted.id}" (mailproxy notes prints every record)` });
+    expect(judgeMtaSts(facts({ txt: none }), on.hostname, hosted)).toMatchObject({
+      status: 'WARNING',
+      fix: `publish _mta-sts.mailproxy-test.net. TXT "v=STSv1; id=${hosted.id}" (mailproxy notes prints every record)`,
+    });
     expect(judgeMtaSts(facts({ txt: none }), on.hostname).status).toBe('OK');
     const stale = judgeMtaSts(facts({ txt: records('v=STSv1; id=20240101') }), on.hostname, hosted);
-    expect(stale).toMatchObject({ status: 'WARNING', detail: expect.stringContaining(`announces id 20240101, but the policy served is id ${hosted.id}`), fix: `publish _mta-sts.mailproxy-test.net. TXT "v=STSv1; id=${hosted.id}" in place of the old record` });
+    expect(stale).toMatchObject({
+      status: 'WARNING',
+      detail: expect.stringContaining(`announces id 20240101, but the policy served is id ${hosted.id}`),
+      fix: `publish _mta-sts.mailproxy-test.net. TXT "v=STSv1; id=${hosted.id}" in place of the old record`,
+    });
     // Someone else's policy host: its ids are its own business.
     expect(judgeMtaSts(facts({ txt: records('v=STSv1; id=20240101') }), on.hostname).status).toBe('OK');
   });
 
   it('names a service that serves another policy than the config, and one that cannot be fetched', () => {
     const older = hostedPolicy(config({ enabled: true, max_age: 86_400 }));
-    expect(judgeMtaSts(facts({ policy: { text: older.text } }), on.hostname, hosted)).toMatchObject({ status: 'WARNING', detail: expect.stringContaining(`serves policy id ${older.id}, not the config's ${hosted.id}`) });
-    expect(judgeMtaSts(facts({ policy: { error: 'certificate has expired' } }), on.hostname, hosted)).toMatchObject({ status: 'CRITICAL', fix: expect.stringContaining('systemctl status mailproxy-mta-sts') });
+    expect(judgeMtaSts(facts({ policy: { text: older.text } }), on.hostname, hosted)).toMatchObject({
+      status: 'WARNING',
+      detail: expect.stringContaining(`serves policy id ${older.id}, not the config's ${hosted.id}`),
+    });
+    expect(judgeMtaSts(facts({ policy: { error: 'certificate has expired' } }), on.hostname, hosted)).toMatchObject({
+      status: 'CRITICAL',
+      fix: expect.stringContaining('systemctl status mailproxy-mta-sts'),
+    });
   });
 
   it('still wants every MX covered by an mx: line', () => {
@@ -234,7 +251,10 @@ describe('doctor with inbound.mta_sts on', () => {
   });
 
   it('wants the TLS-RPT record to send reports to tls_rpt_rua', () => {
-    expect(judgeTlsRpt('mailproxy-test.net', none, 'tls@mailproxy-test.net')).toMatchObject({ status: 'WARNING', fix: 'publish one _smtp._tls.mailproxy-test.net. TXT "v=TLSRPTv1; rua=mailto:tls@mailproxy-test.net"' });
+    expect(judgeTlsRpt('mailproxy-test.net', none, 'tls@mailproxy-test.net')).toMatchObject({
+      status: 'WARNING',
+      fix: 'publish one _smtp._tls.mailproxy-test.net. TXT "v=TLSRPTv1; rua=mailto:tls@mailproxy-test.net"',
+    });
     expect(judgeTlsRpt('mailproxy-test.net', records('v=TLSRPTv1; rua=mailto:other@mailproxy-test.net'), 'tls@mailproxy-test.net').status).toBe('WARNING');
     expect(judgeTlsRpt('mailproxy-test.net', records('v=TLSRPTv1; rua=mailto:other@mailproxy-test.net,mailto:TLS@mailproxy-test.net'), 'tls@mailproxy-test.net').status).toBe('OK');
   });
@@ -256,13 +276,19 @@ describe('health of the service', () => {
   });
 
   it('OK only for the config’s policy as text/plain with a certificate for the name, valid now', () => {
-    expect(judgeMtaStsService([answerOf({}), answerOf({ host: 'mta-sts.second-test.org' })], hosted, now)).toMatchObject({ status: 'OK', detail: expect.stringContaining(`policy id ${hosted.id} served for mta-sts.mailproxy-test.net, mta-sts.second-test.org`) });
+    expect(judgeMtaStsService([answerOf({}), answerOf({ host: 'mta-sts.second-test.org' })], hosted, now)).toMatchObject({
+      status: 'OK',
+      detail: expect.stringContaining(`policy id ${hosted.id} served for mta-sts.mailproxy-test.net, mta-sts.second-test.org`),
+    });
     expect(judgeMtaStsService([answerOf({ error: 'connect ECONNREFUSED 198.18.7.25:443' })], hosted, now).status).toBe('CRITICAL');
     expect(judgeMtaStsService([answerOf({ status: 404 })], hosted, now).status).toBe('CRITICAL');
     expect(judgeMtaStsService([answerOf({ contentType: 'text/html' })], hosted, now).status).toBe('CRITICAL');
     expect(judgeMtaStsService([answerOf({ certificate: { ...answerOf({}).certificate!, validTo: new Date('2026-05-31T00:00:00Z') } })], hosted, now).status).toBe('CRITICAL');
     expect(judgeMtaStsService([answerOf({ certificate: { ...answerOf({}).certificate!, coversHost: false } })], hosted, now).status).toBe('WARNING');
-    expect(judgeMtaStsService([answerOf({}), answerOf({ body: 'version: STSv1\r\n' })], hosted, now)).toMatchObject({ status: 'WARNING', detail: expect.stringContaining('systemctl reload mailproxy-mta-sts') });
+    expect(judgeMtaStsService([answerOf({}), answerOf({ body: 'version: STSv1\r\n' })], hosted, now)).toMatchObject({
+      status: 'WARNING',
+      detail: expect.stringContaining('systemctl reload mailproxy-mta-sts'),
+    });
     expect(judgeMtaStsService([], hosted, now).status).toBe('UNKNOWN');
   });
 });

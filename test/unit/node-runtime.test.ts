@@ -6,7 +6,9 @@ describe('system.node', () => {
   it('is fine at 22 and newer, named with the fix when older, missing or not runnable', () => {
     expect(nodeProblem('/usr/bin/node', { ok: true, version: 'v22.23.5' })).toBeNull();
     expect(nodeProblem('/usr/bin/node', { ok: true, version: 'v24.1.0' })).toBeNull();
-    expect(nodeProblem('/usr/bin/node', { ok: true, version: 'v20.19.0' })).toMatch(/^system\.node \/usr\/bin\/node is v20\.19\.0; Haraka 3\.3\.4 needs Node\.js 22 or newer: install Node\.js 22 LTS/);
+    expect(nodeProblem('/usr/bin/node', { ok: true, version: 'v20.19.0' })).toMatch(
+      /^system\.node \/usr\/bin\/node is v20\.19\.0; Haraka 3\.3\.4 needs Node\.js 22 or newer: install Node\.js 22 LTS/,
+    );
     expect(nodeProblem('/nonexistent/node', { ok: false, error: 'does not exist' })).toMatch(/^system\.node \/nonexistent\/node does not exist: the units cannot start Haraka/);
   });
 

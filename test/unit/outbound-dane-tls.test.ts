@@ -36,7 +36,9 @@ const spkiRecord = (pem: string): TlsaRecord => ({
   usage: 3,
   selector: 1,
   matchingType: 1,
-  data: createHash('sha256').update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })).digest(),
+  data: createHash('sha256')
+    .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
+    .digest(),
 });
 
 /** What an MX saw after its TLS handshake, and what Haraka's side of the connection heard. */

@@ -9,7 +9,15 @@ const base = { domain: 'example.net', ageMs: 5 * 86_400_000 };
 
 describe('bounceFields', () => {
   it('a 5xx at RCPT: the remote reply, its status, and where it came from', () => {
-    const rcpt = { dsn_action: 'failed', dsn_smtp_code: '550', dsn_smtp_extc: '5.1.1', dsn_status: '5.1.1', dsn_smtp_response: 'no such user', dsn_remote_mta: '192.0.2.4', reason: '550 5.1.1 no such user' };
+    const rcpt = {
+      dsn_action: 'failed',
+      dsn_smtp_code: '550',
+      dsn_smtp_extc: '5.1.1',
+      dsn_status: '5.1.1',
+      dsn_smtp_response: 'no such user',
+      dsn_remote_mta: '192.0.2.4',
+      reason: '550 5.1.1 no such user',
+    };
     const fields = bounceFields(rcpt, { ...base, reason: 'Some recipients failed: <a@example.net>', attempts: 3, remote: { name: 'mx.example.net', address: '192.0.2.4' } });
     expect(fields).toEqual({
       reason: 'mx.example.net (192.0.2.4) answered: 550 5.1.1 no such user (a permanent failure, at attempt 3)',
@@ -47,7 +55,7 @@ describe('bounceFields', () => {
     expect(fields.reason).toBe('no mail server of example.net could be reached (a temporary failure, given up after 22 attempts over 5 days)');
   });
 
-  it('an MTA-STS refusal after a restart, known only from Haraka\'s reason', () => {
+  it("an MTA-STS refusal after a restart, known only from Haraka's reason", () => {
     const reason = 'Too many failures (No TLS available but required by configuration.)';
     const explained = explainFailure({}, reason, 'secure.example');
     const fields = bounceFields({}, { ...base, domain: 'secure.example', reason, attempts: 4, explained });
@@ -58,7 +66,10 @@ describe('bounceFields', () => {
   });
 
   it('our own deferral reasons: policy MX, unreadable queue file', () => {
-    const policy = bounceFields({}, { ...base, reason: 'Too many failures (Temporary MX lookup error for example.net)', attempts: 2, explained: failures.noPolicyMx('example.net', ['mx.other.net']) });
+    const policy = bounceFields(
+      {},
+      { ...base, reason: 'Too many failures (Temporary MX lookup error for example.net)', attempts: 2, explained: failures.noPolicyMx('example.net', ['mx.other.net']) },
+    );
     expect(policy.dsn_status).toBe('5.7.5');
     expect(policy.reason).toMatch(/^MTA-STS policy of example\.net \(enforce\) names none of its MX hosts \(mx\.other\.net\) \(a temporary failure/);
     const file = bounceFields({}, { ...base, reason: 'Too many failures (x)', attempts: 2, explained: failures.queueFile('/q/f', 'EIO: i/o error') });
@@ -70,7 +81,7 @@ describe('bounceFields', () => {
     expect(fields.reason).toBe('the receiving server answered: 550 5.1.1 unknown (a permanent failure)');
   });
 
-  it('Haraka\'s own permanent failures keep their status and words', () => {
+  it("Haraka's own permanent failures keep their status and words", () => {
     const fields = bounceFields({ dsn_code: 550, dsn_msg: 'No Such Domain: example.net', dsn_status: '5.1.2' }, { ...base, reason: 'No Such Domain: example.net', attempts: 1 });
     expect(fields.dsn_status).toBe('5.1.2');
     expect(fields.reason).toBe('No Such Domain: example.net (a permanent failure, at the first attempt)');
@@ -87,7 +98,7 @@ describe('explainFailure', () => {
     expect(explainFailure({ tlsFailure: handshake }, 'Upstream error: 421 4.3.2 busy', 'secure.example')).toBeNull();
   });
 
-  it('puts the plugin\'s own deferral first, then Haraka\'s TLS refusals', () => {
+  it("puts the plugin's own deferral first, then Haraka's TLS refusals", () => {
     const own = failures.noPolicyMx('secure.example', ['mx.elsewhere.example']);
     expect(explainFailure({ failure: own, tlsFailure: handshake }, 'Temporary MX lookup error for secure.example', 'secure.example')).toBe(own);
     expect(explainFailure({}, 'Host failed TLS verification required by configuration.', 'secure.example')?.status).toBe('4.7.5');

@@ -28,14 +28,18 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     const check = hmail.indexOf('return obtls.check_tls_nogo(');
     expect(forced).toBeGreaterThan(0);
     expect(check).toBeGreaterThan(forced);
-    expect(hmail.slice(forced, check)).toContain("return self.temp_fail(`No TLS available but required by configuration.`)");
-    expect(hmail).toContain("if (err.source === 'tls')\n                // exception thrown from tls_socket during tls upgrade\n                return obtls.mark_tls_nogo(host, () => {");
-    expect(hmail).toContain("self.loginfo(`TLS disabled for ${host} because it was marked as non-TLS on ${when}`)");
+    expect(hmail.slice(forced, check)).toContain('return self.temp_fail(`No TLS available but required by configuration.`)');
+    expect(hmail).toContain(
+      "if (err.source === 'tls')\n                // exception thrown from tls_socket during tls upgrade\n                return obtls.mark_tls_nogo(host, () => {",
+    );
+    expect(hmail).toContain('self.loginfo(`TLS disabled for ${host} because it was marked as non-TLS on ${when}`)');
   });
 
   it('counts a failure in num_failures, bounces past the intervals, and takes a deferred DENYSOFT as seconds', () => {
     const hmail = source('outbound/hmail.js');
-    expect(hmail).toContain('this.num_failures++\n\n        // Test for max failures which is configurable.\n        if (this.num_failures > obc.cfg.temp_fail_intervals.length) {');
+    expect(hmail).toContain(
+      'this.num_failures++\n\n        // Test for max failures which is configurable.\n        if (this.num_failures > obc.cfg.temp_fail_intervals.length) {',
+    );
     expect(hmail).toContain("plugins.run_hooks('deferred', this, { delay, err, ...(extra || {}) })");
     expect(hmail).toContain('delay = parseInt(msg, 10) * 1000');
     expect(hmail).toContain('parts.attempts = this.num_failures');
@@ -90,9 +94,17 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     expect(obtls.check_tls_nogo).not.toBe(original);
     expect(installTlsFallback()).toBe(true);
     const answers: string[] = [];
-    obtls.check_tls_nogo('192.0.2.1', () => answers.push('ok'), () => answers.push('nogo'));
+    obtls.check_tls_nogo(
+      '192.0.2.1',
+      () => answers.push('ok'),
+      () => answers.push('nogo'),
+    );
     obtls.mark_tls_nogo('192.0.2.1', () => answers.push('marked'));
-    obtls.check_tls_nogo('192.0.2.1', () => answers.push('ok'), () => answers.push('nogo'));
+    obtls.check_tls_nogo(
+      '192.0.2.1',
+      () => answers.push('ok'),
+      () => answers.push('nogo'),
+    );
     expect(answers).toEqual(['ok', 'marked', 'ok']);
   });
 
@@ -107,7 +119,9 @@ describe('the Haraka internals mailproxy-outbound relies on', () => {
     // Its wrapper ignores setNoDelay, and nothing else in Haraka sets TCP_NODELAY.
     expect(tlsSocket).toContain('    setNoDelay(/* true||false */) {}');
     const hmail = source('outbound/hmail.js');
-    expect(hmail).toContain("data_stream.on('end', () => {\n                        send_command(mx.using_lmtp ? 'dot_lmtp' : 'dot')\n                    })\n                    data_stream.pipe(socket, { end: false })");
+    expect(hmail).toContain(
+      "data_stream.on('end', () => {\n                        send_command(mx.using_lmtp ? 'dot_lmtp' : 'dot')\n                    })\n                    data_stream.pipe(socket, { end: false })",
+    );
     for (const file of ['outbound/hmail.js', 'outbound/client_pool.js', 'server.js', 'connection.js']) expect(source(file)).not.toMatch(/setNoDelay|noDelay/);
   });
 });

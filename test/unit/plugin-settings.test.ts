@@ -172,7 +172,16 @@ describe('a settings file that lacks keys (an older or hand-edited file)', () =>
     });
     const forward = readForwardSettings(haraka);
     expect(forward).toMatchObject({ dataTimeoutMs: 600_000, bodyTimeoutMs: 60_000, keepAliveMs: 0, requireXclient: true, starttls: false, rdnsTimeoutMs: 3000 });
-    expect(forward.storeAndForward).toEqual({ enabled: false, dir: '', pickupDir: '', maxDiskBytes: 1024 * 1024 * 1024, maxAgeMs: 5 * 86_400_000, drainSessions: 2, probeIntervalMs: 5000, cacheSize: 20_000 });
+    expect(forward.storeAndForward).toEqual({
+      enabled: false,
+      dir: '',
+      pickupDir: '',
+      maxDiskBytes: 1024 * 1024 * 1024,
+      maxAgeMs: 5 * 86_400_000,
+      drainSessions: 2,
+      probeIntervalMs: 5000,
+      cacheSize: 20_000,
+    });
     expect(readLimitsSettings(haraka)).toMatchObject({ connections: { maxClients: 1500, maxClientsPerIp: 10, connectRatePerIp: 60, exempt: [] }, maxSessionMs: 900_000 });
     expect(readOutboundSettings(haraka)).toMatchObject({ main: { mx_port: 25, private_mx_ok: false }, mta_sts: { enabled: false, port: 443 }, dane: { enabled: false } });
     expect(readDnsSettings(haraka)).toEqual({ servers: [] });

@@ -20,7 +20,14 @@ async function rig(enabled = true) {
   const config = path.join(dir, 'mailproxy.yaml');
   writeFileSync(
     config,
-    stringify({ version: 1, hostname: 'mx.example.com', public_ipv4: '203.0.113.25', domains: ['example.com'], state_dir: path.join(dir, 'state'), inbound: { store_and_forward: { enabled } } }),
+    stringify({
+      version: 1,
+      hostname: 'mx.example.com',
+      public_ipv4: '203.0.113.25',
+      domains: ['example.com'],
+      state_dir: path.join(dir, 'state'),
+      inbound: { store_and_forward: { enabled } },
+    }),
   );
   const root = path.join(dir, 'state', 'haraka-in', 'store', 'spool');
   const spool = await Spool.open(root, { log: () => undefined, now: () => T0 + 3_600_000 });

@@ -5,14 +5,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rename
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  classifyQueueFile,
-  lastErrorsFromLog,
-  mxFailureOf,
-  tlsPoliciesFromLog,
-  parseQueueFile,
-  transactionUuid,
-} from '../../src/queue/qfile';
+import { classifyQueueFile, lastErrorsFromLog, mxFailureOf, tlsPoliciesFromLog, parseQueueFile, transactionUuid } from '../../src/queue/qfile';
 import { parseQueueFileName, unescapeHost } from '../../src/haraka/queue-file-name';
 import { countQueue, deleteMessage, findHarakaPid, flushQueue, harakaConfigDir, listQueue } from '../../src/queue/tools';
 import { formatDeleteResult, formatDuration, formatQueueCount, formatQueueListing, formatQueueTable, queueJson } from '../../src/queue/format';
@@ -257,10 +250,7 @@ describe('queue file contents', () => {
 
 // What haraka-out logs when every MX of a domain fails to connect: the cause first, then only "Tried all MXs".
 const refused = (uuid: string, file: string, causes: string[], suffix = '') =>
-  [
-    ...causes.map((cause) => `[NOTICE] [${uuid}] [outbound] ${cause}`),
-    `[INFO] [${uuid}] [outbound] Temp failing ${file} for 3600 seconds: Tried all MXs${suffix}`,
-  ].join('\n');
+  [...causes.map((cause) => `[NOTICE] [${uuid}] [outbound] ${cause}`), `[INFO] [${uuid}] [outbound] Temp failing ${file} for 3600 seconds: Tried all MXs${suffix}`].join('\n');
 
 describe('last errors from the Haraka log', () => {
   // Lines as haraka-out 3.3.4 printed them (see test/integration/queue.test.ts), with a journald prefix on some.
@@ -537,12 +527,6 @@ describe('formatting', () => {
   });
 
   it('formats durations', () => {
-    expect([0, 45_000, 12 * 60_000, 3 * 3600_000 + 5 * 60_000, 2 * 86400_000 + 4 * 3600_000].map(formatDuration)).toEqual([
-      '0s',
-      '45s',
-      '12m',
-      '3h05m',
-      '2d04h',
-    ]);
+    expect([0, 45_000, 12 * 60_000, 3 * 3600_000 + 5 * 60_000, 2 * 86400_000 + 4 * 3600_000].map(formatDuration)).toEqual(['0s', '45s', '12m', '3h05m', '2d04h']);
   });
 });

@@ -63,7 +63,14 @@ describe('SMTP Banner Check, Reverse DNS Mismatch, Valid Hostname', () => {
   });
 
   it('tells generic PTR names from real ones', () => {
-    for (const name of ['ip-203-0-113-25.hoster.example', '25.113.0.203.static.example.net', '25-113-0-203.example.net', 'cb007119.example.net', 'host.dynamic.example.net', 'pool-12.dsl.example.net']) {
+    for (const name of [
+      'ip-203-0-113-25.hoster.example',
+      '25.113.0.203.static.example.net',
+      '25-113-0-203.example.net',
+      'cb007119.example.net',
+      'host.dynamic.example.net',
+      'pool-12.dsl.example.net',
+    ]) {
       expect(genericPtrReason(name, '203.0.113.25'), name).not.toBeNull();
     }
     for (const name of ['mx.example.com', 'mail2.example.com', 'smtp-out-1.example.com', 'mx203.example.com']) {
@@ -125,7 +132,12 @@ describe('SMTP TLS', () => {
 
   it('warns under 14 days and for TLS 1.0/1.1; fails expired, not yet valid, wrong name, unverified chain, no STARTTLS', () => {
     expect(judgeSmtpTls(facts({}, 13), 'mx.example.com', now)).toMatchObject({ status: 'WARNING', detail: expect.stringContaining('13 days left (under 14)') });
-    const legacy = facts({ legacy: [{ version: 'TLSv1', accepted: true, note: 'accepted' }, { version: 'TLSv1.1', accepted: false, note: 'refused' }] });
+    const legacy = facts({
+      legacy: [
+        { version: 'TLSv1', accepted: true, note: 'accepted' },
+        { version: 'TLSv1.1', accepted: false, note: 'refused' },
+      ],
+    });
     expect(judgeSmtpTls(legacy, 'mx.example.com', now)).toMatchObject({ status: 'WARNING', detail: '203.0.113.25:25: TLSv1 accepted' });
     expect(judgeSmtpTls(facts({}, -1), 'mx.example.com', now).status).toBe('CRITICAL');
     const future = facts();
@@ -145,7 +157,14 @@ describe('SMTP TLS', () => {
 });
 
 describe('SMTP Open Relay', () => {
-  const attempt = (rcpt: string, code: number, phase: 'MAIL' | 'RCPT' = 'RCPT'): RelayAttempt => ({ sender: 'supertool@mxtoolboxsmtpdiag.com', rcpt, trick: 't', phase, code, reply: `${code} x` });
+  const attempt = (rcpt: string, code: number, phase: 'MAIL' | 'RCPT' = 'RCPT'): RelayAttempt => ({
+    sender: 'supertool@mxtoolboxsmtpdiag.com',
+    rcpt,
+    trick: 't',
+    phase,
+    code,
+    reply: `${code} x`,
+  });
   const relay = (attempts: RelayAttempt[], change: Partial<HarakaOutFacts> = {}): HarakaOutFacts => ({
     address: '203.0.113.25:25',
     source: '203.0.113.25',
@@ -175,14 +194,26 @@ describe('SMTP Open Relay', () => {
 
   it('haraka-out: refused from here passes and says only that; a firewall drop passes; nothing listening is unknown', () => {
     expect(judgeHarakaOutRelay(relay([attempt('a@b.example', 550)]), ['10.0.0.2/32'])).toMatchObject({ status: 'OK', detail: expect.stringContaining('"refused from here"') });
-    expect(judgeHarakaOutRelay(relay([], { error: 'no connection within 5 s', errorCode: 'ETIMEDOUT' }), ['10.0.0.2/32'])).toMatchObject({ status: 'OK', detail: expect.stringContaining('dropped') });
+    expect(judgeHarakaOutRelay(relay([], { error: 'no connection within 5 s', errorCode: 'ETIMEDOUT' }), ['10.0.0.2/32'])).toMatchObject({
+      status: 'OK',
+      detail: expect.stringContaining('dropped'),
+    });
     expect(judgeHarakaOutRelay(relay([], { error: 'connect ECONNREFUSED', errorCode: 'ECONNREFUSED' }), ['10.0.0.2/32']).status).toBe('UNKNOWN');
     expect(judgeHarakaOutRelay(relay([attempt('a@b.example', 250)]), ['10.0.0.2/32']).status).toBe('CRITICAL');
   });
 
   it('one trick list for tests and selftest: haraka-in gets the foreign ones, haraka-out every one', () => {
     const params = { foreign: 'example.net', own: 'demo.test', ownHost: 'mx.demo.test', ipv4: '127.0.0.4', ipv6: '::1' };
-    expect(foreignRelayTricks(params)).toEqual(expect.arrayContaining(['bob%example.net@demo.test', 'example.net!bob@demo.test', '"bob@example.net"@demo.test', '@demo.test:bob@example.net', 'bob@[127.0.0.4]', 'bob@example.net.']));
+    expect(foreignRelayTricks(params)).toEqual(
+      expect.arrayContaining([
+        'bob%example.net@demo.test',
+        'example.net!bob@demo.test',
+        '"bob@example.net"@demo.test',
+        '@demo.test:bob@example.net',
+        'bob@[127.0.0.4]',
+        'bob@example.net.',
+      ]),
+    );
     expect(foreignRelayTricks(params)).not.toContain('alice@demo.test');
     expect(allRelayTricks(params)).toHaveLength(foreignRelayTricks(params).length + 4);
     const plan = inboundRelayPlan(config());
@@ -264,7 +295,16 @@ describe('the report', () => {
     );
     const json = JSON.parse(formatFindingsJson(report));
     expect(json).toMatchObject({ command: 'selftest', status: 'CRITICAL', exit_code: 2, checked_at: now.toISOString() });
-    expect(json.checks[0]).toEqual({ name: 'banner@203.0.113.25:25', mxtoolbox: 'SMTP Banner Check', status: 'OK', result: 'pass', detail: 'greets as mx.example.com', fix: null, ms: 12, metrics: {} });
+    expect(json.checks[0]).toEqual({
+      name: 'banner@203.0.113.25:25',
+      mxtoolbox: 'SMTP Banner Check',
+      status: 'OK',
+      result: 'pass',
+      detail: 'greets as mx.example.com',
+      fix: null,
+      ms: 12,
+      metrics: {},
+    });
     expect(json.checks[1].fix).toBe('ask the provider');
   });
 });

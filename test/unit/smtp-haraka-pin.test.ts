@@ -53,4 +53,3 @@ describe('the Haraka internals mailproxy-smtp relies on', () => {
     expect(`${server}${connection}`).not.toMatch(/setNoDelay|noDelay/);
   });
 });
-

@@ -140,7 +140,8 @@ describe('stats of a known log', () => {
   });
 
   it('counts kept messages returned to their sender apart from the held ones', () => {
-    const line = '[NOTICE] [-] [mailproxy-forward] mailproxy-decision time=2026-05-01T12:30:01.000Z action=bounce ip=192.0.2.10 check=store_and_forward reason=max_age id=01777636890000-000002-0a0b0c0d spf=pass';
+    const line =
+      '[NOTICE] [-] [mailproxy-forward] mailproxy-decision time=2026-05-01T12:30:01.000Z action=bounce ip=192.0.2.10 check=store_and_forward reason=max_age id=01777636890000-000002-0a0b0c0d spf=pass';
     const summary = aggregate(readDecisions(line));
     expect(summary.kept.returned).toEqual({ total: 1, byReason: { max_age: 1 } });
     expect([summary.kept.held.total, summary.kept.refused.total]).toEqual([0, 0]);
@@ -344,7 +345,7 @@ describe('mailproxy stats', () => {
     expect([summary.accepted.sessions, summary.refused.total, summary.refused.byCheck]).toEqual([1, 1, { helo: 1 }]);
   });
 
-  it('with nothing to count, says why: an empty log, a log_level that hides NOTICE, not haraka-in\'s log, or --since', async () => {
+  it("with nothing to count, says why: an empty log, a log_level that hides NOTICE, not haraka-in's log, or --since", async () => {
     const first = async (text: string, args: string[] = []) => {
       const stdin = new PassThrough();
       stdin.end(text);
@@ -353,9 +354,13 @@ describe('mailproxy stats', () => {
       return stdout.text().split('\n')[0];
     };
     expect(await first('')).toBe('sessions: no decision lines: the log is empty');
-    expect(await first('[WARN] [-] [core] something\n[ERROR] [-] [core] else\n')).toMatch(/none of the log's 2 lines is at NOTICE or INFO.*log_level warn or error\? set it to info or notice/);
+    expect(await first('[WARN] [-] [core] something\n[ERROR] [-] [core] else\n')).toMatch(
+      /none of the log's 2 lines is at NOTICE or INFO.*log_level warn or error\? set it to info or notice/,
+    );
     const harakaOut = '[NOTICE] [-] [core] Listening on 10.0.0.2:2526\n[INFO] [-] [outbound] delivered\n';
-    expect(await first(harakaOut)).toMatch(/no decision lines in 2 lines of log: .*except for the appliance's own addresses.*is this haraka-in's log \(journalctl -u mailproxy-haraka-in\)/);
+    expect(await first(harakaOut)).toMatch(
+      /no decision lines in 2 lines of log: .*except for the appliance's own addresses.*is this haraka-in's log \(journalctl -u mailproxy-haraka-in\)/,
+    );
     expect(await first(LOG, ['--since', '1h'])).toBe('sessions: no decision lines since 2026-05-02T11:00:00.000Z (8 before it)');
   });
 

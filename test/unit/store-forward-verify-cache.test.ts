@@ -181,7 +181,10 @@ describe('toJson / fromJson', () => {
     const saved = {
       format: 1,
       good: [['a@Example.org', T0], ['bad-time', 'x'], [42, T0], ['old@example.org', T0 - 32 * DAY], 'junk'],
-      bad: [['x@example.org', T0 - 4 * DAY], ['y@example.org', T0]],
+      bad: [
+        ['x@example.org', T0 - 4 * DAY],
+        ['y@example.org', T0],
+      ],
     };
     const back = fromJson(saved, T0, S)!;
     expect([...back.cache.good.keys()]).toEqual(['a@example.org']);

@@ -41,9 +41,7 @@ async function deployedCertificate(config: Config, instancesDir: string): Promis
     if (text === null) continue;
     try {
       return { file, facts: certFacts(text) };
-    } catch {
-      continue;
-    }
+    } catch {}
   }
   return null;
 }

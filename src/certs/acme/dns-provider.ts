@@ -25,7 +25,10 @@ export function readApiKey(file: string, warn: (line: string) => void): string {
     );
   }
   if (statSync(file).mode & 0o004) warn(`warning: ${file} (the DNS API key) is readable by every user: chmod 600 it`);
-  const key = text.split('\n').map((line) => line.trim()).find((line) => line !== '');
+  const key = text
+    .split('\n')
+    .map((line) => line.trim())
+    .find((line) => line !== '');
   if (!key) throw new Error(`acme.dns_01.api_key_file ${file} is empty: put the API key there`);
   return key;
 }
@@ -77,7 +80,7 @@ export async function waitForTxt(options: TxtWaitOptions): Promise<void> {
     for (const server of [...pending]) {
       const answer = await txtAt(server, name, queryTimeoutMs);
       if (Array.isArray(answer) && answer.includes(value)) pending.delete(server);
-      else last.set(server, Array.isArray(answer) ? `${answer.length} other TXT value(s)` : (answer as NodeJS.ErrnoException).code ?? answer.message);
+      else last.set(server, Array.isArray(answer) ? `${answer.length} other TXT value(s)` : ((answer as NodeJS.ErrnoException).code ?? answer.message));
     }
     if (pending.size === 0) return;
     if (Date.now() + intervalMs > deadline) {

@@ -164,13 +164,25 @@ export async function deployCertificate(request: DeployRequest): Promise<DeployO
   log(describeCertificate(cert));
   const matched = cert.matchedName.toLowerCase() === config.hostname.toLowerCase() ? '' : ` (as ${cert.matchedName})`;
   log(`names cover hostname ${config.hostname}${matched}; key matches; chain verified against ${cert.trustedBy}: ${cert.chain}`);
-  if (cert.appended) log(`the certificate file lacked ${cert.appended} intermediate${cert.appended === 1 ? '' : 's'} of that chain: taken from --chain and served after the certificate`);
+  if (cert.appended)
+    log(`the certificate file lacked ${cert.appended} intermediate${cert.appended === 1 ? '' : 's'} of that chain: taken from --chain and served after the certificate`);
   if (cert.daysLeft < config.health.cert_warning_days) log(`warning: only ${cert.daysLeft} days left, under health.cert_warning_days (${config.health.cert_warning_days})`);
-  const uncovered = config.inbound.mta_sts.enabled ? config.domains.map(policyHostName).filter((name) => !covers(cert.names.map((certName) => certName.toLowerCase()), name)) : [];
+  const uncovered = config.inbound.mta_sts.enabled
+    ? config.domains.map(policyHostName).filter(
+        (name) =>
+          !covers(
+            cert.names.map((certName) => certName.toLowerCase()),
+            name,
+          ),
+      )
+    : [];
   // A warning, not a refusal: the certificate is what haraka-in's STARTTLS needs, and refusing it would let
   // that one expire; without these names senders only fail to fetch the policy, and then deliver as if
   // there were none (RFC 8461 §5), or by the copy they cached.
-  if (uncovered.length) log(`warning: inbound.mta_sts is on, but the certificate does not cover ${uncovered.join(', ')}: senders cannot fetch the MTA-STS policy there (native ACME adds these names; with acme.sh, add -d for each)`);
+  if (uncovered.length)
+    log(
+      `warning: inbound.mta_sts is on, but the certificate does not cover ${uncovered.join(', ')}: senders cannot fetch the MTA-STS policy there (native ACME adds these names; with acme.sh, add -d for each)`,
+    );
 
   const configHint = '--config FILE';
   // Refuse before creating anything when the instances are not rendered.
@@ -223,7 +235,9 @@ export async function deployCertificate(request: DeployRequest): Promise<DeployO
     const running = served.filter((entry) => !entry.before.refused);
     for (const { target, before: was } of served) {
       const address = `${target.host}:${target.port}`;
-      log(`haraka-in ${address} ${was.refused ? 'is not running (connection refused): not verified' : was.fingerprint ? `serves ${short(was.fingerprint)} now` : `serves no certificate now (${was.error})`}`);
+      log(
+        `haraka-in ${address} ${was.refused ? 'is not running (connection refused): not verified' : was.fingerprint ? `serves ${short(was.fingerprint)} now` : `serves no certificate now (${was.error})`}`,
+      );
     }
     const previousFingerprint = running.find((entry) => entry.before.fingerprint)?.before.fingerprint ?? (await fingerprintOf(instances[0]?.pair.cert ?? ''));
 
@@ -290,7 +304,9 @@ export async function deployCertificate(request: DeployRequest): Promise<DeployO
     if (running.length === 0) {
       log('haraka-in is not running: nothing to verify; it reads the new certificate when it starts');
     } else {
-      log(`waiting for haraka-in to serve ${short(cert.fingerprint)} (Haraka reloads tls.ini ${HARAKA_RELOAD_DELAY_MS / 1000} s after it changed; deadline ${verifyTimeoutMs / 1000} s)`);
+      log(
+        `waiting for haraka-in to serve ${short(cert.fingerprint)} (Haraka reloads tls.ini ${HARAKA_RELOAD_DELAY_MS / 1000} s after it changed; deadline ${verifyTimeoutMs / 1000} s)`,
+      );
       const result = await waitUntilServed(
         running.map((entry) => entry.target),
         cert.fingerprint,
@@ -336,10 +352,7 @@ export async function deployCertificate(request: DeployRequest): Promise<DeployO
 }
 
 /** After a rollback: each listener that served a certificate before serves it again, within the deadline. */
-async function rollbackServed(
-  running: { target: HostPort; before: Served }[],
-  options: Parameters<typeof waitUntilServed>[2],
-): Promise<{ ok: boolean; failures: string[] }> {
+async function rollbackServed(running: { target: HostPort; before: Served }[], options: Parameters<typeof waitUntilServed>[2]): Promise<{ ok: boolean; failures: string[] }> {
   const failures: string[] = [];
   for (const fingerprint of new Set(running.map((entry) => entry.before.fingerprint))) {
     if (!fingerprint) continue;

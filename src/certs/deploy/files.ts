@@ -73,7 +73,7 @@ export async function ensureDeployDir(dir: string, policy: FilePolicy): Promise<
 export async function installFile(dir: string, name: string, bytes: string, mode: number, policy: FilePolicy): Promise<boolean> {
   const file = path.join(dir, name);
   const existing = await readRegular(file);
-  if (existing && existing.equals(Buffer.from(bytes))) {
+  if (existing?.equals(Buffer.from(bytes))) {
     const stat = await fs.lstat(file);
     if ((stat.mode & 0o777) === mode && (policy.group === null || stat.gid === policy.group)) return false;
   }

@@ -22,7 +22,9 @@ export function systemdRestarter(env: NodeJS.ProcessEnv, systemdDir = '/run/syst
       }
       execFile('systemctl', ['try-restart', unit], { env: { ...env, LC_ALL: 'C' }, timeout: 120_000, encoding: 'utf8' }, (err, _stdout, stderr) => {
         if (!err) {
-          return resolve(`restarted ${unit} (systemctl try-restart; nothing to do when it is not running): it presents the certificate to MX servers that ask for a client certificate, and reads it only at start`);
+          return resolve(
+            `restarted ${unit} (systemctl try-restart; nothing to do when it is not running): it presents the certificate to MX servers that ask for a client certificate, and reads it only at start`,
+          );
         }
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') return resolve(`systemctl not found on PATH: not restarting ${unit}; restart haraka-out yourself`);

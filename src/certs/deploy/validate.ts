@@ -209,7 +209,7 @@ export function validateCertificate(input: CertificateInput, context: Validation
     fingerprint: leaf.fingerprint256,
     stem,
     keyPem: key.export({ format: 'pem', type: 'pkcs8' }) as string,
-    certPem: served.map((cert) => cert.toString().trim()).join('\n') + '\n',
+    certPem: `${served.map((cert) => cert.toString().trim()).join('\n')}\n`,
     subject: oneLine(leaf.subject),
     issuer: oneLine(leaf.issuer),
     names,

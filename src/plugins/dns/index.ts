@@ -6,7 +6,10 @@ import type { HarakaPlugin } from '../haraka/plugin';
 import { readDnsSettings, type DnsSettings } from './settings';
 
 export function register(this: HarakaPlugin): void {
-  applyServers(this, readDnsSettings(this.config, () => applyServers(this, readDnsSettings(this.config))));
+  applyServers(
+    this,
+    readDnsSettings(this.config, () => applyServers(this, readDnsSettings(this.config))),
+  );
 }
 
 function applyServers(plugin: HarakaPlugin, { servers }: DnsSettings): void {

@@ -85,10 +85,7 @@ export function renderEdgeFiles(config: Config, header: FileHeader): RenderedPlu
       iniSection('dnsbl', ini.dnsbl),
       ...lists.map((name) => iniSection(name, ini[name])),
     ]),
-    'mailproxy-edge.timeout': renderList(
-      `${header(RESTART)}\nSeconds Haraka allows one hook of mailproxy-edge; the plugin's own timers decide well before.`,
-      [String(hookLimit)],
-    ),
+    'mailproxy-edge.timeout': renderList(`${header(RESTART)}\nSeconds Haraka allows one hook of mailproxy-edge; the plugin's own timers decide well before.`, [String(hookLimit)]),
   };
 }
 
@@ -96,8 +93,16 @@ export function renderEdgeFiles(config: Config, header: FileHeader): RenderedPlu
 export const DEFAULT_LOOKUP_TIMEOUT_MS = 800;
 
 function list(value: unknown): string[] {
-  if (Array.isArray(value)) return value.map(String).map((item) => item.trim()).filter(Boolean);
-  if (typeof value === 'string') return value.split(',').map((item) => item.trim()).filter(Boolean);
+  if (Array.isArray(value))
+    return value
+      .map(String)
+      .map((item) => item.trim())
+      .filter(Boolean);
+  if (typeof value === 'string')
+    return value
+      .split(',')
+      .map((item) => item.trim())
+      .filter(Boolean);
   return [];
 }
 
@@ -124,7 +129,10 @@ function entries(ini: EdgeIniAsRead, prefix: string, problems: string[]): ListEn
     .sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)));
   for (const name of names) {
     const section = sections[name] ?? {};
-    const zone = String(section.zone ?? '').trim().toLowerCase().replace(/\.$/, '');
+    const zone = String(section.zone ?? '')
+      .trim()
+      .toLowerCase()
+      .replace(/\.$/, '');
     if (!/^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/.test(zone)) {
       problems.push(`[${name}] zone=${String(section.zone)} is not a DNS zone; entry ignored`);
       continue;
@@ -154,7 +162,11 @@ export function readSettings(ini: EdgeIniAsRead): { settings: EdgeSettings; prob
     if (range) allow.push(range);
     else problems.push(`[main] allow: ${text} is no CIDR; ignored`);
   }
-  const own = new Set(list(main.own).map(normalizedIp).filter((ip): ip is string => ip !== null));
+  const own = new Set(
+    list(main.own)
+      .map(normalizedIp)
+      .filter((ip): ip is string => ip !== null),
+  );
   const earlyTalker = ini.early_talker ?? {};
   const helo = ini.helo ?? {};
   const dnsbl = ini.dnsbl ?? {};

@@ -356,7 +356,11 @@ export function parseCapabilities(reply: Reply): Map<string, string[]> {
   const capabilities = new Map<string, string[]>();
   for (const line of reply.lines.slice(1)) {
     const [keyword, ...params] = line.trim().split(/\s+/);
-    if (keyword) capabilities.set(keyword.toUpperCase(), params.map((param) => param.toUpperCase()));
+    if (keyword)
+      capabilities.set(
+        keyword.toUpperCase(),
+        params.map((param) => param.toUpperCase()),
+      );
   }
   return capabilities;
 }

@@ -180,14 +180,16 @@ export function storeMessage(plugin: ForwardPlugin, connection: Connection, tran
     });
     transaction.results.add(plugin, { pass: `stored ${meta.id}` });
     next(constants.OK, `Kept for the mail server as ${meta.id}`);
-  })().catch((err: Error) => {
-    connection.logerror(plugin, `store-and-forward: could not keep the message: ${err.message}`);
-    transaction.notes[REPLY_CODE_NOTE] = 451;
-    next(constants.DENYSOFT, DSN.create(451, 'Could not keep the message, try again later', 3, 0));
-  }).finally(() => {
-    backup.storing -= size;
-    delete transaction.notes[STORING];
-  });
+  })()
+    .catch((err: Error) => {
+      connection.logerror(plugin, `store-and-forward: could not keep the message: ${err.message}`);
+      transaction.notes[REPLY_CODE_NOTE] = 451;
+      next(constants.DENYSOFT, DSN.create(451, 'Could not keep the message, try again later', 3, 0));
+    })
+    .finally(() => {
+      backup.storing -= size;
+      delete transaction.notes[STORING];
+    });
 }
 
 /** The client left (or reset) before its 250: a store still in progress is not committed. */

@@ -54,7 +54,14 @@ export async function deliver(settings: Settings, backup: BackupMx, meta: Stored
     const verdicts = split(recipients, (index) => replies[index + 1] as Reply);
     if (accepted.length === 0) return { reply: (replies[1] as Reply) ?? null, ...verdicts };
     const go = await session.command('DATA');
-    if (go.code !== 354) return { reply: go, ...merge(verdicts, split(accepted, () => go)) };
+    if (go.code !== 354)
+      return {
+        reply: go,
+        ...merge(
+          verdicts,
+          split(accepted, () => go),
+        ),
+      };
     const final = session.read(settings.dataTimeoutMs + settings.bodyTimeoutMs);
     final.catch(() => undefined);
     const { stream } = await backup.spool.stream(meta.id);
@@ -71,7 +78,13 @@ export async function deliver(settings: Settings, backup: BackupMx, meta: Stored
     });
     const done = await final;
     if (isOk(done)) return { reply: done, ...verdicts };
-    return { reply: done, ...merge(verdicts, split(accepted, () => done)) };
+    return {
+      reply: done,
+      ...merge(
+        verdicts,
+        split(accepted, () => done),
+      ),
+    };
   } finally {
     session.quit();
   }

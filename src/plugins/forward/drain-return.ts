@@ -36,9 +36,8 @@ const HEADER_READ_LIMIT = 64 * 1024;
 /** Returns the message to its sender when SPF allows it, else holds it; `meta` is a ready message whose
  * recipients are exactly the failed ones. */
 export async function returnOrHold(plugin: ForwardPlugin, backup: BackupMx, meta: StoredMeta, failure: Failure): Promise<void> {
-  const spf = await senderSpf(
-    { mailFrom: meta.envelope.mailFrom, ip: meta.client.address, helo: meta.client.helo, mta: plugin.settings.heloName },
-    (name, type) => dns.promises.resolve(name, type),
+  const spf = await senderSpf({ mailFrom: meta.envelope.mailFrom, ip: meta.client.address, helo: meta.client.helo, mta: plugin.settings.heloName }, (name, type) =>
+    dns.promises.resolve(name, type),
   );
   const pickupDir = backup.settings.pickupDir;
   if (bounceOrHold(meta.envelope.mailFrom, spf.result) === 'bounce' && pickupDir) {

@@ -46,9 +46,7 @@ export async function lookupClientName(rawIp: string, timeoutMs: number): Promis
       // A PTR query, not dns.reverse: that one falls back to /etc/hosts and turns a DNS outage into NXDOMAIN.
       names = ipaddr.isValid(rawIp) ? await dns.resolvePtr(reverseName(rawIp)) : [];
     } catch (err) {
-      return PERMANENT.has((err as NodeJS.ErrnoException).code ?? '')
-        ? { ptr: 'NXDOMAIN', xclientName: '[UNAVAILABLE]' }
-        : { ptr: 'DNSERROR', xclientName: '[TEMPUNAVAIL]' };
+      return PERMANENT.has((err as NodeJS.ErrnoException).code ?? '') ? { ptr: 'NXDOMAIN', xclientName: '[UNAVAILABLE]' } : { ptr: 'DNSERROR', xclientName: '[TEMPUNAVAIL]' };
     }
     const ptr = (names[0] ?? 'NXDOMAIN').replace(/\.$/, '');
     let temporary = false;

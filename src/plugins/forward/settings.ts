@@ -159,10 +159,9 @@ export function renderForwardFiles(config: Config, header: FileHeader): Rendered
         pickup_dir: "haraka-out's pickup directory: a DSN to a sender whose SPF passed is written there, and haraka-out sends it.",
       }),
     ]),
-    'mailproxy-forward.timeout': renderList(
-      `${header(RESTART)}\nSeconds Haraka allows one hook of mailproxy-forward; the plugin's own timers answer 4xx well before.`,
-      [String(hookLimit(config))],
-    ),
+    'mailproxy-forward.timeout': renderList(`${header(RESTART)}\nSeconds Haraka allows one hook of mailproxy-forward; the plugin's own timers answer 4xx well before.`, [
+      String(hookLimit(config)),
+    ]),
     host_list: renderList(
       `${header(WATCHED)}\nDomains haraka-in accepts mail for.`,
       config.domains.map((domain) => domain.toLowerCase()),

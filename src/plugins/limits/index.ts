@@ -85,7 +85,7 @@ export function watch_socket(this: LimitsPlugin, next: Next, connection: Connect
 export function admit_client(this: LimitsPlugin, next: Next, connection: Connection): void {
   // Haraka runs no lookup_rdns for a client that has gone; if one ever did, it must not be counted.
   if (connection.notes[CLOSED]) return next();
-  let verdict;
+  let verdict: ReturnType<LimitsPlugin['counters']['admit']>;
   try {
     verdict = this.counters.admit(connection.remote.ip);
   } catch (err) {
@@ -119,7 +119,14 @@ function endLongSession(plugin: LimitsPlugin, connection: Connection): void {
   if (connection.state >= constants.connection.state.DISCONNECTING) return;
   if (connection.current_hook) return armSessionTimer(plugin, connection, RECHECK_MS);
   connection.results.add(plugin, { fail: 'max_session_time' });
-  logDecision(connection, plugin, { action: 'refuse', ip: connection.remote.ip, check: 'limits', reason: 'max_session_time', code: 421, extra: { limit: plugin.maxSessionMs / 1000 } });
+  logDecision(connection, plugin, {
+    action: 'refuse',
+    ip: connection.remote.ip,
+    check: 'limits',
+    reason: 'max_session_time',
+    code: 421,
+    extra: { limit: plugin.maxSessionMs / 1000 },
+  });
   connection.respond(421, DSN.create(421, 'Session too long, closing; send the rest again later', 4, 2), () => connection.disconnect());
 }
 

@@ -74,11 +74,7 @@ export function readLimitsSettings(config: HarakaConfig, reload?: () => void): L
       maxClients: numberOr(main.max_clients, 1500),
       maxClientsPerIp: numberOr(main.max_clients_per_ip, 10),
       connectRatePerIp: numberOr(main.max_connect_rate_per_ip, 60),
-      exempt: parseExempt(
-        (Array.isArray(main.exempt) ? main.exempt : String(main.exempt ?? '').split(','))
-          .map((entry) => String(entry).trim())
-          .filter(Boolean),
-      ),
+      exempt: parseExempt((Array.isArray(main.exempt) ? main.exempt : String(main.exempt ?? '').split(',')).map((entry) => String(entry).trim()).filter(Boolean)),
     },
     maxSessionMs: numberOr(main.max_session_time, 900) * 1000,
     maxBackendSessions: numberOr(main.max_backend_sessions, 50),

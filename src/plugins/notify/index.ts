@@ -63,10 +63,7 @@ export function register(this: HarakaPlugin): void {
   state = { env, sender, plugin, listeners: [], listening: false, queueLoaded: false, ready: false, stopping: false, timer: null, lastStatus: '' };
   watchQueueLoad(this);
   this.register_hook('init_master', 'notify_listening');
-  this.loginfo(
-    `notifying systemd at ${env.socket} with ${binary}` +
-      (env.watchdogMs ? `, WATCHDOG=1 every ${env.watchdogMs / 2} ms` : ', no watchdog (WATCHDOG_USEC unset)'),
-  );
+  this.loginfo(`notifying systemd at ${env.socket} with ${binary}${env.watchdogMs ? `, WATCHDOG=1 every ${env.watchdogMs / 2} ms` : ', no watchdog (WATCHDOG_USEC unset)'}`);
 }
 
 /** init_master runs once every listener is bound (server.js setup_smtp_listeners). */

@@ -80,11 +80,7 @@ const NOT_VERIFIED = 'Host failed TLS verification required by configuration';
  * `Too many failures (<reason>)`): its own deferral first, then a failed handshake under MTA-STS when no MX
  * answered at all, then Haraka's TLS refusals. Null when Haraka's reason and fields say it best.
  */
-export function explainFailure(
-  attempt: { failure?: Failure; tlsFailure?: Failure; daneMx?: string },
-  reason: string,
-  domain: string,
-): Failure | null {
+export function explainFailure(attempt: { failure?: Failure; tlsFailure?: Failure; daneMx?: string }, reason: string, domain: string): Failure | null {
   if (attempt.failure) return attempt.failure;
   const last = /^Too many failures \(([\s\S]*)\)$/.exec(reason)?.[1] ?? reason;
   if (attempt.tlsFailure && /^Tried all MXs/.test(last)) return attempt.tlsFailure;

@@ -105,7 +105,9 @@ export function load_outbound_ini(this: RoutePlugin): void {
   });
 }
 
-type SmtpConnection = ReceivedConnection & { transaction?: (ReceivedTransaction & { message_stream: RawStream; end_data(cb: () => void): unknown; discard_data?: boolean }) | null };
+type SmtpConnection = ReceivedConnection & {
+  transaction?: (ReceivedTransaction & { message_stream: RawStream; end_data(cb: () => void): unknown; discard_data?: boolean }) | null;
+};
 
 /** Messages up to this size are queued from one in-memory copy (connection.ini spool_after). */
 const WHOLE_LIMIT = 256 * 1024;
@@ -192,7 +194,11 @@ function applyPolicy(hmail: HMail, domain: string, exchanges: Mx[], decision: Po
     return exchanges;
   }
   const allowed = exchanges.filter(named);
-  if (allowed.length === 0) return failures.noPolicyMx(domain, exchanges.map((mx) => mx.exchange));
+  if (allowed.length === 0)
+    return failures.noPolicyMx(
+      domain,
+      exchanges.map((mx) => mx.exchange),
+    );
   if (!requireTlsForDomain(domain, true)) return failures.tlsSettingsMissing(domain);
   hmail.loginfo(`MTA-STS ${domain}: enforce (${decision.source}), TLS required to ${allowed.map((mx) => mx.exchange).join(', ')}`);
   return allowed;
@@ -221,7 +227,11 @@ export async function mtaStsForHostsWithoutDane(this: RoutePlugin, hmail: HMail,
   if (decision.mode !== 'enforce') return route.hosts;
   stateOf(hmail).attempt.enforce = true;
   const hosts = route.hosts.filter((host) => authenticated(host) || decision.mx.some((pattern) => mxMatches(pattern, host.name)));
-  if (!hosts.length) return failures.noPolicyMx(domain, route.hosts.map((host) => host.name));
+  if (!hosts.length)
+    return failures.noPolicyMx(
+      domain,
+      route.hosts.map((host) => host.name),
+    );
   return hosts;
 }
 
@@ -260,7 +270,13 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
     if (!this.privateMx) return reply(constants.OK, exchanges);
     const { usable, skipped } = splitPrivateMx(exchanges, this.privateMx.tunnel);
     for (const { mx, reason } of skipped) hmail.logwarn(`MX ${mx.from_dns ?? mx.exchange} of ${name} at ${mx.exchange} is ${reason}: skipped`);
-    if (usable.length === 0 && skipped.length > 0) return defer(failures.privateMx(name, skipped.map(({ mx, reason }) => `${mx.from_dns ?? mx.exchange} ${mx.exchange}: ${reason}`)));
+    if (usable.length === 0 && skipped.length > 0)
+      return defer(
+        failures.privateMx(
+          name,
+          skipped.map(({ mx, reason }) => `${mx.from_dns ?? mx.exchange} ${mx.exchange}: ${reason}`),
+        ),
+      );
     return reply(constants.OK, usable);
   };
   (async () => {
@@ -371,5 +387,7 @@ function describeRecipients(state: DeliveryState, err: (Error & { mx?: { exchang
     explained: explainAttempt(state, reason),
   };
   for (const rcpt of (hmail.todo?.rcpt_to ?? []) as RecipientDsn[]) Object.assign(rcpt, bounceFields(rcpt, context));
-  hmail.loginfo(`bounce (${isExpiry(reason) ? 'retries exhausted' : 'permanent failure'}): ${(hmail.todo?.rcpt_to as RecipientDsn[] | undefined)?.map((rcpt) => rcpt.reason).join('; ')}`);
+  hmail.loginfo(
+    `bounce (${isExpiry(reason) ? 'retries exhausted' : 'permanent failure'}): ${(hmail.todo?.rcpt_to as RecipientDsn[] | undefined)?.map((rcpt) => rcpt.reason).join('; ')}`,
+  );
 }

@@ -62,7 +62,8 @@ async function poll(current: Poller, log: PickupLog): Promise<void> {
       await pickUp(current, id, envelopes.has(id), log).catch((err: Error) => log.error(`pickup ${id}: ${err.message}; trying again`));
     }
     // An envelope whose message is gone: a pair half deleted by a crash after its message was queued.
-    for (const id of envelopes) if (!names.includes(`${id}${MESSAGE_SUFFIX}`) && !current.sending.has(id)) await setAside(current.dir, [`${id}${ENVELOPE_SUFFIX}`], 'an envelope without its message', log);
+    for (const id of envelopes)
+      if (!names.includes(`${id}${MESSAGE_SUFFIX}`) && !current.sending.has(id)) await setAside(current.dir, [`${id}${ENVELOPE_SUFFIX}`], 'an envelope without its message', log);
   } catch (err) {
     log.error(`pickup ${current.dir}: ${(err as Error).message}`);
   } finally {
@@ -98,10 +99,16 @@ async function pickUp(current: Poller, id: string, committed: boolean, log: Pick
   // id stays out of the polls until it comes (never queued twice).
   const answered = new Promise<void>((resolve) => {
     try {
-      sendEmail()(envelope.from === '' ? '<>' : envelope.from, [...envelope.to], contents, (code, message) => {
-        if (code !== constants.OK) log.error(`pickup ${id}: not queued (${String(message)}); trying again`);
-        void queued(code === constants.OK).then(resolve);
-      }, { dot_stuffed: false });
+      sendEmail()(
+        envelope.from === '' ? '<>' : envelope.from,
+        [...envelope.to],
+        contents,
+        (code, message) => {
+          if (code !== constants.OK) log.error(`pickup ${id}: not queued (${String(message)}); trying again`);
+          void queued(code === constants.OK).then(resolve);
+        },
+        { dot_stuffed: false },
+      );
     } catch (err) {
       log.error(`pickup ${id}: not queued (${(err as Error).message}); trying again`);
       void queued(false).then(resolve);

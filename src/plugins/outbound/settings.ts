@@ -37,8 +37,7 @@ export function renderOutboundFiles(config: Config, header: FileHeader): Rendere
   return {
     'mailproxy-outbound.ini': renderIni(header(WATCHED), [
       iniSection('main', ini.main, {
-        private_mx_ok:
-          'MX addresses in wireguard.network or private space (RFC 1918, loopback, link-local, ULA, CGNAT) are skipped: such a domain stays queued.',
+        private_mx_ok: 'MX addresses in wireguard.network or private space (RFC 1918, loopback, link-local, ULA, CGNAT) are skipped: such a domain stays queued.',
       }),
       iniSection('mta_sts', ini.mta_sts),
       iniSection('dane', ini.dane, { resolver: 'A local DNSSEC-validating resolver (unbound): its AD bit decides.' }),

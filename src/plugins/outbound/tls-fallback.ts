@@ -35,9 +35,7 @@ export function rememberTlsFailure(state: DeliveryState, mx: TriedMx, host: stri
     state.fallbackHosts.add(host);
     state.attempt.fallbackQueued = true;
   }
-  hmail.lognotice(
-    `STARTTLS with ${host} failed: this message goes to ${host} once without TLS (opportunistic TLS, as Postfix at smtp_tls_security_level = may)`,
-  );
+  hmail.lognotice(`STARTTLS with ${host} failed: this message goes to ${host} once without TLS (opportunistic TLS, as Postfix at smtp_tls_security_level = may)`);
 }
 
 /** Why a connection where TLS was required failed (its handshake, or the DANE check of its certificate). */

@@ -90,7 +90,11 @@ export function tlsLevel({ route, mx, remembered }: TlsPolicyInput): TlsDecision
     return { level: 'encrypt', reason: `the DNSSEC-signed TLSA records of ${mx.name} are all unusable for SMTP: TLS required, without authentication (RFC 7672 §2.2)` };
   }
   if (route.configForcesTls) {
-    return { level: 'verify', by: 'force_tls_hosts', reason: `Haraka's force_tls_hosts names ${mx.name} or ${route.domain}: TLS required, with a certificate valid for ${mx.name}` };
+    return {
+      level: 'verify',
+      by: 'force_tls_hosts',
+      reason: `Haraka's force_tls_hosts names ${mx.name} or ${route.domain}: TLS required, with a certificate valid for ${mx.name}`,
+    };
   }
   if (remembered.tlsFailedAt !== undefined) {
     return {

@@ -73,9 +73,7 @@ export function originalHeaders(original: Buffer): string {
 
 function explanation(input: DsnInput): string[] {
   const why =
-    input.kind === 'refused'
-      ? 'The mail server refused it, so it is returned to you.'
-      : `It could not be delivered within ${input.maxAgeDays} days, so it is returned to you.`;
+    input.kind === 'refused' ? 'The mail server refused it, so it is returned to you.' : `It could not be delivered within ${input.maxAgeDays} days, so it is returned to you.`;
   return [
     `This is the mail system at host ${input.hostname}.`,
     '',

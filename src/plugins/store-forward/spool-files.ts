@@ -90,16 +90,25 @@ export async function unlessMissing<T>(work: Promise<T>, missing: T): Promise<T>
 
 /** The size of a file, or 0 when it is missing. */
 export function sizeOf(file: string): Promise<number> {
-  return unlessMissing(fs.stat(file).then((stat) => stat.size), 0);
+  return unlessMissing(
+    fs.stat(file).then((stat) => stat.size),
+    0,
+  );
 }
 
 export function exists(file: string): Promise<boolean> {
-  return unlessMissing(fs.lstat(file).then(() => true), false);
+  return unlessMissing(
+    fs.lstat(file).then(() => true),
+    false,
+  );
 }
 
 /** Removes a file; false when it was already gone. */
 export function unlinkIfPresent(file: string): Promise<boolean> {
-  return unlessMissing(fs.unlink(file).then(() => true), false);
+  return unlessMissing(
+    fs.unlink(file).then(() => true),
+    false,
+  );
 }
 
 /** The ids of the `<id><suffix>` files of a directory, sorted (oldest first). */

@@ -111,7 +111,10 @@ export async function countSpool(paths: SpoolPaths): Promise<SpoolCounts> {
   const stored = new Set<string>();
   for (const area of ['ready', 'held'] as const) {
     for (const id of await idsIn(paths[area], '.json', isId)) {
-      const size = await unlessMissing(fs.stat(metaPath(paths, area, id)).then((stat) => stat.size), null);
+      const size = await unlessMissing(
+        fs.stat(metaPath(paths, area, id)).then((stat) => stat.size),
+        null,
+      );
       if (size === null) continue; // gone since the listing
       counts[area]++;
       counts.bytes += size;

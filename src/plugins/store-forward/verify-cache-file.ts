@@ -15,18 +15,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../render/write';
-import {
-  cacheSize,
-  emptyVerifyCache,
-  fromJson,
-  lookup,
-  prune,
-  recordReply,
-  toJson,
-  type VerifyCache,
-  type VerifyLookup,
-  type VerifySettings,
-} from './verify-cache';
+import { cacheSize, emptyVerifyCache, fromJson, lookup, prune, recordReply, toJson, type VerifyCache, type VerifyLookup, type VerifySettings } from './verify-cache';
 
 export interface VerifyCacheFileOptions {
   file: string;
@@ -39,11 +28,7 @@ export interface VerifyCacheFileOptions {
 }
 
 /** What a saved cache file holds, read without changing anything (`mailproxy health` reads it too). */
-export type SavedVerifyCache =
-  | { kind: 'loaded'; cache: VerifyCache; dropped: number }
-  | { kind: 'missing' }
-  | { kind: 'unreadable'; code: string }
-  | { kind: 'malformed' };
+export type SavedVerifyCache = { kind: 'loaded'; cache: VerifyCache; dropped: number } | { kind: 'missing' } | { kind: 'unreadable'; code: string } | { kind: 'malformed' };
 
 export async function readSavedVerifyCache(file: string, settings: VerifySettings, now: number): Promise<SavedVerifyCache> {
   let text: string;

@@ -203,11 +203,7 @@ export function installDaneTls(): boolean {
     const upgrade = typeof options === 'object' && options !== null ? options[DANE_UPGRADE] : undefined;
     if (!upgrade) return (original as (...a: unknown[]) => tls.TLSSocket).apply(this, args);
     // The SNI stays the MX name (get_tls_options sets it from the name the MX was found under).
-    const socket = (original as (...a: unknown[]) => tls.TLSSocket).call(
-      this,
-      { ...options, rejectUnauthorized: false, checkServerIdentity: () => undefined },
-      ...args.slice(1),
-    );
+    const socket = (original as (...a: unknown[]) => tls.TLSSocket).call(this, { ...options, rejectUnauthorized: false, checkServerIdentity: () => undefined }, ...args.slice(1));
     // The handshake ends in two events: Node emits 'secure', whose first listener (tls.connect's
     // onConnectSecure) emits 'secureConnect'. Both reach Haraka: tls_socket.js's upgrade callback and its
     // pluggable stream hear 'secureConnect', and that stream relays 'secure' too, on which hmail.js sends
