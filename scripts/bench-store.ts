@@ -14,7 +14,7 @@
 //   store    STORE_MESSAGES messages of STORE_SIZE bytes, one per connection, STORE_CONCURRENCY at a
 //            time, each with its own envelope sender (store-<n>@example.net): every one must get 250 (kept)
 //   waiting  the backend stays down for STORE_IDLE_S seconds with everything stored: haraka-in's CPU while
-//            it probes (each probe lists the spool)
+//            it probes (each probe lists the spool; once a minute the drain counts the spool's files again)
 //   drain    the backend stand-in starts; time until every stored message arrived, and a count per sender
 //            after two more probe intervals: each exactly once, none missing
 //   again    the backend stops, the same number is stored again, and the backend starts with
@@ -22,7 +22,7 @@
 //            long as the drain takes: their latency and rate, against the same clients for as long with
 //            nothing to drain (as long as the drain took, at most a minute)
 //
-// Options (env): STORE_MESSAGES (5000), STORE_CONCURRENCY (50), STORE_SIZE (4096 bytes), STORE_IDLE_S (20),
+// Options (env): STORE_MESSAGES (5000), STORE_CONCURRENCY (50), STORE_SIZE (4096 bytes), STORE_IDLE_S (60),
 // STORE_LIVE_CLIENTS (4), STORE_DRAIN_SESSIONS (drain_sessions; the default when unset), STORE_DEADLINE_MS.
 //
 // haraka-in's memory is read from /proc/PID/status: VmRSS sampled every 50 ms, and VmHWM, the kernel's
@@ -42,7 +42,7 @@ const MESSAGES = Number(process.env.STORE_MESSAGES ?? 5000);
 const CONCURRENCY = Number(process.env.STORE_CONCURRENCY ?? 50);
 const SIZE = Number(process.env.STORE_SIZE ?? 4096);
 const LIVE_CLIENTS = Number(process.env.STORE_LIVE_CLIENTS ?? 4);
-const IDLE_S = Number(process.env.STORE_IDLE_S ?? 20);
+const IDLE_S = Number(process.env.STORE_IDLE_S ?? 60);
 const DEADLINE_MS = Number(process.env.STORE_DEADLINE_MS ?? 900_000);
 /** drain_sessions: the default (2) unless set. */
 const DRAIN_SESSIONS = process.env.STORE_DRAIN_SESSIONS ? Number(process.env.STORE_DRAIN_SESSIONS) : undefined;
