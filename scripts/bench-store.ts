@@ -35,6 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { LOOPBACK, startTopology, type Topology } from '../src/demo/topology';
 import { HARAKA_NODE_ARGS } from '../src/haraka/process';
+import { storePathsFor } from '../src/plugins/store-forward/store-dir';
 import { dataPayload, SmtpScript, type Reply } from '../src/smtp/script';
 import { startSmtpSink, type SmtpSink } from '../src/testpeers/smtp-sink';
 
@@ -349,7 +350,7 @@ async function main(): Promise<void> {
   });
   const pid = topology.haraka['haraka-in']?.child.pid;
   if (!pid) throw new Error('haraka-in has no pid');
-  const readyDir = path.join(topology.config.state_dir, 'haraka-in', 'store', 'spool', 'ready');
+  const readyDir = path.join(storePathsFor(topology.config).spool, 'ready');
   const readyLeft = () => readdirSync(readyDir).filter((name) => name.endsWith('.json')).length;
   let failed = false;
   try {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOOPBACK, type Topology } from '../../src/demo/topology';
 import { openSession } from '../../src/smtp/script';
 import { parseMeta } from '../../src/plugins/store-forward/spool-meta';
+import { storePathsFor } from '../../src/plugins/store-forward/store-dir';
 import { postfixUnavailableReason, startPostfix, type PostfixInstance } from '../fixtures/postfix';
 import { missingPeers, requirePeers } from '../helpers/peers';
 import { eventually } from '../helpers/poll';
@@ -107,9 +108,9 @@ describe.runIf(runnable)('backup MX outage drill against a real Postfix', () => 
 
   it('stores for known users while Postfix is down, survives kill -9, delivers each message once as its original client, and holds the refused one', async () => {
     await withDrillTopology(async (t) => {
-      const store = path.join(t.config.state_dir, 'haraka-in', 'store');
+      const store = storePathsFor(t.config);
       const metas = (area: string) => {
-        const dir = path.join(store, 'spool', area);
+        const dir = path.join(store.spool, area);
         return existsSync(dir) ? readdirSync(dir).filter((name) => name.endsWith('.json')) : [];
       };
       const harakaOutput = () => t.haraka['haraka-in']?.output() ?? '';
@@ -129,8 +130,7 @@ describe.runIf(runnable)('backup MX outage drill against a real Postfix', () => 
       await postfix.waitForDelivered(2);
       // The cache reaches the disk (its saves are spaced by seconds), so it is there after the kill below.
       await eventually('the recipient cache saved with all three verdicts', () => {
-        const file = path.join(store, 'recipients.json');
-        const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+        const text = existsSync(store.recipients) ? readFileSync(store.recipients, 'utf8') : '';
         return ['alice@demo.test', 'bob@demo.test', 'nobody@demo.test'].every((address) => text.includes(`"${address}"`));
       }, { timeoutMs: 15_000 });
 
@@ -203,7 +203,7 @@ describe.runIf(runnable)('backup MX outage drill against a real Postfix', () => 
 
       // 6. The refused message: held with Postfix's reply, never delivered, never bounced.
       const [heldFile] = metas('held');
-      const held = parseMeta(readFileSync(path.join(store, 'spool', 'held', heldFile as string), 'utf8'));
+      const held = parseMeta(readFileSync(path.join(store.spool, 'held', heldFile as string), 'utf8'));
       expect(held?.envelope.mailFrom).toBe('forged@example.net');
       expect(held?.client).toMatchObject({ address: CLIENT12.address, helo: CLIENT12.helo });
       expect(held?.held?.reason).toMatch(/^refused by the backend: 5\d\d 5\.7\.1 /);
