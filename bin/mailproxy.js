@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-'use strict';
+
 // The only place that calls process.exit: everything else returns exit codes.
 
 // The commands that start Haraka (demo runs both instances, check has Haraka load them) need the Node its

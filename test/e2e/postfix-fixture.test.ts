@@ -201,4 +201,26 @@ describe.runIf(runnable)('real Postfix test peer (test/fixtures/postfix.ts)', ()
     expect(await pfNoX!.delivered()).toEqual([]);
     expect(await pfNoX!.log()).not.toMatch(/client=client\.example/);
   });
+
+  it('halts (the port refuses connections) and resumes on the same port with its mail and log kept', async () => {
+    const delivered = (await pf!.delivered()).length;
+    const logged = (await pf!.log()).length;
+    expect(delivered).toBeGreaterThan(0);
+    await pf!.halt();
+    const refused = await new Promise<string>((resolve) => {
+      const sock = net.connect({ host: pf!.host, port: pf!.port, localAddress: FORWARDER });
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve('connected');
+      });
+      sock.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+    expect(fs.existsSync(pf!.dir)).toBe(true);
+    await pf!.resume();
+    const [banner] = await smtpDialog(pf!, ['QUIT']);
+    expect(banner).toBe('220 backend.test ESMTP');
+    expect((await pf!.delivered()).length).toBe(delivered);
+    expect((await pf!.log()).length).toBeGreaterThanOrEqual(logged);
+  });
 });
