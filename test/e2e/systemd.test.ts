@@ -593,7 +593,7 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
         [`${DOMAIN}.`, 'MX 10', `${HOSTNAME}.`],
         [`${DOMAIN}.`, 'TXT', `"${ZONE.TXT?.[DOMAIN]?.[0]}"`],
       ]) {
-        expect(notes.stdout).toMatch(new RegExp(`^\\s+${record.map(escape).join('\\s+')}`, 'm'));
+        expect(notes.stdout).toMatch(new RegExp(`^\\s+${record.map(escapeRegex).join('\\s+')}`, 'm'));
       }
       expect(notes.stdout).toContain(`smtpd_authorized_xclient_hosts=${NET.wireguard}`);
 
