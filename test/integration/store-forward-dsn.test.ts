@@ -109,7 +109,7 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
       for (const name of readdirSync(spoolDir('ready')).filter((file) => file.endsWith('.json'))) {
         const file = path.join(spoolDir('ready'), name);
         const meta = JSON.parse(readFileSync(file, 'utf8'));
-        writeFileSync(file, `${JSON.stringify({ ...meta, receivedAt: Date.now() - 7 * 86_400_000 }, null, 1)}\n`);
+        writeFileSync(file, `${JSON.stringify({ ...meta, receivedAt: Date.now() - 7 * 86_400_000, attempts: 1 }, null, 1)}\n`);
       }
     };
     await keptThenRefused('carol@demo.test', '127.0.0.13', 'too old', '451 4.3.0 Try again later', weekOld);

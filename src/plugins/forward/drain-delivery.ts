@@ -112,8 +112,10 @@ function split(recipients: string[], replyOf: (index: number) => Reply | undefin
   recipients.forEach((rcpt, index) => {
     const reply = replyOf(index);
     if (!reply) throw new BackendError('backend sent fewer replies than commands');
-    if (isOk(reply, 4)) pending.push(rcpt);
-    else if (isOk(reply, 5)) {
+    if (isOk(reply, 2)) return;
+    // Anything but 2xx and 5xx (4xx, or a reply of no class) is tried again: never counted as delivered.
+    if (!isOk(reply, 5)) pending.push(rcpt);
+    else {
       refused.push(rcpt);
       refusal ??= reply;
     }

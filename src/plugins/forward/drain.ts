@@ -29,7 +29,6 @@ interface Drain {
   backup: BackupMx;
   timer: NodeJS.Timeout;
   intervalMs: number;
-  running: boolean;
   /** When the spool's counts were last taken from its directories (ms since the epoch). */
   countedAt: number;
   /** Ready id → not before this time (ms since the epoch; 0: now). Small: ids and numbers only. */
@@ -48,7 +47,7 @@ export function startDrain(plugin: ForwardPlugin, backup: BackupMx): void {
   }
   const schedule = drain?.backup === backup ? drain.schedule : new Map<string, number>();
   stopDrain();
-  const started: Drain = { plugin, backup, timer: setInterval(() => void tick(started), intervalMs), intervalMs, running: false, countedAt: Date.now(), schedule };
+  const started: Drain = { plugin, backup, timer: setInterval(() => void tick(started), intervalMs), intervalMs, countedAt: Date.now(), schedule };
   started.timer.unref();
   drain = started;
   void tick(started);
@@ -60,9 +59,13 @@ export function stopDrain(): void {
   drain = null;
 }
 
+/** The tick in progress, whichever loop started it: a loop restarted by a reload waits for the old one's
+ * workers, so no message is handed on by two loops at once. */
+let ticking = false;
+
 async function tick(current: Drain): Promise<void> {
-  if (current.running || drain !== current) return;
-  current.running = true;
+  if (ticking || drain !== current) return;
+  ticking = true;
   const { plugin, backup } = current;
   try {
     // A recount that overlapped a change of this process is skipped and tried at the next tick.
@@ -79,7 +82,7 @@ async function tick(current: Drain): Promise<void> {
   } catch (err) {
     plugin.logerror(`store-and-forward: drain failed: ${(err as Error).message}`);
   } finally {
-    current.running = false;
+    ticking = false;
   }
 }
 
@@ -121,7 +124,7 @@ async function drainDue(current: Drain, due: string[]): Promise<void> {
   const queue = [...due];
   const { plugin, backup } = current;
   const worker = async () => {
-    for (let id = queue.shift(); id !== undefined && backup.downSince === null; id = queue.shift()) {
+    for (let id = queue.shift(); id !== undefined && backup.downSince === null && drain === current; id = queue.shift()) {
       try {
         await drainOne(current, id);
       } catch (err) {
@@ -170,7 +173,9 @@ async function drainOne(current: Drain, id: string): Promise<void> {
       schedule.delete(id);
       return returnOrHold(plugin, backup, meta, failure);
     }
-    // Some recipients refused, some deferred: the refused ones are returned or held in a copy, the others stay kept.
+    // Some recipients refused, some deferred: the refused ones are returned or held in a copy, the others stay
+    // kept. Narrowed first, so a failure on the way never sends the message again to those who have it.
+    await backup.spool.recordAttempt(id, failure.reason, null, [...outcome.refused, ...outcome.pending]);
     const copy = await backup.spool.store({
       raw: (await backup.spool.stream(id)).stream,
       envelope: { mailFrom: meta.envelope.mailFrom, rcptTo: outcome.refused },
@@ -198,7 +203,9 @@ async function drainOne(current: Drain, id: string): Promise<void> {
 async function retry(current: Drain, meta: StoredMeta, reply: string, pending: string[]): Promise<void> {
   const { plugin, backup, schedule } = current;
   const now = Date.now();
-  if (afterReply(meta, 451, now, planSettings(backup)).action === 'expired') {
+  // Past max_age only after an earlier temporary failure too (attempts counts them): the first answer of a
+  // backend back from a long outage (a milter still starting) does not expire what was never really tried.
+  if (meta.attempts > 0 && afterReply(meta, 451, now, planSettings(backup)).action === 'expired') {
     if (pending.length !== meta.envelope.rcptTo.length) await backup.spool.recordAttempt(meta.id, reply, null, pending);
     schedule.delete(meta.id);
     return returnOrHold(plugin, backup, meta, {

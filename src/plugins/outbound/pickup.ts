@@ -62,8 +62,14 @@ async function poll(current: Poller, log: PickupLog): Promise<void> {
       await pickUp(current, id, envelopes.has(id), log).catch((err: Error) => log.error(`pickup ${id}: ${err.message}; trying again`));
     }
     // An envelope whose message is gone: a pair half deleted by a crash after its message was queued.
-    for (const id of envelopes)
-      if (!names.includes(`${id}${MESSAGE_SUFFIX}`) && !current.sending.has(id)) await setAside(current.dir, [`${id}${ENVELOPE_SUFFIX}`], 'an envelope without its message', log);
+    // readdir is no snapshot: a message renamed into place during the listing may be missing from it, so
+    // only an envelope still alone, and a minute old, is set aside.
+    for (const id of envelopes) {
+      if (names.includes(`${id}${MESSAGE_SUFFIX}`) || current.sending.has(id)) continue;
+      if (await exists(path.join(current.dir, `${id}${MESSAGE_SUFFIX}`))) continue;
+      const stat = await fs.stat(path.join(current.dir, `${id}${ENVELOPE_SUFFIX}`)).catch(() => null);
+      if (stat && Date.now() - stat.mtimeMs >= BAD_AFTER_MS) await setAside(current.dir, [`${id}${ENVELOPE_SUFFIX}`], 'an envelope without its message', log);
+    }
   } catch (err) {
     log.error(`pickup ${current.dir}: ${(err as Error).message}`);
   } finally {
@@ -135,4 +141,11 @@ async function setAside(dir: string, files: string[], why: string, log: PickupLo
   await fs.mkdir(bad, { recursive: true, mode: 0o750 });
   for (const file of files) await fs.rename(path.join(dir, file), path.join(bad, file)).catch(() => undefined);
   log.error(`pickup: ${files[0]} moved to ${bad}: ${why}`);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fs.stat(file).then(
+    () => true,
+    () => false,
+  );
 }
