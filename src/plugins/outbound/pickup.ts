@@ -3,6 +3,7 @@
 // said it is queued (the queue file written and renamed). A message Haraka does not take stays and is tried
 // at the next poll; one whose envelope is missing or unreadable for a minute moves to bad/ with a log line.
 // One poller per process (smtp.ini nodes=0); a reload of the settings restarts it with the new directory.
+import { whenOutboundQueueLoaded } from '../haraka/patches/outbound-init-queue';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { constants } from '../haraka/constants';
@@ -23,7 +24,8 @@ const QUEUE_WAIT_MS = 60_000;
 
 interface Poller {
   dir: string;
-  timer: NodeJS.Timeout;
+  /** Set once Haraka's queue has loaded. */
+  timer: NodeJS.Timeout | null;
   running: boolean;
   /** Ids handed to Haraka whose callback has not come yet: not sent twice. */
   sending: Set<string>;
@@ -34,12 +36,22 @@ let poller: Poller | null = null;
 /** Starts (or moves to another directory, or with `dir` null stops) the pickup poller of this process. */
 export function configurePickup(dir: string | null, log: PickupLog): void {
   if (poller && poller.dir === dir) return;
-  if (poller) clearInterval(poller.timer);
+  if (poller?.timer) clearInterval(poller.timer);
   poller = null;
   if (!dir) return;
-  const started: Poller = { dir, timer: setInterval(() => void poll(started, log), POLL_MS), running: false, sending: new Set() };
-  started.timer.unref();
+  const started: Poller = { dir, timer: null, running: false, sending: new Set() };
   poller = started;
+  // Only once Haraka has loaded its queue: a message queued before would be found again by the load and
+  // delivered twice.
+  const start = () => {
+    if (poller !== started) return;
+    started.timer = setInterval(() => void poll(started, log), POLL_MS);
+    started.timer.unref();
+  };
+  if (!whenOutboundQueueLoaded(start)) {
+    log.error('pickup: Haraka has no init_queue to wait for; polling at once');
+    start();
+  }
 }
 
 function sendEmail(): SendEmail {

@@ -10,20 +10,29 @@ interface OutboundModule {
 }
 
 let wrapped = false;
+let loadedAlready = false;
+const listeners: (() => void)[] = [];
 
-/** Calls `loaded` once the outbound queue is loaded. Wraps init_queue once per process (later calls
- * change nothing); false when Haraka has no init_queue to wrap. */
+/** Calls `loaded` once the outbound queue is loaded (at once when it already is). Wraps init_queue once per
+ * process; false when Haraka has no init_queue to wrap (then `loaded` is never called). */
 export function whenOutboundQueueLoaded(loaded: () => void): boolean {
-  if (wrapped) return true;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const outbound = require('haraka/outbound') as OutboundModule;
-  const original = outbound.init_queue;
-  if (typeof original !== 'function') return false;
-  outbound.init_queue = async function initQueue(this: unknown, ...args: unknown[]) {
-    const result = await original.apply(this, args);
+  if (loadedAlready) {
     loaded();
-    return result;
-  };
-  wrapped = true;
+    return true;
+  }
+  if (!wrapped) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const outbound = require('haraka/outbound') as OutboundModule;
+    const original = outbound.init_queue;
+    if (typeof original !== 'function') return false;
+    outbound.init_queue = async function initQueue(this: unknown, ...args: unknown[]) {
+      const result = await original.apply(this, args);
+      loadedAlready = true;
+      for (const listener of listeners.splice(0)) listener();
+      return result;
+    };
+    wrapped = true;
+  }
+  listeners.push(loaded);
   return true;
 }
