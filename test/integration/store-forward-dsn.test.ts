@@ -4,12 +4,12 @@
 // and nobody gets a DSN.
 import { existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { INTERNET_DOMAIN, LOOPBACK } from '../../src/demo/topology';
+import { describe, expect, it } from 'vitest';
+import { INTERNET_DOMAIN } from '../../src/demo/topology';
 import { openSession } from '../../src/smtp/script';
-import { startSmtpSink, type SinkOptions, type SmtpSink } from '../../src/testpeers/smtp-sink';
 import { eventually } from '../helpers/poll';
 import { sendVia } from '../helpers/send';
+import { useKeptMail } from '../helpers/kept-mail';
 import { useTopology } from '../helpers/topology';
 
 const SENDER = `sender@${INTERNET_DOMAIN}`;
@@ -22,18 +22,7 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
       config.inbound = { ...config.inbound, store_and_forward: { enabled: true, probe_interval: 1 } };
     },
   });
-  const sinks: SmtpSink[] = [];
-  afterEach(async () => {
-    for (const sink of sinks.splice(0)) await sink.close();
-  });
-
-  const spoolDir = (area: string) => path.join(topology().config.state_dir, 'haraka-in', 'store', 'spool', area);
-  const count = (area: string) => (existsSync(spoolDir(area)) ? readdirSync(spoolDir(area)).filter((name) => name.endsWith('.json')).length : 0);
-  const backendBack = async (options: Partial<SinkOptions> = {}) => {
-    const sink = await startSmtpSink({ host: LOOPBACK.backend, port: topology().config.backend.port, name: 'backend.test', xclient: true, ...options });
-    sinks.push(sink);
-    return sink;
-  };
+  const { sinks, spoolDir, count, backendBack } = useKeptMail(topology);
 
   /** The backend learns `rcpt` live, goes away, and a message to it from `client` is kept; then the backend
    * comes back and refuses that message with `refusal` (5xx by default), after `meanwhile`. */

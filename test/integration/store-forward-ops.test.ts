@@ -5,15 +5,14 @@
 // with a held message) into its report and the Prometheus textfile; `stats` counts the store, drain and
 // hold lines of haraka-in's log.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { LOOPBACK } from '../../src/demo/topology';
+import { describe, expect, it } from 'vitest';
 import { openSession } from '../../src/smtp/script';
-import { startSmtpSink, type SinkOptions, type SmtpSink } from '../../src/testpeers/smtp-sink';
 import { eventually } from '../helpers/poll';
 import { sendVia } from '../helpers/send';
 import { useTempDirs } from '../helpers/tmp';
+import { useKeptMail } from '../helpers/kept-mail';
 import { useTopology } from '../helpers/topology';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -53,19 +52,8 @@ describe('the operator’s view of mail haraka-in keeps', () => {
       config.inbound = { ...config.inbound, store_and_forward: { enabled: true, probe_interval: 1 } };
     },
   });
-  const sinks: SmtpSink[] = [];
-  afterEach(async () => {
-    for (const sink of sinks.splice(0)) await sink.close();
-  });
-
-  const spool = (area: string) => path.join(topology().config.state_dir, 'haraka-in', 'store', 'spool', area);
-  const count = (area: string) => (existsSync(spool(area)) ? readdirSync(spool(area)).filter((name) => name.endsWith('.json')).length : 0);
+  const { sinks, spoolDir: spool, count, backendBack } = useKeptMail(topology);
   const queue = (...args: string[]) => mailproxy(['queue', ...args, '--config', topology().configPath]);
-  const backendBack = async (options: Partial<SinkOptions> = {}) => {
-    const sink = await startSmtpSink({ host: LOOPBACK.backend, port: topology().config.backend.port, name: 'backend.test', xclient: true, ...options });
-    sinks.push(sink);
-    return sink;
-  };
   const send = async (rcpts: string[], subject: string) => {
     const client = await openSession(topology().inbound.host, topology().inbound.port, { localAddress: '127.0.0.9', helo: 'client9.example.net' });
     try {

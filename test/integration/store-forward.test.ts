@@ -2,14 +2,13 @@
 // cache learns from live RCPTs, an unreachable backend turns transactions into stored ones (known 250,
 // refused 550, unknown 450), stored mail survives kill -9 and reaches the backend once, with XCLIENT
 // replaying the original client, when it is back; a stored message the backend refuses is held.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { LOOPBACK } from '../../src/demo/topology';
+import { describe, expect, it } from 'vitest';
 import { openSession } from '../../src/smtp/script';
-import { startSmtpSink, type SinkOptions, type SmtpSink } from '../../src/testpeers/smtp-sink';
 import { eventually } from '../helpers/poll';
 import { sendVia } from '../helpers/send';
+import { useKeptMail } from '../helpers/kept-mail';
 import { useTopology } from '../helpers/topology';
 
 const refuseNobody = (address: string) => (address.startsWith('nobody@') ? '550 5.1.1 <nobody@demo.test>: Recipient address rejected: User unknown' : null);
@@ -22,19 +21,7 @@ describe('store-and-forward while the backend is away', () => {
       config.inbound = { ...config.inbound, store_and_forward: { enabled: true, probe_interval: 1 } };
     },
   });
-  const sinks: SmtpSink[] = [];
-  afterEach(async () => {
-    for (const sink of sinks.splice(0)) await sink.close();
-  });
-
-  const spoolDir = (area: string) => path.join(topology().config.state_dir, 'haraka-in', 'store', 'spool', area);
-  const count = (area: string) => (existsSync(spoolDir(area)) ? readdirSync(spoolDir(area)).filter((name) => name.endsWith('.json')).length : 0);
-  const backendBack = async (options: Partial<SinkOptions> = {}) => {
-    const t = topology();
-    const sink = await startSmtpSink({ host: LOOPBACK.backend, port: t.config.backend.port, name: 'backend.test', xclient: true, rejectRecipient: refuseNobody, ...options });
-    sinks.push(sink);
-    return sink;
-  };
+  const { sinks, spoolDir, count, backendBack } = useKeptMail(topology, { rejectRecipient: refuseNobody });
 
   /** A backend that accepts everything learns `recipients` live, then goes away. */
   const learnThenAway = async (recipients: string[]) => {
