@@ -29,6 +29,7 @@
 // high-water mark, reset at the start of each round by writing 5 to /proc/PID/clear_refs (root only;
 // otherwise it is the peak since the start, and says so). Bounded: each wait gives up after
 // STORE_DEADLINE_MS (default 900000), and the script exits 1 when a count is off.
+import { percentile } from './percentile';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -213,10 +214,6 @@ interface LiveResult {
   seconds: number;
   p50: number;
   p99: number;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
 /** LIVE_CLIENTS clients sending back to back until `until` resolves (or for `seconds`). */

@@ -18,6 +18,7 @@
 // address (ms per message, and the kernel's TcpExt DelayedACKs during that run, per message), once one
 // command at a time and once with MAIL, RCPT and DATA pipelined as Postfix sends them.
 // BENCH_OUTBOUND_ONLY=1 runs only the two haraka-out measurements (a minute).
+import { percentile } from './percentile';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -62,10 +63,6 @@ interface LatencyResult {
   p50: number;
   p99: number;
   failures: number;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
 function median(values: number[]): number {

@@ -1,5 +1,6 @@
 // The soak's report: what was offered, accepted, delivered, lost (must be 0), duplicated (must be 0),
 // smuggled through (must be 0), refused by reply code, bad inputs by kind, latencies and peak RSS.
+import { percentile } from '../percentile';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { ReceivedMessage } from '../../src/testpeers/smtp-sink';
@@ -33,10 +34,6 @@ export function deliveredCounts(messages: readonly ReceivedMessage[]): Map<strin
   const counts = new Map<string, number>();
   for (const message of messages) counts.set(message.subject, (counts.get(message.subject) ?? 0) + 1);
   return counts;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
 }
 
 /** The report's lines, and whether anything was lost, duplicated or smuggled. */
