@@ -63,6 +63,4 @@ export interface DayRecord {
 }
 
 /** One session's outcome, as the recorder hands it to the store. */
-export type SessionOutcome =
-  | { policy: AppliedPolicy; ok: true }
-  | { policy: AppliedPolicy; ok: false; failure: Omit<FailureRow, 'count'> };
+export type SessionOutcome = { policy: AppliedPolicy; ok: true } | { policy: AppliedPolicy; ok: false; failure: Omit<FailureRow, 'count'> };
