@@ -134,6 +134,7 @@ printf '%s\n' "$rendered" | grep -q "^wrote .*unbound.conf.d/\|^removed .*unboun
 sts_changed=no
 printf '%s\n' "$rendered" | grep -q "^wrote .*/$sts_unit\$" && sts_changed=yes
 sts_enabled="$(mailproxy config get inbound.mta_sts.enabled --config "$config")"
+tls_rpt_enabled="$(mailproxy config get outbound.tls_rpt.enabled --config "$config")"
 
 # DANE (outbound.dane): haraka-out trusts the AD bit of a DNSSEC-validating resolver on this host only.
 # Debian's unbound validates against the root key that unbound-anchor refreshes at every start; the
@@ -178,6 +179,11 @@ if [ -z "$root" ]; then
       # Turned off: render removed the unit file; stop what still runs of it and drop its enablement.
       systemctl stop "$sts_unit" >/dev/null 2>&1 || true
       systemctl disable "$sts_unit" >/dev/null 2>&1 || true
+    fi
+    if [ "$tls_rpt_enabled" = true ]; then
+      systemctl enable --now mailproxy-tls-report.timer
+    else
+      systemctl disable --now mailproxy-tls-report.timer >/dev/null 2>&1 || true
     fi
     say "running; check with: mailproxy health"
   fi

@@ -20,9 +20,10 @@ import { command as render } from './render/command';
 import { command as selftest } from './selftest/command';
 import { command as send } from './send/command';
 import { command as stats } from './stats/command';
+import { command as tlsReport } from './tls-report/command';
 
 /** Every command, in the order `mailproxy --help` lists them. */
-const COMMANDS: readonly Command[] = [check, render, notes, send, cert, queue, health, selftest, doctor, dane, mtaSts, stats, demo, config];
+const COMMANDS: readonly Command[] = [check, render, notes, send, cert, queue, health, selftest, doctor, dane, mtaSts, tlsReport, stats, demo, config];
 
 const CONFIG_DEFAULT = `--config FILE defaults to $MAILPROXY_CONFIG, then ${DEFAULT_CONFIG_PATH}.`;
 

@@ -38,6 +38,11 @@ export function mtaStsCacheFile(config: Config): string {
   return path.posix.join(stateDirFor(config, 'haraka-out'), 'mta-sts-cache.json');
 }
 
+/** haraka-out's counts of TLS sessions per day, for SMTP TLS reports (src/tlsrpt/store.ts). */
+export function tlsRptDir(config: Config): string {
+  return path.posix.join(stateDirFor(config, 'haraka-out'), 'tls-rpt');
+}
+
 /** Where `cert deploy` keeps its files: `state_dir/tls` (never an instance's config/tls/, which Haraka loads as SNI certificates). */
 export function tlsDeployDir(config: Config): string {
   return path.posix.join(config.state_dir, 'tls');

@@ -247,6 +247,25 @@ const wireguard = z
   })
   .prefault({});
 
+const tlsRpt = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Send SMTP TLS reports (RFC 8460): haraka-out counts, per day, how TLS went with each recipient domain that has a DANE or MTA-STS policy, and `mailproxy tls-report send` (daily, by the mailproxy-tls-report timer) reports each day to the domains that publish `_smtp._tls` (mailto: through haraka-out’s queue, https: by POST).',
+      ),
+    organization: z.string().max(200).default('').describe('organization-name in the reports. Empty: hostname.'),
+    contact: z.string().max(200).default('').describe('contact-info in the reports: where a domain owner can ask about them. Empty: postmaster@ the first of domains.'),
+    from: z
+      .string()
+      .max(254)
+      .refine((text) => text === '' || /^[^\s@<>]+@[^\s@<>]+$/.test(text), { message: 'expected an email address like tlsrpt@example.org' })
+      .default('')
+      .describe('The From address of emailed reports (they go with the null envelope sender, so that none bounces back). Empty: postmaster@ the first of domains.'),
+  })
+  .prefault({});
+
 const outbound = z
   .strictObject({
     listen: hostPort.default('10.0.0.1:2526').describe('Where haraka-out listens for mail from the backend. Never a public or wildcard address.'),
@@ -305,6 +324,7 @@ const outbound = z
       .default('127.0.0.1:53')
       .describe('The DNSSEC-validating resolver haraka-out asks for DANE (MX, address and TLSA records, with their AD bit). Loopback only.'),
     mx_port: port.default(25).describe('Port of the MX servers haraka-out delivers to. Always 25 on the internet; test rigs use another.'),
+    tls_rpt: tlsRpt,
     hide_internal_received: z
       .boolean()
       .default(true)

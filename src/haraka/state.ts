@@ -8,5 +8,6 @@ import { pickupDir, queueDirFor, spoolDirFor, type RoleName } from '../config/pa
 export function ensureStateDirs(config: Config, role: RoleName): void {
   for (const dir of [queueDirFor(config, role), spoolDirFor(config, role)]) mkdirSync(dir, { recursive: true });
   // haraka-in writes the backup MX's DSNs into haraka-out's pickup directory (it needs it whichever starts first).
-  if (config.inbound.store_and_forward.enabled) mkdirSync(pickupDir(config), { recursive: true, mode: 0o750 });
+  // `mailproxy tls-report send` drops the TLS reports there too.
+  if (config.inbound.store_and_forward.enabled || config.outbound.tls_rpt.enabled) mkdirSync(pickupDir(config), { recursive: true, mode: 0o750 });
 }

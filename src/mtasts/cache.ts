@@ -2,7 +2,7 @@
 // and a cache that keeps protecting a domain for its max_age even when DNS or the policy host fail.
 import { promises as dnsPromises } from 'node:dns';
 import { fetchPolicyText } from './fetch';
-import { normalizeDomain, parsePolicy, parseStsTxt, type StsMode } from './policy';
+import { normalizeDomain, parsePolicy, parseStsTxt, type StsMode, type StsPolicy } from './policy';
 import { fileStore, type CachedPolicy, type PolicyStore } from './store';
 
 export { fileStore, type CachedPolicy, type PolicyStore } from './store';
@@ -23,6 +23,8 @@ export interface PolicyDecision {
   /** Allowed MX patterns, for mxMatches; empty for 'none' and 'no-policy'. */
   mx: string[];
   source: 'fresh' | 'cache' | 'none';
+  /** The policy applied, when there is one (TLS reports quote it). */
+  policy?: StsPolicy;
   /** What went wrong on the way, for logging; the decision stands regardless. */
   error?: string;
 }
@@ -95,6 +97,7 @@ export class MtaStsResolver {
       mode: fresh.policy.mode,
       mx: fresh.policy.mode === 'none' ? [] : [...fresh.policy.mx],
       source: 'fresh',
+      policy: fresh.policy,
       ...(saveError ? { error: saveError } : {}),
     };
   }
@@ -119,7 +122,7 @@ export class MtaStsResolver {
 
   private fromCache(entry: CachedPolicy, error?: string): PolicyDecision {
     const { mode, mx } = entry.policy;
-    return { mode, mx: mode === 'none' ? [] : [...mx], source: 'cache', ...(error ? { error } : {}) };
+    return { mode, mx: mode === 'none' ? [] : [...mx], source: 'cache', policy: entry.policy, ...(error ? { error } : {}) };
   }
 
   /** Stores the policy (dropping expired entries) and returns an error message if persisting failed. */

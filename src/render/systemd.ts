@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { Config } from '../config/schema';
 import { HARAKA_NODE_ARGS } from '../haraka/node-args';
-import { pickupDir, stateDirFor, type RoleName } from '../config/paths';
+import { pickupDir, stateDirFor, tlsRptDir, type RoleName } from '../config/paths';
 
 /** The config file the units and the installer use on the VPS. */
 export const INSTALLED_CONFIG = '/etc/mailproxy/mailproxy.yaml';
@@ -15,6 +15,7 @@ export const UNIT_NAMES = {
   health: 'mailproxy-health',
   certRenew: 'mailproxy-cert-renew',
   mtaSts: 'mailproxy-mta-sts.service',
+  tlsReport: 'mailproxy-tls-report',
 } as const;
 
 /**
@@ -304,5 +305,30 @@ export function renderUnits(config: Config, options: { source: string }): Map<st
       ['RandomizedDelaySec', '1h'],
     ]),
   );
+  // Only with TLS reports on: as the service user, writing only the report marks and haraka-out's pickup.
+  if (config.outbound.tls_rpt.enabled) {
+    units.set(
+      `${UNIT_NAMES.tlsReport}.service`,
+      cliService(
+        config,
+        source,
+        'mailproxy tls-report send: the SMTP TLS reports (RFC 8460) of the days that have ended',
+        ['tls-report', 'send'],
+        [
+          ['User', config.system.user],
+          ['Group', config.system.user],
+          ['ReadWritePaths', `-${tlsRptDir(config)} -${pickupDir(config)}`],
+          ['UMask', '0027'],
+        ],
+      ),
+    );
+    units.set(
+      `${UNIT_NAMES.tlsReport}.timer`,
+      timer(config, source, 'mailproxy tls-report send every hour (a day is reported soon after it ends; what failed is tried again)', [
+        ['OnCalendar', 'hourly'],
+        ['RandomizedDelaySec', '20min'],
+      ]),
+    );
+  }
   return units;
 }

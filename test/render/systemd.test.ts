@@ -19,7 +19,10 @@ const example = parseConfig(exampleText, 'mailproxy.example.yaml');
 const units = renderUnits(example, { source: 'mailproxy.example.yaml' });
 // The MTA-STS policy service's unit exists only with inbound.mta_sts on: analyzed from such a render.
 const hosting = renderUnits({ ...example, inbound: { ...example.inbound, mta_sts: { ...example.inbound.mta_sts, enabled: true } } }, { source: 'mailproxy.example.yaml' });
-const analyzed = new Map([...units, [UNIT_NAMES.mtaSts, hosting.get(UNIT_NAMES.mtaSts)!]]);
+// The TLS report timer and its service exist only with outbound.tls_rpt on.
+const reporting = renderUnits({ ...example, outbound: { ...example.outbound, tls_rpt: { ...example.outbound.tls_rpt, enabled: true } } }, { source: 'mailproxy.example.yaml' });
+const TLS_REPORT = [`${UNIT_NAMES.tlsReport}.service`, `${UNIT_NAMES.tlsReport}.timer`];
+const analyzed = new Map([...units, [UNIT_NAMES.mtaSts, hosting.get(UNIT_NAMES.mtaSts)!], ...TLS_REPORT.map((name): [string, string] => [name, reporting.get(name)!])]);
 const tempDir = useTempDirs('mailproxy-units-');
 
 /** key -> every value it has in the unit (a key may repeat). */
@@ -97,6 +100,15 @@ describe('rendered systemd units', () => {
     expect(entries(renderUnits(storing, { source: 'x' }).get(UNIT_NAMES['haraka-out'])!).get('StateDirectory')).toEqual(['mailproxy/haraka-out']);
     const elsewhere = entries(renderUnits({ ...storing, state_dir: '/srv/mail' }, { source: 'x' }).get(UNIT_NAMES['haraka-in'])!);
     expect(elsewhere.get('ReadWritePaths')).toEqual(['-/srv/mail/haraka-in -/srv/mail/haraka-out/pickup']);
+  });
+
+  it('send the TLS reports hourly as the service user, writing only the report marks and haraka-out’s pickup, only with outbound.tls_rpt on', () => {
+    for (const name of TLS_REPORT) expect(units.has(name), name).toBe(false);
+    const service = entries(reporting.get(`${UNIT_NAMES.tlsReport}.service`)!);
+    expect(service.get('User')).toEqual([example.system.user]);
+    expect(service.get('ExecStart')?.[0]).toMatch(/bin\/mailproxy\.js tls-report send --config \/etc\/mailproxy\/mailproxy\.yaml$/);
+    expect(service.get('ReadWritePaths')).toEqual(['-/var/lib/mailproxy/haraka-out/tls-rpt -/var/lib/mailproxy/haraka-out/pickup']);
+    expect(entries(reporting.get(`${UNIT_NAMES.tlsReport}.timer`)!).get('OnCalendar')).toEqual(['hourly']);
   });
 
   it('let the renewal unit write the webroot’s challenge directory in webroot mode, and nothing else outside its paths', () => {

@@ -7,6 +7,9 @@ import { fileStore, MtaStsResolver, type CachedPolicy, type PolicyStore } from '
 const DAY = 86_400;
 const ENFORCE = `version: STSv1\nmode: enforce\nmx: mx1.example.net\nmx: *.mx.example.net\nmax_age: ${DAY}\n`;
 const TESTING = `version: STSv1\nmode: testing\nmx: other.example.net\nmax_age: ${DAY}\n`;
+/** The policies above as parsed: a decision carries the policy it applies (TLS reports quote it). */
+const ENFORCE_POLICY = { version: 'STSv1', mode: 'enforce', mx: ['mx1.example.net', '*.mx.example.net'], maxAge: DAY };
+const TESTING_POLICY = { version: 'STSv1', mode: 'testing', mx: ['other.example.net'], maxAge: DAY };
 
 function dnsError(code: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`queryTxt ${code} _mta-sts.example.net`), { code });
@@ -64,9 +67,10 @@ describe('MtaStsResolver', () => {
       mode: 'enforce',
       mx: ['mx1.example.net', '*.mx.example.net'],
       source: 'fresh',
+      policy: ENFORCE_POLICY,
     });
     state.clock += 3_600_000;
-    expect(await resolver.policyFor('example.net')).toEqual({ mode: 'enforce', mx: ['mx1.example.net', '*.mx.example.net'], source: 'cache' });
+    expect(await resolver.policyFor('example.net')).toEqual({ mode: 'enforce', mx: ['mx1.example.net', '*.mx.example.net'], source: 'cache', policy: ENFORCE_POLICY });
     expect(state.fetches).toEqual(['example.net']);
   });
 
@@ -75,7 +79,7 @@ describe('MtaStsResolver', () => {
     await resolver.policyFor('example.net');
     state.txt = [['v=STSv1; id=2']];
     state.body = TESTING;
-    expect(await resolver.policyFor('example.net')).toEqual({ mode: 'testing', mx: ['other.example.net'], source: 'fresh' });
+    expect(await resolver.policyFor('example.net')).toEqual({ mode: 'testing', mx: ['other.example.net'], source: 'fresh', policy: TESTING_POLICY });
     expect(state.fetches).toHaveLength(2);
   });
 
@@ -112,7 +116,7 @@ describe('MtaStsResolver', () => {
     await resolver.policyFor('example.net');
     for (const code of ['ENOTFOUND', 'ENODATA']) {
       state.txt = dnsError(code);
-      expect(await resolver.policyFor('example.net')).toEqual({ mode: 'enforce', mx: ['mx1.example.net', '*.mx.example.net'], source: 'cache' });
+      expect(await resolver.policyFor('example.net')).toEqual({ mode: 'enforce', mx: ['mx1.example.net', '*.mx.example.net'], source: 'cache', policy: ENFORCE_POLICY });
     }
     state.txt = dnsError('ESERVFAIL');
     expect(await resolver.policyFor('example.net')).toMatchObject({ mode: 'enforce', source: 'cache', error: expect.stringMatching(/TXT lookup .* failed/) });
@@ -156,7 +160,12 @@ describe('MtaStsResolver', () => {
   it('returns mode none without mx hosts', async () => {
     const { state, resolver } = rig();
     state.body = 'version: STSv1\nmode: none\nmx: ignored.example\nmax_age: 60\n';
-    expect(await resolver.policyFor('example.net')).toEqual({ mode: 'none', mx: [], source: 'fresh' });
+    expect(await resolver.policyFor('example.net')).toEqual({
+      mode: 'none',
+      mx: [],
+      source: 'fresh',
+      policy: { version: 'STSv1', mode: 'none', mx: ['ignored.example'], maxAge: 60 },
+    });
   });
 
   it('shares one lookup between concurrent calls for a domain', async () => {

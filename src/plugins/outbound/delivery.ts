@@ -4,6 +4,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { HMail } from '../haraka/hmail';
 import type { Failure } from './explain';
 import { tlsLevel, type TlsDecision, type UsableHostTls } from './tls-policy';
+import type { AppliedPolicy } from '../../tlsrpt/types';
 
 export interface Attempt {
   /** False until Haraka starts delivering this item (a bounce split off another message never starts). */
@@ -14,6 +15,8 @@ export interface Attempt {
   toBackend: boolean;
   /** The recipient domain is under an MTA-STS enforce policy: TLS with a verified certificate, no fallback. */
   enforce: boolean;
+  /** The domain's MTA-STS policy (testing or enforce), as TLS reports quote it. */
+  stsPolicy?: AppliedPolicy;
   /** DANE: the TLS level of each MX host name of the domain (src/dane/route.ts). */
   daneHosts?: Map<string, UsableHostTls>;
   /** The MX Haraka is trying now: it asks get_force_tls right before each connection (../haraka/patches/outbound-tls.ts). */
@@ -26,6 +29,8 @@ export interface Attempt {
   tlsFailureMx?: string;
   /** A host was marked for a try without TLS during this attempt. */
   fallbackQueued: boolean;
+  /** This attempt made its one try without TLS (its STARTTLS failure was counted for TLS reports then). */
+  plaintextOnceUsed?: boolean;
 }
 
 export interface TriedMx {

@@ -72,7 +72,7 @@ export const failures = {
 
 // Haraka's own words (outbound/hmail.js) for a host that fails the TLS it requires. haraka-out requires TLS
 // under MTA-STS enforce and for an MX whose TLSA records say so (DANE); the attempt says which.
-const NO_STARTTLS = 'No TLS available but required by configuration';
+export const NO_STARTTLS = 'No TLS available but required by configuration';
 const NOT_VERIFIED = 'Host failed TLS verification required by configuration';
 
 /**

@@ -42,6 +42,8 @@ import { installDaneTls, installTlsFallback, requireTlsForDomain } from '../hara
 import { owesImmediateRetry } from './tls-fallback';
 import type { TlsPolicy, UsableHostTls } from './tls-policy';
 import { installConnectNoDelay } from '../haraka/patches/connect-no-delay';
+import { closeTlsRpt, configureTlsRpt, countPlaintextDelivery, noteStsPolicy, recordPolicyFailure, recordSession } from './tls-sessions';
+import { NO_STARTTLS } from './explain';
 
 interface Mx {
   exchange: string;
@@ -81,12 +83,25 @@ export function register(this: RoutePlugin): void {
   this.register_hook('mail', 'capture_message');
   this.register_hook('data_post', 'stamp_received');
   this.register_hook('pre_send_trans_email', 'stamp_local_received');
+  this.register_hook('delivered', 'count_plaintext_delivery');
+}
+
+/** Haraka's graceful stop: the TLS sessions counted last are written. */
+export function shutdown(this: RoutePlugin): void {
+  closeTlsRpt();
+}
+
+/** delivered: a message that went out without TLS under an MTA-STS testing policy counts for TLS reports. */
+export function count_plaintext_delivery(this: RoutePlugin, next: Next, hmail: HMail, params: unknown[] = []): void {
+  countPlaintextDelivery(stateOf(hmail), params[7] === true);
+  next();
 }
 
 export function load_outbound_ini(this: RoutePlugin): void {
   this.cfg = readOutboundSettings(this.config, () => this.load_outbound_ini());
   const { pickup } = this.cfg;
   configurePickup(pickup.enabled && pickup.dir ? path.resolve(pickup.dir) : null, { info: (message) => this.loginfo(message), error: (message) => this.logerror(message) });
+  configureTlsRpt(this.cfg.tls_rpt, { info: (message) => this.loginfo(message), error: (message) => this.logerror(message) });
   this.privateMx = this.cfg.main.private_mx_ok ? null : { tunnel: parseCidr(this.cfg.main.tunnel_network) };
   this.localDomains = new Set(this.cfg.local.domains);
   const resolver = this.cfg.dane.enabled ? parseHostPort(this.cfg.dane.resolver) : null;
@@ -223,7 +238,7 @@ export async function mtaStsForHostsWithoutDane(this: RoutePlugin, hmail: HMail,
   const authenticated = (host: MxHost) => host.tls.level === 'dane';
   if (route.hosts.every(authenticated) || !this.mtaSts) return route.hosts;
   const decision = await this.mtaSts.policyFor(domain);
-  if (decision.error) hmail.logwarn(`MTA-STS ${domain}: ${decision.error}`);
+  noteStsPolicy(stateOf(hmail), domain, decision);
   if (decision.mode !== 'enforce') return route.hosts;
   stateOf(hmail).attempt.enforce = true;
   const hosts = route.hosts.filter((host) => authenticated(host) || decision.mx.some((pattern) => mxMatches(pattern, host.name)));
@@ -289,6 +304,7 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
       }
       if (dane.kind === 'failed') {
         logPolicy(hmail, name, 'dane', `a lookup failed: ${dane.why}`);
+        recordPolicyFailure({ type: 'tlsa', domain: name, strings: [], mxHost: [] }, 'dnssec-invalid', name, dane.why);
         return defer(failures.daneLookup(name, dane.why));
       }
       if (dane.kind === 'dane') {
@@ -301,7 +317,7 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
       hmail.loginfo(`DANE ${name}: does not apply (${dane.why})`);
     }
     const decision = this.mtaSts ? await this.mtaSts.policyFor(name) : null;
-    if (decision?.error) hmail.logwarn(`MTA-STS ${name}: ${decision.error}`);
+    if (decision) noteStsPolicy(stateOf(hmail), name, decision);
     state.attempt.enforce = decision?.mode === 'enforce';
     let exchanges: Mx[];
     try {
@@ -340,6 +356,8 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
  */
 export function explain_deferral(this: RoutePlugin, next: Next, hmail: HMail, params: { err?: unknown } = {}): void {
   const state = stateOf(hmail);
+  const mx = state.attempt.mx;
+  if (mx && String(params.err ?? '').includes(NO_STARTTLS)) recordSession(state, mx, { ok: false, type: 'starttls-not-supported' });
   const failure = explainAttempt(state, String(params.err ?? ''));
   if (failure) params.err = failure.text;
   if (owesImmediateRetry(state)) {

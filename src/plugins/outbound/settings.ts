@@ -2,7 +2,7 @@
 // timeout) from the config, readOutboundSettings gives the plugin the file's values, typed, each key the
 // file does not name with its default. OutboundIni is the file both sides name.
 import type { Config } from '../../config/schema';
-import { mtaStsCacheFile, pickupDir } from '../../config/paths';
+import { mtaStsCacheFile, pickupDir, tlsRptDir } from '../../config/paths';
 import { iniSection, renderIni, renderList, RESTART, WATCHED, type FileHeader, type IniAsRead, type RenderedPluginFiles } from '../../render/ini';
 import type { HarakaConfig } from '../haraka/plugin';
 
@@ -15,9 +15,10 @@ export interface OutboundIni {
   local: { domains: string[] };
   received: { rewrite: boolean; by: string };
   pickup: { enabled: boolean; dir: string };
+  tls_rpt: { enabled: boolean; dir: string; sending_ip: string };
 }
 
-const BOOLEANS = ['-mta_sts.enabled', '-received.rewrite', '-dane.enabled', '-main.private_mx_ok', '-pickup.enabled'];
+const BOOLEANS = ['-mta_sts.enabled', '-received.rewrite', '-dane.enabled', '-main.private_mx_ok', '-pickup.enabled', '-tls_rpt.enabled'];
 
 export function outboundIni(config: Config): OutboundIni {
   const { outbound } = config;
@@ -28,7 +29,8 @@ export function outboundIni(config: Config): OutboundIni {
     backend: { host: config.backend.host, port: config.backend.port, bind: config.wireguard.address },
     local: { domains: config.domains.map((domain) => domain.toLowerCase()) },
     received: { rewrite: outbound.hide_internal_received, by: config.hostname },
-    pickup: { enabled: config.inbound.store_and_forward.enabled, dir: pickupDir(config) },
+    pickup: { enabled: config.inbound.store_and_forward.enabled || outbound.tls_rpt.enabled, dir: pickupDir(config) },
+    tls_rpt: { enabled: outbound.tls_rpt.enabled, dir: tlsRptDir(config), sending_ip: config.public_ipv4 },
   };
 }
 
@@ -47,7 +49,11 @@ export function renderOutboundFiles(config: Config, header: FileHeader): Rendere
         rewrite: 'Add the one Received line, `by <hostname> with ESMTP id …`; needs connection.ini add_received=false (a restart).',
       }),
       iniSection('pickup', ini.pickup, {
-        enabled: "Send what haraka-in drops into `dir` (the backup MX's DSNs, on with inbound.store_and_forward).",
+        enabled: "Send what is dropped into `dir`: the backup MX's DSNs (inbound.store_and_forward), the TLS reports (outbound.tls_rpt).",
+      }),
+      iniSection('tls_rpt', ini.tls_rpt, {
+        enabled: 'Count the TLS sessions with domains that have a DANE or MTA-STS policy, per day, in `dir` (outbound.tls_rpt).',
+        sending_ip: 'Our address in a report row when a session had no connection to ask.',
       }),
     ]),
     'mailproxy-outbound.timeout': renderList(
@@ -68,6 +74,7 @@ export function readOutboundSettings(config: HarakaConfig, reload?: () => void):
   const backend = cfg.backend ?? {};
   const received = cfg.received ?? {};
   const pickup = cfg.pickup ?? {};
+  const tlsRpt = cfg.tls_rpt ?? {};
   return {
     main: { mx_port: Number(main.mx_port ?? 25), private_mx_ok: main.private_mx_ok === true, tunnel_network: text(main.tunnel_network, '') },
     mta_sts: { enabled: sts.enabled === true, port: Number(sts.port ?? 443), cache_file: text(sts.cache_file, '') },
@@ -76,5 +83,6 @@ export function readOutboundSettings(config: HarakaConfig, reload?: () => void):
     local: { domains: (Array.isArray(cfg.local?.domains) ? cfg.local.domains : []).map((domain) => String(domain).toLowerCase()) },
     received: { rewrite: received.rewrite === true, by: text(received.by, '') },
     pickup: { enabled: pickup.enabled === true, dir: text(pickup.dir, '') },
+    tls_rpt: { enabled: tlsRpt.enabled === true, dir: text(tlsRpt.dir, ''), sending_ip: text(tlsRpt.sending_ip, '') },
   };
 }

@@ -47,6 +47,7 @@ export function rememberRequiredTlsFailure(state: DeliveryState, mxName: string,
 /** Uses up the try without TLS this message is owed at `host`. */
 export function usePlaintextOnce(state: DeliveryState, host: string): void {
   state.plaintextOnce.delete(host);
+  state.attempt.plaintextOnceUsed = true;
 }
 
 /**

@@ -31,6 +31,8 @@ import { daneVerdict } from '../../outbound/dane';
 import { failures } from '../../outbound/explain';
 import { rememberRequiredTlsFailure, rememberTlsFailure, usePlaintextOnce } from '../../outbound/tls-fallback';
 import { requiresTls } from '../../outbound/tls-policy';
+import { appliedPolicy, recordSession, tlsReporting } from '../../outbound/tls-sessions';
+import { certificateResult } from '../../../tlsrpt/classify';
 
 export interface OutboundTls {
   check_tls_nogo(host: string, ok: () => void, nogo: (when: string) => void): void;
@@ -70,6 +72,8 @@ const FALLBACK_PATCHED = Symbol.for('mailproxy.tls-fallback');
 const DANE_PATCHED = Symbol.for('mailproxy.dane-tls');
 /** On the options get_tls_options returns for a DANE connection (object spread keeps symbol keys). */
 const DANE_UPGRADE = Symbol('mailproxy.dane-upgrade');
+/** On the options of a connection whose TLS outcome counts for a TLS report (../../outbound/tls-sessions.ts). */
+const REPORTED = Symbol('mailproxy.tls-reported');
 
 /** The message each mx object Haraka is connecting to belongs to (set by get_force_tls, per connection). */
 const mxOwners = new WeakMap<object, DeliveryState>();
@@ -138,6 +142,15 @@ interface DaneUpgrade {
   mx: string;
 }
 
+interface ReportedSession {
+  state: DeliveryState;
+  mx: TriedMx;
+  /** Set once the session is counted: a DANE mismatch ends in a TLS error that must not count again. */
+  counted: boolean;
+  /** Both ends of the TCP connection under the TLS. */
+  ends?: { localAddress?: string | undefined; remoteAddress?: string | undefined };
+}
+
 /** The `dane` or `encrypt` level of the MX this message is trying now, if that is its level. */
 function daneLevel(state: DeliveryState) {
   const level = tlsNow(state);
@@ -150,8 +163,9 @@ function authorize(socket: tls.TLSSocket): void {
   (socket as { authorizationError?: Error }).authorizationError = undefined;
 }
 
-function reject(socket: tls.TLSSocket, state: DeliveryState, mx: string, why: string): false {
+function reject(socket: tls.TLSSocket, state: DeliveryState, mx: string, why: string, session?: ReportedSession): false {
   const failure = failures.daneMismatch(state.domain, mx, why);
+  countSession(socket, session, { ok: false, type: 'tlsa-invalid', reasonCode: why });
   rememberRequiredTlsFailure(state, mx, failure);
   state.hmail.logwarn(failure.text);
   socket.authorized = false;
@@ -159,14 +173,25 @@ function reject(socket: tls.TLSSocket, state: DeliveryState, mx: string, why: st
   return false;
 }
 
+/** Counts the session for the TLS report, once. */
+function countSession(socket: tls.TLSSocket, session: ReportedSession | undefined, result: Parameters<typeof recordSession>[2]): void {
+  if (!session || session.counted) return;
+  session.counted = true;
+  recordSession(session.state, session.mx, result, {
+    localAddress: session.ends?.localAddress ?? socket.localAddress,
+    remoteAddress: session.ends?.remoteAddress ?? socket.remoteAddress,
+  });
+}
+
 /** True when the connection may go on (authorized); false when it was failed. */
-function judge(socket: tls.TLSSocket, { state, mx }: DaneUpgrade): boolean {
+function judge(socket: tls.TLSSocket, { state, mx }: DaneUpgrade, session?: ReportedSession): boolean {
   const level = daneLevel(state);
   // The attempt moved on meanwhile (cannot happen while Haraka waits for this handshake): fail closed.
-  if (!level || state.attempt.mx?.name !== mx) return reject(socket, state, mx, 'the delivery attempt this connection belongs to has ended');
+  if (!level || state.attempt.mx?.name !== mx) return reject(socket, state, mx, 'the delivery attempt this connection belongs to has ended', session);
   const verdict = daneVerdict(socket, level, mx);
-  if (!verdict.ok) return reject(socket, state, mx, verdict.why);
+  if (!verdict.ok) return reject(socket, state, mx, verdict.why, session);
   authorize(socket);
+  countSession(socket, session, { ok: true });
   state.hmail.loginfo(`DANE ${mx}: ${verdict.note}`);
   return true;
 }
@@ -181,9 +206,9 @@ function markDaneUpgrades(): boolean {
     const options = original.call(this, mx) as Record<string | symbol, unknown>;
     const state = typeof mx === 'object' && mx !== null ? mxOwners.get(mx) : undefined;
     const tried = state?.attempt.mx;
-    if (state && tried && daneLevel(state) && tried.name === String(mx?.from_dns ?? '').toLowerCase() && tried.address === mx?.exchange) {
-      options[DANE_UPGRADE] = { state, mx: tried.name } satisfies DaneUpgrade;
-    }
+    const current = state && tried && tried.address === mx?.exchange;
+    if (current && daneLevel(state) && tried.name === String(mx?.from_dns ?? '').toLowerCase()) options[DANE_UPGRADE] = { state, mx: tried.name } satisfies DaneUpgrade;
+    if (current && tlsReporting() && appliedPolicy(state, tried.name)) options[REPORTED] = { state, mx: tried, counted: false } satisfies ReportedSession;
     return options;
   };
   obtls[DANE_PATCHED] = true;
@@ -199,9 +224,16 @@ export function installDaneTls(): boolean {
   if (module[DANE_PATCHED]) return true;
   const original: Connect = module.connect;
   module.connect = function connect(this: unknown, ...args: unknown[]): tls.TLSSocket {
-    const options = args[0] as (tls.ConnectionOptions & { [DANE_UPGRADE]?: DaneUpgrade }) | undefined;
+    const options = args[0] as (tls.ConnectionOptions & { [DANE_UPGRADE]?: DaneUpgrade; [REPORTED]?: ReportedSession }) | undefined;
     const upgrade = typeof options === 'object' && options !== null ? options[DANE_UPGRADE] : undefined;
-    if (!upgrade) return (original as (...a: unknown[]) => tls.TLSSocket).apply(this, args);
+    const session = typeof options === 'object' && options !== null ? options[REPORTED] : undefined;
+    const under = options?.socket as { localAddress?: string; remoteAddress?: string } | undefined;
+    if (session) session.ends = { localAddress: under?.localAddress, remoteAddress: under?.remoteAddress };
+    if (!upgrade) {
+      const plain = (original as (...a: unknown[]) => tls.TLSSocket).apply(this, args);
+      if (session) observeSession(plain, session);
+      return plain;
+    }
     // The SNI stays the MX name (get_tls_options sets it from the name the MX was found under).
     const socket = (original as (...a: unknown[]) => tls.TLSSocket).call(this, { ...options, rejectUnauthorized: false, checkServerIdentity: () => undefined }, ...args.slice(1));
     // The handshake ends in two events: Node emits 'secure', whose first listener (tls.connect's
@@ -213,8 +245,9 @@ export function installDaneTls(): boolean {
     let verdict: boolean | undefined;
     const emit = socket.emit.bind(socket) as (event: string | symbol, ...eventArgs: unknown[]) => boolean;
     socket.emit = function emitJudged(event: string | symbol, ...eventArgs: unknown[]): boolean {
+      if (event === 'error') countSession(socket, session, handshakeFailure(eventArgs[0]));
       if (event === 'secure' || event === 'secureConnect') {
-        verdict ??= judge(socket, upgrade);
+        verdict ??= judge(socket, upgrade, session);
         if (!verdict) return false;
         // onConnectSecure set `authorized` from Node's own check after 'secure' was judged: DANE's stands.
         if (event === 'secureConnect') authorize(socket);
@@ -225,4 +258,20 @@ export function installDaneTls(): boolean {
   } as Connect;
   module[DANE_PATCHED] = true;
   return true;
+}
+
+/** A TLS error before the handshake passed: a certificate Node refused (with TLS required), or any other. */
+function handshakeFailure(error: unknown): Parameters<typeof recordSession>[2] {
+  const code = (error as { code?: string } | undefined)?.code;
+  return { ok: false, type: certificateResult(code), reasonCode: code ?? String((error as Error | undefined)?.message ?? error) };
+}
+
+/** The outcome of a connection not checked by DANE: Node's own verdict on the certificate, for the MX name. */
+function observeSession(socket: tls.TLSSocket, session: ReportedSession): void {
+  socket.once('secureConnect', () => {
+    if (socket.authorized) return countSession(socket, session, { ok: true });
+    const code = String(socket.authorizationError ?? '');
+    countSession(socket, session, { ok: false, type: certificateResult(code), reasonCode: code });
+  });
+  socket.once('error', (error) => countSession(socket, session, handshakeFailure(error)));
 }

@@ -1,0 +1,247 @@
+// SMTP TLS Reporting (RFC 8460) end to end: haraka-out delivers to four domains with a policy (a DANE
+// success, a TLSA mismatch, an MTA-STS enforce success, an MTA-STS enforce MX without STARTTLS), counts each
+// session in its store, and `mailproxy tls-report send` turns the day into one report per domain, emailed
+// through haraka-out's own queue to the address each domain's `_smtp._tls` record names (a stand-in MX).
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeSelfSigned } from '../../src/certs/selfsigned';
+import { makeTestCa, type TestCa } from '../../src/certs/testca';
+import { tlsRptDir } from '../../src/config/paths';
+import { loadConfigText } from '../../src/config/load';
+import { DNSSEC_TOOLS, startDnssecPeers, type DnssecPeers } from '../../src/testpeers/dnssec';
+import { freePort } from '../../src/testpeers/ports';
+import { startSmtpSink, type ReceivedMessage, type SmtpSink } from '../../src/testpeers/smtp-sink';
+import { readDay } from '../../src/tlsrpt/store';
+import { runCli } from '../helpers/cli';
+import { missingPeers, requirePeers } from '../helpers/peers';
+import { eventually } from '../helpers/poll';
+import { relayOut } from '../helpers/send';
+import { withTopology } from '../helpers/topology';
+
+const spkiSha256 = (pem: string) =>
+  createHash('sha256')
+    .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
+
+const DOMAINS = {
+  dane: { domain: 'rpt-dane.test', address: '127.0.0.51' },
+  mismatch: { domain: 'rpt-mismatch.test', address: '127.0.0.52' },
+  sts: { domain: 'rpt-sts.test', address: '127.0.0.53' },
+  noStarttls: { domain: 'rpt-nostarttls.test', address: '127.0.0.54' },
+} as const;
+type Case = keyof typeof DOMAINS;
+const mxOf = (name: Case) => `mx.${DOMAINS[name].domain}`;
+const REPORTS = { domain: 'reports.test', address: '127.0.0.55', mailbox: 'tlsrpt@reports.test' };
+const POLICY_HOST = '127.0.0.56';
+
+const run = requirePeers('TLS reports against NSD and unbound', missingPeers([...DNSSEC_TOOLS, '/usr/bin/openssl']));
+
+/** The report inside an emailed report: the application/tlsrpt+gzip part, base64, gunzipped. */
+function attachedReport(message: ReceivedMessage): { headers: string; report: Record<string, unknown>; partHeaders: string } {
+  const raw = message.raw.toString('latin1');
+  // Unfolded: a long Subject continues on the next line.
+  const headers = raw.slice(0, raw.indexOf('\r\n\r\n')).replace(/\r\n[ \t]+/g, ' ');
+  const part = /\r\n(Content-Type: application\/tlsrpt\+gzip[\s\S]*?)\r\n\r\n([A-Za-z0-9+/=\r\n]+)\r\n--/i.exec(raw);
+  if (!part) throw new Error(`no application/tlsrpt+gzip part in:\n${raw.slice(0, 3000)}`);
+  const report = JSON.parse(gunzipSync(Buffer.from(part[2]!.replace(/\r\n/g, ''), 'base64')).toString('utf8')) as Record<string, unknown>;
+  return { headers, report, partHeaders: part[1]! };
+}
+
+describe.runIf(run)('TLS reports (RFC 8460) from haraka-out', () => {
+  let dir = '';
+  let port = 0;
+  let peers: DnssecPeers;
+  let pkix: TestCa;
+  let policyServer: https.Server;
+  const sinks = new Map<Case, SmtpSink>();
+  let reportSink: SmtpSink;
+  /** The TLSA record of the DANE domain's MX, as the report quotes it. */
+  let daneTlsa = '';
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-tlsrpt-'));
+    port = await freePort(DOMAINS.dane.address);
+    pkix = makeTestCa(path.join(dir, 'pkix-ca'));
+    const selfSigned = (name: string) => {
+      const pair = makeSelfSigned(path.join(dir, name), name);
+      return { key: readFileSync(pair.keyPath, 'utf8'), cert: readFileSync(pair.certPath, 'utf8') };
+    };
+    const daneCert = selfSigned(mxOf('dane'));
+    const mismatchCert = selfSigned(mxOf('mismatch'));
+    const otherKey = selfSigned('other.test');
+    const mx = (name: Case) => ['@ IN MX 10 mx', `mx IN A ${DOMAINS[name].address}`];
+    const tlsa = (hash: string) => `_${port}._tcp.mx IN TLSA 3 1 1 ${hash}`;
+    daneTlsa = `3 1 1 ${spkiSha256(daneCert.cert)}`;
+    peers = await startDnssecPeers({
+      dir: path.join(dir, 'dns'),
+      authoritativeHost: '127.0.0.57',
+      resolverHost: '127.0.0.58',
+      zones: [
+        { name: DOMAINS.dane.domain, records: [...mx('dane'), tlsa(spkiSha256(daneCert.cert))] },
+        { name: DOMAINS.mismatch.domain, records: [...mx('mismatch'), tlsa(spkiSha256(otherKey.cert))] },
+        // DANE does not apply to these (unsigned): the rig's DNS routes them, and MTA-STS decides.
+        { name: DOMAINS.sts.domain, records: mx('sts'), signed: false },
+        { name: DOMAINS.noStarttls.domain, records: mx('noStarttls'), signed: false },
+        { name: REPORTS.domain, records: ['@ IN MX 10 mx', `mx IN A ${REPORTS.address}`], signed: false },
+      ],
+    });
+    sinks.set('dane', await startSmtpSink({ host: DOMAINS.dane.address, port, name: mxOf('dane'), tls: daneCert }));
+    sinks.set('mismatch', await startSmtpSink({ host: DOMAINS.mismatch.address, port, name: mxOf('mismatch'), tls: mismatchCert }));
+    sinks.set('sts', await startSmtpSink({ host: DOMAINS.sts.address, port, name: mxOf('sts'), tls: pkix.issue([mxOf('sts')]) }));
+    sinks.set('noStarttls', await startSmtpSink({ host: DOMAINS.noStarttls.address, port, name: mxOf('noStarttls') }));
+    reportSink = await startSmtpSink({ host: REPORTS.address, port, name: `mx.${REPORTS.domain}` });
+    policyServer = https.createServer(pkix.issue([`mta-sts.${DOMAINS.sts.domain}`, `mta-sts.${DOMAINS.noStarttls.domain}`]), (request, response) => {
+      const domain = String(request.headers.host ?? '')
+        .replace(/^mta-sts\./, '')
+        .replace(/:\d+$/, '');
+      response.writeHead(200, { 'content-type': 'text/plain' }).end(`version: STSv1\r\nmode: enforce\r\nmx: mx.${domain}\r\nmax_age: 86400\r\n`);
+    });
+    await new Promise<void>((resolve) => policyServer.listen(0, POLICY_HOST, resolve));
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const sink of [...sinks.values(), reportSink]) await sink?.close();
+    await new Promise((resolve) => policyServer?.close(resolve));
+    await peers?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('counts a day of sessions per policy and emails one report per domain to its rua, through the queue', async () => {
+    await withTopology(
+      {
+        instances: ['haraka-out'],
+        internet: false,
+        harakaEnv: { NODE_EXTRA_CA_CERTS: pkix.caPath },
+        tweak: (config) =>
+          void (config.outbound = {
+            ...config.outbound,
+            mx_port: port,
+            dane: true,
+            dane_resolver: `${peers.resolver.host}:${peers.resolver.port}`,
+            mta_sts_port: (policyServer.address() as AddressInfo).port,
+            retry_intervals: [3600],
+            tls_rpt: { enabled: true, organization: 'mailproxy test', contact: 'postmaster@demo.test', from: 'tlsrpt@demo.test' },
+          }),
+      },
+      async (t) => {
+        const zone = t.dns.zone;
+        for (const name of ['sts', 'noStarttls'] as const) {
+          const { domain, address } = DOMAINS[name];
+          zone.TXT = { ...zone.TXT, [`_mta-sts.${domain}`]: ['v=STSv1; id=1;'] };
+          zone.A = { ...zone.A, [`mta-sts.${domain}`]: [POLICY_HOST], [mxOf(name)]: [address] };
+          zone.MX = { ...zone.MX, [domain]: [{ exchange: mxOf(name), preference: 10 }] };
+        }
+        zone.MX = { ...zone.MX, [REPORTS.domain]: [{ exchange: `mx.${REPORTS.domain}`, preference: 10 }] };
+        zone.A = { ...zone.A, [`mx.${REPORTS.domain}`]: [REPORTS.address] };
+        for (const name of Object.keys(DOMAINS) as Case[]) {
+          zone.TXT = { ...zone.TXT, [`_smtp._tls.${DOMAINS[name].domain}`]: [`v=TLSRPTv1; rua=mailto:${REPORTS.mailbox}`] };
+          await relayOut(t, `bob@${DOMAINS[name].domain}`, `tls report ${name}`);
+        }
+        const log = () => t.haraka['haraka-out']?.output() ?? '';
+        expect((await sinks.get('dane')!.waitForMessages(1, 30_000))[0]!.secure).toBe(true);
+        expect((await sinks.get('sts')!.waitForMessages(1, 30_000))[0]!.secure).toBe(true);
+        await eventually('the mismatch and the MX without STARTTLS deferred', () => (log().match(/Temp failing \S+ for \d+ seconds/g) ?? []).length >= 2, {
+          timeoutMs: 30_000,
+          context: () => log().slice(-6000),
+        });
+        expect(sinks.get('mismatch')!.messages).toHaveLength(0);
+        expect(sinks.get('noStarttls')!.messages).toHaveLength(0);
+
+        // haraka-out saves its counts within seconds; the day's file then holds the four policies.
+        const { config } = loadConfigText(readFileSync(t.configPath, 'utf8')) as Extract<ReturnType<typeof loadConfigText>, { ok: true }>;
+        const storeDir = tlsRptDir(config);
+        const today = new Date().toISOString().slice(0, 10);
+        await eventually('the four policies saved', async () => (await readDay(storeDir, today).catch(() => ({ policies: [] }))).policies.length === 4, {
+          timeoutMs: 20_000,
+          context: () => log().slice(-4000),
+        });
+
+        const sent = await runCli(['tls-report', 'send', '--config', t.configPath, '--day', today]);
+        expect(sent.code, sent.text).toBe(0);
+        for (const name of Object.keys(DOMAINS) as Case[]) expect(sent.out).toContain(`${today} ${DOMAINS[name].domain}: sent to mailto:${REPORTS.mailbox}`);
+        // A second run sends nothing twice.
+        const again = await runCli(['tls-report', 'send', '--config', t.configPath, '--day', today]);
+        expect(again.code, again.text).toBe(0);
+        expect(again.out).toContain('nothing to report');
+
+        const reports = await reportSink.waitForMessages(4, 60_000);
+        expect(reports).toHaveLength(4);
+        const byDomain = new Map<string, ReturnType<typeof attachedReport> & { message: ReceivedMessage }>();
+        for (const message of reports) {
+          expect(message.mailFrom).toBe('');
+          expect(message.rcptTo).toEqual([REPORTS.mailbox]);
+          const parsed = attachedReport(message);
+          byDomain.set(/^TLS-Report-Domain: (\S+)/im.exec(parsed.headers)?.[1] ?? '?', { ...parsed, message });
+        }
+        expect([...byDomain.keys()].sort()).toEqual(
+          Object.values(DOMAINS)
+            .map((entry) => entry.domain)
+            .sort(),
+        );
+
+        const policyOf = (domain: string) => {
+          const entry = byDomain.get(domain)!;
+          expect(entry.headers).toMatch(/^Content-Type: multipart\/report;[\s\S]*report-type="?tlsrpt"?/im);
+          expect(entry.headers).toMatch(new RegExp(`^Subject: Report Domain: ${domain.replace(/\./g, '\\.')} Submitter: mx\\.demo\\.test Report-ID: <`, 'im'));
+          expect(entry.headers).toMatch(/^TLS-Report-Submitter: mx\.demo\.test/im);
+          const report = entry.report as {
+            'organization-name': string;
+            'contact-info': string;
+            'report-id': string;
+            'date-range': { 'start-datetime': string; 'end-datetime': string };
+            policies: {
+              policy: { 'policy-type': string; 'policy-string': string[]; 'policy-domain': string; 'mx-host': string[] };
+              summary: { 'total-successful-session-count': number; 'total-failure-session-count': number };
+              'failure-details'?: { 'result-type': string; 'sending-mta-ip': string; 'receiving-mx-hostname': string; 'receiving-ip'?: string; 'failed-session-count': number }[];
+            }[];
+          };
+          expect(report['organization-name']).toBe('mailproxy test');
+          expect(report['contact-info']).toBe('postmaster@demo.test');
+          expect(report['report-id']).toBeTruthy();
+          expect(report['date-range']).toEqual({ 'start-datetime': `${today}T00:00:00Z`, 'end-datetime': `${today}T23:59:59Z` });
+          expect(report.policies).toHaveLength(1);
+          return report.policies[0]!;
+        };
+
+        const dane = policyOf(DOMAINS.dane.domain);
+        expect(dane.policy).toEqual({ 'policy-type': 'tlsa', 'policy-string': [daneTlsa], 'policy-domain': DOMAINS.dane.domain, 'mx-host': [mxOf('dane')] });
+        expect(dane.summary).toEqual({ 'total-successful-session-count': 1, 'total-failure-session-count': 0 });
+
+        const mismatch = policyOf(DOMAINS.mismatch.domain);
+        expect(mismatch.policy['policy-type']).toBe('tlsa');
+        expect(mismatch.summary).toEqual({ 'total-successful-session-count': 0, 'total-failure-session-count': 1 });
+        expect(mismatch['failure-details']).toEqual([
+          expect.objectContaining({
+            'result-type': 'tlsa-invalid',
+            'sending-mta-ip': '127.0.0.1',
+            'receiving-mx-hostname': mxOf('mismatch'),
+            'receiving-ip': DOMAINS.mismatch.address,
+            'failed-session-count': 1,
+          }),
+        ]);
+
+        const sts = policyOf(DOMAINS.sts.domain);
+        expect(sts.policy).toEqual({
+          'policy-type': 'sts',
+          'policy-string': ['version: STSv1', 'mode: enforce', `mx: ${mxOf('sts')}`, 'max_age: 86400'],
+          'policy-domain': DOMAINS.sts.domain,
+          'mx-host': [mxOf('sts')],
+        });
+        expect(sts.summary).toEqual({ 'total-successful-session-count': 1, 'total-failure-session-count': 0 });
+
+        const noStarttls = policyOf(DOMAINS.noStarttls.domain);
+        expect(noStarttls.policy['policy-type']).toBe('sts');
+        expect(noStarttls.summary).toEqual({ 'total-successful-session-count': 0, 'total-failure-session-count': 1 });
+        expect(noStarttls['failure-details']).toEqual([
+          expect.objectContaining({ 'result-type': 'starttls-not-supported', 'receiving-mx-hostname': mxOf('noStarttls'), 'failed-session-count': 1 }),
+        ]);
+      },
+    );
+  }, 180_000);
+});
