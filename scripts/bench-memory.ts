@@ -28,9 +28,10 @@ import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SMTPServer } from 'smtp-server';
-import { LOOPBACK, startTopology } from '../src/demo/topology';
+import { LOOPBACK } from '../src/demo/topology';
 import { HARAKA_NODE_ARGS } from '../src/haraka/process';
 import { SmtpScript, type Reply } from '../src/smtp/script';
+import { portsFrom, randomBasePort, startPinnedHarakaIn } from './bench-setup';
 
 const CONNECTIONS = Number(process.env.MEMORY_CONNECTIONS ?? 200);
 const SIZES = (process.env.MEMORY_SIZE ?? '921600').split(',').map((size) => Number(size.trim()));
@@ -42,7 +43,7 @@ const LINE_LENGTH = Math.max(2, Number(process.env.MEMORY_LINE_LENGTH ?? 78));
 const CLIENT_RATES = (process.env.MEMORY_CLIENT_RATE ?? '0,100').split(',').map((rate) => Number(rate.trim()));
 const PACED_WRITE = 8 * 1024;
 const SAMPLE_MS = 50;
-const BASE_PORT = 20000 + Math.floor(Math.random() * 20000);
+const BASE_PORT = randomBasePort();
 
 function messageOfSize(bytes: number): Buffer {
   const header = 'From: load@example.net\r\nTo: alice@demo.test\r\nSubject: memory bench\r\n\r\n';
@@ -161,28 +162,18 @@ interface RunResult {
 }
 
 async function run(root: string, size: number, clientRate: number, index: number): Promise<RunResult> {
-  const ports = {
-    inbound: BASE_PORT + 10 * index,
-    outbound: BASE_PORT + 10 * index + 1,
-    backend: BASE_PORT + 10 * index + 2,
-    internetMx: BASE_PORT + 10 * index + 3,
-    dns: BASE_PORT + 10 * index + 4,
-  };
+  const ports = portsFrom(BASE_PORT + 10 * index);
   const backend = await startBackend(ports.backend, CONNECTIONS);
   let spoolAfter = '?';
-  const topology = await startTopology({
+  const topology = await startPinnedHarakaIn({
     stateDir: path.join(root, `run-${index}`),
     ports,
-    instances: ['haraka-in'],
-    backend: false,
-    internet: false,
     tweak: (config) => {
       config.log_level = 'warn';
       // BENCH_DEFAULT_BACKEND_CAP=1: the production backend session cap (limits.max_backend_sessions),
       // which bounds how many messages haraka-in holds at once; the senders still share one address.
       if (process.env.BENCH_DEFAULT_BACKEND_CAP === '1') config.limits = { ...config.limits, max_backend_sessions: 50 };
     },
-    harakaPrefix: ['taskset', '-c', '0'],
     transformFiles: (files) => {
       let ini = files.get('haraka-in/config/connection.ini') ?? '';
       if (SPOOL_AFTER !== undefined) ini = ini.replace(/^spool_after=.*$/m, `spool_after=${SPOOL_AFTER}`);

@@ -34,15 +34,14 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { LOOPBACK, startTopology, type Topology } from '../src/demo/topology';
+import { LOOPBACK, type Topology } from '../src/demo/topology';
 import { HARAKA_NODE_ARGS } from '../src/haraka/process';
 import { storePathsFor } from '../src/plugins/store-forward/store-dir';
 import { dataPayload, SmtpScript, type Reply } from '../src/smtp/script';
 import { startSmtpSink, type SmtpSink } from '../src/testpeers/smtp-sink';
+import { loadOptions, messageOfSize as plainMessage, portsFrom, randomBasePort, startPinnedHarakaIn } from './bench-setup';
 
-const MESSAGES = Number(process.env.STORE_MESSAGES ?? 5000);
-const CONCURRENCY = Number(process.env.STORE_CONCURRENCY ?? 50);
-const SIZE = Number(process.env.STORE_SIZE ?? 4096);
+const { messages: MESSAGES, concurrency: CONCURRENCY, size: SIZE } = loadOptions('STORE', { messages: 5000, concurrency: 50, size: 4096 });
 const LIVE_CLIENTS = Number(process.env.STORE_LIVE_CLIENTS ?? 4);
 const IDLE_S = Number(process.env.STORE_IDLE_S ?? 60);
 const DEADLINE_MS = Number(process.env.STORE_DEADLINE_MS ?? 900_000);
@@ -52,14 +51,11 @@ const DRAIN_SESSIONS = process.env.STORE_DRAIN_SESSIONS ? Number(process.env.STO
 const BASELINE_MAX_S = 60;
 const PROBE_INTERVAL_S = 5; // the default probe_interval: the configuration an operator gets
 const SAMPLE_MS = 50;
-const BASE_PORT = 20000 + Math.floor(Math.random() * 20000);
+const BASE_PORT = randomBasePort();
+/** The recipient of every message (the one messageOfSize's To: names). */
 const RCPT = 'alice@demo.test';
 
-function messageOfSize(bytes: number, subject: string): string {
-  const header = `From: load@example.net\r\nTo: ${RCPT}\r\nSubject: ${subject}\r\n\r\n`;
-  const line = `${'x'.repeat(76)}\r\n`;
-  return dataPayload(header + line.repeat(Math.max(1, Math.ceil((bytes - header.length) / line.length))));
-}
+const messageOfSize = (bytes: number, subject: string) => dataPayload(plainMessage(bytes, subject));
 
 // ---------------------------------------------------------------------------------------------------------
 // haraka-in's memory and CPU
@@ -327,23 +323,19 @@ function liveLine(what: string, live: LiveResult): string {
 
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-store-'));
-  const ports = { inbound: BASE_PORT, outbound: BASE_PORT + 1, backend: BASE_PORT + 2, internetMx: BASE_PORT + 3, dns: BASE_PORT + 4 };
+  const ports = portsFrom(BASE_PORT);
   console.log(
     `mailproxy backup MX bench: ${MESSAGES} messages of ${SIZE} bytes stored by ${CONCURRENCY} clients at a time (one per connection), ` +
       `probe_interval ${PROBE_INTERVAL_S} s, drain_sessions ${DRAIN_SESSIONS ?? '2 (the default)'}; haraka-in on CPU 0 with ${HARAKA_NODE_ARGS.join(' ')} (node ${process.version})`,
   );
   let backend: Backend | null = await startBackend(ports.backend);
-  const topology = await startTopology({
+  const topology = await startPinnedHarakaIn({
     stateDir: root,
     ports,
-    instances: ['haraka-in'],
-    backend: false,
-    internet: false,
     tweak: (config) => {
       config.log_level = 'notice';
       config.inbound = { ...config.inbound, store_and_forward: { enabled: true, ...(DRAIN_SESSIONS ? { drain_sessions: DRAIN_SESSIONS } : {}) } };
     },
-    harakaPrefix: ['taskset', '-c', '0'],
   });
   const pid = topology.haraka['haraka-in']?.child.pid;
   if (!pid) throw new Error('haraka-in has no pid');

@@ -24,25 +24,18 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LOOPBACK, startTopology, type Topology } from '../src/demo/topology';
+import { loadOptions, messageOfSize, portsFrom, randomBasePort, startPinnedHarakaIn } from './bench-setup';
 import { waitForBanner } from '../src/haraka/process';
 import { dataPayload, SmtpScript } from '../src/smtp/script';
 
-const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
-const SIZE = Number(process.env.BENCH_SIZE ?? 4096);
+const { messages: MESSAGES, concurrency: CONCURRENCY, size: SIZE } = loadOptions('BENCH', { messages: 2000, concurrency: 50, size: 4096 });
 const SERIAL = Number(process.env.BENCH_SERIAL ?? 100);
 // Short, many and alternating: one connection is latency-bound, and this machine's slow spells last seconds.
 const SERIAL_ROUNDS = Number(process.env.BENCH_SERIAL_ROUNDS ?? 9);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const OUT_SERIAL = Number(process.env.BENCH_OUT_SERIAL ?? 200);
 const WARMUP = 500;
-const BASE_PORT = 20000 + Math.floor(Math.random() * 20000);
-
-function messageOfSize(bytes: number): string {
-  const header = 'From: load@example.net\r\nTo: alice@demo.test\r\nSubject: bench\r\n\r\n';
-  const line = `${'x'.repeat(76)}\r\n`;
-  return header + line.repeat(Math.max(1, Math.ceil((bytes - header.length) / line.length)));
-}
+const BASE_PORT = randomBasePort();
 
 async function expectCode(session: SmtpScript, line: string | null, code: number): Promise<void> {
   const reply = line === null ? await session.reply() : await session.command(line);
@@ -205,12 +198,9 @@ const LABELS: Record<Variant | 'direct', string> = {
 
 /** haraka-in on CPU 0 in front of the sink, with mailproxy-forward or a plugin swapped in for it. */
 async function startHarakaIn(root: string, variant: Variant, backendPort: number, firstPort: number): Promise<Topology> {
-  return startTopology({
+  return startPinnedHarakaIn({
     stateDir: path.join(root, variant),
-    ports: { inbound: firstPort, outbound: firstPort + 1, backend: backendPort, internetMx: firstPort + 2, dns: firstPort + 3 },
-    instances: ['haraka-in'],
-    backend: false,
-    internet: false,
+    ports: { ...portsFrom(firstPort), backend: backendPort },
     tweak: (config) => {
       // error: the degraded-mode warning the forwarder logs per session without XCLIENT is not measured.
       config.log_level = 'error';
@@ -222,7 +212,6 @@ async function startHarakaIn(root: string, variant: Variant, backendPort: number
       }
       if (variant === 'edgednsbl') config.edge = { dnsbl: { mode: 'refuse', zones: [{ zone: 'bl.bench.test' }] } };
     },
-    harakaPrefix: ['taskset', '-c', '0'],
     // queue/discard only drops messages when told to, so nothing is dropped by accident.
     ...(variant === 'discard' || variant === 'bare' ? { harakaEnv: { YES_REALLY_DO_DISCARD: '1' } } : {}),
     transformFiles: (files) => {
@@ -255,14 +244,22 @@ function latencyRow(name: string, result: LatencyResult): string {
   return `${name.padEnd(38)} p50 ${result.p50.toFixed(1).padStart(6)} ms  p99 ${result.p99.toFixed(1).padStart(6)} ms  (client ${result.clientRate.toFixed(0)} msg/s, failures ${result.failures})`;
 }
 
+/** haraka-out and its loopback MX, logging warnings only. */
+function startHarakaOut(root: string, name: string, firstPort: number): Promise<Topology> {
+  return startTopology({ stateDir: path.join(root, name), ports: portsFrom(firstPort), instances: ['haraka-out'], tweak: (config) => void (config.log_level = 'warn') });
+}
+
+/** A session to haraka-out from the backend's address, past EHLO. */
+async function backendSession(topology: Topology): Promise<SmtpScript> {
+  const session = await SmtpScript.connect(topology.outbound.host, topology.outbound.port, LOOPBACK.backend);
+  await expectCode(session, null, 220);
+  await expectCode(session, 'EHLO backend.test', 250);
+  return session;
+}
+
 /** haraka-out relaying N messages from the backend's address (C at a time) to an MX: rate and peak RSS. */
 async function outboundRun(root: string): Promise<void> {
-  const topology = await startTopology({
-    stateDir: path.join(root, 'outbound'),
-    ports: { inbound: BASE_PORT + 40, outbound: BASE_PORT + 41, backend: BASE_PORT + 42, internetMx: BASE_PORT + 43, dns: BASE_PORT + 44 },
-    instances: ['haraka-out'],
-    tweak: (config) => void (config.log_level = 'warn'),
-  });
+  const topology = await startHarakaOut(root, 'outbound', BASE_PORT + 40);
   try {
     const payload = dataPayload(messageOfSize(SIZE));
     let next = 0;
@@ -270,9 +267,7 @@ async function outboundRun(root: string): Promise<void> {
     const worker = async () => {
       while (next < MESSAGES) {
         next += 1;
-        const session = await SmtpScript.connect(topology.outbound.host, topology.outbound.port, LOOPBACK.backend);
-        await expectCode(session, null, 220);
-        await expectCode(session, 'EHLO backend.test', 250);
+        const session = await backendSession(topology);
         await oneMessage(session, payload, 'bob@example.net');
         session.close();
       }
@@ -306,12 +301,7 @@ function delayedAcks(): number {
  * Once one command at a time, once with MAIL, RCPT and DATA in one write, as Postfix (the backend) sends them.
  */
 async function outboundSerial(root: string): Promise<void> {
-  const topology = await startTopology({
-    stateDir: path.join(root, 'outbound-serial'),
-    ports: { inbound: BASE_PORT + 50, outbound: BASE_PORT + 51, backend: BASE_PORT + 52, internetMx: BASE_PORT + 53, dns: BASE_PORT + 54 },
-    instances: ['haraka-out'],
-    tweak: (config) => void (config.log_level = 'warn'),
-  });
+  const topology = await startHarakaOut(root, 'outbound-serial', BASE_PORT + 50);
   try {
     const payload = dataPayload(messageOfSize(SIZE));
     const envelope = ['MAIL FROM:<load@demo.test>', 'RCPT TO:<bob@example.net>', 'DATA'];
@@ -323,9 +313,7 @@ async function outboundSerial(root: string): Promise<void> {
     };
     let delivered = 0;
     for (const pipelined of [false, true]) {
-      const session = await SmtpScript.connect(topology.outbound.host, topology.outbound.port, LOOPBACK.backend);
-      await expectCode(session, null, 220);
-      await expectCode(session, 'EHLO backend.test', 250);
+      const session = await backendSession(topology);
       const send = () => (pipelined ? pipelinedMessage(session) : oneMessage(session, payload, 'bob@example.net'));
       await send(); // warm up: a session, a queue write, a delivery
       delivered += 1;

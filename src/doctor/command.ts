@@ -3,7 +3,7 @@
 import type { Command, CommandIo } from '../command/io';
 import { UsageError } from '../command/usage';
 import { prepareCheckCommand, printReport } from '../selftest/command';
-import { DEFAULT_DNSBL_ZONES, parseDnsblZone, type DnsblZone } from './checks';
+import { DEFAULT_DNSBL_ZONES, parseDnsblZone, type DnsblZone } from './dnsbl-checks';
 import { runDoctor } from './run';
 
 async function runDoctorCommand(argv: string[], io: CommandIo): Promise<number> {

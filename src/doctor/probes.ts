@@ -5,7 +5,9 @@ import { dmarc } from 'mailauth/lib/dmarc';
 import { spf } from 'mailauth/lib/spf';
 import { fetchPolicyText } from '../mtasts/fetch';
 import type { DnsClient, Lookup, MxRecord } from '../selftest/dns';
-import { dnsblQueryName, type DmarcFacts, type DnsblFacts, type DnsblZone, type MtaStsFacts, type SpfEvaluation, type SpfFacts } from './checks';
+import type { DmarcFacts, SpfEvaluation, SpfFacts } from './checks';
+import { dnsblQueryName, type DnsblFacts, type DnsblZone } from './dnsbl-checks';
+import type { MtaStsFacts } from './mta-sts-checks';
 
 // An address no SPF record lists (RFC 5735 "this network"): evaluated for it, a record is walked to its
 // end, so every DNS lookup it can make is counted, as a receiver counts them for a stranger.

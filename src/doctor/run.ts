@@ -3,21 +3,9 @@
 import type { Config } from '../config/schema';
 import type { DnsClient } from '../selftest/dns';
 import { findingsReport, timedCheck, type CheckLine, type FindingsReport } from '../report/findings';
-import {
-  DEFAULT_DNSBL_ZONES,
-  judgeAddresses,
-  judgeDmarc,
-  judgeDnsbl,
-  judgeMtaSts,
-  judgeMx,
-  judgePtr,
-  judgeSpfIp,
-  judgeSpfLookups,
-  judgeSpfRecord,
-  judgeTlsRpt,
-  MXTOOLBOX,
-  type DnsblZone,
-} from './checks';
+import { judgeAddresses, judgeDmarc, judgeMx, judgePtr, judgeSpfIp, judgeSpfLookups, judgeSpfRecord, MXTOOLBOX } from './checks';
+import { DEFAULT_DNSBL_ZONES, judgeDnsbl, type DnsblZone } from './dnsbl-checks';
+import { judgeMtaSts, judgeTlsRpt } from './mta-sts-checks';
 import { probeDmarc, probeDnsbl, probeMtaSts, probeSpf } from './probes';
 import { hostedPolicy } from '../mtasts-host/policy';
 

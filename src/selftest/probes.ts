@@ -9,7 +9,8 @@ import { formatHostPort, parseIp, type HostPort } from '../config/net';
 import { SmtpClient, SmtpClientError } from '../smtp/client';
 import { hasExtension } from '../smtp/reply';
 import type { CertificateFacts, SmtpReply } from '../health/checks';
-import type { HarakaOutFacts, LegacyTlsFacts, ReverseDnsFacts, SessionFacts, SmtpTlsFacts } from './checks';
+import type { LegacyTlsFacts, ReverseDnsFacts, SessionFacts, SmtpTlsFacts } from './checks';
+import type { HarakaOutFacts } from './relay-checks';
 import type { DnsClient } from './dns';
 
 // Longer than MXToolbox's 15 s, so that a banner between 15 and 20 s is measured (and fails) rather than

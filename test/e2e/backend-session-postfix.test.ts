@@ -1,17 +1,21 @@
 // The backend session against a real Postfix: it follows the client's current identity, and a
 // session Postfix closes while the client takes its time (under stress: smtpd_timeout 10 s, one junk
 // command) is replayed, not kept alive with NOOPs that Postfix counts against the client.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOOPBACK, type Topology } from '../../src/demo/topology';
+import { describe, expect, it } from 'vitest';
+import type { Topology } from '../../src/demo/topology';
 import { dataPayload, message, openSession, SmtpScript } from '../../src/smtp/script';
-import { postfixUnavailableReason, startPostfix, type PostfixInstance } from '../fixtures/postfix';
+import { postfixUnavailableReason, type PostfixInstance } from '../fixtures/postfix';
 import { missingPeers, requirePeers } from '../helpers/peers';
+import { harakaInFront, usePostfixBackend } from '../helpers/postfix-backend';
 import { withTopology } from '../helpers/topology';
 
 const runnable = requirePeers('backend sessions against real Postfix', missingPeers(['/usr/sbin/postfix'], [postfixUnavailableReason()]));
 
 async function withHarakaIn<T>(postfix: PostfixInstance, body: (t: Topology) => Promise<T>): Promise<T> {
-  return withTopology({ instances: ['haraka-in'], backend: false, internet: false, tweak: (config) => void (config.backend = { ...config.backend, port: postfix.port }) }, body);
+  return withTopology(
+    harakaInFront(() => postfix.port),
+    body,
+  );
 }
 
 /** MAIL, RCPT alice, DATA and the message in an open session; the end-of-data reply. */
@@ -39,16 +43,10 @@ function postfixReceived(content: string): string {
 }
 
 describe.runIf(runnable)('the backend session follows the client, against real Postfix', () => {
-  let postfix: PostfixInstance;
-  beforeAll(async () => {
-    postfix = await startPostfix({ listenHost: LOOPBACK.backend, port: 0, domains: ['demo.test'], users: ['alice'], xclientHosts: [LOOPBACK.wireguard] });
-  });
-  afterAll(async () => {
-    await postfix?.stop();
-  });
+  const postfix = usePostfixBackend();
 
   it('a second EHLO with another name: the next message reaches Postfix under the new HELO', async () => {
-    await withHarakaIn(postfix, async (t) => {
+    await withHarakaIn(postfix(), async (t) => {
       const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9', helo: 'first.example.net' });
       try {
         expect(await deliver(session, 'under the first helo')).toBe(250);
@@ -57,13 +55,13 @@ describe.runIf(runnable)('the backend session follows the client, against real P
       } finally {
         session.close();
       }
-      expect(postfixReceived(await deliveredWith(postfix, 'under the first helo'))).toMatch(/^from first\.example\.net /);
-      expect(postfixReceived(await deliveredWith(postfix, 'under the second helo'))).toMatch(/^from second\.example\.net /);
+      expect(postfixReceived(await deliveredWith(postfix(), 'under the first helo'))).toMatch(/^from first\.example\.net /);
+      expect(postfixReceived(await deliveredWith(postfix(), 'under the second helo'))).toMatch(/^from second\.example\.net /);
     });
   });
 
   it('a HELO client stays SMTP at the backend (not ESMTP), and a HELO name that cannot go raw goes as its address literal', async () => {
-    await withHarakaIn(postfix, async (t) => {
+    await withHarakaIn(postfix(), async (t) => {
       const helo = await SmtpScript.connect(t.inbound.host, t.inbound.port, '127.0.0.9');
       try {
         await helo.reply();
@@ -72,7 +70,7 @@ describe.runIf(runnable)('the backend session follows the client, against real P
       } finally {
         helo.close();
       }
-      expect(postfixReceived(await deliveredWith(postfix, 'from a helo client'))).toMatch(
+      expect(postfixReceived(await deliveredWith(postfix(), 'from a helo client'))).toMatch(
         /^from plain\.example\.net \(client9\.example\.net \[127\.0\.0\.9\]\) by backend\.test \(Postfix\) with SMTP id /,
       );
 
@@ -82,42 +80,29 @@ describe.runIf(runnable)('the backend session follows the client, against real P
       } finally {
         odd.close();
       }
-      expect(postfixReceived(await deliveredWith(postfix, 'from an odd helo'))).toMatch(/^from \[127\.0\.0\.9\] \(client9\.example\.net \[127\.0\.0\.9\]\)/);
+      expect(postfixReceived(await deliveredWith(postfix(), 'from an odd helo'))).toMatch(/^from \[127\.0\.0\.9\] \(client9\.example\.net \[127\.0\.0\.9\]\)/);
     });
   });
 });
 
 describe.runIf(runnable)('a slow client and a Postfix under stress', () => {
-  let postfix: PostfixInstance;
-  beforeAll(async () => {
-    // stress=yes: what Postfix's master sets when smtpd processes run out (smtpd_timeout 10 s,
-    // smtpd_junk_command_limit 1, smtpd_hard_error_limit 1).
-    postfix = await startPostfix({
-      listenHost: LOOPBACK.backend,
-      port: 0,
-      domains: ['demo.test'],
-      users: ['alice'],
-      xclientHosts: [LOOPBACK.wireguard],
-      extraMainCf: { stress: 'yes' },
-    });
-  });
-  afterAll(async () => {
-    await postfix?.stop();
-  });
+  // stress=yes: what Postfix's master sets when smtpd processes run out (smtpd_timeout 10 s,
+  // smtpd_junk_command_limit 1, smtpd_hard_error_limit 1).
+  const postfix = usePostfixBackend({ extraMainCf: { stress: 'yes' } });
 
   it('a client idle 14 s between RCPT and DATA gets 250, and the message is delivered once', async () => {
-    await withHarakaIn(postfix, async (t) => {
+    await withHarakaIn(postfix(), async (t) => {
       const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9', helo: 'slow.example.net' });
       try {
         expect(await deliver(session, 'a slow client', () => new Promise((resolve) => setTimeout(resolve, 14_000)))).toBe(250);
       } finally {
         session.close();
       }
-      await deliveredWith(postfix, 'a slow client');
-      const copies = (await postfix.delivered()).filter((m) => m.content.includes('Subject: a slow client'));
+      await deliveredWith(postfix(), 'a slow client');
+      const copies = (await postfix().delivered()).filter((m) => m.content.includes('Subject: a slow client'));
       expect(copies).toHaveLength(1);
       // Postfix closed the idle session itself; the message came in a new one.
-      expect(await postfix.log()).toMatch(/timeout after RCPT/);
+      expect(await postfix().log()).toMatch(/timeout after RCPT/);
     });
   }, 60_000);
 });

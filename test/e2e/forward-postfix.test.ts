@@ -1,12 +1,13 @@
 // haraka-in's forwarder against a real Postfix backend (the Mailcow stand-in): what XCLIENT delivers is
 // read from Postfix's own log (`client=NAME[IP]`) and from the message it delivered.
 import { execFile } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { LOOPBACK } from '../../src/demo/topology';
 import type { Topology } from '../../src/demo/topology';
 import { freePort } from '../helpers/ports';
 import { missingPeers, requirePeers } from '../helpers/peers';
-import { postfixUnavailableReason, startPostfix, type PostfixInstance } from '../fixtures/postfix';
+import { postfixUnavailableReason, startPostfix } from '../fixtures/postfix';
+import { harakaInFront, usePostfixBackend } from '../helpers/postfix-backend';
 import { withTopology } from '../helpers/topology';
 import { openSession } from '../../src/smtp/script';
 import { foreignRelayTricks } from '../../src/relay-tricks';
@@ -46,37 +47,23 @@ function replyAfter(output: string, command: RegExp): string[] {
 }
 
 describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
-  let postfix: PostfixInstance;
+  const postfix = usePostfixBackend({
+    users: ['alice', 'bob'],
+    // The full SMTP dialog with the forwarder goes to the log, so tests can read the XCLIENT line itself.
+    // inet_protocols=all: a Postfix without IPv6 refuses IPv6 XCLIENT addresses as bad syntax.
+    extraMainCf: { debug_peer_list: LOOPBACK.wireguard, debug_peer_level: '2', inet_protocols: 'all' },
+  });
   let inboundV6Port = 0;
 
   beforeAll(async () => {
-    postfix = await startPostfix({
-      listenHost: LOOPBACK.backend,
-      port: 0,
-      domains: ['demo.test'],
-      users: ['alice', 'bob'],
-      xclientHosts: [LOOPBACK.wireguard],
-      // The full SMTP dialog with the forwarder goes to the log, so tests can read the XCLIENT line itself.
-      // inet_protocols=all: a Postfix without IPv6 refuses IPv6 XCLIENT addresses as bad syntax.
-      extraMainCf: { debug_peer_list: LOOPBACK.wireguard, debug_peer_level: '2', inet_protocols: 'all' },
-    });
     inboundV6Port = await freePort('::1');
   });
-  afterAll(async () => {
-    await postfix?.stop();
-  });
 
-  async function withHarakaIn<T>(body: (t: Topology) => Promise<T>, port = () => postfix.port): Promise<T> {
+  async function withHarakaIn<T>(body: (t: Topology) => Promise<T>, port = () => postfix().port): Promise<T> {
     return withTopology(
-      {
-        instances: ['haraka-in'],
-        backend: false,
-        internet: false,
-        tweak: (config) => {
-          config.backend = { ...config.backend, port: port() };
-          config.inbound = { ...config.inbound, listen: [...(config.inbound?.listen ?? []), `[::1]:${inboundV6Port}`] };
-        },
-      },
+      harakaInFront(port, (config) => {
+        config.inbound = { ...config.inbound, listen: [...(config.inbound?.listen ?? []), `[::1]:${inboundV6Port}`] };
+      }),
       body,
     );
   }
@@ -94,8 +81,8 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
         'Subject: e2e ipv4',
       ]);
       expect(sent.code, sent.output).toBe(0);
-      const match = await postfix.waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=client9\.example\.net\[127\.0\.0\.9\]/);
-      const [message] = (await postfix.waitForDelivered(1)).filter((m) => m.content.includes('Subject: e2e ipv4'));
+      const match = await postfix().waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=client9\.example\.net\[127\.0\.0\.9\]/);
+      const [message] = (await postfix().waitForDelivered(1)).filter((m) => m.content.includes('Subject: e2e ipv4'));
       expect(message?.content).toMatch(
         new RegExp(`^Received: from client9\\.example\\.net \\(client9\\.example\\.net \\[127\\.0\\.0\\.9\\]\\)\\s+by backend\\.test \\(Postfix\\) with ESMTP id ${match[1]}`, 'm'),
       );
@@ -104,7 +91,7 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
 
   it('sends XCLIENT straight after the banner once Postfix has advertised it, and Postfix takes it', async () => {
     await withHarakaIn(async (t) => {
-      const logBefore = (await postfix.log()).length;
+      const logBefore = (await postfix().log()).length;
       for (const [address, helo] of [
         ['127.0.0.9', 'first.example.net'],
         ['127.0.0.10', 'second.example.net'],
@@ -112,9 +99,9 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
         const sent = await swaks(t.inbound.host, t.inbound.port, ['--local-interface', address, '--ehlo', helo, '--to', 'alice@demo.test', '--header', `Subject: e2e ${helo}`]);
         expect(sent.code, sent.output).toBe(0);
       }
-      const match = await postfix.waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=[^\s[]+\[127\.0\.0\.10\]/);
-      await postfix.waitForLog(new RegExp(`${match[1]}: to=<alice@demo\\.test>.*status=sent`));
-      const dialog = (await postfix.log())
+      const match = await postfix().waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=[^\s[]+\[127\.0\.0\.10\]/);
+      await postfix().waitForLog(new RegExp(`${match[1]}: to=<alice@demo\\.test>.*status=sent`));
+      const dialog = (await postfix().log())
         .slice(logBefore)
         .split('\n')
         .filter((line) => line.includes(`< `) && line.includes(`[${LOOPBACK.wireguard}]: `));
@@ -122,7 +109,7 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
       // The first session learns XCLIENT from EHLO; the second one sends it first.
       expect(commands.filter((command) => command === 'XCLIENT')).toHaveLength(2);
       expect(dialog.filter((line) => line.endsWith(`EHLO ${t.config.hostname}`))).toHaveLength(1);
-      const delivered = (await postfix.delivered()).find((m) => m.content.includes('Subject: e2e second.example.net'));
+      const delivered = (await postfix().delivered()).find((m) => m.content.includes('Subject: e2e second.example.net'));
       expect(delivered?.content).toMatch(/^Received: from second\.example\.net \([^\n]*\[127\.0\.0\.10\]\)/m);
     });
   });
@@ -131,11 +118,11 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
     await withHarakaIn(async () => {
       const sent = await swaks('::1', inboundV6Port, ['--ehlo', 'v6client.example.net', '--to', 'bob@demo.test', '--header', 'Subject: e2e ipv6']);
       expect(sent.code, sent.output).toBe(0);
-      const match = await postfix.waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=[^\s[]+\[::1\]/);
-      const log = await postfix.log();
+      const match = await postfix().waitForLog(/smtpd\[\d+\]: ([0-9A-F]+): client=[^\s[]+\[::1\]/);
+      const log = await postfix().log();
       expect(log).toMatch(/XCLIENT [^\n]*ADDR=IPV6:::1/);
-      await postfix.waitForLog(new RegExp(`${match[1]}: to=<bob@demo\\.test>.*status=sent`));
-      const delivered = (await postfix.delivered()).find((m) => m.content.includes('Subject: e2e ipv6'));
+      await postfix().waitForLog(new RegExp(`${match[1]}: to=<bob@demo\\.test>.*status=sent`));
+      const delivered = (await postfix().delivered()).find((m) => m.content.includes('Subject: e2e ipv6'));
       expect(delivered?.content).toMatch(/^Received: from v6client\.example\.net \([^\n]*\[IPv6:::1\]\)/m);
     });
   });
@@ -147,9 +134,9 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
       const rcptReplies = replyAfter(sent.output, /-> RCPT TO/);
       expect(rcptReplies[0]).toMatch(/^<- +250 /);
       expect(rcptReplies[1]).toMatch(/^<\*\* +550 5\.1\.1 <nobody@demo\.test>/);
-      const delivered = (await postfix.delivered()).filter((m) => m.content.includes('Subject: e2e mixed'));
-      await postfix.waitForLog(/to=<alice@demo\.test>.*status=sent/);
-      const after = (await postfix.delivered()).filter((m) => m.content.includes('Subject: e2e mixed'));
+      const delivered = (await postfix().delivered()).filter((m) => m.content.includes('Subject: e2e mixed'));
+      await postfix().waitForLog(/to=<alice@demo\.test>.*status=sent/);
+      const after = (await postfix().delivered()).filter((m) => m.content.includes('Subject: e2e mixed'));
       expect([...delivered, ...after].map((m) => m.recipient)).not.toContain('nobody@demo.test');
       expect(after.map((m) => m.recipient)).toEqual(['alice@demo.test']);
     });
@@ -169,8 +156,8 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
         'Subject: e2e hostile helo',
       ]);
       expect(sent.code, sent.output).toBe(0);
-      await postfix.waitForLog(/client=client9\.example\.net\[127\.0\.0\.9\]/);
-      const xclientLines = (await postfix.log()).split('\n').filter((line) => /< [^:]*: XCLIENT /.test(line) && line.includes('evil'));
+      await postfix().waitForLog(/client=client9\.example\.net\[127\.0\.0\.9\]/);
+      const xclientLines = (await postfix().log()).split('\n').filter((line) => /< [^:]*: XCLIENT /.test(line) && line.includes('evil'));
       expect(xclientLines.length).toBeGreaterThan(0);
       for (const line of xclientLines) {
         expect(line).toContain('HELO=evil+3DADDR+2B6.6.6.6');
@@ -198,8 +185,8 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
         'Subject: e2e split',
       ]);
       expect(sent.code, sent.output).toBe(0);
-      await postfix.waitForLog(new RegExp(`client=${longName.replace(/\./g, '\\.')}\\[127\\.0\\.0\\.12\\]`));
-      const xclientLines = (await postfix.log()).split('\n').filter((line) => /< [^:]*: XCLIENT /.test(line) && /nnnn|ADDR=127\.0\.0\.12/.test(line));
+      await postfix().waitForLog(new RegExp(`client=${longName.replace(/\./g, '\\.')}\\[127\\.0\\.0\\.12\\]`));
+      const xclientLines = (await postfix().log()).split('\n').filter((line) => /< [^:]*: XCLIENT /.test(line) && /nnnn|ADDR=127\.0\.0\.12/.test(line));
       expect(xclientLines).toHaveLength(2);
       expect(xclientLines[0]).not.toContain('ADDR=');
       expect(xclientLines[1]).toMatch(/ ADDR=127\.0\.0\.12$/);
@@ -220,7 +207,7 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
         'Subject: e2e long helo',
       ]);
       expect(sent.code, sent.output).toBe(0);
-      expect(await postfix.log()).toMatch(/XCLIENT NAME=client9\.example\.net HELO=\[UNAVAILABLE\]/);
+      expect(await postfix().log()).toMatch(/XCLIENT NAME=client9\.example\.net HELO=\[UNAVAILABLE\]/);
     });
   });
 
@@ -248,7 +235,7 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
 
   it('is no open relay: address tricks get 5xx from haraka-in or from Postfix, and nothing is delivered', async () => {
     await withHarakaIn(async (t) => {
-      const before = (await postfix.delivered()).length;
+      const before = (await postfix().delivered()).length;
       const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: '127.0.0.9' });
       expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
       for (const rcpt of foreignRelayTricks({ foreign: 'example.net', own: 'demo.test', ownHost: 'mx.demo.test', ipv4: '127.0.0.2', ipv6: '::1' })) {
@@ -256,7 +243,7 @@ describe.runIf(runnable)('haraka-in forwarding to a real Postfix', () => {
         expect(Math.floor(reply.code / 100), `RCPT TO:<${rcpt}>: ${reply.code} ${reply.text}`).toBe(5);
       }
       session.close();
-      expect((await postfix.delivered()).length).toBe(before);
+      expect((await postfix().delivered()).length).toBe(before);
     });
   });
 

@@ -3,11 +3,12 @@
 // NUL, spaces, `=`, `+`, non-ASCII bytes or too many characters reaches Postfix only xtext-encoded or as
 // [UNAVAILABLE]. What Postfix was told is read from its own log: the XCLIENT lines it received (debug_peer_list
 // on the forwarder's address) and its `client=NAME[ADDR]` line.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LOOPBACK, type Topology } from '../../src/demo/topology';
 import { dataPayload, message, openSession, type SmtpScript } from '../../src/smtp/script';
-import { postfixUnavailableReason, startPostfix, type PostfixInstance } from '../fixtures/postfix';
+import { postfixUnavailableReason, type PostfixInstance } from '../fixtures/postfix';
 import { missingPeers, requirePeers } from '../helpers/peers';
+import { harakaInFront, usePostfixBackend } from '../helpers/postfix-backend';
 import { eventually } from '../helpers/poll';
 import { withTopology } from '../helpers/topology';
 
@@ -54,30 +55,14 @@ async function xclientLinesFor(postfix: PostfixInstance, ip: string): Promise<st
 }
 
 describe.runIf(runnable)('identity abuse through haraka-in into a real Postfix', () => {
-  let postfix: PostfixInstance;
-
-  beforeAll(async () => {
-    postfix = await startPostfix({
-      listenHost: LOOPBACK.backend,
-      port: 0,
-      domains: ['demo.test'],
-      users: ['alice', 'bob'],
-      xclientHosts: [LOOPBACK.wireguard],
-      extraMainCf: { debug_peer_list: LOOPBACK.wireguard, debug_peer_level: '2' },
-    });
-  });
-  afterAll(async () => {
-    await postfix?.stop();
-  });
+  const postfix = usePostfixBackend({ users: ['alice', 'bob'], extraMainCf: { debug_peer_list: LOOPBACK.wireguard, debug_peer_level: '2' } });
 
   function withHarakaIn<T>(body: (t: Topology) => Promise<T>): Promise<T> {
     return withTopology(
-      {
-        instances: ['haraka-in'],
-        backend: false,
-        internet: false,
-        tweak: (config) => void (config.backend = { ...config.backend, port: postfix.port, rdns_timeout: 2 }),
-      },
+      harakaInFront(
+        () => postfix().port,
+        (config) => void (config.backend = { ...config.backend, rdns_timeout: 2 }),
+      ),
       body,
     );
   }
@@ -105,13 +90,13 @@ describe.runIf(runnable)('identity abuse through haraka-in into a real Postfix',
           const subject = `xclient ${source} ${index}`;
           expect(await deliver(session, subject)).toBe(250);
           session.close();
-          const { client, content } = await clientOf(postfix, subject);
+          const { client, content } = await clientOf(postfix(), subject);
           expect(client).toMatch(new RegExp(`\\[${escapeRe(source)}\\]$`));
           expect(content).not.toMatch(/6\.6\.6\.6|spoofed|2001:db8/);
         }
       }
       console.info(`XCLIENT/XFORWARD to haraka-in: ${refused} attempts from 2 sources, ${refused} refused with 5xx, ${refused} messages delivered with the real client address`);
-      expect(await postfix.log()).not.toMatch(/client=[^\n]*\[6\.6\.6\.6\]|ADDR=6\.6\.6\.6/);
+      expect(await postfix().log()).not.toMatch(/client=[^\n]*\[6\.6\.6\.6\]|ADDR=6\.6\.6\.6/);
     });
   });
 
@@ -153,8 +138,8 @@ describe.runIf(runnable)('identity abuse through haraka-in into a real Postfix',
         const final = await deliver(session, subject);
         session.close();
         expect(final, test.what).toBe(250);
-        const { client, content } = await clientOf(postfix, subject);
-        const xclient = await xclientLinesFor(postfix, ip);
+        const { client, content } = await clientOf(postfix(), subject);
+        const xclient = await xclientLinesFor(postfix(), ip);
         const name = xclient.join(' ').match(/ NAME=(\S+)/)?.[1];
         report.push(`${test.what}: NAME=${name} client=${client}`);
         expect(name, test.what).toBeDefined();

@@ -39,6 +39,25 @@ function swaks(pf: PostfixInstance, args: string[]): Promise<SwaksResult> {
   });
 }
 
+/** swaks as the forwarder: from sender@origin.example, EHLO mailproxy.test, XCLIENT for client.example [127.0.0.9] with HELO evil.example. */
+function swaksXclient(pf: PostfixInstance, to: string, extra: string[] = []): Promise<SwaksResult> {
+  return swaks(pf, [
+    '--to',
+    to,
+    '--from',
+    'sender@origin.example',
+    '--helo',
+    'mailproxy.test',
+    ...extra,
+    '--xclient-addr',
+    '127.0.0.9',
+    '--xclient-name',
+    'client.example',
+    '--xclient-helo',
+    'evil.example',
+  ]);
+}
+
 /** Minimal raw SMTP dialog from FORWARDER: returns every server reply (multi-line replies joined). */
 function smtpDialog(pf: PostfixInstance, commands: string[]): Promise<string[]> {
   return new Promise((resolve, reject) => {
@@ -123,22 +142,7 @@ describe.runIf(runnable)('real Postfix test peer (test/fixtures/postfix.ts)', ()
   });
 
   it('accepts XCLIENT from the authorized host and delivers with the XCLIENT identity', async () => {
-    const r = await swaks(pf!, [
-      '--to',
-      `alice@${DOMAIN}`,
-      '--from',
-      'sender@origin.example',
-      '--helo',
-      'mailproxy.test',
-      '--header',
-      'Subject: fixture-xclient',
-      '--xclient-addr',
-      '127.0.0.9',
-      '--xclient-name',
-      'client.example',
-      '--xclient-helo',
-      'evil.example',
-    ]);
+    const r = await swaksXclient(pf!, `alice@${DOMAIN}`, ['--header', 'Subject: fixture-xclient']);
     expect(r.output).toMatch(/250-XCLIENT/);
     expect(r.code, r.output).toBe(0);
 
@@ -162,20 +166,7 @@ describe.runIf(runnable)('real Postfix test peer (test/fixtures/postfix.ts)', ()
   });
 
   it('rejects unknown recipients with 550 5.1.1 at RCPT', async () => {
-    const r = await swaks(pf!, [
-      '--to',
-      `nobody@${DOMAIN}`,
-      '--from',
-      'sender@origin.example',
-      '--helo',
-      'mailproxy.test',
-      '--xclient-addr',
-      '127.0.0.9',
-      '--xclient-name',
-      'client.example',
-      '--xclient-helo',
-      'evil.example',
-    ]);
+    const r = await swaksXclient(pf!, `nobody@${DOMAIN}`);
     expect(r.output).toMatch(/<\*\* +550 5\.1\.1 <nobody@example\.test>/);
     expect(r.code).not.toBe(0);
     const m = await pf!.waitForLog(/NOQUEUE: reject: RCPT from client\.example\[127\.0\.0\.9\]: 550 5\.1\.1 <nobody@example\.test>.*helo=<([^>]*)>/);

@@ -2,11 +2,11 @@
 // its own headers, haraka-in's Received line and then the message exactly as the sender sent it (in the
 // mailbox's LF line ends), and the signature verifies there.
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOOPBACK } from '../../src/demo/topology';
-import { postfixUnavailableReason, startPostfix, type PostfixInstance } from '../fixtures/postfix';
+import { describe, expect, it } from 'vitest';
+import { postfixUnavailableReason } from '../fixtures/postfix';
 import { signed, verdict, type Canonicalization } from '../helpers/dkim';
 import { missingPeers, requirePeers } from '../helpers/peers';
+import { harakaInFront, usePostfixBackend } from '../helpers/postfix-backend';
 import { useTopology } from '../helpers/topology';
 import { CASES, sendRaw } from '../helpers/transparency';
 
@@ -16,31 +16,9 @@ const runnable = requirePeers('byte transparency into real Postfix', missingPeer
 const asStored = (message: Buffer) => Buffer.from(message.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
 
 describe.runIf(runnable)('byte transparency into a real Postfix, DKIM verified in the mailbox', () => {
-  let postfix: PostfixInstance;
-  let port = 0;
-  beforeAll(async () => {
-    postfix = await startPostfix({
-      listenHost: LOOPBACK.backend,
-      port: 0,
-      domains: ['demo.test'],
-      users: ['alice'],
-      xclientHosts: [LOOPBACK.wireguard],
-      extraMainCf: { smtputf8_enable: 'yes' },
-    });
-    port = postfix.port;
-  });
-  afterAll(async () => {
-    await postfix?.stop();
-  });
-  const topology = useTopology({
-    instances: ['haraka-in'],
-    backend: false,
-    internet: false,
-    tweak: (config) => {
-      // Started before the topology's tweak runs: beforeAll hooks run in order.
-      config.backend = { ...config.backend, port };
-    },
-  });
+  const postfix = usePostfixBackend({ extraMainCf: { smtputf8_enable: 'yes' } });
+  // Postfix is started before the topology's tweak runs: beforeAll hooks run in order.
+  const topology = useTopology(harakaInFront(() => postfix().port));
 
   let counter = 0;
   for (const test of CASES) {
@@ -50,10 +28,10 @@ describe.runIf(runnable)('byte transparency into a real Postfix, DKIM verified i
         const id = `e2e-${counter++}`;
         const message = await signed(Buffer.concat([Buffer.from(`X-Run: ${id}\r\n`), test.message]), canonicalization);
         await sendRaw(t.inbound.host, t.inbound.port, '127.0.0.9', 'alice@demo.test', test, message);
-        await postfix.waitForLog(/status=sent/, 10_000);
+        await postfix().waitForLog(/status=sent/, 10_000);
         let file: Buffer | undefined;
         for (let tries = 0; tries < 100 && !file; tries++) {
-          const delivered = await postfix.delivered();
+          const delivered = await postfix().delivered();
           const found = delivered.map((m) => readFileSync(m.file)).find((raw) => raw.includes(`X-Run: ${id}\n`));
           if (found) file = found;
           else await new Promise((resolve) => setTimeout(resolve, 100));

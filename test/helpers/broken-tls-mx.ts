@@ -2,6 +2,7 @@
 // command with 220 and then sends plaintext garbage where the TLS handshake should be, so the client's
 // handshake fails. A session that never asks for STARTTLS is served normally, and its message recorded.
 import net from 'node:net';
+import { takeLines } from './smtp-lines';
 
 export interface PlainDelivery {
   mailFrom: string;
@@ -79,13 +80,7 @@ export async function startBrokenTlsMx(host: string, port: number, name = 'mx.br
         socket.end('this is not a TLS handshake\r\n');
         return;
       }
-      buffer += chunk.toString('latin1');
-      let end: number;
-      while ((end = buffer.indexOf('\r\n')) !== -1) {
-        const line = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        onLine(line);
-      }
+      buffer = takeLines(buffer + chunk.toString('latin1'), (line) => void onLine(line));
     });
   });
   await new Promise<void>((resolve, reject) => {

@@ -26,14 +26,19 @@ export interface IssueOptions {
   fullchain?: boolean;
 }
 
+export interface Validity {
+  notBefore?: Date;
+  notAfter?: Date;
+}
+
 export interface Ca {
   certPath: string;
   certPem: string;
   /** This CA's certificate and the intermediates above it, without the root (what a fullchain appends). */
   chainPem: string;
   issue(options: IssueOptions): Issued;
-  /** An intermediate CA signed by this one. */
-  intermediate(name: string): Ca;
+  /** An intermediate CA signed by this one, valid from an hour ago for 30 days unless told otherwise. */
+  intermediate(name: string, validity?: Validity): Ca;
 }
 
 function stamp(date: Date): string {
@@ -135,8 +140,11 @@ export function makeCa(dir: string, name = 'mailproxy deploy test CA', parent?: 
         fingerprint: new X509Certificate(certPem).fingerprint256,
       };
     },
-    intermediate(childName) {
-      return makeCa(path.join(dir, `ca-${childName.replace(/\W+/g, '-')}`), childName, { sign: (csr, ext, out) => sign(csr, ext, out), chainPem });
+    intermediate(childName, validity = {}) {
+      return makeCa(path.join(dir, `ca-${childName.replace(/\W+/g, '-')}`), childName, {
+        sign: (csr, ext, out) => sign(csr, ext, out, validity.notBefore, validity.notAfter),
+        chainPem,
+      });
     },
   };
 }

@@ -3,6 +3,7 @@
 // misbehave on cue: answer the end of data late, greylist (451 at RCPT, then 250), or drop the connection
 // after the final dot without a reply (having committed the message, as a real MTA that crashed then would).
 import net from 'node:net';
+import { takeLines } from './smtp-lines';
 
 export interface Committed {
   /** The `Subject:` of the message (tests put a unique id there). */
@@ -139,12 +140,7 @@ export async function startCountingMx(host: string, port: number, options: Count
     };
     reply('220 counting.test ESMTP');
     socket.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString('latin1');
-      let end: number;
-      while ((end = buffer.indexOf('\r\n')) !== -1) {
-        pending.push(buffer.slice(0, end));
-        buffer = buffer.slice(end + 2);
-      }
+      buffer = takeLines(buffer + chunk.toString('latin1'), (line) => void pending.push(line));
       drain();
     });
   });

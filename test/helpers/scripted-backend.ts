@@ -4,6 +4,7 @@
 // records the verbs of each connection, every delivered message with its recipients, and how many
 // connections are open.
 import net from 'node:net';
+import { takeLines } from './smtp-lines';
 
 export interface Delivery {
   rcpts: string[];
@@ -165,15 +166,11 @@ export async function startScriptedBackend(host: string, port: number, options: 
     if (options.bannerDelayMs) setTimeout(greet, options.bannerDelayMs);
     else greet();
     socket.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString('latin1');
-      let end: number;
-      while ((end = buffer.indexOf('\r\n')) !== -1) {
-        const line = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
+      buffer = takeLines(buffer + chunk.toString('latin1'), (line) => {
         onLine(line);
-        if (socket.destroyed) return;
-        if (inData && options.stallInData) return;
-      }
+        // Stop reading once the socket is gone or the server stalls in DATA.
+        return !socket.destroyed && !(inData && options.stallInData);
+      });
     });
   });
   await new Promise<void>((resolve) => server.listen(port, host, resolve));

@@ -17,7 +17,10 @@ export async function loopbackPorts() {
   };
 }
 
-export async function withTopology<T>(options: Omit<TopologyOptions, 'stateDir' | 'ports'>, body: (topology: Topology) => Promise<T>): Promise<T> {
+/** The topology options a test chooses: the state directory and the ports are the fixture's. */
+export type TestTopologyOptions = Omit<TopologyOptions, 'stateDir' | 'ports'>;
+
+export async function withTopology<T>(options: TestTopologyOptions, body: (topology: Topology) => Promise<T>): Promise<T> {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-test-'));
   let topology: Topology | null = null;
   try {
@@ -30,7 +33,7 @@ export async function withTopology<T>(options: Omit<TopologyOptions, 'stateDir' 
 }
 
 /** One topology shared by the tests of a describe block: started in beforeAll, stopped in afterAll. */
-export function useTopology(options: Omit<TopologyOptions, 'stateDir' | 'ports'> = {}): () => Topology {
+export function useTopology(options: TestTopologyOptions = {}): () => Topology {
   let topology: Topology | null = null;
   let stateDir = '';
   beforeAll(async () => {

@@ -68,14 +68,10 @@ async function withDemo(body: (demo: { cwd: string; output: () => string }) => P
 
 describe('the demo', () => {
   it('carries a message in to the backend stand-in and one out to the internet sink, then stops cleanly on Ctrl-C', async () => {
-    const cwd = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-demo-'));
-    const demo = spawn(process.execPath, [bin, 'demo'], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: '' } });
-    let output = '';
-    demo.stdout.on('data', (chunk) => (output += chunk));
-    demo.stderr.on('data', (chunk) => (output += chunk));
-    const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
-    try {
-      await waitForOutput(() => output, /Press Ctrl-C to stop/, 60_000);
+    let output = () => '';
+    await withDemo(async (demo) => {
+      const { cwd } = demo;
+      output = demo.output;
       // A second demo says which port is taken, by which role, and starts nothing.
       const second = await run(process.execPath, [bin, 'demo'], { cwd }).then(
         () => ({ code: 0, stderr: '' }),
@@ -101,20 +97,10 @@ describe('the demo', () => {
         'demo out',
       ]);
       expect(sendOut.stdout).toContain('accepted: bob@example.net');
-      await waitForOutput(() => output, /backend stand-in[^\n]*\n[^\n]*RCPT TO:<alice@demo.test>\n\s+XCLIENT: [^\n]*ADDR=127\.0\.0\.1[^\n]*\n\s+Subject: demo in/, 20_000);
-      await waitForOutput(() => output, /internet MX[^\n]*\n[^\n]*RCPT TO:<bob@example.net>\n[^\n]*\n\s+Subject: demo out/, 20_000);
-    } finally {
-      demo.kill('SIGINT');
-      const code = await exited;
-      const leftovers = await run('pgrep', ['-f', cwd]).then(
-        (result) => result.stdout.trim(),
-        () => '',
-      );
-      rmSync(cwd, { recursive: true, force: true });
-      expect(code).toBe(0);
-      expect(leftovers, 'processes left behind by the demo').toBe('');
-    }
-    expect(output).toContain('stopped.');
+      await waitForOutput(output, /backend stand-in[^\n]*\n[^\n]*RCPT TO:<alice@demo.test>\n\s+XCLIENT: [^\n]*ADDR=127\.0\.0\.1[^\n]*\n\s+Subject: demo in/, 20_000);
+      await waitForOutput(output, /internet MX[^\n]*\n[^\n]*RCPT TO:<bob@example.net>\n[^\n]*\n\s+Subject: demo out/, 20_000);
+    });
+    expect(output()).toContain('stopped.');
   });
 
   // The README says selftest, doctor and stats report on the demo as on a VPS. The commands

@@ -117,6 +117,20 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
     writeFileSync(configFile, stringify(settings));
   };
   const loadedConfig = () => parseConfig(readFileSync(configFile, 'utf8'), 'mailproxy.yaml');
+  /** `mailproxy cert deploy` of `issued`, with the test CA as --chain, into the rendered instances. */
+  const deployCert = (issued: Issued) =>
+    runCli(['cert', 'deploy', '--config', configFile, '--key', issued.keyPath, '--cert', issued.certPath, '--chain', ca.certPath, '--instances', instancesDir]);
+  /** The checks of `mailproxy doctor --json`, trusting the test CA and asking only the test DNSBL. */
+  const doctorChecks = async () => {
+    const result = await runCli(['doctor', '--config', configFile, '--ca', ca.certPath, '--dnsbl', 'bl.sts-one.test', '--json']);
+    return (JSON.parse(result.out) as { checks: { name: string; status: string; detail: string; fix: string | null }[] }).checks;
+  };
+  /** Waits (10 s at most) until a fresh connection to the first domain's policy host is presented `issued`. */
+  const untilPresented = (what: string, issued: Issued, context?: () => string) =>
+    eventually(what, async () => (await fetchFrom(port, `mta-sts.${DOMAINS[0]}`, ca.certPem)).fingerprint === issued.fingerprint, {
+      timeoutMs: 10_000,
+      ...(context ? { context } : {}),
+    });
 
   /** The records `mailproxy notes` prints for MTA-STS, as name -> value, for the DNS server. */
   async function notesRecords(): Promise<Map<string, string>> {
@@ -277,32 +291,12 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
     const workers = [0, 1, 2, 3, 4].map(worker);
     try {
       for (const issued of next) {
-        const deploy = await runCli([
-          'cert',
-          'deploy',
-          '--config',
-          configFile,
-          '--key',
-          issued.keyPath,
-          '--cert',
-          issued.certPath,
-          '--chain',
-          ca.certPath,
-          '--instances',
-          instancesDir,
-        ]);
+        const deploy = await deployCert(issued);
         expect(deploy.code, deploy.text).toBe(0);
         expect(deploy.out).toContain('mailproxy-mta-sts.service presents it within a few seconds');
         expect(deploy.out).not.toContain('does not cover mta-sts');
         // Fresh connections get the new certificate within a few seconds of the deploy.
-        await eventually(
-          `the service to present ${issued.fingerprint}`,
-          async () => (await fetchFrom(port, `mta-sts.${DOMAINS[0]}`, ca.certPem)).fingerprint === issued.fingerprint,
-          {
-            timeoutMs: 10_000,
-            context: service.output,
-          },
-        );
+        await untilPresented(`the service to present ${issued.fingerprint}`, issued, service.output);
         const before = fetches;
         await eventually('more fetches with the new certificate', () => fetches > before + 20, { timeoutMs: 10_000 });
       }
@@ -334,9 +328,8 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
 
   it('is checked end to end by doctor through the given resolver: record published, id of the policy served, mx covering every MX, certificate for the name', async () => {
     const doctor = async () => {
-      const result = await runCli(['doctor', '--config', configFile, '--ca', ca.certPath, '--dnsbl', 'bl.sts-one.test', '--json']);
-      const report = JSON.parse(result.out) as { checks: { name: string; status: string; detail: string; fix: string | null }[] };
-      return (name: string) => report.checks.find((check) => check.name === name)!;
+      const checks = await doctorChecks();
+      return (name: string) => checks.find((check) => check.name === name)!;
     };
     const { id } = hostedPolicy(loadedConfig());
     await publish();
@@ -368,39 +361,19 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
 
   it('warns on a deploy whose certificate lacks a policy host name, and doctor then finds the certificate not valid for it', async () => {
     const partial = ca.issue({ names: [HOSTNAME, `mta-sts.${DOMAINS[0]}`] });
-    const deploy = await runCli([
-      'cert',
-      'deploy',
-      '--config',
-      configFile,
-      '--key',
-      partial.keyPath,
-      '--cert',
-      partial.certPath,
-      '--chain',
-      ca.certPath,
-      '--instances',
-      instancesDir,
-    ]);
+    const deploy = await deployCert(partial);
     expect(deploy.code, deploy.text).toBe(0);
     expect(deploy.out).toContain(`warning: inbound.mta_sts is on, but the certificate does not cover mta-sts.${DOMAINS[1]}: senders cannot fetch the MTA-STS policy there`);
-    await eventually('the partial certificate to be presented', async () => (await fetchFrom(port, `mta-sts.${DOMAINS[0]}`, ca.certPem)).fingerprint === partial.fingerprint, {
-      timeoutMs: 10_000,
-    });
-    const result = await runCli(['doctor', '--config', configFile, '--ca', ca.certPath, '--dnsbl', 'bl.sts-one.test', '--json']);
-    const report = JSON.parse(result.out) as { checks: { name: string; status: string; detail: string }[] };
-    expect(report.checks.find((check) => check.name === `mta-sts@${DOMAINS[0]}`)?.status).toBe('OK');
-    expect(report.checks.find((check) => check.name === `mta-sts@${DOMAINS[1]}`)).toMatchObject({ status: 'CRITICAL', detail: expect.stringMatching(/altnames|certificate/i) });
+    await untilPresented('the partial certificate to be presented', partial);
+    const checks = await doctorChecks();
+    expect(checks.find((check) => check.name === `mta-sts@${DOMAINS[0]}`)?.status).toBe('OK');
+    expect(checks.find((check) => check.name === `mta-sts@${DOMAINS[1]}`)).toMatchObject({ status: 'CRITICAL', detail: expect.stringMatching(/altnames|certificate/i) });
     const health = await runCli(['health', '--config', configFile, '--json']);
     const https = (JSON.parse(health.out) as { checks: { name: string; status: string; detail: string }[] }).checks.find((check) => check.name === 'mta-sts.https');
     expect(https).toMatchObject({ status: 'WARNING', detail: expect.stringContaining(`the certificate does not cover mta-sts.${DOMAINS[1]}`) });
     const full = ca.issue({ names: [HOSTNAME, ...DOMAINS.map((domain) => `mta-sts.${domain}`)] });
-    expect(
-      (await runCli(['cert', 'deploy', '--config', configFile, '--key', full.keyPath, '--cert', full.certPath, '--chain', ca.certPath, '--instances', instancesDir])).code,
-    ).toBe(0);
-    await eventually('the full certificate to be presented', async () => (await fetchFrom(port, `mta-sts.${DOMAINS[0]}`, ca.certPem)).fingerprint === full.fingerprint, {
-      timeoutMs: 10_000,
-    });
+    expect((await deployCert(full)).code).toBe(0);
+    await untilPresented('the full certificate to be presented', full);
     expect((await fetchFrom(port, `mta-sts.${DOMAINS[1]}`, ca.certPem)).status).toBe(200);
   }, 60_000);
 

@@ -6,11 +6,11 @@
 // (self-signed) and lifetime.
 import { execFile, execFileSync } from 'node:child_process';
 import { constants } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
+import { makeSelfSigned } from '../../src/certs/selfsigned';
 import { INBOUND_TLS_CIPHERS, SSL_OP_NO_RENEGOTIATION } from '../../src/render/haraka';
 import { missingPeers, requirePeers } from '../helpers/peers';
 import { useTopology } from '../helpers/topology';
@@ -85,36 +85,11 @@ function everyTls12Suite(): string[] {
 }
 
 function makeRsaCertificate(dir: string, hostname: string): { key: string; cert: string } {
-  mkdirSync(dir, { recursive: true });
-  const key = path.join(dir, 'privkey.pem');
-  const cert = path.join(dir, 'fullchain.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '90',
-      '-subj',
-      `/CN=${hostname}`,
-      '-addext',
-      `subjectAltName=DNS:${hostname}`,
-      // A CA's certificate carries where its revocation list is (Let's Encrypt's do); without one testssl
-      // says "NOT ok -- neither CRL nor OCSP URI provided" about the certificate, not about the policy.
-      // testssl never fetches it (that needs --phone-out).
-      '-addext',
-      'crlDistributionPoints=URI:http://127.0.0.1/mailproxy-test.crl',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ],
-    { stdio: 'pipe' },
-  );
-  return { key, cert };
+  // A CA's certificate carries where its revocation list is (Let's Encrypt's do); without one testssl
+  // says "NOT ok -- neither CRL nor OCSP URI provided" about the certificate, not about the policy.
+  // testssl never fetches it (that needs --phone-out).
+  const pair = makeSelfSigned(dir, hostname, 90, { rsa: true, extensions: ['crlDistributionPoints=URI:http://127.0.0.1/mailproxy-test.crl'] });
+  return { key: pair.keyPath, cert: pair.certPath };
 }
 
 function policyChecks(keyType: 'ecdsa' | 'rsa', topology: () => { inbound: { host: string; port: number } }) {

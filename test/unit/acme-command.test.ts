@@ -3,30 +3,18 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
-import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { loadOrCreateAccountKey, probeDirectory } from '../../src/certs/acme/issue';
 import { makeTestCa } from '../../src/certs/testca';
 import { runCli } from '../helpers/cli';
+import { writeSmallConfig } from '../helpers/config-file';
 import { freePort } from '../helpers/ports';
 import { useTempDirs } from '../helpers/tmp';
 
 const tempDir = useTempDirs('mailproxy-acme-cmd-');
 
 async function writeConfig(dir: string, acme: Record<string, unknown>): Promise<string> {
-  const file = path.join(dir, 'mailproxy.yaml');
-  writeFileSync(
-    file,
-    stringify({
-      version: 1,
-      hostname: 'mx.example.com',
-      public_ipv4: '203.0.113.25',
-      domains: ['example.com'],
-      state_dir: path.join(dir, 'state'),
-      acme: { http_01: { address: '127.0.0.1', port: await freePort('127.0.0.1') }, jitter: 0, ...acme },
-    }),
-  );
-  return file;
+  return writeSmallConfig(dir, { acme: { http_01: { address: '127.0.0.1', port: await freePort('127.0.0.1') }, jitter: 0, ...acme } });
 }
 
 describe('mailproxy cert issue|renew', () => {

@@ -108,35 +108,7 @@ describe('cert deploy validation', () => {
     const below = intermediate.issue({ names: [HOST] });
     expect(refusal({ keyPem: below.keyPem, certPem: below.certPem, chainPem: root.certPem })).toMatch(/no issuer of the certificate \(issued by CN=deploy test intermediate\)/);
     // A chain whose intermediate is the right one but not valid now.
-    const expiredIntermediate = makeCa(path.join(dir, 'expired-int'), 'expired intermediate', {
-      sign: (csr, ext, out) =>
-        execFileSync(
-          'openssl',
-          [
-            'ca',
-            '-batch',
-            '-config',
-            'ca.cnf',
-            '-cert',
-            'ca.pem',
-            '-keyfile',
-            'ca-key.pem',
-            '-startdate',
-            '20200101000000Z',
-            '-enddate',
-            '20200201000000Z',
-            '-in',
-            csr,
-            '-out',
-            out,
-            '-extfile',
-            ext,
-            '-notext',
-          ],
-          { cwd: path.join(dir, 'root'), stdio: 'pipe' },
-        ),
-      chainPem: '',
-    });
+    const expiredIntermediate = root.intermediate('expired intermediate', { notBefore: new Date('2020-01-01T00:00:00Z'), notAfter: new Date('2020-02-01T00:00:00Z') });
     const underExpired = expiredIntermediate.issue({ names: [HOST], fullchain: true });
     expect(refusal({ keyPem: underExpired.keyPem, certPem: underExpired.certPem, chainPem: root.certPem })).toMatch(
       /the intermediate CN=expired intermediate expired on 2020-02-01/,

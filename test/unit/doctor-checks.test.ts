@@ -4,25 +4,20 @@ import { describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';
 import {
-  DEFAULT_DNSBL_ZONES,
-  dnsblQueryName,
   judgeAddresses,
   judgeDmarc,
-  judgeDnsbl,
-  judgeMtaSts,
   judgeMx,
   judgePtr,
   judgeSpfIp,
   judgeSpfLookups,
   judgeSpfRecord,
-  judgeTlsRpt,
-  parseDnsblZone,
   suggestSpf,
   type DmarcFacts,
-  type MtaStsFacts,
   type SpfEvaluation,
   type SpfFacts,
 } from '../../src/doctor/checks';
+import { DEFAULT_DNSBL_ZONES, dnsblQueryName, judgeDnsbl, parseDnsblZone } from '../../src/doctor/dnsbl-checks';
+import { judgeMtaSts, judgeTlsRpt, type MtaStsFacts } from '../../src/doctor/mta-sts-checks';
 import type { Lookup } from '../../src/selftest/dns';
 
 function config(extra = ''): Config {

@@ -9,7 +9,7 @@ import { acmePlan } from '../../src/certs/acme/plan';
 import { makeTestCa } from '../../src/certs/testca';
 import { formatConfigError, loadConfigText } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';
-import { judgeMtaSts, judgeTlsRpt, type MtaStsFacts } from '../../src/doctor/checks';
+import { judgeMtaSts, judgeTlsRpt, type MtaStsFacts } from '../../src/doctor/mta-sts-checks';
 import { judgeMtaStsService } from '../../src/health/mta-sts';
 import { parsePolicy } from '../../src/mtasts/policy';
 import { mtaStsCheckLines } from '../../src/mtasts-host/check';

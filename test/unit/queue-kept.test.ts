@@ -1,15 +1,14 @@
 // `mailproxy queue ... --instance in` on a real spool in a temp state_dir: the tables of ready and held mail,
 // the count, release and delete through the command line, and the command line's rules (held and release
 // are haraka-in's; flush is haraka-out's; an unknown instance is a usage error).
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { Spool } from '../../src/plugins/store-forward/spool';
 import { listKept } from '../../src/plugins/store-forward/spool-admin';
 import type { StoredMeta } from '../../src/plugins/store-forward/spool-meta';
 import { formatKeptCount, formatKeptListing } from '../../src/queue/kept-format';
 import { runCli } from '../helpers/cli';
+import { writeSmallConfig } from '../helpers/config-file';
 import { useTempDirs } from '../helpers/tmp';
 
 const tempDir = useTempDirs('mailproxy-queue-kept-');
@@ -17,18 +16,7 @@ const T0 = Date.UTC(2026, 0, 1, 12);
 
 async function rig(enabled = true) {
   const dir = tempDir();
-  const config = path.join(dir, 'mailproxy.yaml');
-  writeFileSync(
-    config,
-    stringify({
-      version: 1,
-      hostname: 'mx.example.com',
-      public_ipv4: '203.0.113.25',
-      domains: ['example.com'],
-      state_dir: path.join(dir, 'state'),
-      inbound: { store_and_forward: { enabled } },
-    }),
-  );
+  const config = writeSmallConfig(dir, { inbound: { store_and_forward: { enabled } } });
   const root = path.join(dir, 'state', 'haraka-in', 'store', 'spool');
   const spool = await Spool.open(root, { log: () => undefined, now: () => T0 + 3_600_000 });
   const store = (receivedAt: number, rcptTo: string[]) =>

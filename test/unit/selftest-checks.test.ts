@@ -8,18 +8,15 @@ import { allRelayTricks, foreignRelayTricks } from '../../src/relay-tricks';
 import {
   genericPtrReason,
   judgeBannerName,
-  judgeHarakaOutRelay,
-  judgeOpenRelay,
   judgeReverseDns,
   judgeSmtpTls,
   judgeTime,
   judgeValidHostname,
-  type HarakaOutFacts,
-  type RelayAttempt,
   type ReverseDnsFacts,
   type SessionFacts,
   type SmtpTlsFacts,
 } from '../../src/selftest/checks';
+import { judgeHarakaOutRelay, judgeOpenRelay, type HarakaOutFacts, type RelayAttempt } from '../../src/selftest/relay-checks';
 import { chooseResolver, parseResolverAddress, reverseName } from '../../src/selftest/dns';
 import { checkLine, findingsReport, formatFindings, formatFindingsJson } from '../../src/report/findings';
 import { inboundRelayPlan, inboundTargets, senderFacingIp } from '../../src/selftest/run';

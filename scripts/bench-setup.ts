@@ -1,0 +1,36 @@
+// What the benchmark scripts share: their load options, the message they send, the loopback ports of a
+// topology, and haraka-in started alone and pinned to CPU 0.
+import { startTopology, type Topology, type TopologyOptions, type TopologyPorts } from '../src/demo/topology';
+
+export interface LoadOptions {
+  messages: number;
+  concurrency: number;
+  /** Bytes per message. */
+  size: number;
+}
+
+/** PREFIX_MESSAGES, PREFIX_CONCURRENCY and PREFIX_SIZE from the environment, else `defaults`. */
+export function loadOptions(prefix: string, defaults: LoadOptions): LoadOptions {
+  const read = (name: string, fallback: number) => Number(process.env[`${prefix}_${name}`] ?? fallback);
+  return { messages: read('MESSAGES', defaults.messages), concurrency: read('CONCURRENCY', defaults.concurrency), size: read('SIZE', defaults.size) };
+}
+
+/** A port base for one run: random, so that a run next to another (or to a demo) rarely collides. */
+export const randomBasePort = () => 20000 + Math.floor(Math.random() * 20000);
+
+/** The five loopback ports of a topology, `first` and the four after it. */
+export function portsFrom(first: number): TopologyPorts {
+  return { inbound: first, outbound: first + 1, backend: first + 2, internetMx: first + 3, dns: first + 4 };
+}
+
+/** A message of at least `bytes` bytes (headers, then 78-byte lines) from load@example.net to alice@demo.test. */
+export function messageOfSize(bytes: number, subject = 'bench'): string {
+  const header = `From: load@example.net\r\nTo: alice@demo.test\r\nSubject: ${subject}\r\n\r\n`;
+  const line = `${'x'.repeat(76)}\r\n`;
+  return header + line.repeat(Math.max(1, Math.ceil((bytes - header.length) / line.length)));
+}
+
+/** haraka-in alone (no backend or internet stand-in started here), pinned to CPU 0 with taskset. */
+export function startPinnedHarakaIn(options: Omit<TopologyOptions, 'instances' | 'backend' | 'internet' | 'harakaPrefix'>): Promise<Topology> {
+  return startTopology({ ...options, instances: ['haraka-in'], backend: false, internet: false, harakaPrefix: ['taskset', '-c', '0'] });
+}
