@@ -3,8 +3,7 @@
 // TLS, delivered opportunistically, or deferred with nothing ever sent in plaintext.
 import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import { runCli } from '../helpers/cli';
 import { missingPeers, requirePeers } from '../helpers/peers';
 import { eventually } from '../helpers/poll';
 import { relayOut } from '../helpers/send';
+import { daneOutbound, startPolicyHost } from '../helpers/dane-rig';
 import { withTopology } from '../helpers/topology';
 
 const spkiSha256 = (pem: string) =>
@@ -128,13 +128,7 @@ describe.runIf(run)('DANE in haraka-out', () => {
     for (const [index, host] of [FAILOVER.first, FAILOVER.second].entries()) {
       failoverSinks.push(await startSmtpSink({ host: host.address, port, name: host.name, tls: failoverPairs[index]! }));
     }
-    policyServer = https.createServer(pkix.issue([`mta-sts.${CASES.mismatch.domain}`, `mta-sts.${MIXED.domain}`]), (request, response) => {
-      const domain = String(request.headers.host ?? '')
-        .replace(/^mta-sts\./, '')
-        .replace(/:\d+$/, '');
-      response.writeHead(200, { 'content-type': 'text/plain' }).end(`version: STSv1\r\nmode: enforce\r\nmx: *.${domain}\r\nmax_age: 86400\r\n`);
-    });
-    await new Promise<void>((resolve) => policyServer.listen(0, POLICY_HOST, resolve));
+    policyServer = await startPolicyHost(pkix, [`mta-sts.${CASES.mismatch.domain}`, `mta-sts.${MIXED.domain}`], POLICY_HOST, (domain) => `*.${domain}`);
   }, 60_000);
 
   afterAll(async () => {
@@ -147,112 +141,96 @@ describe.runIf(run)('DANE in haraka-out', () => {
   const relay = (t: Topology, name: Case) => relayOut(t, `bob@${CASES[name].domain}`, `dane ${name}`);
 
   it('delivers where the TLSA records match, defers where they do not, and never falls back to plaintext', async () => {
-    await withTopology(
-      {
-        instances: ['haraka-out'],
-        internet: false,
-        harakaEnv: { NODE_EXTRA_CA_CERTS: pkix.caPath },
-        tweak: (config) =>
-          void (config.outbound = {
-            ...config.outbound,
-            mx_port: port,
-            dane: true,
-            dane_resolver: `${peers.resolver.host}:${peers.resolver.port}`,
-            mta_sts_port: (policyServer.address() as AddressInfo).port,
-            retry_intervals: [3600],
-          }),
-      },
-      async (t) => {
-        // The MTA-STS policy of the mismatch domain is valid, and its MX's certificate passes it.
-        t.dns.zone.TXT = { ...t.dns.zone.TXT, [`_mta-sts.${CASES.mismatch.domain}`]: ['v=STSv1; id=1;'] };
-        t.dns.zone.A = { ...t.dns.zone.A, [`mta-sts.${CASES.mismatch.domain}`]: [POLICY_HOST], [`mta-sts.${MIXED.domain}`]: [POLICY_HOST] };
-        t.dns.zone.TXT = { ...t.dns.zone.TXT, [`_mta-sts.${MIXED.domain}`]: ['v=STSv1; id=1;'] };
-        // A domain DANE does not cover is routed as before, through dns.servers (the rig's DNS server).
-        t.dns.zone.MX = { ...t.dns.zone.MX, [CASES.unsigned.domain]: [{ exchange: mxOf('unsigned'), preference: 10 }] };
-        t.dns.zone.A = { ...t.dns.zone.A, [mxOf('unsigned')]: [CASES.unsigned.address] };
-        for (const name of Object.keys(CASES) as Case[]) await relay(t, name);
+    await withTopology(daneOutbound({ port, peers, ca: pkix, policyHost: policyServer }), async (t) => {
+      // The MTA-STS policy of the mismatch domain is valid, and its MX's certificate passes it.
+      t.dns.zone.TXT = { ...t.dns.zone.TXT, [`_mta-sts.${CASES.mismatch.domain}`]: ['v=STSv1; id=1;'] };
+      t.dns.zone.A = { ...t.dns.zone.A, [`mta-sts.${CASES.mismatch.domain}`]: [POLICY_HOST], [`mta-sts.${MIXED.domain}`]: [POLICY_HOST] };
+      t.dns.zone.TXT = { ...t.dns.zone.TXT, [`_mta-sts.${MIXED.domain}`]: ['v=STSv1; id=1;'] };
+      // A domain DANE does not cover is routed as before, through dns.servers (the rig's DNS server).
+      t.dns.zone.MX = { ...t.dns.zone.MX, [CASES.unsigned.domain]: [{ exchange: mxOf('unsigned'), preference: 10 }] };
+      t.dns.zone.A = { ...t.dns.zone.A, [mxOf('unsigned')]: [CASES.unsigned.address] };
+      for (const name of Object.keys(CASES) as Case[]) await relay(t, name);
 
-        const log = () => t.haraka['haraka-out']?.output() ?? '';
-        const context = () => `${log().slice(-6000)}\n--- dns ---\n${peers.logs().slice(-2000)}`;
-        const delivered = async (name: Case) => (await sinks.get(name)!.waitForMessages(1, 30_000))[0]!;
-        const deferred = (name: string, why: RegExp) =>
-          eventually(`${name} deferred: ${why}`, () => new RegExp(`Temp failing \\S+ for \\d+ seconds: ${why.source}`).test(log()), { timeoutMs: 30_000, context });
-        // A DANE mismatch defers quietly: the lines of its delivery are ours, and no CRIT (Haraka once wrote
-        // EHLO into the connection the check had destroyed: "Socket write failed unexpectedly").
-        const critAfterMismatch = (mx: string) => {
-          const mismatch = new RegExp(`^\\[WARN\\] \\[([^\\]]+)\\] \\[outbound\\] DANE: the certificate of ${mx.replace(/\./g, '\\.')}, `, 'gm');
-          const ids = [...log().matchAll(mismatch)].map((match) => `[${match[1]}]`);
-          expect(ids, `no DANE mismatch logged for ${mx}`).not.toHaveLength(0);
-          return log()
-            .split('\n')
-            .filter((line) => line.startsWith('[CRIT]') && ids.some((id) => line.includes(id)));
-        };
+      const log = () => t.haraka['haraka-out']?.output() ?? '';
+      const context = () => `${log().slice(-6000)}\n--- dns ---\n${peers.logs().slice(-2000)}`;
+      const delivered = async (name: Case) => (await sinks.get(name)!.waitForMessages(1, 30_000))[0]!;
+      const deferred = (name: string, why: RegExp) =>
+        eventually(`${name} deferred: ${why}`, () => new RegExp(`Temp failing \\S+ for \\d+ seconds: ${why.source}`).test(log()), { timeoutMs: 30_000, context });
+      // A DANE mismatch defers quietly: the lines of its delivery are ours, and no CRIT (Haraka once wrote
+      // EHLO into the connection the check had destroyed: "Socket write failed unexpectedly").
+      const critAfterMismatch = (mx: string) => {
+        const mismatch = new RegExp(`^\\[WARN\\] \\[([^\\]]+)\\] \\[outbound\\] DANE: the certificate of ${mx.replace(/\./g, '\\.')}, `, 'gm');
+        const ids = [...log().matchAll(mismatch)].map((match) => `[${match[1]}]`);
+        expect(ids, `no DANE mismatch logged for ${mx}`).not.toHaveLength(0);
+        return log()
+          .split('\n')
+          .filter((line) => line.startsWith('[CRIT]') && ids.some((id) => line.includes(id)));
+      };
 
-        // DANE-EE 3 1 1 matches a self-signed certificate: delivered over TLS.
-        expect((await delivered('ee')).secure).toBe(true);
-        expect(log()).toMatch(new RegExp(`DANE ${mxOf('ee')}: certificate matches TLSA 3 1 1 `));
-        // DANE-TA 2 0 1 with the CA in the chain the server sends: delivered over TLS, no PKIX trust needed.
-        expect((await delivered('ta')).secure).toBe(true);
-        // No usable record (PKIX-EE only): encrypted without authentication.
-        expect((await delivered('unusable')).secure).toBe(true);
-        // A mismatch on the preferred MX moves on to the next one, as for a failed handshake.
-        await relayOut(t, `bob@${FAILOVER.domain}`, 'dane failover');
-        expect((await failoverSinks[2]!.waitForMessages(1, 30_000))[0]!.secure).toBe(true);
-        expect(failoverSinks[1]!.messages).toHaveLength(0);
-        expect(log()).toContain(`DANE: the certificate of ${FAILOVER.first.name}, an MX host of ${FAILOVER.domain}, does not match its DNSSEC-signed TLSA records`);
-        expect(critAfterMismatch(FAILOVER.first.name)).toEqual([]);
-        // The DANE host of the mixed domain is down; its other MX has no TLSA record, and the domain's
-        // MTA-STS policy (enforce) still governs it: its self-signed certificate fails, nothing is sent.
-        await relayOut(t, `bob@${MIXED.domain}`, 'dane mixed');
-        await deferred(
-          'mixed',
-          /MTA-STS policy of dane-mixed\.test \(enforce\) requires TLS with a certificate valid for the MX host name, but the TLS handshake with 127\.0\.0\.41 failed/,
-        );
-        expect(failoverSinks[0]!.messages).toHaveLength(0);
-        expect(log()).toContain(
-          `TLS policy for ${MIXED.domain}: dane (${MIXED.first.name} dane, ${MIXED.second.name} may; MTA-STS enforce for the hosts DANE does not authenticate)`,
-        );
-        // Unsigned zone: opportunistic as before (this MX offers no STARTTLS).
-        expect((await delivered('unsigned')).secure).toBe(false);
-        expect(log()).toContain(`TLS policy for ${CASES.unsigned.domain}: opportunistic`);
+      // DANE-EE 3 1 1 matches a self-signed certificate: delivered over TLS.
+      expect((await delivered('ee')).secure).toBe(true);
+      expect(log()).toMatch(new RegExp(`DANE ${mxOf('ee')}: certificate matches TLSA 3 1 1 `));
+      // DANE-TA 2 0 1 with the CA in the chain the server sends: delivered over TLS, no PKIX trust needed.
+      expect((await delivered('ta')).secure).toBe(true);
+      // No usable record (PKIX-EE only): encrypted without authentication.
+      expect((await delivered('unusable')).secure).toBe(true);
+      // A mismatch on the preferred MX moves on to the next one, as for a failed handshake.
+      await relayOut(t, `bob@${FAILOVER.domain}`, 'dane failover');
+      expect((await failoverSinks[2]!.waitForMessages(1, 30_000))[0]!.secure).toBe(true);
+      expect(failoverSinks[1]!.messages).toHaveLength(0);
+      expect(log()).toContain(`DANE: the certificate of ${FAILOVER.first.name}, an MX host of ${FAILOVER.domain}, does not match its DNSSEC-signed TLSA records`);
+      expect(critAfterMismatch(FAILOVER.first.name)).toEqual([]);
+      // The DANE host of the mixed domain is down; its other MX has no TLSA record, and the domain's
+      // MTA-STS policy (enforce) still governs it: its self-signed certificate fails, nothing is sent.
+      await relayOut(t, `bob@${MIXED.domain}`, 'dane mixed');
+      await deferred(
+        'mixed',
+        /MTA-STS policy of dane-mixed\.test \(enforce\) requires TLS with a certificate valid for the MX host name, but the TLS handshake with 127\.0\.0\.41 failed/,
+      );
+      expect(failoverSinks[0]!.messages).toHaveLength(0);
+      expect(log()).toContain(
+        `TLS policy for ${MIXED.domain}: dane (${MIXED.first.name} dane, ${MIXED.second.name} may; MTA-STS enforce for the hosts DANE does not authenticate)`,
+      );
+      // Unsigned zone: opportunistic as before (this MX offers no STARTTLS).
+      expect((await delivered('unsigned')).secure).toBe(false);
+      expect(log()).toContain(`TLS policy for ${CASES.unsigned.domain}: opportunistic`);
 
-        await deferred('mismatch', /DANE: the certificate of mx\.dane-mismatch\.test, an MX host of dane-mismatch\.test, does not match its DNSSEC-signed TLSA records/);
-        expect(critAfterMismatch(mxOf('mismatch'))).toEqual([]);
-        await deferred('bogus', /DANE: a DNSSEC lookup for dane-bogus\.test failed \([^)]*TLSA[^)]*SERVFAIL/);
-        await deferred(
-          'noStarttls',
-          /DANE: mx\.dane-nostarttls\.test, an MX host of dane-nostarttls\.test, publishes DNSSEC-signed TLSA records, so TLS is required, but it did not offer STARTTLS/,
-        );
-        for (const name of ['mismatch', 'bogus', 'noStarttls'] as const) {
-          expect(sinks.get(name)!.messages, name).toHaveLength(0);
-          expect(log()).toContain(`TLS policy for ${CASES[name].domain}: dane`);
-        }
-        // DANE came first: the mismatch domain's MTA-STS policy was never asked for.
-        expect(log()).not.toContain(`MTA-STS ${CASES.mismatch.domain}`);
+      await deferred('mismatch', /DANE: the certificate of mx\.dane-mismatch\.test, an MX host of dane-mismatch\.test, does not match its DNSSEC-signed TLSA records/);
+      expect(critAfterMismatch(mxOf('mismatch'))).toEqual([]);
+      await deferred('bogus', /DANE: a DNSSEC lookup for dane-bogus\.test failed \([^)]*TLSA[^)]*SERVFAIL/);
+      await deferred(
+        'noStarttls',
+        /DANE: mx\.dane-nostarttls\.test, an MX host of dane-nostarttls\.test, publishes DNSSEC-signed TLSA records, so TLS is required, but it did not offer STARTTLS/,
+      );
+      for (const name of ['mismatch', 'bogus', 'noStarttls'] as const) {
+        expect(sinks.get(name)!.messages, name).toHaveLength(0);
+        expect(log()).toContain(`TLS policy for ${CASES[name].domain}: dane`);
+      }
+      // DANE came first: the mismatch domain's MTA-STS policy was never asked for.
+      expect(log()).not.toContain(`MTA-STS ${CASES.mismatch.domain}`);
 
-        // `mailproxy dane check` shows what haraka-out applied.
-        const check = (name: Case) => runCli(['dane', 'check', CASES[name].domain, '--resolver', `${peers.resolver.host}:${peers.resolver.port}`, '--port', String(port)]);
-        const ee = await check('ee');
-        expect(ee.code, ee.text).toBe(0);
-        expect(ee.out).toMatch(
-          /^dane-ee\.test: DANE applies .*\n {2}mx\.dane-ee\.test \(preference 10; 127\.0\.0\.31\): dane: STARTTLS required, the certificate must match TLSA 3 1 1 /,
-        );
-        expect((await check('unusable')).out).toContain('encrypt: STARTTLS required without authentication');
-        expect((await check('unsigned')).out).toMatch(/^unsigned\.test: DANE does not apply \(the MX records of unsigned\.test are not DNSSEC-signed\)/);
-        const bogus = await check('bogus');
-        expect(bogus.code).toBe(1);
-        expect(bogus.out).toMatch(/^dane-bogus\.test: DANE lookups failed \(mx\.dane-bogus\.test: TLSA lookup failed: .*SERVFAIL/);
+      // `mailproxy dane check` shows what haraka-out applied.
+      const check = (name: Case) => runCli(['dane', 'check', CASES[name].domain, '--resolver', `${peers.resolver.host}:${peers.resolver.port}`, '--port', String(port)]);
+      const ee = await check('ee');
+      expect(ee.code, ee.text).toBe(0);
+      expect(ee.out).toMatch(
+        /^dane-ee\.test: DANE applies .*\n {2}mx\.dane-ee\.test \(preference 10; 127\.0\.0\.31\): dane: STARTTLS required, the certificate must match TLSA 3 1 1 /,
+      );
+      expect((await check('unusable')).out).toContain('encrypt: STARTTLS required without authentication');
+      expect((await check('unsigned')).out).toMatch(/^unsigned\.test: DANE does not apply \(the MX records of unsigned\.test are not DNSSEC-signed\)/);
+      const bogus = await check('bogus');
+      expect(bogus.code).toBe(1);
+      expect(bogus.out).toMatch(/^dane-bogus\.test: DANE lookups failed \(mx\.dane-bogus\.test: TLSA lookup failed: .*SERVFAIL/);
 
-        // `queue list` names the policy and the reason of each deferred message.
-        const logFile = path.join(dir, 'haraka-out.log');
-        writeFileSync(logFile, log());
-        const listing = await runCli(['queue', 'list', '--config', t.configPath, '--log', logFile]);
-        expect(listing.code, listing.text).toBe(0);
-        for (const name of ['mismatch', 'noStarttls'] as const) {
-          expect(listing.out).toMatch(new RegExp(`${CASES[name].domain.replace(/\./g, '\\.')}\\s.*\\sdane\\s+DANE: `));
-        }
-      },
-    );
+      // `queue list` names the policy and the reason of each deferred message.
+      const logFile = path.join(dir, 'haraka-out.log');
+      writeFileSync(logFile, log());
+      const listing = await runCli(['queue', 'list', '--config', t.configPath, '--log', logFile]);
+      expect(listing.code, listing.text).toBe(0);
+      for (const name of ['mismatch', 'noStarttls'] as const) {
+        expect(listing.out).toMatch(new RegExp(`${CASES[name].domain.replace(/\./g, '\\.')}\\s.*\\sdane\\s+DANE: `));
+      }
+    });
   }, 120_000);
 
   describe('the resolver check (`mailproxy dane resolver`, and health when outbound.dane is on)', () => {

@@ -4,8 +4,7 @@
 // through haraka-out's own queue to the address each domain's `_smtp._tls` record names (a stand-in MX).
 import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -22,6 +21,7 @@ import { runCli } from '../helpers/cli';
 import { missingPeers, requirePeers } from '../helpers/peers';
 import { eventually } from '../helpers/poll';
 import { relayOut } from '../helpers/send';
+import { daneOutbound, startPolicyHost } from '../helpers/dane-rig';
 import { withTopology } from '../helpers/topology';
 
 const spkiSha256 = (pem: string) =>
@@ -96,13 +96,7 @@ describe.runIf(run)('TLS reports (RFC 8460) from haraka-out', () => {
     sinks.set('sts', await startSmtpSink({ host: DOMAINS.sts.address, port, name: mxOf('sts'), tls: pkix.issue([mxOf('sts')]) }));
     sinks.set('noStarttls', await startSmtpSink({ host: DOMAINS.noStarttls.address, port, name: mxOf('noStarttls') }));
     reportSink = await startSmtpSink({ host: REPORTS.address, port, name: `mx.${REPORTS.domain}` });
-    policyServer = https.createServer(pkix.issue([`mta-sts.${DOMAINS.sts.domain}`, `mta-sts.${DOMAINS.noStarttls.domain}`]), (request, response) => {
-      const domain = String(request.headers.host ?? '')
-        .replace(/^mta-sts\./, '')
-        .replace(/:\d+$/, '');
-      response.writeHead(200, { 'content-type': 'text/plain' }).end(`version: STSv1\r\nmode: enforce\r\nmx: mx.${domain}\r\nmax_age: 86400\r\n`);
-    });
-    await new Promise<void>((resolve) => policyServer.listen(0, POLICY_HOST, resolve));
+    policyServer = await startPolicyHost(pkix, [`mta-sts.${DOMAINS.sts.domain}`, `mta-sts.${DOMAINS.noStarttls.domain}`], POLICY_HOST, (domain) => `mx.${domain}`);
   }, 60_000);
 
   afterAll(async () => {
@@ -114,21 +108,10 @@ describe.runIf(run)('TLS reports (RFC 8460) from haraka-out', () => {
 
   it('counts a day of sessions per policy and emails one report per domain to its rua, through the queue', async () => {
     await withTopology(
-      {
-        instances: ['haraka-out'],
-        internet: false,
-        harakaEnv: { NODE_EXTRA_CA_CERTS: pkix.caPath },
-        tweak: (config) =>
-          void (config.outbound = {
-            ...config.outbound,
-            mx_port: port,
-            dane: true,
-            dane_resolver: `${peers.resolver.host}:${peers.resolver.port}`,
-            mta_sts_port: (policyServer.address() as AddressInfo).port,
-            retry_intervals: [3600],
-            tls_rpt: { enabled: true, organization: 'mailproxy test', contact: 'postmaster@demo.test', from: 'tlsrpt@demo.test' },
-          }),
-      },
+      daneOutbound(
+        { port, peers, ca: pkix, policyHost: policyServer },
+        { tls_rpt: { enabled: true, organization: 'mailproxy test', contact: 'postmaster@demo.test', from: 'tlsrpt@demo.test' } },
+      ),
       async (t) => {
         const zone = t.dns.zone;
         for (const name of ['sts', 'noStarttls'] as const) {
