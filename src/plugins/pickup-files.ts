@@ -4,7 +4,8 @@
 // process, and the message still leaves through its queue with DANE, MTA-STS and the private-MX rules.
 //
 //   <id>.eml    the message, CRLF lines, not dot-stuffed
-//   <id>.json   its envelope, { "from": "", "to": ["sender@example.org"] }: the commit record, renamed last
+//   <id>.json   its envelope, { "from": "", "to": ["sender@example.org"] }: the commit record, renamed last;
+//               "tlsReport": true marks a TLS report (RFC 8460 §3: delivered despite any TLS failure)
 //   .tmp-*      being written: never read
 //   bad/        pairs that could not be read, moved aside for the operator
 import { randomBytes } from 'node:crypto';
@@ -16,9 +17,13 @@ export interface PickupEnvelope {
   /** The envelope sender; '' for the null sender <>. */
   from: string;
   to: string[];
+  /** A TLS report: haraka-out delivers it with opportunistic TLS whatever the domain's policy. */
+  tlsReport?: boolean;
 }
 
 export const MESSAGE_SUFFIX = '.eml';
+/** The transaction note that marks a TLS report in haraka-out's queue (kept in the queue file's notes). */
+export const TLS_REPORT_NOTE = 'mailproxy_tls_report';
 export const ENVELOPE_SUFFIX = '.json';
 export const TEMP_PREFIX = '.tmp-';
 
@@ -30,9 +35,9 @@ export function parseEnvelope(text: string): PickupEnvelope | null {
   } catch {
     return null;
   }
-  const { from, to } = (value ?? {}) as { from?: unknown; to?: unknown };
+  const { from, to, tlsReport } = (value ?? {}) as { from?: unknown; to?: unknown; tlsReport?: unknown };
   if (typeof from !== 'string' || !Array.isArray(to) || to.length === 0 || !to.every((rcpt) => typeof rcpt === 'string' && rcpt.includes('@'))) return null;
-  return { from, to: to as string[] };
+  return { from, to: to as string[], ...(tlsReport === true ? { tlsReport } : {}) };
 }
 
 /**
@@ -55,6 +60,6 @@ export async function dropIntoPickup(dir: string, envelope: PickupEnvelope, mess
     await fsyncDir(dir);
   };
   await put(MESSAGE_SUFFIX, message);
-  await put(ENVELOPE_SUFFIX, `${JSON.stringify({ from: envelope.from, to: envelope.to })}\n`);
+  await put(ENVELOPE_SUFFIX, `${JSON.stringify({ from: envelope.from, to: envelope.to, ...(envelope.tlsReport ? { tlsReport: true } : {}) })}\n`);
   return id;
 }

@@ -17,8 +17,11 @@ const VERSION = /^v=TLSRPTv1(?=[ \t]*(?:;|$))/;
 const FIELD_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
 /** tlsrpt-ext-value: visible ASCII but "=" and ";". */
 const FIELD_VALUE = /^[\x21-\x3a\x3c\x3e-\x7e]+$/;
-/** What may go to RCPT TO: a local part and a domain, no spaces, brackets or controls. */
-const MAILBOX = /^[^\s@<>()[\]\\,;:"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
+/** What may go to RCPT TO as haraka-out's queue takes it: a dot-atom local part (RFC 5321 §4.1.2) at a
+ * host name of two or more labels; anything else would be refused by the queue after the fact. */
+const ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+";
+const LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const MAILBOX = new RegExp(`^${ATOM}(?:\\.${ATOM})*@${LABEL}(?:\\.${LABEL})+$`);
 
 function percentDecoded(text: string): string | null {
   try {

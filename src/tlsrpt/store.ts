@@ -10,6 +10,8 @@ import { addOutcome, dayOf, emptyDay, parseDay } from './day';
 import type { DayRecord, SessionOutcome } from './types';
 
 export const KEEP_DAYS = 8;
+/** A day file larger than this is not read (the limits of day.ts keep a real one far below it). */
+const MAX_DAY_FILE_BYTES = 16 * 1024 * 1024;
 const DAY_FILE = /^(\d{4}-\d{2}-\d{2})\.json$/;
 
 const dayFile = (dir: string, day: string) => path.join(dir, `${day}.json`);
@@ -26,6 +28,11 @@ async function readJson(file: string): Promise<unknown> {
 
 /** The sessions of one day as saved; an empty day when there is no file. Throws on a file that is not one. */
 export async function readDay(dir: string, day: string): Promise<DayRecord> {
+  const size = await fs.stat(dayFile(dir, day)).then(
+    (stat) => stat.size,
+    () => 0,
+  );
+  if (size > MAX_DAY_FILE_BYTES) throw new Error(`${dayFile(dir, day)} is ${size} bytes, more than a day keeps`);
   const value = await readJson(dayFile(dir, day));
   if (value === undefined) return emptyDay(day);
   const parsed = parseDay(value);
@@ -50,6 +57,17 @@ export async function reportedDomains(dir: string, day: string): Promise<Set<str
 
 export async function markReported(dir: string, day: string, domains: Set<string>): Promise<void> {
   await writeFileAtomic(reportedFile(dir, day), `${JSON.stringify([...domains].sort())}\n`, 0o640);
+}
+
+/** Removes the days older than KEEP_DAYS (their sessions and their report marks). */
+export async function pruneOldDays(dir: string, now: number, log: (message: string) => void): Promise<void> {
+  const oldest = dayOf(now - KEEP_DAYS * 86_400_000);
+  for (const day of await savedDays(dir)) {
+    if (day >= oldest) continue;
+    await fs.rm(dayFile(dir, day), { force: true });
+    await fs.rm(reportedFile(dir, day), { force: true });
+    log(`TLS reports: removed the sessions of ${day} (older than ${KEEP_DAYS} days)`);
+  }
 }
 
 export interface RecorderOptions {
@@ -77,14 +95,7 @@ export class TlsRptRecorder {
     await fs.mkdir(options.dir, { recursive: true, mode: 0o750 });
     const recorder = new TlsRptRecorder(options);
     const today = dayOf(recorder.now());
-    const oldest = dayOf(recorder.now() - KEEP_DAYS * 86_400_000);
-    for (const day of await savedDays(options.dir)) {
-      if (day < oldest) {
-        await fs.rm(dayFile(options.dir, day), { force: true });
-        await fs.rm(reportedFile(options.dir, day), { force: true });
-        options.log(`TLS reports: removed the sessions of ${day} (older than ${KEEP_DAYS} days)`);
-      }
-    }
+    await pruneOldDays(options.dir, recorder.now(), options.log);
     recorder.days.set(
       today,
       await readDay(options.dir, today).catch((err: Error) => {
@@ -101,8 +112,9 @@ export class TlsRptRecorder {
     if (!record) {
       record = emptyDay(day);
       this.days.set(day, record);
-      // Yesterday stays until its last save; older days are done.
+      // Yesterday stays until its last save; older days are done, and the oldest files go.
       for (const old of this.days.keys()) if (old < day && !this.dirty.has(old)) this.days.delete(old);
+      void pruneOldDays(this.options.dir, this.now(), this.options.log).catch(() => undefined);
     }
     if (!addOutcome(record, outcome)) {
       if (!this.warnedFull) this.options.log(`TLS reports: ${day} holds the most policies a day keeps; sessions of new ones are not counted`);

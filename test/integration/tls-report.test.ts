@@ -39,6 +39,8 @@ type Case = keyof typeof DOMAINS;
 const mxOf = (name: Case) => `mx.${DOMAINS[name].domain}`;
 const REPORTS = { domain: 'reports.test', address: '127.0.0.55', mailbox: 'tlsrpt@reports.test' };
 const POLICY_HOST = '127.0.0.56';
+/** Where each domain wants its reports: the stand-in, but the domain without STARTTLS wants them at home. */
+const ruaOf = (name: Case) => (name === 'noStarttls' ? `tlsrpt@${DOMAINS.noStarttls.domain}` : REPORTS.mailbox);
 
 const run = requirePeers('TLS reports against NSD and unbound', missingPeers([...DNSSEC_TOOLS, '/usr/bin/openssl']));
 
@@ -123,7 +125,7 @@ describe.runIf(run)('TLS reports (RFC 8460) from haraka-out', () => {
         zone.MX = { ...zone.MX, [REPORTS.domain]: [{ exchange: `mx.${REPORTS.domain}`, preference: 10 }] };
         zone.A = { ...zone.A, [`mx.${REPORTS.domain}`]: [REPORTS.address] };
         for (const name of Object.keys(DOMAINS) as Case[]) {
-          zone.TXT = { ...zone.TXT, [`_smtp._tls.${DOMAINS[name].domain}`]: [`v=TLSRPTv1; rua=mailto:${REPORTS.mailbox}`] };
+          zone.TXT = { ...zone.TXT, [`_smtp._tls.${DOMAINS[name].domain}`]: [`v=TLSRPTv1; rua=mailto:${ruaOf(name)}`] };
           await relayOut(t, `bob@${DOMAINS[name].domain}`, `tls report ${name}`);
         }
         const log = () => t.haraka['haraka-out']?.output() ?? '';
@@ -147,18 +149,25 @@ describe.runIf(run)('TLS reports (RFC 8460) from haraka-out', () => {
 
         const sent = await runCli(['tls-report', 'send', '--config', t.configPath, '--day', today]);
         expect(sent.code, sent.text).toBe(0);
-        for (const name of Object.keys(DOMAINS) as Case[]) expect(sent.out).toContain(`${today} ${DOMAINS[name].domain}: sent to mailto:${REPORTS.mailbox}`);
+        for (const name of Object.keys(DOMAINS) as Case[]) expect(sent.out).toContain(`${today} ${DOMAINS[name].domain}: sent to mailto:${ruaOf(name)}`);
         // A second run sends nothing twice.
         const again = await runCli(['tls-report', 'send', '--config', t.configPath, '--day', today]);
         expect(again.code, again.text).toBe(0);
         expect(again.out).toContain('nothing to report');
 
-        const reports = await reportSink.waitForMessages(4, 60_000);
+        // The report to the domain whose MX offers no STARTTLS under its enforce policy arrives all the same,
+        // without TLS (RFC 8460 §3), and that session is not counted in the next report.
+        const ownReport = (await sinks.get('noStarttls')!.waitForMessages(1, 60_000))[0]!;
+        expect(ownReport.secure).toBe(false);
+        const reports = [...(await reportSink.waitForMessages(3, 60_000)), ownReport];
         expect(reports).toHaveLength(4);
+        await new Promise((resolve) => setTimeout(resolve, 6_000));
+        const after = await readDay(storeDir, today);
+        expect(after.policies.find((entry) => entry.policy.domain === DOMAINS.noStarttls.domain)).toMatchObject({ successes: 0, failures: 1 });
         const byDomain = new Map<string, ReturnType<typeof attachedReport> & { message: ReceivedMessage }>();
         for (const message of reports) {
           expect(message.mailFrom).toBe('');
-          expect(message.rcptTo).toEqual([REPORTS.mailbox]);
+          expect([ruaOf('dane'), ruaOf('noStarttls')]).toContain(message.rcptTo[0]);
           const parsed = attachedReport(message);
           byDomain.set(/^TLS-Report-Domain: (\S+)/im.exec(parsed.headers)?.[1] ?? '?', { ...parsed, message });
         }

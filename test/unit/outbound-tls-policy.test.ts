@@ -14,6 +14,7 @@ interface Row {
   what: string;
   to?: 'backend' | 'mx';
   config?: boolean;
+  report?: boolean;
   dane?: UsableHostTls;
   enforce?: boolean;
   failedAt?: number;
@@ -25,7 +26,7 @@ type Given = Omit<Row, 'what' | 'level' | 'reason'>;
 
 function input(row: Given): TlsPolicyInput {
   return {
-    route: { domain: 'example.org', to: row.to ?? 'mx', configForcesTls: row.config ?? false },
+    route: { domain: 'example.org', to: row.to ?? 'mx', configForcesTls: row.config ?? false, ...(row.report ? { tlsReport: true } : {}) },
     mx: { name: 'mx.example.org', address: '192.0.2.25', ...(row.dane ? { dane: row.dane } : {}), mtaStsEnforce: row.enforce ?? false },
     remembered: row.failedAt === undefined ? {} : { tlsFailedAt: row.failedAt },
   };
@@ -37,7 +38,20 @@ const STS_REASON = 'the MTA-STS policy of example.org is enforce: TLS required, 
 const CONFIG_REASON = "Haraka's force_tls_hosts names mx.example.org or example.org: TLS required, with a certificate valid for mx.example.org";
 const ONCE_REASON = 'STARTTLS with 192.0.2.25 failed for this message at 2025-03-01T10:00:00.000Z: one try without TLS (opportunistic TLS)';
 
+const REPORT_REASON = 'a TLS report, delivered despite TLS failures (RFC 8460 §3): opportunistic TLS, whatever the policy of the domain';
+
 const rows: Row[] = [
+  // A TLS report must arrive even where the TLS it may be reporting on fails (RFC 8460 §3).
+  { what: 'a TLS report, usable TLSA records', report: true, dane: DANE, level: 'may', reason: REPORT_REASON },
+  { what: 'a TLS report, MTA-STS enforce, listed in force_tls_hosts', report: true, enforce: true, config: true, level: 'may', reason: REPORT_REASON },
+  {
+    what: 'a TLS report, a remembered STARTTLS failure',
+    report: true,
+    enforce: true,
+    failedAt: FAILED_AT,
+    level: 'plaintext-once',
+    reason: 'a TLS report, delivered despite TLS failures (RFC 8460 §3): STARTTLS with 192.0.2.25 failed, one try without TLS',
+  },
   // DANE authenticates the host: nothing else matters.
   { what: 'usable TLSA records', dane: DANE, level: 'dane', reason: DANE_REASON },
   { what: 'usable TLSA records, MTA-STS enforce', dane: DANE, enforce: true, level: 'dane', reason: DANE_REASON },

@@ -60,7 +60,7 @@ describe('sending the reports of a day', () => {
       { day: '2024-03-05', domain: 'dane.example', outcome: 'sent', to: ['mailto:reports@dane.example', 'https://collector.example/tlsrpt'] },
       { day: '2024-03-05', domain: 'sts.example', outcome: 'none', to: [], note: 'no _smtp._tls.sts.example record' },
     ]);
-    expect(pickupEnvelopes()).toEqual([{ from: '', to: ['reports@dane.example'] }]);
+    expect(pickupEnvelopes()).toEqual([{ from: '', to: ['reports@dane.example'], tlsReport: true }]);
     expect(posts).toHaveLength(1);
     expect(posts[0]).toMatchObject({
       url: 'https://collector.example/tlsrpt',

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { certificateResult, stsPolicyResult } from '../../src/tlsrpt/classify';
-import { addOutcome, emptyDay, MAX_FAILURE_ROWS, parseDay } from '../../src/tlsrpt/day';
+import { addOutcome, emptyDay, MAX_FAILURE_ROWS, MAX_POLICIES_PER_DOMAIN, MAX_POLICY_STRINGS, MAX_STRING_LENGTH, parseDay } from '../../src/tlsrpt/day';
 import { markReported, readDay, reportedDomains, savedDays, TlsRptRecorder } from '../../src/tlsrpt/store';
 import type { AppliedPolicy } from '../../src/tlsrpt/types';
 
@@ -42,6 +42,24 @@ describe('a day of sessions', () => {
     for (let index = 0; index < MAX_FAILURE_ROWS + 5; index++) addOutcome(day, { policy: STS, ok: false, failure: failure(`198.51.100.${index}`) });
     expect(day.policies[0]!.rows).toHaveLength(MAX_FAILURE_ROWS);
     expect(day.policies[0]!.failures).toBe(MAX_FAILURE_ROWS + 5);
+  });
+
+  it('keeps what a hostile domain can make it keep small: few policies a day, each quoted within bounds', () => {
+    const day = emptyDay('2026-12-07');
+    const huge = (id: number): AppliedPolicy => ({
+      ...STS,
+      domain: 'evil.example',
+      strings: Array.from({ length: 1000 }, (_, i) => `mx: ${'x'.repeat(5000)}${id}-${i}`),
+      mxHost: [`${id}`],
+    });
+    const kept = Array.from({ length: 50 }, (_, id) => addOutcome(day, { policy: huge(id), ok: true }));
+    expect(kept.filter(Boolean)).toHaveLength(MAX_POLICIES_PER_DOMAIN);
+    expect(addOutcome(day, { policy: STS, ok: true })).toBe(true);
+    for (const entry of day.policies) {
+      expect(entry.policy.strings.length).toBeLessThanOrEqual(MAX_POLICY_STRINGS);
+      for (const text of entry.policy.strings) expect(text.length).toBeLessThanOrEqual(MAX_STRING_LENGTH);
+    }
+    expect(JSON.stringify(day).length).toBeLessThan(100_000);
   });
 
   it('refuses a file that is not a day', () => {

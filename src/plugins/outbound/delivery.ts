@@ -5,6 +5,7 @@ import type { HMail } from '../haraka/hmail';
 import type { Failure } from './explain';
 import { tlsLevel, type TlsDecision, type UsableHostTls } from './tls-policy';
 import type { AppliedPolicy } from '../../tlsrpt/types';
+import { TLS_REPORT_NOTE } from '../pickup-files';
 
 export interface Attempt {
   /** False until Haraka starts delivering this item (a bounce split off another message never starts). */
@@ -78,10 +79,15 @@ export function tlsFor(state: DeliveryState, mx: TriedMx): TlsDecision {
   const tlsFailedAt = state.plaintextOnce.get(mx.address);
   const dane = attempt.daneHosts?.get(mx.name);
   return tlsLevel({
-    route: { domain: state.domain, to: attempt.toBackend ? 'backend' : 'mx', configForcesTls: mx.forcedByConfig ?? false },
+    route: { domain: state.domain, to: attempt.toBackend ? 'backend' : 'mx', configForcesTls: mx.forcedByConfig ?? false, tlsReport: isTlsReport(state.hmail) },
     mx: { name: mx.name, address: mx.address, ...(dane ? { dane } : {}), mtaStsEnforce: attempt.enforce },
     remembered: tlsFailedAt === undefined ? {} : { tlsFailedAt },
   });
+}
+
+/** A TLS report queued from the pickup directory (../pickup-files.ts TLS_REPORT_NOTE). */
+export function isTlsReport(hmail: HMail): boolean {
+  return (hmail.todo?.notes as Record<string, unknown> | undefined)?.[TLS_REPORT_NOTE] === true;
 }
 
 /** The TLS level of the connection to the MX this message is trying now, once Haraka has asked about one. */

@@ -29,7 +29,7 @@ import { createDnssecResolver, type DnssecResolver } from '../../dane/resolver';
 import { daneRoute, describeRoute, type DaneRoute, type MxHost } from '../../dane/route';
 import { parseQueueFileName } from '../../haraka/queue-file-name';
 import type { HMail } from '../haraka/hmail';
-import { beginAttempt, stateOf, tlsNow, withDelivery, type DeliveryState } from './delivery';
+import { beginAttempt, isTlsReport, stateOf, tlsNow, withDelivery, type DeliveryState } from './delivery';
 import { bounceFields, isExpiry, type RecipientDsn } from './dsn';
 import { explainFailure, failures, type Failure } from './explain';
 import { queueFileState } from './queue-file';
@@ -294,8 +294,11 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
       );
     return reply(constants.OK, usable);
   };
+  // A TLS report goes by MX with opportunistic TLS, past DANE and MTA-STS (RFC 8460 §3; tls-policy.ts).
+  const tlsReport = isTlsReport(hmail);
+  if (tlsReport) hmail.loginfo(`a TLS report: delivered to ${name} despite any TLS failure (RFC 8460 §3)`);
   (async () => {
-    if (this.dane) {
+    if (this.dane && !tlsReport) {
       let dane: DaneRoute;
       try {
         dane = await daneRoute(this.dane, name, mxPort);
@@ -304,7 +307,8 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
       }
       if (dane.kind === 'failed') {
         logPolicy(hmail, name, 'dane', `a lookup failed: ${dane.why}`);
-        recordPolicyFailure({ type: 'tlsa', domain: name, strings: [], mxHost: [] }, 'dnssec-invalid', name, dane.why);
+        // Only a failed TLSA lookup says the domain asks for DANE; a failed MX or address lookup says nothing.
+        if (/TLSA/.test(dane.why)) recordPolicyFailure({ type: 'tlsa', domain: name, strings: [], mxHost: [] }, 'dnssec-invalid', name, dane.why);
         return defer(failures.daneLookup(name, dane.why));
       }
       if (dane.kind === 'dane') {
@@ -316,7 +320,7 @@ export function route(this: RoutePlugin, next: Next, hmail: HMail, domain: strin
       }
       hmail.loginfo(`DANE ${name}: does not apply (${dane.why})`);
     }
-    const decision = this.mtaSts ? await this.mtaSts.policyFor(name) : null;
+    const decision = this.mtaSts && !tlsReport ? await this.mtaSts.policyFor(name) : null;
     if (decision) noteStsPolicy(stateOf(hmail), name, decision);
     state.attempt.enforce = decision?.mode === 'enforce';
     let exchanges: Mx[];

@@ -7,14 +7,14 @@ import { whenOutboundQueueLoaded } from '../haraka/patches/outbound-init-queue';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { constants } from '../haraka/constants';
-import { ENVELOPE_SUFFIX, MESSAGE_SUFFIX, parseEnvelope, TEMP_PREFIX, type PickupEnvelope } from '../pickup-files';
+import { ENVELOPE_SUFFIX, MESSAGE_SUFFIX, parseEnvelope, TEMP_PREFIX, TLS_REPORT_NOTE, type PickupEnvelope } from '../pickup-files';
 
 export interface PickupLog {
   info(message: string): void;
   error(message: string): void;
 }
 
-type SendEmail = (from: string, to: string[], contents: string, next: (code: number, message: unknown) => void, options: { dot_stuffed: boolean }) => void;
+type SendEmail = (from: string, to: string[], contents: string, next: (code: number, message: unknown) => void, options: { dot_stuffed: boolean; notes?: object }) => void;
 
 const POLL_MS = 2_000;
 /** A message without a readable envelope this long after it was written is not being written any more. */
@@ -52,6 +52,16 @@ export function configurePickup(dir: string | null, log: PickupLog): void {
     log.error('pickup: Haraka has no init_queue to wait for; polling at once');
     start();
   }
+}
+
+/** The notes of a TLS report's transaction: Haraka's own notes object, with the mark routing reads. */
+function tlsReportNotes(): object {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Notes = require('haraka-notes') as new () => Record<string, unknown>;
+  const notes = new Notes();
+  notes.skip_plugins = [];
+  notes[TLS_REPORT_NOTE] = true;
+  return notes;
 }
 
 function sendEmail(): SendEmail {
@@ -122,10 +132,16 @@ async function pickUp(current: Poller, id: string, committed: boolean, log: Pick
         [...envelope.to],
         contents,
         (code, message) => {
+          if (code === constants.DENY) {
+            // Refused for good (an address the queue does not take): set aside, not tried every poll for ever.
+            current.sending.delete(id);
+            void setAside(current.dir, files, `the queue refused it (${String(message)})`, log).then(resolve, resolve);
+            return;
+          }
           if (code !== constants.OK) log.error(`pickup ${id}: not queued (${String(message)}); trying again`);
           void queued(code === constants.OK).then(resolve);
         },
-        { dot_stuffed: false },
+        { dot_stuffed: false, ...(envelope.tlsReport ? { notes: tlsReportNotes() } : {}) },
       );
     } catch (err) {
       log.error(`pickup ${id}: not queued (${(err as Error).message}); trying again`);

@@ -18,7 +18,9 @@
 // Postfix's `none` is Haraka's tls.ini no_tls_hosts, which Haraka checks before it asks for a level, and
 // `secure` is what `verify` is under MTA-STS: the MX name is trusted because the policy names it.
 //
-// Strongest first, as postfix-tlspol orders them: DANE for the hosts it authenticates; the MTA-STS
+// A TLS report (RFC 8460 §3) comes first of all: it must arrive even where TLS to its domain fails, which is
+// what it may be reporting, so it gets `may` whatever DANE or MTA-STS say (routing skips them too).
+// Otherwise strongest first, as postfix-tlspol orders them: DANE for the hosts it authenticates; the MTA-STS
 // policy for the other hosts of the domain (RFC 8461 §2), `encrypt` ones included; Haraka's list; then a
 // remembered failure; then opportunistic TLS.
 import type { HostTls } from '../../dane/route';
@@ -40,6 +42,8 @@ export interface TlsPolicyInput {
     to: 'backend' | 'mx';
     /** Haraka's force_tls_hosts list (tls.ini [outbound]) names this MX or the domain. */
     configForcesTls: boolean;
+    /** The message is a TLS report, which RFC 8460 §3 says is delivered despite any TLS failure. */
+    tlsReport?: boolean;
   };
   mx: {
     /** The MX name (the SNI), or the address when there is no name. */
@@ -76,6 +80,16 @@ function withoutDane(dane: UsableHostTls | undefined): string {
 
 export function tlsLevel({ route, mx, remembered }: TlsPolicyInput): TlsDecision {
   const { dane } = mx;
+  if (route.tlsReport) {
+    if (remembered.tlsFailedAt !== undefined) {
+      return {
+        level: 'plaintext-once',
+        tlsFailedAt: remembered.tlsFailedAt,
+        reason: `a TLS report, delivered despite TLS failures (RFC 8460 §3): STARTTLS with ${mx.address} failed, one try without TLS`,
+      };
+    }
+    return { level: 'may', reason: 'a TLS report, delivered despite TLS failures (RFC 8460 §3): opportunistic TLS, whatever the policy of the domain' };
+  }
   if (dane?.level === 'dane') {
     return { level: 'dane', records: dane.records, reason: `${mx.name} publishes DNSSEC-signed TLSA records: TLS required, and the certificate must match one of them (RFC 7672)` };
   }
