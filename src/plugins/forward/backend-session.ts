@@ -169,6 +169,8 @@ export class BackendSession {
   }
 
   private onData(chunk: Buffer): void {
+    // Ended (QUIT, or a failure): nothing waits for a reply, and the 221 to QUIT is no fault.
+    if (this.failure) return;
     const { replies, fault } = this.parser.feed(chunk);
     for (const parsed of replies) {
       // Split as bytes (latin1 keeps each byte one character), read as UTF-8: a reply that names an

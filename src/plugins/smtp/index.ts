@@ -16,6 +16,7 @@
 // answers for any temporary failure of its outbound layer: the backend would bounce it to the sender.
 // A STARTTLS inside TLS gets 503 5.5.1 (RFC 3207 §4.2); Haraka's tls plugin would answer 220 and try a
 // second handshake on the TLS socket, which leaves the session broken.
+// Log lines go out a turn of the event loop at a time, not one write(2) each (log-batch.ts).
 // Every accepted session gets TCP_NODELAY (../haraka/socket.ts): Haraka writes one reply per command, and a client
 // that pipelines (Postfix: MAIL, RCPT, DATA at once) otherwise waits out a delayed ACK for the second reply.
 import type { Connection } from '../haraka/connection';
@@ -29,6 +30,7 @@ import { REPLY_CODE_NOTE } from '../reply-code';
 import { withEnhancedStatus } from './enhanced';
 import { DOT_CR_REPLY, isDotCrLine } from './dot-cr-line';
 import { overRecipientLimit, recipientLimit } from './max-recipients';
+import { flushLogLines, plainLogLines, writeLogLine } from './log-batch';
 
 const TOO_BIG = 'Message too big!';
 /** What Haraka's outbound layer says when it could not write the queue file (outbound/index.js). */
@@ -63,7 +65,8 @@ export function register(this: HarakaPlugin): void {
   if (this.max_recipients) this.register_hook('rcpt', 'limit_recipients');
   this.register_hook('unrecognized_command', 'refuse_starttls_in_tls');
   this.register_hook('connect_init', 'no_delay');
-  const outcome = correctConnectionReplies({ reply: correctReply, refuseDataLine: refuseDotCrLine });
+  this.register_hook('log', 'batch_log_line');
+  const outcome = correctConnectionReplies({ reply: correctReply, refuseDataLine: refuseDotCrLine, beforeReply: flushLogLines });
   if (outcome === 'no-connection-class') this.logerror('cannot find Haraka Connection class: size replies stay 550, dot-CR lines are not refused');
   if (outcome === 'without-data-lines') this.logerror('cannot find Haraka accumulate_data: dot-CR lines are not refused');
 }
@@ -74,6 +77,13 @@ export function limit_recipients(this: HarakaPlugin, next: Next, connection: Con
     return next(constants.DENYSOFT, DSN.create(452, `Too many recipients: at most ${limit} per message, send the rest in another`, 5, 3));
   }
   next();
+}
+
+/** log: the line goes out with the others of this turn of the event loop (log-batch.ts). */
+export function batch_log_line(this: HarakaPlugin, next: Next, logger: { timestamps?: unknown }, item: { data?: unknown }): void {
+  if (!plainLogLines(logger) || typeof item?.data !== 'string') return next();
+  writeLogLine(item.data);
+  next(constants.OK);
 }
 
 /** connect_init: TCP_NODELAY on the client's socket, before the banner (Haraka's wrapper ignores setNoDelay). */

@@ -14,6 +14,9 @@ export interface ReplyCorrections {
   /** A DATA line refused before it is stored, as Haraka refuses a bare LF (451, then close): the log
    * line and the reply text, or null to store it. */
   refuseDataLine(line: unknown): { log: string; text: string } | null;
+  /** Runs before each reply is written (mailproxy-smtp writes the log lines still pending, so that a line
+   * logged before a reply is out before the client can read the reply). */
+  beforeReply?: () => void;
 }
 
 /** installed: both methods wrapped (now or before); without-data-lines: respond() only, as accumulate_data()
@@ -55,6 +58,7 @@ export function correctConnectionReplies(corrections: ReplyCorrections): PatchOu
   const original = proto.respond;
   proto.respond = function respond(this: Connection, code: number, msg: unknown, func?: () => void) {
     letLoneQuitThrough(this);
+    corrections.beforeReply?.();
     const [sentCode, sentMsg] = corrections.reply(this, code, msg);
     return original.call(this, sentCode, sentMsg, func);
   };
