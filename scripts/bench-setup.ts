@@ -1,6 +1,8 @@
 // What the benchmark scripts share: their load options, the message they send, the loopback ports of a
 // topology, and haraka-in started alone and pinned to CPU 0.
+import { readFileSync } from 'node:fs';
 import { startTopology, type Topology, type TopologyOptions, type TopologyPorts } from '../src/demo/topology';
+import type { SmtpScript } from '../src/smtp/script';
 
 export interface LoadOptions {
   messages: number;
@@ -33,4 +35,27 @@ export function messageOfSize(bytes: number, subject = 'bench'): string {
 /** haraka-in alone (no backend or internet stand-in started here), pinned to CPU 0 with taskset. */
 export function startPinnedHarakaIn(options: Omit<TopologyOptions, 'instances' | 'backend' | 'internet' | 'harakaPrefix'>): Promise<Topology> {
   return startTopology({ ...options, instances: ['haraka-in'], backend: false, internet: false, harakaPrefix: ['taskset', '-c', '0'] });
+}
+
+/** The next reply (to `line`, or to what was written) must have `code`. */
+export async function expectCode(session: SmtpScript, line: string | null, code: number): Promise<void> {
+  const reply = line === null ? await session.reply() : await session.command(line);
+  if (reply.code !== code) throw new Error(`${line ?? '(data)'}: ${reply.code} ${reply.text}`);
+}
+
+/** One message in a session past EHLO: MAIL, RCPT, DATA, one reply at a time. */
+export async function oneMessage(session: SmtpScript, payload: string, rcpt = 'alice@demo.test'): Promise<void> {
+  await expectCode(session, 'MAIL FROM:<load@example.net>', 250);
+  await expectCode(session, `RCPT TO:<${rcpt}>`, 250);
+  await expectCode(session, 'DATA', 354);
+  session.write(payload);
+  await expectCode(session, null, 250);
+}
+
+/** The most memory a process has held (VmHWM), in MB. */
+export function peakRssMb(pid: number | undefined): number {
+  if (!pid) return NaN;
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /VmHWM:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) / 1024 : NaN;
 }

@@ -26,8 +26,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LOOPBACK, startTopology, type Topology } from '../src/demo/topology';
-import { loadOptions, messageOfSize, portsFrom, randomBasePort } from './bench-setup';
+import { LOOPBACK, type Topology } from '../src/demo/topology';
+import { expectCode, loadOptions, messageOfSize, oneMessage, peakRssMb, randomBasePort } from './bench-setup';
+import { compareRelays } from './bench-relays';
 import { waitForBanner } from '../src/haraka/process';
 import { dataPayload, SmtpScript } from '../src/smtp/script';
 
@@ -37,21 +38,9 @@ const SERIAL = Number(process.env.BENCH_SERIAL ?? 100);
 const SERIAL_ROUNDS = Number(process.env.BENCH_SERIAL_ROUNDS ?? 9);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const OUT_SERIAL = Number(process.env.BENCH_OUT_SERIAL ?? 200);
+const RELAY_LOAD = { messages: MESSAGES, concurrency: CONCURRENCY, size: SIZE, serial: OUT_SERIAL };
 const WARMUP = 500;
 const BASE_PORT = randomBasePort();
-
-async function expectCode(session: SmtpScript, line: string | null, code: number): Promise<void> {
-  const reply = line === null ? await session.reply() : await session.command(line);
-  if (reply.code !== code) throw new Error(`${line ?? '(data)'}: ${reply.code} ${reply.text}`);
-}
-
-async function oneMessage(session: SmtpScript, payload: string, rcpt = 'alice@demo.test'): Promise<void> {
-  await expectCode(session, 'MAIL FROM:<load@example.net>', 250);
-  await expectCode(session, `RCPT TO:<${rcpt}>`, 250);
-  await expectCode(session, 'DATA', 354);
-  session.write(payload);
-  await expectCode(session, null, 250);
-}
 
 interface LatencyResult {
   /** messages/s of the Node client that measures latency (slower than smtp-source: only its percentiles matter) */
@@ -145,13 +134,6 @@ async function serial(port: number, host: string): Promise<number> {
   return ms;
 }
 
-function peakRssMb(pid: number | undefined): number {
-  if (!pid) return NaN;
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const match = /VmHWM:\s+(\d+) kB/.exec(status);
-  return match ? Number(match[1]) / 1024 : NaN;
-}
-
 /** CPU seconds (user + system) a process has used so far: less at the mercy of a busy machine than a rate. */
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 function cpuSeconds(pid: number | undefined): number {
@@ -176,108 +158,11 @@ function latencyRow(name: string, result: LatencyResult): string {
   return `${name.padEnd(38)} p50 ${result.p50.toFixed(1).padStart(6)} ms  p99 ${result.p99.toFixed(1).padStart(6)} ms  (client ${result.clientRate.toFixed(0)} msg/s, failures ${result.failures})`;
 }
 
-/** haraka-out and its loopback MX, logging warnings only. */
-function startHarakaOut(root: string, name: string, firstPort: number): Promise<Topology> {
-  return startTopology({ stateDir: path.join(root, name), ports: portsFrom(firstPort), instances: ['haraka-out'], tweak: (config) => void (config.log_level = 'warn') });
-}
-
-/** A session to haraka-out from the backend's address, past EHLO. */
-async function backendSession(topology: Topology): Promise<SmtpScript> {
-  const session = await SmtpScript.connect(topology.outbound.host, topology.outbound.port, LOOPBACK.backend);
-  await expectCode(session, null, 220);
-  await expectCode(session, 'EHLO backend.test', 250);
-  return session;
-}
-
-/** haraka-out relaying N messages from the backend's address (C at a time) to an MX: rate and peak RSS. */
-async function outboundRun(root: string): Promise<void> {
-  const topology = await startHarakaOut(root, 'outbound', BASE_PORT + 40);
-  try {
-    const payload = dataPayload(messageOfSize(SIZE));
-    let next = 0;
-    const started = process.hrtime.bigint();
-    const worker = async () => {
-      while (next < MESSAGES) {
-        next += 1;
-        const session = await backendSession(topology);
-        await oneMessage(session, payload, 'bob@example.net');
-        session.close();
-      }
-    };
-    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-    await topology.internet?.waitForMessages(MESSAGES, 300_000);
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const rss = peakRssMb(topology.haraka['haraka-out']?.child.pid);
-    console.log(
-      `haraka-out: ${MESSAGES} messages relayed and delivered to the MX in ${seconds.toFixed(1)} s (${(MESSAGES / seconds).toFixed(0)} msg/s), peak RSS ${rss.toFixed(0)} MB`,
-    );
-  } finally {
-    await topology.stop();
-  }
-}
-
-/** TcpExt DelayedACKs of this network namespace (/proc/net/netstat: a line of names, then a line of values). */
-function delayedAcks(): number {
-  const lines = readFileSync('/proc/net/netstat', 'utf8')
-    .split('\n')
-    .filter((line) => line.startsWith('TcpExt:'));
-  const names = lines[0]?.split(/\s+/) ?? [];
-  const values = lines[1]?.split(/\s+/) ?? [];
-  return Number(values[names.indexOf('DelayedACKs')]);
-}
-
-/**
- * haraka-out, one connection: OUT_SERIAL messages one after another from the backend's address, each relayed
- * to the loopback MX. Per message: the time to haraka-out's 250 after end-of-data, the time until all of them
- * were delivered, and the delayed ACKs the kernel counted meanwhile (system-wide: keep the machine quiet).
- * Once one command at a time, once with MAIL, RCPT and DATA in one write, as Postfix (the backend) sends them.
- */
-async function outboundSerial(root: string): Promise<void> {
-  const topology = await startHarakaOut(root, 'outbound-serial', BASE_PORT + 50);
-  try {
-    const payload = dataPayload(messageOfSize(SIZE));
-    const envelope = ['MAIL FROM:<load@demo.test>', 'RCPT TO:<bob@example.net>', 'DATA'];
-    const pipelinedMessage = async (session: SmtpScript) => {
-      session.write(envelope.map((line) => `${line}\r\n`).join(''));
-      for (const code of [250, 250, 354]) await expectCode(session, null, code);
-      session.write(payload);
-      await expectCode(session, null, 250);
-    };
-    let delivered = 0;
-    for (const pipelined of [false, true]) {
-      const session = await backendSession(topology);
-      const send = () => (pipelined ? pipelinedMessage(session) : oneMessage(session, payload, 'bob@example.net'));
-      await send(); // warm up: a session, a queue write, a delivery
-      delivered += 1;
-      await topology.internet?.waitForMessages(delivered, 30_000);
-      const acksBefore = delayedAcks();
-      const started = process.hrtime.bigint();
-      for (let i = 0; i < OUT_SERIAL; i++) await send();
-      const acceptMs = Number(process.hrtime.bigint() - started) / 1e6 / OUT_SERIAL;
-      const acksAccepted = delayedAcks() - acksBefore;
-      delivered += OUT_SERIAL;
-      await topology.internet?.waitForMessages(delivered, 300_000);
-      const deliveredMs = Number(process.hrtime.bigint() - started) / 1e6 / OUT_SERIAL;
-      const acks = delayedAcks() - acksBefore;
-      session.write('QUIT\r\n');
-      session.close();
-      const label = pipelined ? 'haraka-out, one connection, pipelined' : 'haraka-out, one connection';
-      console.log(
-        `${label.padEnd(38)} ${acceptMs.toFixed(2).padStart(6)} ms/msg to the 250, ${deliveredMs.toFixed(2)} ms/msg until delivered to the MX (${OUT_SERIAL} messages); ` +
-          `TcpExt DelayedACKs ${acks} = ${(acks / OUT_SERIAL).toFixed(2)}/msg (${acksAccepted} before the last 250; system-wide)`,
-      );
-    }
-  } finally {
-    await topology.stop();
-  }
-}
-
 async function main(): Promise<void> {
   if (process.env.BENCH_OUTBOUND_ONLY) {
     const root = mkdtempSync(path.join(os.tmpdir(), 'mailproxy-bench-'));
     try {
-      await outboundRun(root);
-      await outboundSerial(root);
+      await compareRelays(root, RELAY_LOAD);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
@@ -337,8 +222,7 @@ async function main(): Promise<void> {
     for (const topology of running.values()) await topology.stop();
     running.clear();
     console.log('');
-    await outboundRun(root);
-    await outboundSerial(root);
+    await compareRelays(root, RELAY_LOAD);
     console.log('');
     const cpuOf = (name: Variant) => cpuPerMessageMs.get(name) ?? NaN;
     console.log(`ratio mailproxy / stock smtp_forward:  ${(ours / rate('stock')).toFixed(2)}x   (CPU per message ${(cpuOf('mailproxy') / cpuOf('stock')).toFixed(2)}x)`);
