@@ -7,7 +7,7 @@ import type { Connection } from '../haraka/connection';
 import { backendSessions } from '../limits/backend-sessions';
 import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
 import { clientName } from './client-name';
-import { closeOldest, takeKeptSession, type KeptSession } from './pool';
+import { keptSessions, takeKeptSession, type KeptSession } from './pool';
 import { isOk } from './replies';
 import type { ForwardPlugin, Settings } from './settings';
 import { BackendBusy, backendState, dropBackend, OPENING, STATE, type BackendState } from './state';
@@ -243,23 +243,36 @@ async function reuseBackend(plugin: ForwardPlugin, connection: Connection, kept:
 }
 
 /** A kept session for this client, introduced, or null (reuse off, none kept, or the kept one failed). The
- * client's facts (its name lookup) are awaited before a session is taken, so that it never idles longer
- * than the pool allows. */
-async function keptBackend(plugin: ForwardPlugin, connection: Connection, signal: AbortSignal): Promise<BackendState | null> {
-  if (!plugin.settings.reuseSessions) return null;
-  const facts = await clientFacts(connection);
-  if (signal.aborted) return null;
-  const kept = takeKeptSession();
-  return kept ? reuseBackend(plugin, connection, kept, facts, signal) : null;
+ * client's facts (its name lookup) are awaited before a session is taken from the pool, so that it never
+ * idles longer than the pool allows; `taken` is one already taken for its slot. */
+async function keptBackend(plugin: ForwardPlugin, connection: Connection, taken: KeptSession | null, signal: AbortSignal): Promise<BackendState | null> {
+  if (!taken && !plugin.settings.reuseSessions) return null;
+  let kept = taken;
+  try {
+    const facts = await clientFacts(connection);
+    // The client left meanwhile: opening afresh fails at once with the abort.
+    if (signal.aborted) return null;
+    kept ??= takeKeptSession();
+    const state = kept ? await reuseBackend(plugin, connection, kept, facts, signal) : null;
+    kept = null;
+    return state;
+  } finally {
+    kept?.session.destroy();
+  }
 }
 
-/** A slot under limits.max_backend_sessions for the connection; at the cap, an idle kept session gives its
- * slot up first. */
-function acquireSlot(connection: Connection): void {
+/** A slot under limits.max_backend_sessions for the connection. At the cap, a kept idle session gives its
+ * slot up: it is returned, for this client to use. */
+function acquireSlot(connection: Connection): KeptSession | null {
+  let taken: KeptSession | null = null;
   for (;;) {
     const slot = backendSessions.acquire(connection, connection.remote.ip);
-    if (slot.ok) return;
-    if (slot.reason !== 'max_backend_sessions' || !closeOldest()) throw new BackendBusy(slot.reason, slot.limit);
+    if (slot.ok) return taken;
+    if (slot.reason !== 'max_backend_sessions' || taken || keptSessions() === 0) {
+      taken?.session.quit();
+      throw new BackendBusy(slot.reason, slot.limit);
+    }
+    taken = takeKeptSession();
   }
 }
 
@@ -273,11 +286,11 @@ export async function backendFor(plugin: ForwardPlugin, connection: Connection):
   if (existing) dropBackend(connection);
   // limits.max_backend_sessions and its share per client network (set by mailproxy-limits): over either,
   // no backend connection is made.
-  acquireSlot(connection);
+  const taken = acquireSlot(connection);
   const opening = new AbortController();
   connection.notes[OPENING] = opening;
   try {
-    const state = (await keptBackend(plugin, connection, opening.signal)) ?? (await openBackend(plugin, connection, opening.signal));
+    const state = (await keptBackend(plugin, connection, taken, opening.signal)) ?? (await openBackend(plugin, connection, opening.signal));
     // Without XCLIENT nothing awaited the name yet: Haraka's Received header at DATA wants it.
     await clientName(connection);
     connection.notes[STATE] = state;
