@@ -162,6 +162,12 @@ const backend = z
         'Use STARTTLS to the backend (certificate not verified: WireGuard authenticates the path), and refuse (4xx) when it is not offered. Mailcow refuses plaintext sessions for mailboxes with “enforce inbound TLS” (reject_plaintext_session), whatever the tunnel.',
       ),
     rdns_timeout: seconds(0.1, 30).default(3).describe('Seconds to spend finding the client’s forward-confirmed reverse DNS name for XCLIENT NAME; then [TEMPUNAVAIL].'),
+    reuse_sessions: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Keep a client’s backend session, idle and clean after its last message, for the next client session (up to 8, each idle at most 8 s and used for at most 60 s): the next client sends XCLIENT with its own identity and its EHLO in it instead of connecting, greeting and STARTTLS. The backend’s smtpd must then authorize XCLIENT for every client identity, because Postfix checks smtpd_authorized_xclient_hosts against the identity the previous XCLIENT set and refuses the second one (550 5.7.0 insufficient authorization): `-o smtpd_authorized_xclient_hosts=static:all` on a listener that only the VPS can reach (WireGuard address, firewall), never on one the internet or the LAN reaches, where anyone could claim any client address. Without that setting nothing breaks: the refused XCLIENT makes haraka-in close the kept session and connect afresh.',
+      ),
   })
   .prefault({});
 

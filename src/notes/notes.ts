@@ -44,9 +44,25 @@ function relayhost(config: Config): string {
   return `[${outbound?.host ?? config.outbound.listen}]:${outbound?.port ?? 2526}`;
 }
 
-/** The smtpd service's options: XCLIENT trusted from the VPS on this port only, Mailcow's own HELO rules. */
+/** The smtpd service's options: XCLIENT trusted from the VPS on this port only, Mailcow's own HELO rules.
+ * With backend.reuse_sessions, XCLIENT is trusted from every client identity (Postfix checks the list
+ * against the identity the previous XCLIENT set), which is safe only because the port is the VPS's alone. */
 function serviceOptions(config: Config): string[] {
-  return [`smtpd_authorized_xclient_hosts=${config.wireguard.address}`, 'smtpd_sasl_auth_enable=no', 'syslog_name=postfix/mailproxy'];
+  const trusted = config.backend.reuse_sessions ? 'static:all' : config.wireguard.address;
+  return [`smtpd_authorized_xclient_hosts=${trusted}`, 'smtpd_sasl_auth_enable=no', 'syslog_name=postfix/mailproxy'];
+}
+
+/** What backend.reuse_sessions asks of the backend, and why it is safe only on a port the VPS alone reaches. */
+function reuseNote(config: Config): string[] {
+  if (!config.backend.reuse_sessions) return [];
+  const { host, port } = config.backend;
+  return [
+    `backend.reuse_sessions is on: a backend session carries one client after another, each with its own XCLIENT, and`,
+    `Postfix checks smtpd_authorized_xclient_hosts against the identity the previous XCLIENT set, so the service trusts`,
+    `XCLIENT from every client (static:all above). Only ${config.wireguard.address} may reach ${host}:${port} (WireGuard, the firewall`,
+    `rule above): anyone else who reached it could claim any client address. Without the setting haraka-in still delivers,`,
+    `connecting afresh for each client.`,
+  ];
 }
 
 /**
@@ -62,7 +78,7 @@ function mailcowSettings(config: Config): string[] {
   return [
     `Mailcow (mailcow-dockerized), in its directory (e.g. /opt/mailcow-dockerized):`,
     `  1. data/hooks/postfix/mailproxy.sh (chmod +x; runs at every start of the postfix container, so it`,
-    `     survives update.sh): an smtpd on port ${port} that trusts XCLIENT from ${config.wireguard.address} only`,
+    `     survives update.sh): an smtpd on port ${port} that trusts XCLIENT from ${config.backend.reuse_sessions ? 'every client identity (backend.reuse_sessions)' : `${config.wireguard.address} only`}`,
     `       #!/bin/sh`,
     `       postconf -c /opt/postfix/conf -M '${service}=${port} inet n - n - - smtpd'`,
     ...options.map((line) => `       ${line}`),
@@ -98,6 +114,7 @@ function backendSettings(config: Config): string[] {
     ...postfixSettings(config),
     '',
     `Never put ${config.wireguard.address} in mynetworks: the proxy would be allowed to relay anywhere.`,
+    ...reuseNote(config),
     ...(config.backend.starttls ? [] : [`backend.starttls is off: Mailcow refuses plaintext for mailboxes with "enforce inbound TLS" (reject_plaintext_session).`]),
   ];
 }

@@ -12,6 +12,8 @@ export interface ReceivedMessage {
   /** XCLIENT attributes exactly as sent (xtext-decoded): [UNAVAILABLE] and [TEMPUNAVAIL] stay literal. */
   xclientSent: Record<string, string>;
   remoteAddress: string;
+  /** The sink's id of the connection that carried the message (one per backend connection). */
+  connectionId: string;
   clientHostname: string;
   heloName: string;
   secure: boolean;
@@ -23,8 +25,13 @@ export interface SinkOptions {
   host: string;
   port?: number;
   name?: string;
-  /** Advertise and honour XCLIENT (the backend stand-in); off for an internet MX. */
+  /** Advertise and honour XCLIENT (the backend stand-in); off for an internet MX. Like Postfix with
+   * smtpd_authorized_xclient_hosts naming only the proxy, a connection takes one XCLIENT with ADDR: after
+   * it, EHLO no longer advertises XCLIENT and another one is refused with 550. */
   xclient?: boolean;
+  /** Like Postfix with every client identity authorized (smtpd_authorized_xclient_hosts=static:all): after
+   * XCLIENT ADDR, EHLO still advertises XCLIENT and another one starts the session over for a new client. */
+  xclientEveryIdentity?: boolean;
   /** Return an SMTP error text like '550 5.1.1 no such user' to refuse a recipient. */
   rejectRecipient?: (address: string) => string | null;
   /** Return an SMTP error text to refuse a message at end of data. */
@@ -87,6 +94,21 @@ function xclientOf(session: SMTPServerSession): Record<string, string> {
   return attributes;
 }
 
+/** smtp-server allows XCLIENT only until one has set ADDR (the session then belongs to the client): every
+ * new connection here allows it again and again, as Postfix does when every identity is authorized. */
+function authorizeEveryIdentity(server: SMTPServer): void {
+  type ProxyCheck = { _proxyCommandAllowed(command: string, option: string): boolean; _isSupported(command: string): boolean };
+  const internals = server as unknown as { connect(...args: unknown[]): void; connections: Set<ProxyCheck> };
+  const connect = internals.connect.bind(server);
+  internals.connect = (...args: unknown[]) => {
+    const before = new Set(internals.connections);
+    connect(...args);
+    for (const connection of internals.connections) {
+      if (!before.has(connection)) connection._proxyCommandAllowed = (command) => command === 'XCLIENT' && connection._isSupported(command);
+    }
+  };
+}
+
 function smtpError(text: string): Error {
   const match = /^(\d{3})\s+(.*)$/.exec(text);
   const error = new Error(match ? match[2] : text) as Error & { responseCode?: number };
@@ -123,6 +145,7 @@ export async function startSmtpSink(options: SinkOptions): Promise<SmtpSink> {
           xclient: xclientOf(session),
           xclientSent: parseXclientLines(sentXclient.get(originalPort(session)) ?? []),
           remoteAddress: session.remoteAddress,
+          connectionId: session.id,
           clientHostname: session.clientHostname,
           heloName: session.hostNameAppearsAs,
           secure: session.secure,
@@ -140,6 +163,7 @@ export async function startSmtpSink(options: SinkOptions): Promise<SmtpSink> {
   };
   const server = new SMTPServer(serverOptions);
   server.on('error', () => undefined);
+  if (options.xclientEveryIdentity) authorizeEveryIdentity(server);
   // smtp-server keeps no raw XCLIENT values: read them off the plain-text command stream, by the
   // client's own port (a demo and test peer; STARTTLS sessions are not read).
   const sentXclient = new Map<number, string[]>();
@@ -150,8 +174,14 @@ export async function startSmtpSink(options: SinkOptions): Promise<SmtpSink> {
       pending += chunk.toString('latin1');
       const lines = pending.split('\r\n');
       pending = (lines.pop() ?? '').slice(-4096);
-      for (const line of lines) if (/^XCLIENT /i.test(line)) sentXclient.set(port, [...(sentXclient.get(port) ?? []), line]);
+      for (const line of lines) {
+        const isXclient = /^XCLIENT /i.test(line);
+        // A new XCLIENT after other commands is a new client on the same connection: its attributes only.
+        if (isXclient) sentXclient.set(port, [...(afterXclient ? (sentXclient.get(port) ?? []) : []), line]);
+        afterXclient = isXclient;
+      }
     };
+    let afterXclient = false;
     socket.on('data', onData);
     socket.once('close', () => setTimeout(() => sentXclient.delete(port), 60_000).unref());
   });

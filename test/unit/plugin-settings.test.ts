@@ -34,7 +34,7 @@ const varied: Config = {
     ...example.inbound,
     store_and_forward: { enabled: true, max_disk_mb: 300, max_age_days: 2.5, drain_sessions: 3, probe_interval: 7, cache_size: 5000 },
   },
-  backend: { ...example.backend, starttls: true, require_xclient: false, keepalive: 30 },
+  backend: { ...example.backend, starttls: true, require_xclient: false, keepalive: 30, reuse_sessions: true },
   limits: { ...example.limits, exempt: ['192.0.2.0/24', '2001:db8::1/128'], max_session_time: 0 },
   edge: {
     ...example.edge,
@@ -74,6 +74,7 @@ describe.each([
       keepAliveMs: backend.keepalive * 1000,
       requireXclient: backend.require_xclient,
       starttls: backend.starttls,
+      reuseSessions: backend.reuse_sessions,
       rdnsTimeoutMs: backend.rdns_timeout * 1000,
       heloName: config.hostname,
       clientTimeoutMs: config.inbound.inactivity_timeout * 1000,

@@ -151,21 +151,43 @@ export class BackendSession {
     });
   }
 
-  /** Closes the session when the signal fires (the client left while the session was still opening). */
-  private abortOn(signal: AbortSignal): void {
+  /** Closes the session when the signal fires (the client left while the session was still opening, or
+   * while a kept session was handed to it); the returned function stops watching the signal. */
+  abortOn(signal: AbortSignal): () => void {
     const onAbort = () => this.fail(ABORTED, true);
+    const stop = () => signal.removeEventListener('abort', onAbort);
     signal.addEventListener('abort', onAbort, { once: true });
-    this.failureListeners.add(() => signal.removeEventListener('abort', onAbort));
+    this.failureListeners.add(stop);
+    return () => {
+      stop();
+      this.failureListeners.delete(stop);
+    };
   }
 
-  /** Calls `listener` once when the session ends, however it ends (at once when it already has). */
-  onEnd(listener: () => void): void {
-    if (this.failure) listener();
-    else this.failureListeners.add(() => listener());
+  /** Calls `listener` once when the session ends, however it ends (at once when it already has); the
+   * returned function forgets the listener (a session kept for the next client outlives its first one). */
+  onEnd(listener: () => void): () => void {
+    if (this.failure) {
+      listener();
+      return () => undefined;
+    }
+    const onFailure = () => listener();
+    this.failureListeners.add(onFailure);
+    return () => this.failureListeners.delete(onFailure);
   }
 
   get usable(): boolean {
     return this.failure === null && !this.socket.destroyed;
+  }
+
+  /** Usable, with no reply awaited and no keepalive NOOP on its way: nothing of a command is in flight. */
+  get idle(): boolean {
+    return this.usable && this.waiters.length === 0 && this.noopInFlight === null && this.keepAliveMs === null;
+  }
+
+  /** The session runs over TLS (STARTTLS succeeded). */
+  get secure(): boolean {
+    return this.socket instanceof tls.TLSSocket;
   }
 
   private onData(chunk: Buffer): void {

@@ -23,9 +23,10 @@ import { startClientNameLookup } from './client-name';
 import { abortStore, activeBackupMx, answerStoredRecipient, configureBackupMx, flushBackupMx, storedRecipients, storeMessage, type BackupMx } from './backup';
 import { startDrain, stopDrain } from './drain';
 import { BackendUnreachable, backendFor, forgetBackendXclient } from './open';
+import { closeKeptSessions, keepSession, mayKeep } from './pool';
 import { backendBusy, backendUnavailable, isOk, refusal, refuse, transactionLost } from './replies';
 import { readForwardSettings, readLocalDomains, type ForwardPlugin } from './settings';
-import { BackendBusy, backendState, bindingOf, BOUND, dropBackend, liveBinding, OPENING, type Binding } from './state';
+import { BackendBusy, backendState, bindingOf, BOUND, dropBackend, liveBinding, OPENING, STATE, type Binding } from './state';
 import { backendRecipient, holdClientTimer, liveOrReplayed, MAIL_PARAMS, mailFromLine, messagePayload, ReplayRefused, sendEnvelope, streamBody } from './transaction';
 
 /** Messages up to this size go to the backend in one write from a copy of the stored lines
@@ -47,6 +48,8 @@ export function register(this: ForwardPlugin): void {
 export function load_forward_ini(this: ForwardPlugin): void {
   this.settings = readForwardSettings(this.config, () => this.load_forward_ini());
   forgetBackendXclient();
+  // Kept sessions were greeted under the old settings (another backend, reuse turned off).
+  closeKeptSessions();
   const opening = configureBackupMx(this.settings.storeAndForward, (message) => this.lognotice(message));
   if (!opening) return stopDrain();
   opening.then(
@@ -58,6 +61,7 @@ export function load_forward_ini(this: ForwardPlugin): void {
 /** Haraka's graceful stop: the recipient cache's last changes are written. */
 export function shutdown(this: ForwardPlugin): void {
   stopDrain();
+  closeKeptSessions();
   flushBackupMx();
 }
 
@@ -200,6 +204,7 @@ export function forward_message(this: ForwardPlugin, next: Next, connection: Con
     // Postfix's smtpd_timeout), and it costs one round trip.
     state.session.keepAlive(null);
     state.inData = true;
+    state.transactions += 1;
     const go = await state.session.command('DATA');
     if (go.code !== 354) {
       // A refused DATA leaves the backend transaction open: the reset hook RSETs it.
@@ -268,8 +273,28 @@ export function reset_backend_transaction(this: ForwardPlugin, next: Next, conne
 
 export function close_backend(this: ForwardPlugin, next: Next, connection: Connection): void {
   (connection.notes[OPENING] as AbortController | undefined)?.abort();
+  const state = backendState(connection);
+  const keep =
+    this.settings.reuseSessions &&
+    state !== undefined &&
+    mayKeep(
+      {
+        xclient: state.xclient,
+        clean: state.binding === null && !state.inData && state.session.idle,
+        authenticated: connection.notes.auth_user !== undefined,
+        openedAt: state.openedAt,
+        transactions: state.transactions,
+      },
+      Date.now(),
+    );
   // A session still opening holds a slot but is not in the notes yet.
   backendSessions.release(connection);
-  dropBackend(connection, true);
+  if (keep && state) {
+    state.detach();
+    delete connection.notes[STATE];
+    keepSession({ session: state.session, xclient: state.xclient as ReadonlySet<string>, openedAt: state.openedAt, transactions: state.transactions });
+  } else {
+    dropBackend(connection, true);
+  }
   next();
 }

@@ -1,11 +1,13 @@
 // Opening the backend session of a client connection: connect from the WireGuard address, [EHLO,
-// STARTTLS, EHLO,] XCLIENT with the client's identity, then the client's own HELO or EHLO. The session is
-// kept for the connection until the client's identity changes, and holds a slot under
-// limits.max_backend_sessions for as long as it lives.
+// STARTTLS, EHLO,] XCLIENT with the client's identity, then the client's own HELO or EHLO; or, with
+// backend.reuse_sessions, XCLIENT and the client's HELO or EHLO in an idle session an earlier client left
+// (pool.ts). The session is kept for the connection until the client's identity changes, and holds a slot
+// under limits.max_backend_sessions for as long as it lives.
 import type { Connection } from '../haraka/connection';
 import { backendSessions } from '../limits/backend-sessions';
 import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
 import { clientName } from './client-name';
+import { keptSessions, takeKeptSession, type KeptSession } from './pool';
 import { isOk } from './replies';
 import type { ForwardPlugin, Settings } from './settings';
 import { BackendBusy, backendState, dropBackend, OPENING, STATE, type BackendState } from './state';
@@ -117,6 +119,29 @@ export interface GreetingEvents {
 export interface Greeted {
   pipelining: boolean;
   esmtp: boolean;
+  /** The XCLIENT attributes the EHLO after XCLIENT advertised (a backend that would take another XCLIENT
+   * in this session); null without XCLIENT, after HELO, or when it no longer offers XCLIENT with ADDR. */
+  xclient: ReadonlySet<string> | null;
+}
+
+/** XCLIENT with the client's facts, then the client's own HELO or EHLO: the session is the client's. */
+async function introduceClient(session: BackendSession, advertised: ReadonlySet<string>, facts: ClientFacts): Promise<Greeted> {
+  for (const command of xclientCommands(xclientAttributes(facts, advertised))) {
+    const reply = await session.command(command);
+    // Postfix answers XCLIENT with a new 220 greeting.
+    if (!isOk(reply)) throw new XclientRefused(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, reply);
+  }
+  // Postfix takes the HELO name and the protocol from the HELO or EHLO that must follow XCLIENT, not
+  // from XCLIENT HELO= and PROTO=: the client's own verb, with its name when that is one safe token
+  // (Haraka keeps only the first word of HELO and refuses control characters; anything else outside
+  // printable ASCII is not sent raw), else its address literal, never this proxy's name.
+  const heloForBackend = SAFE_HELO.test(facts.helo ?? '') ? (facts.helo as string) : addressLiteral(facts.ip);
+  const verb = facts.esmtp ? 'EHLO' : 'HELO';
+  const greeting = await session.command(`${verb} ${heloForBackend}`);
+  if (!isOk(greeting)) throw new BackendError(`backend refused ${verb} after XCLIENT with ${greeting.code}`, greeting);
+  // After HELO the session has no extensions: no pipelining, no MAIL parameters.
+  const capabilities = facts.esmtp ? parseCapabilities(greeting) : new Map<string, string[]>();
+  return { pipelining: capabilities.has('PIPELINING'), esmtp: facts.esmtp, xclient: offeredXclient(capabilities) };
 }
 
 /** After the banner: [EHLO, STARTTLS, EHLO,] unless the XCLIENT attributes are remembered, then XCLIENT
@@ -129,7 +154,6 @@ export async function greetBackend(
   events: GreetingEvents,
 ): Promise<Greeted> {
   let capabilities = new Map<string, string[]>();
-  let esmtp = true;
   let advertised = remembered;
   if (!advertised) {
     let ehlo = await session.command(`EHLO ${settings.heloName}`);
@@ -148,30 +172,13 @@ export async function greetBackend(
     rememberedXclient = settings.starttls ? null : advertised;
   }
   if (advertised) {
-    const facts = await factsOf();
-    for (const command of xclientCommands(xclientAttributes(facts, advertised))) {
-      const reply = await session.command(command);
-      // Postfix answers XCLIENT with a new 220 greeting.
-      if (!isOk(reply)) throw new XclientRefused(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, reply);
-    }
-    // Postfix takes the HELO name and the protocol from the HELO or EHLO that must follow XCLIENT, not
-    // from XCLIENT HELO= and PROTO=: the client's own verb, with its name when that is one safe token
-    // (Haraka keeps only the first word of HELO and refuses control characters; anything else outside
-    // printable ASCII is not sent raw), else its address literal, never this proxy's name.
-    const heloForBackend = SAFE_HELO.test(facts.helo ?? '') ? (facts.helo as string) : addressLiteral(facts.ip);
-    const verb = facts.esmtp ? 'EHLO' : 'HELO';
-    const greeting = await session.command(`${verb} ${heloForBackend}`);
-    if (!isOk(greeting)) throw new BackendError(`backend refused ${verb} after XCLIENT with ${greeting.code}`, greeting);
-    // After HELO the session has no extensions: no pipelining, no MAIL parameters.
-    capabilities = facts.esmtp ? parseCapabilities(greeting) : new Map();
-    esmtp = facts.esmtp;
+    const introduced = await introduceClient(session, advertised, await factsOf());
     events.xclient();
-  } else if (settings.requireXclient) {
-    throw new BackendError('backend does not offer XCLIENT to this host (see smtpd_authorized_xclient_hosts)', null);
-  } else {
-    events.noXclient();
+    return introduced;
   }
-  return { pipelining: capabilities.has('PIPELINING'), esmtp };
+  if (settings.requireXclient) throw new BackendError('backend does not offer XCLIENT to this host (see smtpd_authorized_xclient_hosts)', null);
+  events.noXclient();
+  return { pipelining: capabilities.has('PIPELINING'), esmtp: true, xclient: null };
 }
 
 /** Connect, greet (EHLO, STARTTLS) unless the XCLIENT attributes are remembered, XCLIENT, EHLO again. */
@@ -187,7 +194,7 @@ async function establishBackend(plugin: ForwardPlugin, connection: Connection, r
       },
       warn: (message) => connection.logwarn(plugin, message),
     });
-    return { session, ...greeted, identity: identityOf(connection), binding: null, inData: false };
+    return { session, ...greeted, identity: identityOf(connection), binding: null, inData: false, openedAt: Date.now(), transactions: 0, detach: () => undefined };
   } catch (err) {
     session.destroy();
     throw err;
@@ -204,6 +211,71 @@ function identityOf(connection: Connection): string {
   return JSON.stringify([connection.hello.verb ?? null, connection.hello.host ?? null, connection.tls?.enabled === true]);
 }
 
+/** A kept session made the client's: XCLIENT with its facts and its own HELO or EHLO. null when that fails
+ * in any way (the backend closed it, refused the XCLIENT, answered anything unexpected): the session is
+ * closed and the caller connects afresh, so that a stale kept session never costs the client a 4xx. */
+async function reuseBackend(plugin: ForwardPlugin, connection: Connection, kept: KeptSession, facts: ClientFacts, signal: AbortSignal): Promise<BackendState | null> {
+  const { session } = kept;
+  const stopWatching = session.abortOn(signal);
+  try {
+    const introduced = await introduceClient(session, kept.xclient, facts);
+    if (session.secure) connection.results.add(plugin, { pass: 'backend_tls' });
+    connection.results.add(plugin, { pass: 'xclient' });
+    connection.results.add(plugin, { pass: 'backend_reused' });
+    return {
+      session,
+      ...introduced,
+      identity: identityOf(connection),
+      binding: null,
+      inData: false,
+      openedAt: kept.openedAt,
+      transactions: kept.transactions,
+      detach: () => undefined,
+    };
+  } catch (err) {
+    session.destroy();
+    if (signal.aborted) throw err;
+    connection.loginfo(plugin, `kept backend session not usable (${(err as Error).message}): connecting afresh`);
+    return null;
+  } finally {
+    stopWatching();
+  }
+}
+
+/** A kept session for this client, introduced, or null (reuse off, none kept, or the kept one failed). The
+ * client's facts (its name lookup) are awaited before a session is taken from the pool, so that it never
+ * idles longer than the pool allows; `taken` is one already taken for its slot. */
+async function keptBackend(plugin: ForwardPlugin, connection: Connection, taken: KeptSession | null, signal: AbortSignal): Promise<BackendState | null> {
+  if (!taken && !plugin.settings.reuseSessions) return null;
+  let kept = taken;
+  try {
+    const facts = await clientFacts(connection);
+    // The client left meanwhile: opening afresh fails at once with the abort.
+    if (signal.aborted) return null;
+    kept ??= takeKeptSession();
+    const state = kept ? await reuseBackend(plugin, connection, kept, facts, signal) : null;
+    kept = null;
+    return state;
+  } finally {
+    kept?.session.destroy();
+  }
+}
+
+/** A slot under limits.max_backend_sessions for the connection. At the cap, a kept idle session gives its
+ * slot up: it is returned, for this client to use. */
+function acquireSlot(connection: Connection): KeptSession | null {
+  let taken: KeptSession | null = null;
+  for (;;) {
+    const slot = backendSessions.acquire(connection, connection.remote.ip);
+    if (slot.ok) return taken;
+    if (slot.reason !== 'max_backend_sessions' || taken || keptSessions() === 0) {
+      taken?.session.quit();
+      throw new BackendBusy(slot.reason, slot.limit);
+    }
+    taken = takeKeptSession();
+  }
+}
+
 /** The connection's usable backend session, or a new one. The open is abortable: a client that leaves
  * while it is in flight (banner, XCLIENT, EHLO) closes it at once instead of holding a backend smtpd
  * process until the backend's own timeout. */
@@ -214,18 +286,17 @@ export async function backendFor(plugin: ForwardPlugin, connection: Connection):
   if (existing) dropBackend(connection);
   // limits.max_backend_sessions and its share per client network (set by mailproxy-limits): over either,
   // no backend connection is made.
-  const slot = backendSessions.acquire(connection, connection.remote.ip);
-  if (!slot.ok) throw new BackendBusy(slot.reason, slot.limit);
+  const taken = acquireSlot(connection);
   const opening = new AbortController();
   connection.notes[OPENING] = opening;
   try {
-    const state = await openBackend(plugin, connection, opening.signal);
+    const state = (await keptBackend(plugin, connection, taken, opening.signal)) ?? (await openBackend(plugin, connection, opening.signal));
     // Without XCLIENT nothing awaited the name yet: Haraka's Received header at DATA wants it.
     await clientName(connection);
     connection.notes[STATE] = state;
     // The slot lives as long as the backend session: one the backend closed (idle, stress) or that failed
     // frees it at once, not when the client leaves.
-    state.session.onEnd(() => {
+    state.detach = state.session.onEnd(() => {
       if (connection.notes[STATE] !== state) return;
       delete connection.notes[STATE];
       backendSessions.release(connection);

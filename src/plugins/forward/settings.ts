@@ -22,6 +22,7 @@ export interface ForwardIni {
     require_xclient: boolean;
     starttls: boolean;
     rdns_timeout: number;
+    reuse_sessions: boolean;
   };
   store_and_forward: {
     enabled: boolean;
@@ -36,7 +37,7 @@ export interface ForwardIni {
 }
 
 /** haraka-config's booleans: declared, so that it reads them as booleans, with the value a missing key takes. */
-const BOOLEANS = ['+main.require_xclient', '-main.starttls', '-store_and_forward.enabled'];
+const BOOLEANS = ['+main.require_xclient', '-main.starttls', '-main.reuse_sessions', '-store_and_forward.enabled'];
 
 export interface StoreForwardSettings {
   /** Keep mail for known recipients while the backend cannot be reached. */
@@ -70,6 +71,8 @@ export interface Settings {
   keepAliveMs: number;
   requireXclient: boolean;
   starttls: boolean;
+  /** Keep idle backend sessions for the next client session (pool.ts). */
+  reuseSessions: boolean;
   rdnsTimeoutMs: number;
   heloName: string;
   /** Haraka's client inactivity timeout (smtp.ini), restored after the end-of-data wait. */
@@ -109,6 +112,7 @@ export function forwardIni(config: Config): ForwardIni {
       require_xclient: backend.require_xclient,
       starttls: backend.starttls,
       rdns_timeout: backend.rdns_timeout,
+      reuse_sessions: backend.reuse_sessions,
     },
     store_and_forward: {
       enabled: store.enabled,
@@ -153,6 +157,7 @@ export function renderForwardFiles(config: Config, header: FileHeader): Rendered
         data_timeout: 'The wait for the reply after the end of data (content filters run then).',
         body_timeout: 'The longest the message data may take to reach the backend: backend.timeout + max_message_size at 64 KB/s.',
         keepalive: 'NOOP to the backend after this many quiet seconds while a transaction waits for its client; 0: none (a lost session is replayed).',
+        reuse_sessions: "Keep a client's idle backend session for the next client (XCLIENT again in it); the backend must authorize XCLIENT for every client identity.",
       }),
       iniSection('store_and_forward', ini.store_and_forward, {
         enabled: 'Keep mail for known recipients while the backend cannot be reached.',
@@ -186,6 +191,7 @@ export function readForwardSettings(config: HarakaConfig, reload?: () => void): 
     keepAliveMs: Number(main.keepalive ?? 0) * 1000,
     requireXclient: main.require_xclient === true,
     starttls: main.starttls === true,
+    reuseSessions: main.reuse_sessions === true,
     rdnsTimeoutMs: Number(main.rdns_timeout ?? 3) * 1000,
     heloName: me ?? 'localhost',
     // Haraka's own default when smtp.ini does not set it (server.js).

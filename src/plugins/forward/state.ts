@@ -33,6 +33,14 @@ export interface BackendState {
   /** From the DATA sent to the backend until its end-of-data reply: an RSET or QUIT written now would be
    * read as a body line, so only closing the connection aborts the transaction. */
   inData: boolean;
+  /** What the EHLO after XCLIENT advertised of XCLIENT: the backend would take another one (pool.ts). */
+  xclient: ReadonlySet<string> | null;
+  /** When the backend connection was made (a kept session carries its first client's time). */
+  openedAt: number;
+  /** Messages this backend session carried, for all its clients. */
+  transactions: number;
+  /** Stops watching the session's end for this connection: it goes to another client. */
+  detach: () => void;
 }
 
 /** Connection note: the BackendState. */

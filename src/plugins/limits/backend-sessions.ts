@@ -8,7 +8,9 @@
 // master.cf service). A slot is held from the moment a client session starts to open its backend session
 // until that backend session ends, whoever ends it: the forwarder dropping it, the client leaving, or the
 // backend closing it (idle, stress). A client network (IPv4 /24, IPv6 /48) holds at most its own share, so
-// a handful of addresses cannot take every slot. Without mailproxy-limits there is no cap.
+// a handful of addresses cannot take every slot. An idle backend session kept for the next client
+// (backend.reuse_sessions) holds a slot of its own that no client network is charged for. Without
+// mailproxy-limits there is no cap.
 import ipaddr from 'ipaddr.js';
 
 /** Who holds a slot: a client connection (at most one slot each). */
@@ -25,6 +27,8 @@ export function networkKey(ip: string): string {
     .join(':')}::/48`;
 }
 
+/** The network of an idle pooled session's slot: none. */
+const IDLE = '\0idle';
 const holders = new Map<Holder, string>();
 const perNetwork = new Map<string, number>();
 let max = Number.POSITIVE_INFINITY;
@@ -62,11 +66,20 @@ export const backendSessions = {
     perNetwork.set(network, used + 1);
     return { ok: true };
   },
+  /** Takes a slot for an idle backend session kept for the next client: counted against the cap, charged
+   * to no client network. A holder that has one keeps it. */
+  acquireIdle(holder: Holder): boolean {
+    if (holders.has(holder)) return true;
+    if (holders.size >= max) return false;
+    holders.set(holder, IDLE);
+    return true;
+  },
   /** Gives the holder's slot back (nothing when it has none). */
   release(holder: Holder): void {
     const network = holders.get(holder);
     if (network === undefined) return;
     holders.delete(holder);
+    if (network === IDLE) return;
     const left = (perNetwork.get(network) ?? 1) - 1;
     if (left > 0) perNetwork.set(network, left);
     else perNetwork.delete(network);
