@@ -15,8 +15,8 @@ export type Variant = 'mailproxy' | 'stock' | 'discard' | 'bare' | EdgeVariant;
  * that makes every client public (as test/integration/edge.test.ts does), and log at notice, the level
  * the decision lines are written at (every variant logs Haraka's connect and disconnect lines too).
  */
-type EdgeVariant = 'noedge' | 'edge' | 'edgednsbl' | 'rendered';
-export const EDGE_VARIANTS: ReadonlySet<string> = new Set<EdgeVariant>(['noedge', 'edge', 'edgednsbl', 'rendered']);
+type EdgeVariant = 'noedge' | 'edge' | 'edgednsbl' | 'rendered' | 'reuse';
+export const EDGE_VARIANTS: ReadonlySet<string> = new Set<EdgeVariant>(['noedge', 'edge', 'edgednsbl', 'rendered', 'reuse']);
 const PUBLIC_CLIENTS_PLUGIN = `exports.register = function () { this.register_hook('connect_init', 'make_public') }
 exports.make_public = function (next, connection) { connection.remote.is_private = false; connection.remote.is_local = false; next() }
 `;
@@ -34,6 +34,7 @@ export const LABELS: Record<Variant | 'direct', string> = {
   edge: 'haraka-in, default edge checks',
   edgednsbl: 'haraka-in, edge + 1 DNSBL zone',
   rendered: 'haraka-in as rendered (log level info)',
+  reuse: 'as rendered + backend.reuse_sessions',
 };
 
 /** haraka-in on CPU 0 in front of the sink, with mailproxy-forward or a plugin swapped in for it. */
@@ -45,7 +46,9 @@ export async function startHarakaIn(root: string, variant: Variant, backendPort:
       // The forwarder alone: its log lines are not measured (`rendered` logs as installed, at info).
       config.log_level = 'error';
       if (EDGE_VARIANTS.has(variant)) {
-        config.log_level = variant === 'rendered' ? 'info' : 'notice';
+        config.log_level = variant === 'rendered' || variant === 'reuse' ? 'info' : 'notice';
+        // The sink answers every XCLIENT, as Postfix with smtpd_authorized_xclient_hosts=static:all.
+        if (variant === 'reuse') config.backend = { ...config.backend, reuse_sessions: true };
         // All load comes from one or two addresses: the per-address limits would refuse it (they stay loaded).
         config.limits = { ...config.limits, exempt: ['127.0.0.0/8'] };
       }

@@ -4,6 +4,8 @@
 //   direct      load generator -> the XCLIENT sink                  (the ceiling)
 //   mailproxy   load generator -> haraka-in (mailproxy-forward, XCLIENT every session) -> the sink
 //   rendered    the same haraka-in as installed: edge checks, limits, log level info
+//   reuse       rendered, with backend.reuse_sessions (the sink takes every XCLIENT, as Postfix with static:all)
+//   reuse       rendered, with backend.reuse_sessions (the sink takes every XCLIENT, as Postfix with static:all)
 //   stock       load generator -> haraka-in (queue/smtp_forward) -> the sink
 //   discard     load generator -> haraka-in (queue/discard): our haraka-in without forwarding
 //   bare        load generator -> Haraka with only mailproxy-dns, rcpt_to.in_host_list and queue/discard: its floor
@@ -172,7 +174,7 @@ async function main(): Promise<void> {
   const sinkPort = BASE_PORT;
   const sink = startSink(sinkPort);
   // BENCH_VARIANTS=noedge,edge,edgednsbl runs only those (figures of the others then read NaN).
-  const variants = (['mailproxy', 'rendered', 'stock', 'discard', 'bare', 'noedge', 'edge', 'edgednsbl'] as Variant[]).filter(
+  const variants = (['mailproxy', 'rendered', 'reuse', 'stock', 'discard', 'bare', 'noedge', 'edge', 'edgednsbl'] as Variant[]).filter(
     (variant) => !process.env.BENCH_VARIANTS || process.env.BENCH_VARIANTS.split(',').includes(variant),
   );
   const running = new Map<Variant, Topology>();
@@ -226,9 +228,11 @@ async function main(): Promise<void> {
     console.log('');
     const cpuOf = (name: Variant) => cpuPerMessageMs.get(name) ?? NaN;
     console.log(`ratio mailproxy / stock smtp_forward:  ${(ours / rate('stock')).toFixed(2)}x   (CPU per message ${(cpuOf('mailproxy') / cpuOf('stock')).toFixed(2)}x)`);
-    console.log(
-      `ratio as rendered / stock smtp_forward: ${(rate('rendered') / rate('stock')).toFixed(2)}x   (target >= 1.5; CPU per message ${(cpuOf('rendered') / cpuOf('stock')).toFixed(2)}x, target <= 0.67)`,
-    );
+    for (const variant of ['rendered', 'reuse'] as const) {
+      console.log(
+        `ratio ${LABELS[variant]} / stock: ${(rate(variant) / rate('stock')).toFixed(2)}x (target >= 1.5; CPU per message ${(cpuOf(variant) / cpuOf('stock')).toFixed(2)}x, target <= 0.67)`,
+      );
+    }
     console.log(`ratio mailproxy / direct to sink:      ${(ours / rate('direct')).toFixed(2)}    (target >= 0.5)`);
     console.log(`ratio mailproxy / haraka-in discard:   ${(ours / rate('discard')).toFixed(2)}    (the same haraka-in, no forwarding at all)`);
     console.log(`ratio bare Haraka / direct to sink:    ${(rate('bare') / rate('direct')).toFixed(2)}    (Haraka's floor: no plugins but rcpt_to and discard)`);
