@@ -1,6 +1,7 @@
 // What the DANE and TLS report tests share: haraka-out alone, routing through a DNSSEC-validating resolver
 // (src/testpeers/dnssec.ts) to MX stand-ins on `port`, trusting a test CA, with MTA-STS policies served by
 // an HTTPS server of the test (enforce, the given mx line for every domain it is asked about).
+import { createHash, X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TestCa } from '../../src/certs/testca';
@@ -41,3 +42,9 @@ export function daneOutbound(
       }),
   };
 }
+
+/** The SHA-256 of a certificate's public key (SPKI), as a `3 1 1` TLSA record names it. */
+export const spkiSha256 = (pem: string) =>
+  createHash('sha256')
+    .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex');

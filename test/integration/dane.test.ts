@@ -17,13 +17,9 @@ import { runCli } from '../helpers/cli';
 import { missingPeers, requirePeers } from '../helpers/peers';
 import { eventually } from '../helpers/poll';
 import { relayOut } from '../helpers/send';
-import { daneOutbound, startPolicyHost } from '../helpers/dane-rig';
+import { daneOutbound, spkiSha256, startPolicyHost } from '../helpers/dane-rig';
 import { withTopology } from '../helpers/topology';
 
-const spkiSha256 = (pem: string) =>
-  createHash('sha256')
-    .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
-    .digest('hex');
 const certSha256 = (pem: string) => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
 
 /** One recipient domain per case, each with its MX on its own loopback address. */

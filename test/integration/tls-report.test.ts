@@ -1,8 +1,3 @@
-// SMTP TLS Reporting (RFC 8460) end to end: haraka-out delivers to four domains with a policy (a DANE
-// success, a TLSA mismatch, an MTA-STS enforce success, an MTA-STS enforce MX without STARTTLS), counts each
-// session in its store, and `mailproxy tls-report send` turns the day into one report per domain, emailed
-// through haraka-out's own queue to the address each domain's `_smtp._tls` record names (a stand-in MX).
-import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type https from 'node:https';
 import os from 'node:os';
@@ -21,13 +16,8 @@ import { runCli } from '../helpers/cli';
 import { missingPeers, requirePeers } from '../helpers/peers';
 import { eventually } from '../helpers/poll';
 import { relayOut } from '../helpers/send';
-import { daneOutbound, startPolicyHost } from '../helpers/dane-rig';
+import { daneOutbound, spkiSha256, startPolicyHost } from '../helpers/dane-rig';
 import { withTopology } from '../helpers/topology';
-
-const spkiSha256 = (pem: string) =>
-  createHash('sha256')
-    .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
-    .digest('hex');
 
 const DOMAINS = {
   dane: { domain: 'rpt-dane.test', address: '127.0.0.51' },
