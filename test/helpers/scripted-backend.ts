@@ -16,7 +16,7 @@ export interface ScriptedBackendOptions {
   xclient?: string | null;
   /** Refuse XCLIENT before EHLO, as some MTAs do. */
   ehloFirst?: boolean;
-  /** The reply to the n-th XCLIENT command of the whole run (0-based); 220 by default. */
+  /** The reply to the n-th XCLIENT command of the whole run (0-based); 'silent': none, ever. */
   xclientReply?: (n: number) => string | null;
   /** The reply to the n-th DATA command of the whole run (0-based); 354 by default. */
   dataReply?: (n: number) => string;
@@ -128,6 +128,8 @@ export async function startScriptedBackend(host: string, port: number, options: 
       } else if (verb === 'XCLIENT') {
         const scripted = options.xclientReply?.(xclientCommands);
         xclientCommands += 1;
+        // A backend gone quiet without closing (the tunnel down): no reply ever.
+        if (scripted === 'silent') return;
         reply(scripted ?? (options.ehloFirst && !seen.includes('EHLO') ? '503 5.5.1 Error: send HELO/EHLO first' : '220 scripted.test ESMTP'));
       } else if (verb === 'MAIL') {
         reply(rcpts ? '503 5.5.1 Error: nested MAIL command' : '250 2.1.0 ok');

@@ -255,9 +255,9 @@ export class BackendSession {
     return this.sendNow(lines);
   }
 
-  private sendNow(lines: string[]): Promise<Reply[]> {
+  private sendNow(lines: string[], timeoutMs = this.replyTimeoutMs): Promise<Reply[]> {
     if (this.failure) return Promise.reject(this.failure);
-    const replies = lines.map(() => this.read());
+    const replies = lines.map(() => this.read(timeoutMs));
     this.socket.write(lines.map((line) => `${line}\r\n`).join(''));
     this.armKeepAlive();
     return Promise.all(replies);
@@ -303,8 +303,10 @@ export class BackendSession {
     if (!this.failure) this.socket.write(data);
   }
 
-  async command(line: string): Promise<Reply> {
-    const [reply] = await this.send(line);
+  /** One command and its reply; timeoutMs overrides the reply timeout for it. */
+  async command(line: string, timeoutMs?: number): Promise<Reply> {
+    while (this.noopInFlight) await this.noopInFlight;
+    const [reply] = await this.sendNow([line], timeoutMs);
     return reply as Reply;
   }
 

@@ -61,7 +61,7 @@ export function load_forward_ini(this: ForwardPlugin): void {
 /** Haraka's graceful stop: the recipient cache's last changes are written. */
 export function shutdown(this: ForwardPlugin): void {
   stopDrain();
-  closeKeptSessions();
+  closeKeptSessions(true);
   flushBackupMx();
 }
 
@@ -284,6 +284,7 @@ export function close_backend(this: ForwardPlugin, next: Next, connection: Conne
         authenticated: connection.notes.auth_user !== undefined,
         openedAt: state.openedAt,
         transactions: state.transactions,
+        generation: state.generation,
       },
       Date.now(),
     );
@@ -292,7 +293,13 @@ export function close_backend(this: ForwardPlugin, next: Next, connection: Conne
   if (keep && state) {
     state.detach();
     delete connection.notes[STATE];
-    keepSession({ session: state.session, xclient: state.xclient as ReadonlySet<string>, openedAt: state.openedAt, transactions: state.transactions });
+    keepSession({
+      session: state.session,
+      xclient: state.xclient as ReadonlySet<string>,
+      openedAt: state.openedAt,
+      transactions: state.transactions,
+      generation: state.generation,
+    });
   } else {
     dropBackend(connection, true);
   }

@@ -7,7 +7,7 @@ import type { Connection } from '../haraka/connection';
 import { backendSessions } from '../limits/backend-sessions';
 import { BackendError, BackendSession, parseCapabilities, type Reply } from './backend-session';
 import { clientName } from './client-name';
-import { keptSessions, takeKeptSession, type KeptSession } from './pool';
+import { KEPT_REPLY_TIMEOUT_MS, keptSessions, settingsGeneration, takeKeptSession, type KeptSession } from './pool';
 import { isOk } from './replies';
 import type { ForwardPlugin, Settings } from './settings';
 import { BackendBusy, backendState, dropBackend, OPENING, STATE, type BackendState } from './state';
@@ -125,9 +125,9 @@ export interface Greeted {
 }
 
 /** XCLIENT with the client's facts, then the client's own HELO or EHLO: the session is the client's. */
-async function introduceClient(session: BackendSession, advertised: ReadonlySet<string>, facts: ClientFacts): Promise<Greeted> {
+async function introduceClient(session: BackendSession, advertised: ReadonlySet<string>, facts: ClientFacts, timeoutMs?: number): Promise<Greeted> {
   for (const command of xclientCommands(xclientAttributes(facts, advertised))) {
-    const reply = await session.command(command);
+    const reply = await session.command(command, timeoutMs);
     // Postfix answers XCLIENT with a new 220 greeting.
     if (!isOk(reply)) throw new XclientRefused(`backend refused XCLIENT with ${reply.code} ${reply.lines.join(' ')}`, reply);
   }
@@ -137,7 +137,7 @@ async function introduceClient(session: BackendSession, advertised: ReadonlySet<
   // printable ASCII is not sent raw), else its address literal, never this proxy's name.
   const heloForBackend = SAFE_HELO.test(facts.helo ?? '') ? (facts.helo as string) : addressLiteral(facts.ip);
   const verb = facts.esmtp ? 'EHLO' : 'HELO';
-  const greeting = await session.command(`${verb} ${heloForBackend}`);
+  const greeting = await session.command(`${verb} ${heloForBackend}`, timeoutMs);
   if (!isOk(greeting)) throw new BackendError(`backend refused ${verb} after XCLIENT with ${greeting.code}`, greeting);
   // After HELO the session has no extensions: no pipelining, no MAIL parameters.
   const capabilities = facts.esmtp ? parseCapabilities(greeting) : new Map<string, string[]>();
@@ -194,7 +194,17 @@ async function establishBackend(plugin: ForwardPlugin, connection: Connection, r
       },
       warn: (message) => connection.logwarn(plugin, message),
     });
-    return { session, ...greeted, identity: identityOf(connection), binding: null, inData: false, openedAt: Date.now(), transactions: 0, detach: () => undefined };
+    return {
+      session,
+      ...greeted,
+      identity: identityOf(connection),
+      binding: null,
+      inData: false,
+      openedAt: Date.now(),
+      transactions: 0,
+      generation: settingsGeneration(),
+      detach: () => undefined,
+    };
   } catch (err) {
     session.destroy();
     throw err;
@@ -218,7 +228,9 @@ async function reuseBackend(plugin: ForwardPlugin, connection: Connection, kept:
   const { session } = kept;
   const stopWatching = session.abortOn(signal);
   try {
-    const introduced = await introduceClient(session, kept.xclient, facts);
+    // A kept session that died without a word (the tunnel down) must not hold the client for the whole reply
+    // timeout: its XCLIENT and EHLO are a liveness check, answered at once by a live backend.
+    const introduced = await introduceClient(session, kept.xclient, facts, KEPT_REPLY_TIMEOUT_MS);
     if (session.secure) connection.results.add(plugin, { pass: 'backend_tls' });
     connection.results.add(plugin, { pass: 'xclient' });
     connection.results.add(plugin, { pass: 'backend_reused' });
@@ -230,6 +242,7 @@ async function reuseBackend(plugin: ForwardPlugin, connection: Connection, kept:
       inData: false,
       openedAt: kept.openedAt,
       transactions: kept.transactions,
+      generation: kept.generation,
       detach: () => undefined,
     };
   } catch (err) {

@@ -17,6 +17,19 @@ export const KEEP_MAX_AGE_MS = 60_000;
 export const KEEP_MAX_TRANSACTIONS = 50;
 /** Idle sessions kept at most. */
 export const KEEP_MAX_SESSIONS = 8;
+/** Reply timeout of the XCLIENT and EHLO that make a kept session the next client's: a live backend
+ * answers at once, and one that died without a word must not hold the client for the whole reply timeout. */
+export const KEPT_REPLY_TIMEOUT_MS = 3_000;
+
+/** Bumped by every settings (re)load and at shutdown: a session opened before is never kept (it may lead to
+ * another backend, over plaintext where STARTTLS is now wanted, from another address). */
+let generation = 0;
+/** False once Haraka is stopping: sessions of clients still connected are closed, not kept. */
+let accepting = true;
+
+export function settingsGeneration(): number {
+  return generation;
+}
 
 /** A backend session between clients: greeted, XCLIENT and EHLO done, no transaction open. */
 export interface KeptSession {
@@ -26,6 +39,7 @@ export interface KeptSession {
   openedAt: number;
   /** Messages carried so far. */
   transactions: number;
+  generation: number;
 }
 
 /** What decides whether a session ending with its client is kept. */
@@ -38,10 +52,13 @@ export interface KeepFacts {
   authenticated: boolean;
   openedAt: number;
   transactions: number;
+  /** The settings generation it was opened under. */
+  generation: number;
 }
 
-/** Pure: whether a session in this state may wait for the next client. */
+/** Whether a session in this state may wait for the next client. */
 export function mayKeep(facts: KeepFacts, now: number): boolean {
+  if (!accepting || facts.generation !== generation) return false;
   return facts.xclient !== null && facts.clean && !facts.authenticated && now - facts.openedAt < KEEP_MAX_AGE_MS && facts.transactions < KEEP_MAX_TRANSACTIONS;
 }
 
@@ -65,6 +82,7 @@ function remove(entry: Entry): void {
 /** Keeps the session for the next client, or QUITs it when the pool is full or no slot is free. The
  * caller has given back its client's slot. */
 export function keepSession(session: KeptSession): void {
+  if (!accepting || session.generation !== generation) return session.session.quit();
   if (kept.length >= KEEP_MAX_SESSIONS) closeOldest();
   const entry = { ...session } as Entry;
   if (!session.session.idle || !backendSessions.acquireIdle(entry)) return session.session.quit();
@@ -83,8 +101,8 @@ export function keepSession(session: KeptSession): void {
 export function takeKeptSession(now = Date.now()): KeptSession | null {
   for (let entry = kept.at(-1); entry; entry = kept.at(-1)) {
     remove(entry);
-    if (entry.session.idle && now - entry.openedAt < KEEP_MAX_AGE_MS) {
-      return { session: entry.session, xclient: entry.xclient, openedAt: entry.openedAt, transactions: entry.transactions };
+    if (entry.session.idle && now - entry.openedAt < KEEP_MAX_AGE_MS && entry.generation === generation) {
+      return { session: entry.session, xclient: entry.xclient, openedAt: entry.openedAt, transactions: entry.transactions, generation: entry.generation };
     }
     entry.session.quit();
   }
@@ -100,8 +118,11 @@ export function closeOldest(): boolean {
   return true;
 }
 
-/** QUITs every kept session (the settings changed: the backend may be another one, or reuse is off). */
-export function closeKeptSessions(): void {
+/** QUITs every kept session: the settings changed (the backend may be another one, or reuse is off), so
+ * no session opened before is kept either; with `stopping`, none is kept any more at all. */
+export function closeKeptSessions(stopping = false): void {
+  generation += 1;
+  if (stopping) accepting = false;
   while (closeOldest());
 }
 

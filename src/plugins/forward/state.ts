@@ -37,6 +37,8 @@ export interface BackendState {
   xclient: ReadonlySet<string> | null;
   /** When the backend connection was made (a kept session carries its first client's time). */
   openedAt: number;
+  /** The settings it was opened under (pool.ts settingsGeneration): a session from older settings is not kept. */
+  generation: number;
   /** Messages this backend session carried, for all its clients. */
   transactions: number;
   /** Stops watching the session's end for this connection: it goes to another client. */
