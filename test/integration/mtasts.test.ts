@@ -103,7 +103,12 @@ describe('MTA-STS over loopback DNS and HTTPS', () => {
 
   it('discovers the enforce policy through TXT and HTTPS, then serves it from the cache', async () => {
     const resolver = createMtaStsResolver(options());
-    expect(await resolver.policyFor('example.net')).toEqual({ mode: 'enforce', mx: ['mx1.example.net', '*.mx.example.net'], source: 'fresh' });
+    expect(await resolver.policyFor('example.net')).toEqual({
+      mode: 'enforce',
+      mx: ['mx1.example.net', '*.mx.example.net'],
+      source: 'fresh',
+      policy: { version: 'STSv1', mode: 'enforce', mx: ['mx1.example.net', '*.mx.example.net'], maxAge: 86400 },
+    });
     expect(await resolver.policyFor('example.net')).toMatchObject({ mode: 'enforce', source: 'cache' });
     expect(requests.filter((host) => host.startsWith('mta-sts.example.net'))).toHaveLength(1);
     expect(dns!.queries).toContainEqual({ name: '_mta-sts.example.net', type: 'TXT' });
