@@ -15,7 +15,7 @@ const EHLO = [
   '250 XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT',
 ].join('\r\n');
 
-/** The reply to one command line, or null for DATA (its 354 is sent and the message follows). */
+/** The reply to one command line (to DATA its 354: the message follows, up to its final dot). */
 function replyTo(line: string): string {
   const verb = line.slice(0, 4).toUpperCase();
   switch (verb) {

@@ -28,11 +28,6 @@ export function certificateResult(code: string | undefined): ResultType {
   return 'validation-failure';
 }
 
-/** True when an error from a TLS client is about the peer's certificate (not the connection or the protocol). */
-export function isCertificateError(code: string | undefined): boolean {
-  return certificateResult(code) !== 'validation-failure';
-}
-
 /** The result type of an MTA-STS policy that could not be had (RFC 8460 §4.3.2.2), by the resolver's error. */
 export function stsPolicyResult(error: string): ResultType | null {
   if (/^invalid MTA-STS policy/.test(error)) return 'sts-policy-invalid';

@@ -24,7 +24,7 @@ export function emptyDay(day: string): DayRecord {
 const clip = (list: string[]) => list.slice(0, MAX_POLICY_STRINGS).map((text) => text.slice(0, MAX_STRING_LENGTH));
 
 /** The policy as a day keeps it: its strings and mx-host patterns clipped to the limits. */
-export function boundedPolicy(policy: AppliedPolicy): AppliedPolicy {
+function boundedPolicy(policy: AppliedPolicy): AppliedPolicy {
   return { type: policy.type, domain: policy.domain.slice(0, MAX_STRING_LENGTH), strings: clip(policy.strings), mxHost: clip(policy.mxHost) };
 }
 
