@@ -38,13 +38,14 @@ export class SmtpScript {
   }
 }
 
-/** Connects, reads the banner and says EHLO. */
-export async function openSession(host: string, port: number, options: { localAddress?: string; helo?: string } = {}): Promise<SmtpScript> {
+/** Connects, reads the banner and says EHLO (or HELO with `verb`). */
+export async function openSession(host: string, port: number, options: { localAddress?: string; helo?: string; verb?: 'EHLO' | 'HELO' } = {}): Promise<SmtpScript> {
   const session = await SmtpScript.connect(host, port, options.localAddress);
   const banner = await session.reply();
   if (banner.code !== 220) throw new Error(`banner: ${banner.lines.join(' | ')}`);
-  const ehlo = await session.command(`EHLO ${options.helo ?? 'client.test'}`);
-  if (ehlo.code !== 250) throw new Error(`EHLO: ${ehlo.lines.join(' | ')}`);
+  const verb = options.verb ?? 'EHLO';
+  const greeting = await session.command(`${verb} ${options.helo ?? 'client.test'}`);
+  if (greeting.code !== 250) throw new Error(`${verb}: ${greeting.lines.join(' | ')}`);
   return session;
 }
 

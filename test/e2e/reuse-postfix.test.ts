@@ -27,15 +27,29 @@ async function withReuse<T>(postfix: PostfixInstance, body: (t: Topology) => Pro
   );
 }
 
-const CLIENTS = [
+interface Client {
+  address: string;
+  helo: string;
+  subject: string;
+  verb?: 'HELO';
+}
+
+const CLIENTS: Client[] = [
   { address: '127.0.0.9', helo: 'first.example.net', subject: 'reuse from 9' },
   { address: '127.0.0.10', helo: 'second.example.net', subject: 'reuse from 10' },
   { address: '127.0.0.11', helo: 'third.example.net', subject: 'reuse from 11' },
 ];
 
-/** One client session (EHLO, one message to alice, QUIT); the end-of-data code. */
-async function deliverAs(t: Topology, client: (typeof CLIENTS)[number]): Promise<number> {
-  const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: client.address, helo: client.helo });
+/** Clients that say HELO, as smtp-source and many bulk senders do: their HELO reply advertises nothing. */
+const HELO_CLIENTS: Client[] = [
+  { address: '127.0.0.12', helo: 'fourth.example.net', subject: 'reuse from 12', verb: 'HELO' },
+  { address: '127.0.0.13', helo: 'fifth.example.net', subject: 'reuse from 13', verb: 'HELO' },
+  { address: '127.0.0.14', helo: 'sixth.example.net', subject: 'reuse from 14', verb: 'HELO' },
+];
+
+/** One client session (EHLO or HELO, one message to alice, QUIT); the end-of-data code. */
+async function deliverAs(t: Topology, client: Client): Promise<number> {
+  const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: client.address, helo: client.helo, ...(client.verb ? { verb: client.verb } : {}) });
   try {
     expect((await session.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
     expect((await session.command('RCPT TO:<alice@demo.test>')).code).toBe(250);
@@ -92,6 +106,22 @@ describe.runIf(runnable)('backend sessions reused against a Postfix that authori
       expect((await forwarderConnections(postfix)) - before).toBe(1);
     });
   }, 90_000);
+
+  it('clients that say HELO: one backend connection after an EHLO in the first one’s session asked, each message under its own client, HELO and protocol', async () => {
+    await withReuse(postfix, async (t) => {
+      const before = await forwarderConnections(postfix);
+      for (const client of HELO_CLIENTS) expect(await deliverAs(t, client)).toBe(250);
+      const seen = [];
+      for (const client of HELO_CLIENTS) {
+        const under = await deliveredUnder(postfix, client.subject);
+        expect(under.client).toMatch(new RegExp(`\\[${client.address.replace(/\./g, '\\.')}\\]$`));
+        expect(under.received).toMatch(new RegExp(`^from ${client.helo.replace(/\./g, '\\.')} \\([^)]*\\[${client.address.replace(/\./g, '\\.')}\\]\\).* with SMTP `));
+        seen.push(under.pid);
+      }
+      expect(new Set(seen).size).toBe(1);
+      expect((await forwarderConnections(postfix)) - before).toBe(1);
+    });
+  }, 90_000);
 });
 
 describe.runIf(runnable)('reuse on against a Postfix that authorizes only the VPS (the documented setup)', () => {
@@ -112,6 +142,19 @@ describe.runIf(runnable)('reuse on against a Postfix that authorizes only the VP
         expect(under.client).toMatch(new RegExp(`\\[${client.address.replace(/\./g, '\\.')}\\]$`));
       }
       expect((await forwarderConnections(postfix)) - before).toBe(2);
+      expect(await postfix.log()).not.toMatch(/insufficient authorization/);
+    });
+  }, 90_000);
+
+  it('clients that say HELO: the EHLO asking shows no XCLIENT, so every client has a connection of its own and 250', async () => {
+    await withReuse(postfix, async (t) => {
+      const before = await forwarderConnections(postfix);
+      for (const client of HELO_CLIENTS) expect(await deliverAs(t, client)).toBe(250);
+      for (const client of HELO_CLIENTS) {
+        const under = await deliveredUnder(postfix, client.subject);
+        expect(under.client).toMatch(new RegExp(`\\[${client.address.replace(/\./g, '\\.')}\\]$`));
+      }
+      expect((await forwarderConnections(postfix)) - before).toBe(HELO_CLIENTS.length);
       expect(await postfix.log()).not.toMatch(/insufficient authorization/);
     });
   }, 90_000);

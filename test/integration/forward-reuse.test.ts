@@ -6,7 +6,7 @@
 // the backend-session cap.
 import { describe, expect, it } from 'vitest';
 import { LOOPBACK, type Topology } from '../../src/demo/topology';
-import { openSession, SmtpScript } from '../../src/smtp/script';
+import { openSession } from '../../src/smtp/script';
 import type { SinkOptions } from '../../src/testpeers/smtp-sink';
 import { startScriptedBackend, type ScriptedBackend, type ScriptedBackendOptions } from '../helpers/scripted-backend';
 import { sendVia } from '../helpers/send';
@@ -35,14 +35,7 @@ interface Client {
 
 /** One client session: greeting, one message to alice, QUIT; the end-of-data code. */
 async function deliverAs(t: Topology, client: Client): Promise<number> {
-  let session: SmtpScript;
-  if (client.verb === 'HELO') {
-    session = await SmtpScript.connect(t.inbound.host, t.inbound.port, client.address);
-    await session.reply();
-    expect((await session.command(`HELO ${client.helo}`)).code).toBe(250);
-  } else {
-    session = await openSession(t.inbound.host, t.inbound.port, { localAddress: client.address, helo: client.helo });
-  }
+  const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: client.address, helo: client.helo, ...(client.verb ? { verb: client.verb } : {}) });
   try {
     const { final } = await sendVia(session, ['alice@demo.test'], client.subject);
     await session.command('QUIT');
@@ -77,10 +70,38 @@ describe('backend sessions reused across client sessions (backend.reuse_sessions
         // The HELO the backend logs is the one sent after XCLIENT: this client's.
         expect(received.heloName).toBe(client.helo);
       }
-      // a, b and c share one connection; c said HELO, whose reply advertises nothing, so its session
-      // cannot be known to take another XCLIENT: d gets a new one.
-      expect(new Set(messages.slice(0, 3).map((m) => m.connectionId)).size).toBe(1);
-      expect(messages[3]!.connectionId).not.toBe(messages[0]!.connectionId);
+      // All four share one connection: c said HELO, whose reply advertises nothing, but the EHLO after a's
+      // XCLIENT showed that this backend takes another one.
+      expect(new Set(messages.map((m) => m.connectionId)).size).toBe(1);
+    });
+  }, 60_000);
+
+  const HELO_CLIENTS: Client[] = [
+    { address: '127.0.0.13', helo: 'e.example.net', verb: 'HELO', subject: 'from e' },
+    { address: '127.0.0.14', helo: 'f.example.net', verb: 'HELO', subject: 'from f' },
+    { address: '127.0.0.15', helo: 'g.example.net', verb: 'HELO', subject: 'from g' },
+  ];
+
+  it('clients that all say HELO: an EHLO in the first one’s session after it left shows XCLIENT, and the next two reuse it, each under its own HELO', async () => {
+    await withSink(reuse(true), { xclientEveryIdentity: true }, async (t) => {
+      for (const client of HELO_CLIENTS) expect(await deliverAs(t, client)).toBe(250);
+      const messages = await t.backend!.waitForMessages(HELO_CLIENTS.length);
+      for (const [i, client] of HELO_CLIENTS.entries()) {
+        expect(messages[i]!.subject).toBe(client.subject);
+        expect(messages[i]!.xclientSent).toMatchObject({ ADDR: client.address, HELO: client.helo, PROTO: 'SMTP' });
+        expect(messages[i]!.remoteAddress).toBe(client.address);
+        expect(messages[i]!.heloName).toBe(client.helo);
+      }
+      expect(new Set(messages.map((m) => m.connectionId)).size).toBe(1);
+    });
+  }, 60_000);
+
+  it('clients that all say HELO, against a backend that takes one XCLIENT per connection: everything delivered, one connection each', async () => {
+    await withSink(reuse(true), {}, async (t) => {
+      for (const client of HELO_CLIENTS) expect(await deliverAs(t, client)).toBe(250);
+      const messages = await t.backend!.waitForMessages(HELO_CLIENTS.length);
+      expect(messages.map((m) => m.remoteAddress)).toEqual(HELO_CLIENTS.map((client) => client.address));
+      expect(new Set(messages.map((m) => m.connectionId)).size).toBe(HELO_CLIENTS.length);
     });
   }, 60_000);
 

@@ -22,7 +22,7 @@ import type { Reply } from './backend-session';
 import { startClientNameLookup } from './client-name';
 import { abortStore, activeBackupMx, answerStoredRecipient, configureBackupMx, flushBackupMx, storedRecipients, storeMessage, type BackupMx } from './backup';
 import { startDrain, stopDrain } from './drain';
-import { BackendUnreachable, backendFor, forgetBackendXclient } from './open';
+import { BackendUnreachable, backendFor, forgetBackendXclient, xclientAfterHelo } from './open';
 import { closeKeptSessions, keepSession, mayKeep } from './pool';
 import { backendBusy, backendUnavailable, isOk, refusal, refuse, transactionLost } from './replies';
 import { readForwardSettings, readLocalDomains, type ForwardPlugin } from './settings';
@@ -274,12 +274,14 @@ export function reset_backend_transaction(this: ForwardPlugin, next: Next, conne
 export function close_backend(this: ForwardPlugin, next: Next, connection: Connection): void {
   (connection.notes[OPENING] as AbortController | undefined)?.abort();
   const state = backendState(connection);
+  // A session whose client said HELO tells nothing of another XCLIENT: xclientAfterHelo knows or asks.
+  const mayAsk = state !== undefined && state.xclient === null && state.identified && !state.esmtp;
   const keep =
     this.settings.reuseSessions &&
     state !== undefined &&
     mayKeep(
       {
-        xclient: state.xclient,
+        reusable: state.xclient !== null || mayAsk,
         clean: state.binding === null && !state.inData && state.session.idle,
         authenticated: connection.notes.auth_user !== undefined,
         openedAt: state.openedAt,
@@ -288,20 +290,22 @@ export function close_backend(this: ForwardPlugin, next: Next, connection: Conne
       },
       Date.now(),
     );
-  // A session still opening holds a slot but is not in the notes yet.
-  backendSessions.release(connection);
-  if (keep && state) {
-    state.detach();
-    delete connection.notes[STATE];
-    keepSession({
-      session: state.session,
-      xclient: state.xclient as ReadonlySet<string>,
-      openedAt: state.openedAt,
-      transactions: state.transactions,
-      generation: state.generation,
-    });
-  } else {
+  if (!keep || !state) {
+    // A session still opening holds a slot but is not in the notes yet.
+    backendSessions.release(connection);
     dropBackend(connection, true);
+    return next();
   }
+  state.detach();
+  delete connection.notes[STATE];
+  const { session, openedAt, transactions, generation } = state;
+  // The client's slot is held until the session is kept or closed, so that an EHLO asking never exceeds the cap.
+  const keepWith = (xclient: ReadonlySet<string> | null) => {
+    backendSessions.release(connection);
+    if (xclient) keepSession({ session, xclient, openedAt, transactions, generation });
+    else session.quit();
+  };
+  if (state.xclient) keepWith(state.xclient);
+  else void xclientAfterHelo(session, this.settings).then(keepWith);
   next();
 }

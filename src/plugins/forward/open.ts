@@ -24,6 +24,14 @@ import { xclientAttributes, xclientCommands, type ClientFacts } from './xclient'
 let rememberedXclient: Set<string> | null = null;
 /** False once the backend refused an early XCLIENT that it then took after EHLO: it wants EHLO first. */
 let earlyXclientWorks = true;
+/**
+ * The XCLIENT attributes the last EHLO after an XCLIENT advertised: the backend takes another XCLIENT in a
+ * session that already carries a client's identity (it authorizes XCLIENT for every identity). A session
+ * whose client said HELO learns nothing about that (HELO has no extensions), and is kept with these.
+ * Undefined while unknown (at start, after a reload, after a kept session's XCLIENT was refused), null when
+ * the last EHLO after XCLIENT did not offer it.
+ */
+let xclientAfterXclient: ReadonlySet<string> | null | undefined;
 
 const SAFE_HELO = /^[\x21-\x7e]{1,255}$/;
 
@@ -31,6 +39,7 @@ const SAFE_HELO = /^[\x21-\x7e]{1,255}$/;
 export function forgetBackendXclient(): void {
   rememberedXclient = null;
   earlyXclientWorks = true;
+  xclientAfterXclient = undefined;
 }
 
 /** A refused XCLIENT: with remembered attributes, the cue to start over with EHLO. */
@@ -119,8 +128,11 @@ export interface GreetingEvents {
 export interface Greeted {
   pipelining: boolean;
   esmtp: boolean;
-  /** The XCLIENT attributes the EHLO after XCLIENT advertised (a backend that would take another XCLIENT
-   * in this session); null without XCLIENT, after HELO, or when it no longer offers XCLIENT with ADDR. */
+  /** XCLIENT passed the client's identity. */
+  identified: boolean;
+  /** The XCLIENT attributes the backend would take in this session after the client's identity (advertised
+   * by the EHLO after XCLIENT; after HELO, what the last such EHLO advertised); null without XCLIENT, or when
+   * it no longer offers XCLIENT with ADDR. */
   xclient: ReadonlySet<string> | null;
 }
 
@@ -140,8 +152,10 @@ async function introduceClient(session: BackendSession, advertised: ReadonlySet<
   const greeting = await session.command(`${verb} ${heloForBackend}`, timeoutMs);
   if (!isOk(greeting)) throw new BackendError(`backend refused ${verb} after XCLIENT with ${greeting.code}`, greeting);
   // After HELO the session has no extensions: no pipelining, no MAIL parameters.
-  const capabilities = facts.esmtp ? parseCapabilities(greeting) : new Map<string, string[]>();
-  return { pipelining: capabilities.has('PIPELINING'), esmtp: facts.esmtp, xclient: offeredXclient(capabilities) };
+  if (!facts.esmtp) return { pipelining: false, esmtp: false, identified: true, xclient: xclientAfterXclient ?? null };
+  const capabilities = parseCapabilities(greeting);
+  xclientAfterXclient = offeredXclient(capabilities);
+  return { pipelining: capabilities.has('PIPELINING'), esmtp: true, identified: true, xclient: xclientAfterXclient };
 }
 
 /** After the banner: [EHLO, STARTTLS, EHLO,] unless the XCLIENT attributes are remembered, then XCLIENT
@@ -178,7 +192,7 @@ export async function greetBackend(
   }
   if (settings.requireXclient) throw new BackendError('backend does not offer XCLIENT to this host (see smtpd_authorized_xclient_hosts)', null);
   events.noXclient();
-  return { pipelining: capabilities.has('PIPELINING'), esmtp: true, xclient: null };
+  return { pipelining: capabilities.has('PIPELINING'), esmtp: true, identified: false, xclient: null };
 }
 
 /** Connect, greet (EHLO, STARTTLS) unless the XCLIENT attributes are remembered, XCLIENT, EHLO again. */
@@ -248,10 +262,27 @@ async function reuseBackend(plugin: ForwardPlugin, connection: Connection, kept:
   } catch (err) {
     session.destroy();
     if (signal.aborted) throw err;
+    // Whether this backend takes another XCLIENT is unknown again: the next HELO session asks.
+    if (err instanceof XclientRefused) xclientAfterXclient = undefined;
     connection.loginfo(plugin, `kept backend session not usable (${(err as Error).message}): connecting afresh`);
     return null;
   } finally {
     stopWatching();
+  }
+}
+
+/** Whether a session whose client said HELO may be kept: it may when an EHLO after XCLIENT has shown that the
+ * backend takes another XCLIENT. While that is unknown, an EHLO in this session (with this proxy's name: the
+ * next client's XCLIENT resets the session) asks, once per settings load unless a kept session is refused. */
+export async function xclientAfterHelo(session: BackendSession, settings: Settings): Promise<ReadonlySet<string> | null> {
+  if (xclientAfterXclient !== undefined) return xclientAfterXclient;
+  try {
+    const ehlo = await session.command(`EHLO ${settings.heloName}`, KEPT_REPLY_TIMEOUT_MS);
+    if (!isOk(ehlo)) return null;
+    xclientAfterXclient = offeredXclient(parseCapabilities(ehlo));
+    return xclientAfterXclient;
+  } catch {
+    return null;
   }
 }
 

@@ -44,8 +44,9 @@ export interface KeptSession {
 
 /** What decides whether a session ending with its client is kept. */
 export interface KeepFacts {
-  /** The EHLO after the last XCLIENT advertised XCLIENT with ADDR: the backend takes another one. */
-  xclient: ReadonlySet<string> | null;
+  /** The backend takes another XCLIENT in this session (the EHLO after the last XCLIENT advertised it with
+   * ADDR), or the client said HELO and an EHLO may tell. */
+  reusable: boolean;
   /** No command in flight, no transaction open at the backend, not inside DATA. */
   clean: boolean;
   /** The client authenticated: its LOGIN would outlive it at a backend that keeps unsent attributes. */
@@ -59,7 +60,7 @@ export interface KeepFacts {
 /** Whether a session in this state may wait for the next client. */
 export function mayKeep(facts: KeepFacts, now: number): boolean {
   if (!accepting || facts.generation !== generation) return false;
-  return facts.xclient !== null && facts.clean && !facts.authenticated && now - facts.openedAt < KEEP_MAX_AGE_MS && facts.transactions < KEEP_MAX_TRANSACTIONS;
+  return facts.reusable && facts.clean && !facts.authenticated && now - facts.openedAt < KEEP_MAX_AGE_MS && facts.transactions < KEEP_MAX_TRANSACTIONS;
 }
 
 interface Entry extends KeptSession {

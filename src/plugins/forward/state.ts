@@ -33,6 +33,8 @@ export interface BackendState {
   /** From the DATA sent to the backend until its end-of-data reply: an RSET or QUIT written now would be
    * read as a body line, so only closing the connection aborts the transaction. */
   inData: boolean;
+  /** XCLIENT passed the client's identity. */
+  identified: boolean;
   /** What the EHLO after XCLIENT advertised of XCLIENT: the backend would take another one (pool.ts). */
   xclient: ReadonlySet<string> | null;
   /** When the backend connection was made (a kept session carries its first client's time). */
