@@ -181,6 +181,8 @@ if [ -z "$root" ]; then
       systemctl disable "$sts_unit" >/dev/null 2>&1 || true
     fi
     if [ "$tls_rpt_enabled" = true ]; then
+      # The DKIM key of the report emails, so that the notes below print its record to publish.
+      mailproxy tls-report key --config "$config" >/dev/null
       systemctl enable --now mailproxy-tls-report.timer
     else
       systemctl disable --now mailproxy-tls-report.timer >/dev/null 2>&1 || true

@@ -43,6 +43,11 @@ export function tlsRptDir(config: Config): string {
   return path.posix.join(stateDirFor(config, 'haraka-out'), 'tls-rpt');
 }
 
+/** The private key that DKIM-signs emailed TLS reports, one per selector (a new selector is a new key). */
+export function tlsRptDkimKeyFile(config: Config): string {
+  return path.posix.join(tlsRptDir(config), `dkim-${config.outbound.tls_rpt.dkim_selector}.pem`);
+}
+
 /** Where `cert deploy` keeps its files: `state_dir/tls` (never an instance's config/tls/, which Haraka loads as SNI certificates). */
 export function tlsDeployDir(config: Config): string {
   return path.posix.join(config.state_dir, 'tls');

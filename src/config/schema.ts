@@ -269,6 +269,13 @@ const tlsRpt = z
       .refine((text) => text === '' || /^[^\s@<>]+@[^\s@<>]+$/.test(text), { message: 'expected an email address like tlsrpt@example.org' })
       .default('')
       .describe('The From address of emailed reports (they go with the null envelope sender, so that none bounces back). Empty: postmaster@ the first of domains.'),
+    dkim_selector: z
+      .string()
+      .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, { message: 'expected one DNS label like tlsrpt' })
+      .default('tlsrpt')
+      .describe(
+        'DKIM selector of emailed reports, which are signed at the From address’s domain (receivers ignore unsigned reports, RFC 8460 §5.3). The key is made on first use in haraka-out’s state; `mailproxy tls-report key` prints the `<selector>._domainkey` record to publish. A new selector makes a new key.',
+      ),
   })
   .prefault({});
 

@@ -134,9 +134,23 @@ function firewall(config: Config): string[] {
   ];
 }
 
-export function installNotes(config: Config): string {
+/** With outbound.tls_rpt on: the DKIM record that makes emailed reports count (`dkimRecord`: its zone-file
+ * line, or null while there is no key yet). */
+function tlsReportRecords(config: Config, dkimRecord: string | null): string[] {
+  if (!config.outbound.tls_rpt.enabled) return [];
+  return [
+    '',
+    'TLS reports (outbound.tls_rpt): emailed reports are DKIM-signed; publish the key (receivers ignore unsigned reports):',
+    dkimRecord ? `  ${dkimRecord}` : '  (no key yet: `mailproxy tls-report key` makes it and prints this record)',
+  ];
+}
+
+/** `dkimRecord`: the zone-file line of the TLS reports' DKIM key, null when it is not made yet. */
+export function installNotes(config: Config, dkimRecord: string | null = null): string {
   const warning = placeholderWarning(placeholders(config));
-  const dns = warning ? [`Not printed: ${warning}.`] : ['DNS records to publish (docs: README "DNS you must set"):', ...dnsRecords(config), ...mtaStsRecords(config)];
+  const dns = warning
+    ? [`Not printed: ${warning}.`]
+    : ['DNS records to publish (docs: README "DNS you must set"):', ...dnsRecords(config), ...mtaStsRecords(config), ...tlsReportRecords(config, dkimRecord)];
   return [
     ...dns,
     '',

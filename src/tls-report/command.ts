@@ -7,23 +7,41 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../command/config-file';
 import type { Command, CommandIo } from '../command/io';
 import { UsageError } from '../command/usage';
-import { pickupDir, tlsRptDir } from '../config/paths';
+import { pickupDir, tlsRptDir, tlsRptDkimKeyFile } from '../config/paths';
 import type { Config } from '../config/schema';
+import { dkimRecordText, dkimZoneLine, signReportMessage } from '../tlsrpt/dkim';
 import { postReport } from '../tlsrpt/https';
+import { reportDkimKey, reportFrom } from './dkim-key';
 import { sendReports, type ReportLine, type ReportSettings } from './run';
 
 /** The config's report settings, each empty one with its default. */
 export function reportSettings(config: Config): ReportSettings {
   const { tls_rpt: rpt } = config.outbound;
-  const postmaster = `postmaster@${config.domains[0]}`;
   return {
     dir: tlsRptDir(config),
     pickupDir: pickupDir(config),
     submitter: config.hostname,
     organization: rpt.organization || config.hostname,
-    contact: rpt.contact || postmaster,
-    from: rpt.from || postmaster,
+    contact: rpt.contact || `postmaster@${config.domains[0]}`,
+    from: reportFrom(config),
   };
+}
+
+/** Signs with the config's key, made (once per run) when there is none yet. */
+function reportSigner(config: Config): (message: Buffer) => Promise<Buffer> {
+  let key: ReturnType<typeof reportDkimKey> | null = null;
+  return async (message) => {
+    key ??= reportDkimKey(config);
+    return signReportMessage(message, await key);
+  };
+}
+
+/** `tls-report key`: makes the key when there is none and prints the record to publish. */
+async function printDkimRecord(config: Config, io: CommandIo): Promise<number> {
+  const key = await reportDkimKey(config);
+  io.stdout.write(`${key.created ? 'made a new DKIM key for TLS reports' : 'the DKIM key of TLS reports'} (${tlsRptDkimKeyFile(config)}); publish:\n`);
+  io.stdout.write(`  ${dkimZoneLine(key.selector, key.domain, dkimRecordText(key.privateKey))}\n`);
+  return 0;
 }
 
 function describe(line: ReportLine): string {
@@ -37,11 +55,13 @@ async function runTlsReportCommand(args: string[], io: CommandIo): Promise<numbe
     allowPositionals: true,
     options: { config: { type: 'string' }, day: { type: 'string' }, ca: { type: 'string' } },
   });
-  if (positionals[0] !== 'send' || positionals.length !== 1) throw new UsageError('expected `tls-report send`');
+  const [action] = positionals;
+  if ((action !== 'send' && action !== 'key') || positionals.length !== 1) throw new UsageError('expected `tls-report send` or `tls-report key`');
   if (values.day !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(values.day)) throw new UsageError(`--day ${values.day}: expected a date like 2026-12-07`);
   const loaded = loadConfigFile(values.config, io.stderr);
   if (!loaded) return 1;
   const { config } = loaded;
+  if (action === 'key') return printDkimRecord(config, io);
   if (!config.outbound.tls_rpt.enabled) {
     io.stdout.write('outbound.tls_rpt.enabled is false: no TLS sessions are counted, nothing to report\n');
     return 0;
@@ -54,6 +74,7 @@ async function runTlsReportCommand(args: string[], io: CommandIo): Promise<numbe
     {
       resolveTxt: (name) => resolver.resolveTxt(name),
       post: (url, gzipped) => postReport(url, gzipped, { timeoutMs: 30_000, ...(ca ? { ca } : {}) }),
+      sign: reportSigner(config),
       now: Date.now,
     },
     values.day,
@@ -66,6 +87,10 @@ async function runTlsReportCommand(args: string[], io: CommandIo): Promise<numbe
 export const command: Command = {
   name: 'tls-report',
   usage: [
+    {
+      synopsis: 'tls-report key [--config FILE]',
+      about: ['make the DKIM key that signs emailed reports (when there is none) and print its record to publish'],
+    },
     {
       synopsis: 'tls-report send [--config FILE] [--day YYYY-MM-DD] [--ca FILE]',
       about: [

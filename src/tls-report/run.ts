@@ -29,6 +29,8 @@ export interface ReportSettings {
 export interface ReportDeps {
   resolveTxt(name: string): Promise<string[][]>;
   post(url: string, gzipped: Buffer): Promise<void>;
+  /** The emailed report with its DKIM-Signature in front. */
+  sign(message: Buffer): Promise<Buffer>;
   now(): number;
 }
 
@@ -82,7 +84,7 @@ async function reportDomain(record: DayRecord, domain: string, settings: ReportS
     try {
       if (rua.kind === 'mailto') {
         const message = await reportMessage({ report, gzipped, fileName, submitter: settings.submitter, domain, from: settings.from, to: rua.address, date: new Date(deps.now()) });
-        await dropIntoPickup(settings.pickupDir, { from: '', to: [rua.address], tlsReport: true }, message);
+        await dropIntoPickup(settings.pickupDir, { from: '', to: [rua.address], tlsReport: true }, await deps.sign(message));
       } else {
         await deps.post(rua.url, gzipped);
       }

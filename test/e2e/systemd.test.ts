@@ -108,6 +108,7 @@ const NOT_RUN_HERE: Record<string, string> = {
   'mailproxy cert issue --no-deploy': 'as `mailproxy cert issue`',
   'mailproxy demo': 'the demo, from a checkout (npm start), not the VPS',
   'mailproxy send': "names the demo's test sender (test/integration runs it)",
+  'mailproxy tls-report key': 'makes a key in the TLS reports store (test/integration/tls-report.test.ts runs it, publishes its record and verifies the signed reports)',
   'mailproxy tls-report send': 'needs a day of TLS sessions and domains that publish _smtp._tls (test/integration/tls-report.test.ts runs it against a running haraka-out)',
 };
 

@@ -1,8 +1,10 @@
+import { Resolver } from 'node:dns/promises';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { dkimVerify } from 'mailauth/lib/dkim/verify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeSelfSigned } from '../../src/certs/selfsigned';
 import { makeTestCa, type TestCa } from '../../src/certs/testca';
@@ -137,6 +139,14 @@ describe.runIf(run)('TLS reports (RFC 8460) from haraka-out', () => {
           context: () => log().slice(-4000),
         });
 
+        // The DKIM key that signs the emailed reports, made by `tls-report key` and published at the From domain.
+        const key = await runCli(['tls-report', 'key', '--config', t.configPath]);
+        expect(key.code, key.text).toBe(0);
+        expect(key.out).toMatch(/^made a new DKIM key for TLS reports/);
+        const dkimLine = /^ {2}tlsrpt\._domainkey\.demo\.test\. {2}TXT {2}(.*)$/m.exec(key.out);
+        expect(dkimLine, key.out).not.toBeNull();
+        zone.TXT = { ...zone.TXT, 'tlsrpt._domainkey.demo.test': [[...dkimLine![1]!.matchAll(/"([^"]*)"/g)].map((match) => match[1]).join('')] };
+
         const sent = await runCli(['tls-report', 'send', '--config', t.configPath, '--day', today]);
         expect(sent.code, sent.text).toBe(0);
         for (const name of Object.keys(DOMAINS) as Case[]) expect(sent.out).toContain(`${today} ${DOMAINS[name].domain}: sent to mailto:${ruaOf(name)}`);
@@ -155,8 +165,13 @@ describe.runIf(run)('TLS reports (RFC 8460) from haraka-out', () => {
         const after = await readDay(storeDir, today);
         expect(after.policies.find((entry) => entry.policy.domain === DOMAINS.noStarttls.domain)).toMatchObject({ successes: 0, failures: 1 });
         const byDomain = new Map<string, ReturnType<typeof attachedReport> & { message: ReceivedMessage }>();
+        const resolver = new Resolver();
+        resolver.setServers([t.dns.address]);
         for (const message of reports) {
           expect(message.mailFrom).toBe('');
+          // Signed at the From domain, and unchanged on the way through haraka-out's queue.
+          const dkim = await dkimVerify(message.raw, { resolver: ((name: string, type: string) => resolver.resolve(name, type)) as never });
+          expect(dkim.results.map((result) => [result.status.result, result.signingDomain, result.selector])).toEqual([['pass', 'demo.test', 'tlsrpt']]);
           expect([ruaOf('dane'), ruaOf('noStarttls')]).toContain(message.rcptTo[0]);
           const parsed = attachedReport(message);
           byDomain.set(/^TLS-Report-Domain: (\S+)/im.exec(parsed.headers)?.[1] ?? '?', { ...parsed, message });

@@ -27,6 +27,8 @@ describe('sending the reports of a day', () => {
       posts.push({ url, report: JSON.parse(gunzipSync(gzipped).toString('utf8')) });
     },
     now: () => Date.parse('2024-03-06T01:00:00Z'),
+    // Stands in for the DKIM signature (test/unit/tlsrpt-dkim.test.ts signs for real).
+    sign: async (message) => Buffer.concat([Buffer.from('X-Signed-By-Test: yes\r\n'), message]),
   };
 
   beforeEach(() => {
@@ -61,6 +63,9 @@ describe('sending the reports of a day', () => {
       { day: '2024-03-05', domain: 'sts.example', outcome: 'none', to: [], note: 'no _smtp._tls.sts.example record' },
     ]);
     expect(pickupEnvelopes()).toEqual([{ from: '', to: ['reports@dane.example'], tlsReport: true }]);
+    // What is dropped for haraka-out is the signed message.
+    const [dropped] = readdirSync(settings.pickupDir).filter((name) => name.endsWith('.eml'));
+    expect(readFileSync(path.join(settings.pickupDir, dropped!), 'latin1')).toMatch(/^X-Signed-By-Test: yes\r\nFrom: [^\r]*\r\n[\s\S]*Content-Type: multipart\/report/);
     expect(posts).toHaveLength(1);
     expect(posts[0]).toMatchObject({
       url: 'https://collector.example/tlsrpt',
