@@ -12,6 +12,7 @@ import { deployCertificate } from '../../src/certs/deploy/deploy';
 import { probeServedCertificate } from '../../src/certs/deploy/probe';
 import { sendMessage } from '../../src/smtp/send';
 import { makeCa } from '../helpers/cert-fixtures';
+import { eventually } from '../helpers/poll';
 import { withTopology } from '../helpers/topology';
 
 const DEPLOYS = 20;
@@ -32,6 +33,8 @@ describe('the TLS reload race (about 2 minutes: 20 deploys into running Haraka)'
       writeFileSync(t.config.tls.key, next.keyPem);
       const code = await Promise.race([proc.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 15_000))]);
       expect(code).toBe(1);
+      // The process can be seen gone before the last of its output has been read.
+      await eventually('the mismatch logged', () => /key values mismatch/.test(proc.output()), { context: () => proc.output().slice(-3000) });
       expect(proc.output()).toMatch(/key values mismatch/);
     });
   }, 60_000);

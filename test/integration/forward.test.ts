@@ -9,6 +9,7 @@ import { makeSelfSigned } from '../../src/certs/selfsigned';
 import { LOOPBACK } from '../../src/demo/topology';
 import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { startSmtpSink, type SmtpSink } from '../../src/testpeers/smtp-sink';
+import { eventually } from '../helpers/poll';
 import { startScriptedBackend } from '../helpers/scripted-backend';
 import { sendVia } from '../helpers/send';
 import { useTopology, withTopology } from '../helpers/topology';
@@ -116,6 +117,8 @@ describe('mailproxy-forward fails closed', () => {
       expect(replies[0]?.code).toBe(451);
       session.close();
       expect(t.backend!.messages).toHaveLength(0);
+      // The log is another pipe than the session: its lines may arrive here a moment after the replies.
+      await eventually('the refusal logged', () => t.haraka['haraka-in']?.output().includes('backend does not offer XCLIENT'));
       expect(t.haraka['haraka-in']?.output()).toContain('backend does not offer XCLIENT');
     });
   });
@@ -192,7 +195,10 @@ describe('mailproxy-forward fails closed', () => {
         expect((await sendOne('withdrawn')).replies[0]?.code).toBe(451);
         expect(withdrawn.messages).toHaveLength(0);
       });
-      const log = t.haraka['haraka-in']!.output();
+      // The log is another pipe than the sessions: its lines may arrive here a moment after the replies.
+      const output = () => t.haraka['haraka-in']!.output();
+      await eventually('the withdrawal logged', () => output().includes('asking the backend again with EHLO') && output().includes('backend does not offer XCLIENT'));
+      const log = output();
       expect(log).toContain('asking the backend again with EHLO');
       expect(log).toContain('backend does not offer XCLIENT');
 

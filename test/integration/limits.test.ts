@@ -74,6 +74,13 @@ function logOf(t: Topology): string {
   return t.haraka['haraka-in']?.output() ?? '';
 }
 
+/** Expects haraka-in's log to match `pattern`, once it does: the log is another pipe than the sessions, and
+ * its lines may arrive here a moment after the replies. */
+async function expectLogged(t: Topology, pattern: RegExp): Promise<void> {
+  await eventually(`haraka-in to log ${pattern}`, () => pattern.test(logOf(t)), { context: () => logOf(t).slice(-3000) });
+  expect(logOf(t)).toMatch(pattern);
+}
+
 /** The machine-readable line of a refusal (src/plugins/decision-log.ts), after Haraka's own prefix. */
 function refusalLine(ip: string, reason: string, limit: number): RegExp {
   const time = '\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z';
@@ -222,7 +229,7 @@ describe('mailproxy-limits: client sessions', () => {
     await withLimits({ max_clients: 3 }, async (t) => {
       const held = [await greeted(t, '127.0.0.21'), await greeted(t, '127.0.0.22'), await greeted(t, '127.0.0.23')];
       await expectRefused(t, '127.0.0.24');
-      expect(logOf(t)).toMatch(refusalLine('127.0.0.24', 'max_clients', 3));
+      await expectLogged(t, refusalLine('127.0.0.24', 'max_clients', 3));
       held.pop()!.close();
       // The slot comes back when haraka-in has seen that client leave.
       const session = await eventually('a slot under max_clients', async () => {
@@ -241,7 +248,7 @@ describe('mailproxy-limits: client sessions', () => {
     await withLimits({ max_clients_per_ip: 2 }, async (t) => {
       const held = [await greeted(t, '127.0.0.31'), await greeted(t, '127.0.0.31')];
       await expectRefused(t, '127.0.0.31');
-      expect(logOf(t)).toMatch(refusalLine('127.0.0.31', 'max_clients_per_ip', 2));
+      await expectLogged(t, refusalLine('127.0.0.31', 'max_clients_per_ip', 2));
       const other = await greeted(t, '127.0.0.32');
       expect(await sendOne(other, 'other address')).toEqual([250, 250, 354, 250]);
       // A session from the limited address still works.
@@ -280,7 +287,7 @@ describe('mailproxy-limits: client sessions', () => {
         expect(Date.now() - clients[0]!.endedAt!, 'forty sessions took too long for this test to mean anything').toBeLessThan(LINGER_MS);
         expect(refused.map((reply) => reply.code)).toEqual(Array(30).fill(421));
         expect(refused[0]!.text).toContain('4.7.0');
-        expect(logOf(t)).toMatch(refusalLine(address, 'max_clients_per_ip', 10));
+        await expectLogged(t, refusalLine(address, 'max_clients_per_ip', 10));
         expect(clients.some((client) => client.closed)).toBe(false);
 
         // The clients keep writing; haraka-in drops every socket about LINGER_MS after its session ended.
@@ -329,7 +336,7 @@ describe('mailproxy-limits: client sessions', () => {
         session.close();
       }
       await expectRefused(t, '127.0.0.41');
-      expect(logOf(t)).toMatch(refusalLine('127.0.0.41', 'max_connect_rate_per_ip', 3));
+      await expectLogged(t, refusalLine('127.0.0.41', 'max_connect_rate_per_ip', 3));
       const other = await greeted(t, '127.0.0.42');
       expect(await sendOne(other, 'under the rate')).toEqual([250, 250, 354, 250]);
       other.close();
@@ -358,7 +365,7 @@ describe('mailproxy-limits: client sessions', () => {
       expect(after).toBeGreaterThan(1500);
       expect(after).toBeLessThan(5000);
       await eventually('the long session to close', () => idle.isClosed, { timeoutMs: 5000 });
-      expect(logOf(t)).toMatch(refusalLine('127.0.0.56', 'max_session_time', 2));
+      await expectLogged(t, refusalLine('127.0.0.56', 'max_session_time', 2));
       expect(logOf(t)).not.toMatch(/action=refuse ip=127\.0\.0\.57 /);
     });
   });
@@ -393,7 +400,7 @@ describe('mailproxy-limits: backend sessions', () => {
       expect(refused.text).toContain('4.7.0');
       await eventually('the refused session to close', () => c.isClosed, { timeoutMs: 5000 });
       expect(backend.accepted()).toBe(2);
-      expect(logOf(t)).toMatch(refusalLine('127.0.0.63', 'max_backend_sessions', 2));
+      await expectLogged(t, refusalLine('127.0.0.63', 'max_backend_sessions', 2));
       // A recipient outside our domains needs no backend session: not refused by the cap.
       const d = await greeted(t, '127.0.0.64');
       expect((await d.command('MAIL FROM:<sender@example.net>')).code).toBe(250);
@@ -435,7 +442,7 @@ describe('mailproxy-limits: backend sessions', () => {
       }
       // Their network (127.0.0.0/24) got its share of backend sessions, the rest 421.
       expect(codes.filter((code) => code === 421)).toHaveLength(40);
-      expect(logOf(t)).toMatch(refusalLine('127.0.0.75', 'max_backend_sessions_per_network', 10));
+      await expectLogged(t, refusalLine('127.0.0.75', 'max_backend_sessions_per_network', 10));
       // Another network is served at once, while those sessions sit there.
       const other = await greeted(t, '127.0.1.6');
       expect(await sendOne(other, 'another network')).toEqual([250, 250, 354, 250]);

@@ -322,6 +322,8 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
     expect(after.id).not.toBe(before.id);
     service.child.kill('SIGHUP');
     await eventually('the new policy to be served', async () => (await fetchFrom(port, `mta-sts.${DOMAINS[1]}`, ca.certPem)).body === after.text, { context: service.output });
+    // The service's output is another pipe than its HTTPS answers: its lines may arrive here a moment later.
+    await eventually('the reload logged', () => service.output().includes(`reloaded: policy id ${after.id}`), { context: service.output });
     expect(service.output()).toContain(`reloaded: policy id ${after.id}`);
     expect(service.child.exitCode).toBeNull();
   });
@@ -388,6 +390,8 @@ describe('MTA-STS policy hosting, with the real service on loopback', () => {
     });
     service.child.kill('SIGTERM');
     expect(await service.exited).toBe(0);
+    // The process can be seen gone before the last of its output has been read.
+    await eventually('the stop logged', () => service.output().includes('stopped (SIGTERM)'), { context: service.output });
     expect(service.output()).toContain('stopped (SIGTERM)');
     expect(await healthCheck()).toMatchObject({ status: 'CRITICAL', detail: expect.stringContaining('ECONNREFUSED') });
   }, 60_000);

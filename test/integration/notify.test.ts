@@ -281,6 +281,8 @@ describe.runIf(runnable)('mailproxy-notify: systemd readiness, watchdog, status 
           const ready = await listener.waitFor('READY=1 of the restarted haraka-out', () => listener.from(second).find((n) => n.fields.get('READY') === '1'));
           expect(ready.probe).toMatch(/^220 /);
           expect(ready.fields.get('STATUS')).toMatch(/^\d+ connections?, queue 1 \(0 due, 1 deferred\)$/);
+          // The log is another pipe than the notifications: its lines may arrive here a moment after them.
+          await eventually('the loaded queue logged', () => /1 files in my temp fail queue/.test(out()), { context: () => out().slice(-3000) });
           expect(t.haraka['haraka-out']!.output()).toMatch(/1 files in my temp fail queue/);
         },
         ports,
