@@ -46,7 +46,9 @@ function configWith(acme: Record<string, unknown>, extra: Record<string, unknown
 function get(port: number, urlPath: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port, path: urlPath }, (response) => {
+      // A fresh connection each time: Node's default agent keeps sockets alive, and one the responder closed a
+      // moment ago could be reused and fail as a hang-up instead of the refusal the test means to see.
+      .get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (response) => {
         let body = '';
         response.on('data', (chunk) => (body += chunk));
         response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
