@@ -96,12 +96,23 @@ describe('backend sessions reused across client sessions (backend.reuse_sessions
     });
   }, 60_000);
 
-  it('clients that all say HELO, against a backend that takes one XCLIENT per connection: everything delivered, one connection each', async () => {
+  it('clients that all say HELO, against a backend that takes one XCLIENT per connection: everything delivered, one connection each, none kept', async () => {
     await withSink(reuse(true), {}, async (t) => {
       for (const client of HELO_CLIENTS) expect(await deliverAs(t, client)).toBe(250);
       const messages = await t.backend!.waitForMessages(HELO_CLIENTS.length);
       expect(messages.map((m) => m.remoteAddress)).toEqual(HELO_CLIENTS.map((client) => client.address));
       expect(new Set(messages.map((m) => m.connectionId)).size).toBe(HELO_CLIENTS.length);
+      // The EHLO asking showed no XCLIENT: no session was kept and then refused.
+      expect(t.haraka['haraka-in']!.output()).not.toMatch(/kept backend session not usable/);
+    });
+  }, 60_000);
+
+  it('clients that say HELO at max_backend_sessions 1: the slot held while an EHLO asks is given back, and the next client takes the kept session', async () => {
+    await withSink(reuse(true, { max_backend_sessions: 1, max_backend_sessions_per_network: 1 }), { xclientEveryIdentity: true }, async (t) => {
+      for (const client of HELO_CLIENTS) expect(await deliverAs(t, client)).toBe(250);
+      const messages = await t.backend!.waitForMessages(HELO_CLIENTS.length);
+      expect(messages.map((m) => m.xclientSent.ADDR)).toEqual(HELO_CLIENTS.map((client) => client.address));
+      expect(new Set(messages.map((m) => m.connectionId)).size).toBe(1);
     });
   }, 60_000);
 
@@ -121,6 +132,7 @@ describe('backend sessions reused across client sessions (backend.reuse_sessions
       expect(messages.map((m) => m.xclientSent.ADDR)).toEqual(['127.0.0.9', '127.0.0.10']);
       expect(messages.map((m) => m.remoteAddress)).toEqual(['127.0.0.9', '127.0.0.10']);
       expect(new Set(messages.map((m) => m.connectionId)).size).toBe(2);
+      expect(t.haraka['haraka-in']!.output()).not.toMatch(/kept backend session not usable/);
     });
   }, 60_000);
 

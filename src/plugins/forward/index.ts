@@ -306,6 +306,12 @@ export function close_backend(this: ForwardPlugin, next: Next, connection: Conne
     else session.quit();
   };
   if (state.xclient) keepWith(state.xclient);
-  else void xclientAfterHelo(session, this.settings).then(keepWith);
+  else
+    xclientAfterHelo(session, this.settings)
+      .then(keepWith)
+      .catch(() => {
+        backendSessions.release(connection);
+        session.destroy();
+      });
   next();
 }

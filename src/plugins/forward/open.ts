@@ -138,6 +138,7 @@ export interface Greeted {
 
 /** XCLIENT with the client's facts, then the client's own HELO or EHLO: the session is the client's. */
 async function introduceClient(session: BackendSession, advertised: ReadonlySet<string>, facts: ClientFacts, timeoutMs?: number): Promise<Greeted> {
+  const generation = settingsGeneration();
   for (const command of xclientCommands(xclientAttributes(facts, advertised))) {
     const reply = await session.command(command, timeoutMs);
     // Postfix answers XCLIENT with a new 220 greeting.
@@ -154,8 +155,10 @@ async function introduceClient(session: BackendSession, advertised: ReadonlySet<
   // After HELO the session has no extensions: no pipelining, no MAIL parameters.
   if (!facts.esmtp) return { pipelining: false, esmtp: false, identified: true, xclient: xclientAfterXclient ?? null };
   const capabilities = parseCapabilities(greeting);
-  xclientAfterXclient = offeredXclient(capabilities);
-  return { pipelining: capabilities.has('PIPELINING'), esmtp: true, identified: true, xclient: xclientAfterXclient };
+  const xclient = offeredXclient(capabilities);
+  // An answer from before a settings reload may be about another backend.
+  if (generation === settingsGeneration()) xclientAfterXclient = xclient;
+  return { pipelining: capabilities.has('PIPELINING'), esmtp: true, identified: true, xclient };
 }
 
 /** After the banner: [EHLO, STARTTLS, EHLO,] unless the XCLIENT attributes are remembered, then XCLIENT
@@ -276,11 +279,14 @@ async function reuseBackend(plugin: ForwardPlugin, connection: Connection, kept:
  * next client's XCLIENT resets the session) asks, once per settings load unless a kept session is refused. */
 export async function xclientAfterHelo(session: BackendSession, settings: Settings): Promise<ReadonlySet<string> | null> {
   if (xclientAfterXclient !== undefined) return xclientAfterXclient;
+  const generation = settingsGeneration();
   try {
     const ehlo = await session.command(`EHLO ${settings.heloName}`, KEPT_REPLY_TIMEOUT_MS);
-    if (!isOk(ehlo)) return null;
-    xclientAfterXclient = offeredXclient(parseCapabilities(ehlo));
-    return xclientAfterXclient;
+    // A refused EHLO (HELO restrictions on this proxy's name) says as much for the next HELO session: no more asking.
+    const offered = isOk(ehlo) ? offeredXclient(parseCapabilities(ehlo)) : null;
+    // An answer from before a settings reload may be about another backend.
+    if (generation === settingsGeneration()) xclientAfterXclient = offered;
+    return offered;
   } catch {
     return null;
   }
