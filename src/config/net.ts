@@ -72,6 +72,14 @@ export function isPrivateIp(ip: string): boolean {
   return isPrivateCidr([addr, addr.kind() === 'ipv4' ? 32 : 128]);
 }
 
+/** A global unicast address: not private, loopback, link-local, shared (CGNAT), reserved, documentation,
+ * multicast or unspecified; an IPv4-mapped IPv6 address is judged by its IPv4 address. */
+export function isPublicIp(ip: string): boolean {
+  let addr = parseIp(ip);
+  if (addr?.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) addr = (addr as ipaddr.IPv6).toIPv4Address();
+  return addr !== null && addr.range() === 'unicast';
+}
+
 export function isUnspecifiedIp(ip: string): boolean {
   const addr = parseIp(ip);
   return addr !== null && addr.range() === 'unspecified';

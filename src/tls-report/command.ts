@@ -10,7 +10,7 @@ import { UsageError } from '../command/usage';
 import { pickupDir, tlsRptDir, tlsRptDkimKeyFile } from '../config/paths';
 import type { Config } from '../config/schema';
 import { dkimRecordText, dkimZoneLine, signReportMessage } from '../tlsrpt/dkim';
-import { postReport } from '../tlsrpt/https';
+import { lookupThrough, postReport } from '../tlsrpt/https';
 import { reportDkimKey, reportFrom } from './dkim-key';
 import { sendReports, type ReportLine, type ReportSettings } from './run';
 
@@ -73,7 +73,7 @@ async function runTlsReportCommand(args: string[], io: CommandIo): Promise<numbe
     reportSettings(config),
     {
       resolveTxt: (name) => resolver.resolveTxt(name),
-      post: (url, gzipped) => postReport(url, gzipped, { timeoutMs: 30_000, ...(ca ? { ca } : {}) }),
+      post: (url, gzipped) => postReport(url, gzipped, { timeoutMs: 30_000, lookup: lookupThrough(resolver), ...(ca ? { ca } : {}) }),
       sign: reportSigner(config),
       now: Date.now,
     },

@@ -3,8 +3,10 @@
 // followed, a TLS or network error, no answer in time) rejects with an error that says which.
 import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
-import type { LookupFunction } from 'node:net';
+import dns, { type LookupAddress, type LookupOptions } from 'node:dns';
+import { isIP, type LookupFunction } from 'node:net';
 import tls from 'node:tls';
+import { isPublicIp } from '../config/net';
 import { TLSRPT_GZIP_TYPE } from './message';
 
 /** How much of a refusal is read (for the error text); the rest is dropped with the connection. */
@@ -19,6 +21,27 @@ export interface PostReportOptions {
   ca?: string | Buffer;
   /** How the host name is resolved (e.g. through the configured DNS servers); Node's default otherwise. */
   lookup?: LookupFunction;
+  /** POST to private, loopback and other non-public addresses too (test rigs). Otherwise a report goes to
+   * public addresses only: the rua comes from the recipient domain's DNS, and must not make the VPS POST
+   * into its WireGuard network or to its own loopback services. */
+  allowPrivateAddresses?: boolean;
+}
+
+/** `lookup`, refusing a name with any address that is not public: every answer is checked, and the connection
+ * goes to an address that was (no second lookup between the check and the connect). */
+function publicOnly(lookup: LookupFunction): LookupFunction {
+  return ((hostname: string, options: LookupOptions, callback: (err: Error | null, address: string | LookupAddress[], family?: number) => void) => {
+    lookup(hostname, { ...options, all: true }, (err, answers) => {
+      if (err) return callback(err, '');
+      const addresses = answers as unknown as LookupAddress[];
+      const refused = addresses.find((answer) => !isPublicIp(answer.address));
+      if (refused) return callback(new Error(`${hostname} has the address ${refused.address}, which is not public: not posting there`), '');
+      if (options.all) return callback(null, addresses);
+      const first = addresses[0];
+      if (!first) return callback(new Error(`${hostname} has no address`), '');
+      callback(null, first.address, first.family);
+    });
+  }) as LookupFunction;
 }
 
 function excerpt(body: Buffer): string {
@@ -42,6 +65,22 @@ function answerBody(response: IncomingMessage): Promise<Buffer> {
   });
 }
 
+/** A host name's addresses through `resolver` (the config's dns.servers), in the form https.request takes. */
+export function lookupThrough(resolver: dns.promises.Resolver): LookupFunction {
+  return ((hostname: string, options: LookupOptions, callback: (err: Error | null, address: string | LookupAddress[], family?: number) => void) => {
+    Promise.allSettled([resolver.resolve4(hostname), resolver.resolve6(hostname)]).then(([v4, v6]) => {
+      const answers: LookupAddress[] = [
+        ...(v4.status === 'fulfilled' ? v4.value.map((address) => ({ address, family: 4 })) : []),
+        ...(v6.status === 'fulfilled' ? v6.value.map((address) => ({ address, family: 6 })) : []),
+      ];
+      const first = answers[0];
+      if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '');
+      if (options.all) callback(null, answers);
+      else callback(null, first.address, first.family);
+    });
+  }) as LookupFunction;
+}
+
 /** POSTs `gzipped` to `url`; resolves on a 2xx answer, rejects otherwise. */
 export function postReport(url: string, gzipped: Buffer, options: PostReportOptions): Promise<void> {
   const fail = (reason: string): Error => new Error(`TLS report POST to ${url} failed: ${reason}`);
@@ -52,6 +91,9 @@ export function postReport(url: string, gzipped: Buffer, options: PostReportOpti
     return Promise.reject(fail('not a URL'));
   }
   if (target.protocol !== 'https:') return Promise.reject(fail('not an https: URL'));
+  const literal = target.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (!options.allowPrivateAddresses && isIP(literal) && !isPublicIp(literal)) return Promise.reject(fail(`${literal} is not a public address: not posting there`));
+  const lookup = options.lookup ?? (dns.lookup as unknown as LookupFunction);
 
   return new Promise<void>((resolve, reject) => {
     let settled = false;
@@ -69,7 +111,7 @@ export function postReport(url: string, gzipped: Buffer, options: PostReportOpti
       ca: options.ca ? [...tls.rootCertificates, options.ca] : undefined,
       rejectUnauthorized: true,
       agent: false,
-      ...(options.lookup ? { lookup: options.lookup } : {}),
+      lookup: options.allowPrivateAddresses ? lookup : publicOnly(lookup),
     });
     const timer = setTimeout(() => finish(fail(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
     request.on('error', (err: NodeJS.ErrnoException) => finish(fail(err.code ? `${err.code}: ${err.message}` : err.message)));
