@@ -216,7 +216,8 @@ describe.runIf(run)('TLS reports (RFC 8460) from haraka-out', () => {
         expect(mismatch['failure-details']).toEqual([
           expect.objectContaining({
             'result-type': 'tlsa-invalid',
-            'sending-mta-ip': '127.0.0.1',
+            // The socket's address here is loopback, not public (as behind NAT): the row names public_ipv4.
+            'sending-mta-ip': t.config.public_ipv4,
             'receiving-mx-hostname': mxOf('mismatch'),
             'receiving-ip': DOMAINS.mismatch.address,
             'failed-session-count': 1,

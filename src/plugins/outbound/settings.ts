@@ -15,7 +15,7 @@ export interface OutboundIni {
   local: { domains: string[] };
   received: { rewrite: boolean; by: string };
   pickup: { enabled: boolean; dir: string };
-  tls_rpt: { enabled: boolean; dir: string; sending_ip: string };
+  tls_rpt: { enabled: boolean; dir: string; sending_ip: string; sending_ipv6: string };
 }
 
 const BOOLEANS = ['-mta_sts.enabled', '-received.rewrite', '-dane.enabled', '-main.private_mx_ok', '-pickup.enabled', '-tls_rpt.enabled'];
@@ -30,7 +30,7 @@ export function outboundIni(config: Config): OutboundIni {
     local: { domains: config.domains.map((domain) => domain.toLowerCase()) },
     received: { rewrite: outbound.hide_internal_received, by: config.hostname },
     pickup: { enabled: config.inbound.store_and_forward.enabled || outbound.tls_rpt.enabled, dir: pickupDir(config) },
-    tls_rpt: { enabled: outbound.tls_rpt.enabled, dir: tlsRptDir(config), sending_ip: config.public_ipv4 },
+    tls_rpt: { enabled: outbound.tls_rpt.enabled, dir: tlsRptDir(config), sending_ip: config.public_ipv4, sending_ipv6: config.public_ipv6 ?? '' },
   };
 }
 
@@ -53,7 +53,8 @@ export function renderOutboundFiles(config: Config, header: FileHeader): Rendere
       }),
       iniSection('tls_rpt', ini.tls_rpt, {
         enabled: 'Count the TLS sessions with domains that have a DANE or MTA-STS policy, per day, in `dir` (outbound.tls_rpt).',
-        sending_ip: 'Our address in a report row when a session had no connection to ask.',
+        sending_ip: 'Our address in a report row when a session had no connection to ask, or its address was not public (NAT).',
+        sending_ipv6: 'The same for a connection over IPv6 (empty: sending_ip).',
       }),
     ]),
     'mailproxy-outbound.timeout': renderList(
@@ -83,6 +84,6 @@ export function readOutboundSettings(config: HarakaConfig, reload?: () => void):
     local: { domains: (Array.isArray(cfg.local?.domains) ? cfg.local.domains : []).map((domain) => String(domain).toLowerCase()) },
     received: { rewrite: received.rewrite === true, by: text(received.by, '') },
     pickup: { enabled: pickup.enabled === true, dir: text(pickup.dir, '') },
-    tls_rpt: { enabled: tlsRpt.enabled === true, dir: text(tlsRpt.dir, ''), sending_ip: text(tlsRpt.sending_ip, '') },
+    tls_rpt: { enabled: tlsRpt.enabled === true, dir: text(tlsRpt.dir, ''), sending_ip: text(tlsRpt.sending_ip, ''), sending_ipv6: text(tlsRpt.sending_ipv6, '') },
   };
 }

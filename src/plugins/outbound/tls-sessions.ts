@@ -5,6 +5,7 @@
 // (../haraka/patches/outbound-tls.ts: the handshake and the DANE check) and the plugin's deferred and
 // delivered hooks (an MX that offered no STARTTLS).
 import path from 'node:path';
+import { isPublicIp } from '../../config/net';
 import type { PolicyDecision } from '../../mtasts/cache';
 import type { StsPolicy } from '../../mtasts/policy';
 import { stsPolicyResult } from '../../tlsrpt/classify';
@@ -14,14 +15,22 @@ import type { DeliveryState, TriedMx } from './delivery';
 import type { OutboundIni } from './settings';
 
 let recorder: TlsRptRecorder | null = null;
-/** Our public address, for sessions that never had a socket to ask. */
-let fallbackSendingIp = '';
+/** Our public addresses (public_ipv4, public_ipv6), for sessions that never had a socket to ask. */
+let publicAddresses: Pick<OutboundIni['tls_rpt'], 'sending_ip' | 'sending_ipv6'> = { sending_ip: '', sending_ipv6: '' };
 
-export function useTlsRptRecorder(next: TlsRptRecorder | null, sendingIp: string): TlsRptRecorder | null {
+function useTlsRptRecorder(next: TlsRptRecorder | null, addresses: typeof publicAddresses): TlsRptRecorder | null {
   const previous = recorder;
   recorder = next;
-  fallbackSendingIp = sendingIp;
+  publicAddresses = { sending_ip: addresses.sending_ip, sending_ipv6: addresses.sending_ipv6 };
   return previous;
+}
+
+/** sending-mta-ip: the socket's own address when it is public; behind NAT (a private one) the public address
+ * of its family, which is what the receiving MX saw. */
+export function sendingMtaIp(localAddress: string | undefined, addresses: typeof publicAddresses): string {
+  const local = localAddress?.replace(/^::ffff:(?=\d+\.)/i, '');
+  if (local && isPublicIp(local)) return local;
+  return (local?.includes(':') ? addresses.sending_ipv6 : '') || addresses.sending_ip || local || '';
 }
 
 export function tlsReporting(): boolean {
@@ -75,7 +84,7 @@ export function recordSession(
     ok: false,
     failure: {
       resultType: result.type,
-      sendingMtaIp: end.localAddress ?? fallbackSendingIp,
+      sendingMtaIp: sendingMtaIp(end.localAddress, publicAddresses),
       receivingMxHostname: mx.name,
       ...(receivingIp ? { receivingIp } : {}),
       ...(result.reasonCode ? { reasonCode: result.reasonCode } : {}),
@@ -85,7 +94,7 @@ export function recordSession(
 
 /** Counts a failure that came before any MX connection (a DNSSEC lookup, the MTA-STS policy itself). */
 export function recordPolicyFailure(policy: AppliedPolicy, type: ResultType, host: string, reasonCode: string): void {
-  recorder?.record({ policy, ok: false, failure: { resultType: type, sendingMtaIp: fallbackSendingIp, receivingMxHostname: host, reasonCode } });
+  recorder?.record({ policy, ok: false, failure: { resultType: type, sendingMtaIp: sendingMtaIp(undefined, publicAddresses), receivingMxHostname: host, reasonCode } });
 }
 
 let openDir: string | null = null;
@@ -95,11 +104,11 @@ export function configureTlsRpt(settings: OutboundIni['tls_rpt'], log: { info(me
   const wanted = settings.enabled && settings.dir ? path.resolve(settings.dir) : null;
   if (wanted === openDir) return;
   openDir = wanted;
-  void useTlsRptRecorder(null, settings.sending_ip)?.close();
+  void useTlsRptRecorder(null, settings)?.close();
   if (!wanted) return;
   TlsRptRecorder.open({ dir: wanted, saveIntervalMs: 5_000, log: log.info })
     .then((opened) => {
-      if (openDir === wanted) useTlsRptRecorder(opened, settings.sending_ip);
+      if (openDir === wanted) useTlsRptRecorder(opened, settings);
       else void opened.close();
     })
     .catch((err: Error) => log.error(`TLS reports: cannot open ${wanted} (${err.message}): no sessions are counted`));
@@ -108,7 +117,7 @@ export function configureTlsRpt(settings: OutboundIni['tls_rpt'], log: { info(me
 /** At shutdown: the sessions counted last are written. */
 export function closeTlsRpt(): void {
   openDir = null;
-  void useTlsRptRecorder(null, '')?.close();
+  void useTlsRptRecorder(null, publicAddresses)?.close();
 }
 
 /** The MTA-STS policy this attempt is held to (for TLS reports), and what went wrong getting it. */
