@@ -7,6 +7,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { INTERNET_DOMAIN } from '../../src/demo/topology';
 import { openSession } from '../../src/smtp/script';
+import type { SinkOptions } from '../../src/testpeers/smtp-sink';
 import { eventually } from '../helpers/poll';
 import { sendVia } from '../helpers/send';
 import { useKeptMail } from '../helpers/kept-mail';
@@ -26,7 +27,15 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
 
   /** The backend learns `rcpt` live, goes away, and a message to it from `client` is kept; then the backend
    * comes back and refuses that message with `refusal` (5xx by default), after `meanwhile`. */
-  const keptThenRefused = async (rcpt: string, client: string, subject: string, refusal = REFUSAL, meanwhile = () => undefined as void) => {
+  const keptThenRefused = async (
+    rcpt: string | string[],
+    client: string,
+    subject: string,
+    refusal = REFUSAL,
+    meanwhile = () => undefined as void,
+    comeBack: Partial<SinkOptions> = {},
+  ) => {
+    const rcpts = typeof rcpt === 'string' ? [rcpt] : rcpt;
     const t = topology();
     if (t.backend) {
       await t.backend.close();
@@ -37,7 +46,7 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
       'a live delivery',
       async () => {
         const live = await openSession(t.inbound.host, t.inbound.port);
-        const result = await sendVia(live, [rcpt], 'learn');
+        const result = await sendVia(live, rcpts, 'learn');
         live.close();
         return result.final?.text?.includes('Queued by backend') === true;
       },
@@ -46,12 +55,12 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
     await learner.close();
     sinks.splice(sinks.indexOf(learner), 1);
     const session = await openSession(t.inbound.host, t.inbound.port, { localAddress: client });
-    const kept = await sendVia(session, [rcpt], subject, SENDER);
+    const kept = await sendVia(session, rcpts, subject, SENDER);
     session.close();
     expect(kept.final?.code).toBe(250);
     expect(kept.final?.text).toContain('Kept for the mail server');
     meanwhile();
-    await backendBack({ rejectMessage: (raw) => (raw.toString().includes(`Subject: ${subject}`) ? refusal : null) });
+    await backendBack({ rejectMessage: (raw) => (raw.toString().includes(`Subject: ${subject}`) ? refusal : null), ...comeBack });
   };
   const pickupDir = () => path.join(topology().config.state_dir, 'haraka-out', 'pickup');
 
@@ -76,6 +85,25 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
     await eventually('the returned message gone from the spool', () => count('ready') === 0, { timeoutMs: 10_000 });
     expect(count('held')).toBe(heldBefore);
     await eventually('the pickup directory emptied', () => readdirSync(pickupDir()).filter((name) => name !== 'bad').length === 0, { timeoutMs: 10_000 });
+  });
+
+  it('names each refused recipient with the reply it got', async () => {
+    const t = topology();
+    t.dns.zone.TXT = { ...t.dns.zone.TXT, [INTERNET_DOMAIN]: ['v=spf1 ip4:127.0.0.13 -all'] };
+    const replies: Record<string, string> = { 'dave@demo.test': '550 5.1.1 No such user', 'erin@demo.test': '552 5.2.2 Mailbox full' };
+    await keptThenRefused(Object.keys(replies), '127.0.0.13', 'two refusals', REFUSAL, undefined, { rejectRecipient: (address) => replies[address] ?? null });
+    const dsn = await eventually('the DSN at the sender MX', () => t.internet?.messages.find((message) => message.raw.toString().includes('Subject: two refusals')) ?? null, {
+      timeoutMs: 30_000,
+    });
+    const raw = dsn.raw.toString();
+    for (const [address, reply] of Object.entries(replies)) {
+      expect(raw).toContain(`<${address}>: ${reply}`);
+      // The recipient's own fields in the delivery-status part, up to the blank line that ends them.
+      const fields = raw.slice(raw.indexOf(`Final-Recipient: rfc822; ${address}`)).split('\r\n\r\n')[0];
+      expect(fields).toContain(`Status: ${reply.split(' ')[1]}`);
+      expect(fields).toContain(`Diagnostic-Code: smtp; ${reply}`);
+    }
+    await eventually('the returned message gone from the spool', () => count('ready') === 0, { timeoutMs: 10_000 });
   });
 
   it('holds it, and sends nobody a DSN, when SPF does not pass for the client', async () => {

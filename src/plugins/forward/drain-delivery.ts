@@ -19,6 +19,8 @@ export interface Attempt {
   refused: string[];
   /** The first 5xx reply a recipient or the message got, for the hold's reason. */
   refusal: Reply | null;
+  /** The 5xx reply each refused recipient got, for its line in the DSN. */
+  refusals: Map<string, Reply>;
 }
 
 function factsOf(meta: StoredMeta): ClientFacts {
@@ -108,6 +110,7 @@ async function sequential(session: BackendSession, lines: string[]): Promise<Rep
 function split(recipients: string[], replyOf: (index: number) => Reply | undefined): Omit<Attempt, 'reply'> {
   const pending: string[] = [];
   const refused: string[] = [];
+  const refusals = new Map<string, Reply>();
   let refusal: Reply | null = null;
   recipients.forEach((rcpt, index) => {
     const reply = replyOf(index);
@@ -117,12 +120,13 @@ function split(recipients: string[], replyOf: (index: number) => Reply | undefin
     if (!isOk(reply, 5)) pending.push(rcpt);
     else {
       refused.push(rcpt);
+      refusals.set(rcpt, reply);
       refusal ??= reply;
     }
   });
-  return { pending, refused, refusal };
+  return { pending, refused, refusal, refusals };
 }
 
 function merge(a: Omit<Attempt, 'reply'>, b: Omit<Attempt, 'reply'>): Omit<Attempt, 'reply'> {
-  return { pending: [...a.pending, ...b.pending], refused: [...a.refused, ...b.refused], refusal: a.refusal ?? b.refusal };
+  return { pending: [...a.pending, ...b.pending], refused: [...a.refused, ...b.refused], refusal: a.refusal ?? b.refusal, refusals: new Map([...a.refusals, ...b.refusals]) };
 }

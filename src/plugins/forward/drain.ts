@@ -166,7 +166,8 @@ async function drainOne(current: Drain, id: string): Promise<void> {
       reason: `refused by the backend: ${reply}`,
       why: 'backend_refused',
       ...(outcome.refusal ? { code: outcome.refusal.code } : {}),
-      recipients: outcome.refused.map((address) => ({ address, reply })),
+      // Each recipient with the reply it got (the backend may refuse one as unknown, another as over quota).
+      recipients: outcome.refused.map((address) => ({ address, reply: replyText(outcome.refusals.get(address) ?? outcome.refusal) })),
     };
     if (outcome.pending.length === 0) {
       if (outcome.refused.length !== meta.envelope.rcptTo.length) await backup.spool.recordAttempt(id, failure.reason, null, outcome.refused);
