@@ -142,6 +142,27 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
     await eventually('the expired message gone from the spool', () => count('ready') === 0, { timeoutMs: 10_000 });
   });
 
+  it('an expiry DSN for a recipient deferred at RCPT names its own 4xx, not the 250 another recipient got', async () => {
+    const t = topology();
+    t.dns.zone.TXT = { ...t.dns.zone.TXT, [INTERNET_DOMAIN]: ['v=spf1 ip4:127.0.0.13 -all'] };
+    const weekOld = () => {
+      for (const name of readdirSync(spoolDir('ready')).filter((file) => file.endsWith('.json'))) {
+        const file = path.join(spoolDir('ready'), name);
+        const meta = JSON.parse(readFileSync(file, 'utf8'));
+        writeFileSync(file, `${JSON.stringify({ ...meta, receivedAt: Date.now() - 7 * 86_400_000, attempts: 1 }, null, 1)}\n`);
+      }
+    };
+    await keptThenRefused(['dave@demo.test', 'erin@demo.test'], '127.0.0.13', 'half deferred', REFUSAL, weekOld, {
+      rejectMessage: () => null,
+      rejectRecipient: (address) => (address === 'erin@demo.test' ? '452 4.2.2 Mailbox full' : null),
+    });
+    const dsn = await eventually('the expiry DSN', () => t.internet?.messages.find((message) => message.raw.toString().includes('Subject: half deferred')) ?? null, {
+      timeoutMs: 30_000,
+    });
+    const raw = dsn.raw.toString();
+    expect(raw).toContain('Diagnostic-Code: smtp; 452 4.2.2 Mailbox full');
+  });
+
   it('haraka-out sets aside a pickup pair whose envelope stays unreadable, and sends nothing for it', async () => {
     const t = topology();
     const sent = t.internet?.messages.length ?? 0;
