@@ -898,6 +898,33 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     expect(c().exists(`/etc/systemd/system/${STS}`)).toBe(false);
     expect((await fetch()).code).not.toBe(0);
   }, 240_000);
+
+  it('with outbound.tls_rpt on, the installer makes the DKIM key for the service user and enables the report timer, whose service runs; notes prints the record; off again, the timer is disabled', async (ctx) => {
+    if (!installed) ctx.skip();
+    const TIMER = 'mailproxy-tls-report.timer';
+    const store = '/var/lib/mailproxy/haraka-out/tls-rpt';
+    expect((await mailproxy(['config', 'set', 'outbound.tls_rpt.enabled', 'true'])).code).toBe(0);
+    const on = await timed('install.sh with outbound.tls_rpt', installer);
+    expect(on.code, said(on)).toBe(0);
+    expect(await c().show(TIMER, ['ActiveState', 'UnitFileState'])).toEqual({ ActiveState: 'active', UnitFileState: 'enabled' });
+    // Made by root, owned by the service user that signs with it; its directory still haraka-out's to write.
+    expect((await c().ok(['stat', '-c', '%U:%G %a', `${store}/dkim-tlsrpt.pem`])).trim()).toBe('mailproxy:mailproxy 600');
+    expect((await c().ok(['stat', '-c', '%U:%G', store])).trim()).toBe('mailproxy:mailproxy');
+    // The installer's notes (and `mailproxy notes`) print the record to publish.
+    expect(on.stdout).toMatch(new RegExp(`^ {2}tlsrpt\\._domainkey\\.${escapeRegex(DOMAIN)}\\. {2}TXT {2}"v=DKIM1; k=rsa; p=`, 'm'));
+    // The service user reads the key the installer made (it does not make another).
+    const asService = await c().run(['runuser', '-u', 'mailproxy', '--', 'mailproxy', 'tls-report', 'key', '--config', '/etc/mailproxy/mailproxy.yaml']);
+    expect(asService.code, said(asService)).toBe(0);
+    expect(asService.stdout).toMatch(/^the DKIM key of TLS reports/);
+    // The timer's service runs as the service user: no day has ended yet, so there is nothing to report.
+    await c().ok(['systemctl', 'start', 'mailproxy-tls-report.service']);
+    expect(await c().show('mailproxy-tls-report.service', ['Result']), await journal('mailproxy-tls-report.service')).toEqual({ Result: 'success' });
+
+    expect((await mailproxy(['config', 'set', 'outbound.tls_rpt.enabled', 'false'])).code).toBe(0);
+    const off = await timed('install.sh without outbound.tls_rpt', installer);
+    expect(off.code, said(off)).toBe(0);
+    expect((await c().show(TIMER, ['ActiveState'])).ActiveState).toBe('inactive');
+  }, 240_000);
 });
 
 const said = (result: RunResult) => `exit ${result.code}\n${result.stdout}\n${result.stderr}`;

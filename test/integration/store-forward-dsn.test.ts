@@ -63,6 +63,14 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
     await backendBack({ rejectMessage: (raw) => (raw.toString().includes(`Subject: ${subject}`) ? refusal : null), ...comeBack });
   };
   const pickupDir = () => path.join(topology().config.state_dir, 'haraka-out', 'pickup');
+  /** Ages every kept message to a week, after one attempt: the next temporary failure expires it. */
+  const weekOld = () => {
+    for (const name of readdirSync(spoolDir('ready')).filter((file) => file.endsWith('.json'))) {
+      const file = path.join(spoolDir('ready'), name);
+      const meta = JSON.parse(readFileSync(file, 'utf8'));
+      writeFileSync(file, `${JSON.stringify({ ...meta, receivedAt: Date.now() - 7 * 86_400_000, attempts: 1 }, null, 1)}\n`);
+    }
+  };
 
   it('sends an RFC 3464 DSN from <> to the sender through haraka-out when SPF passes', async () => {
     const t = topology();
@@ -122,13 +130,6 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
   it('returns a message that expired after a temporary failure, with status 4.4.7', async () => {
     const t = topology();
     t.dns.zone.TXT = { ...t.dns.zone.TXT, [INTERNET_DOMAIN]: ['v=spf1 ip4:127.0.0.13 -all'] };
-    const weekOld = () => {
-      for (const name of readdirSync(spoolDir('ready')).filter((file) => file.endsWith('.json'))) {
-        const file = path.join(spoolDir('ready'), name);
-        const meta = JSON.parse(readFileSync(file, 'utf8'));
-        writeFileSync(file, `${JSON.stringify({ ...meta, receivedAt: Date.now() - 7 * 86_400_000, attempts: 1 }, null, 1)}\n`);
-      }
-    };
     await keptThenRefused('carol@demo.test', '127.0.0.13', 'too old', '451 4.3.0 Try again later', weekOld);
     const dsn = await eventually('the expiry DSN', () => t.internet?.messages.find((message) => message.raw.toString().includes('Subject: too old')) ?? null, {
       timeoutMs: 30_000,
@@ -145,13 +146,6 @@ describe('store-and-forward returns a refused message to a sender whose SPF pass
   it('an expiry DSN for a recipient deferred at RCPT names its own 4xx, not the 250 another recipient got', async () => {
     const t = topology();
     t.dns.zone.TXT = { ...t.dns.zone.TXT, [INTERNET_DOMAIN]: ['v=spf1 ip4:127.0.0.13 -all'] };
-    const weekOld = () => {
-      for (const name of readdirSync(spoolDir('ready')).filter((file) => file.endsWith('.json'))) {
-        const file = path.join(spoolDir('ready'), name);
-        const meta = JSON.parse(readFileSync(file, 'utf8'));
-        writeFileSync(file, `${JSON.stringify({ ...meta, receivedAt: Date.now() - 7 * 86_400_000, attempts: 1 }, null, 1)}\n`);
-      }
-    };
     await keptThenRefused(['dave@demo.test', 'erin@demo.test'], '127.0.0.13', 'half deferred', REFUSAL, weekOld, {
       rejectMessage: () => null,
       rejectRecipient: (address) => (address === 'erin@demo.test' ? '452 4.2.2 Mailbox full' : null),

@@ -19,8 +19,8 @@ export interface Attempt {
   refused: string[];
   /** The first 5xx reply a recipient or the message got, for the hold's reason. */
   refusal: Reply | null;
-  /** The 5xx reply each refused recipient got, for its line in the DSN. */
-  refusals: Map<string, Reply>;
+  /** The reply each recipient not delivered got (4xx or 5xx), for its line in a DSN and the log. */
+  replies: Map<string, Reply>;
 }
 
 function factsOf(meta: StoredMeta): ClientFacts {
@@ -110,23 +110,23 @@ async function sequential(session: BackendSession, lines: string[]): Promise<Rep
 function split(recipients: string[], replyOf: (index: number) => Reply | undefined): Omit<Attempt, 'reply'> {
   const pending: string[] = [];
   const refused: string[] = [];
-  const refusals = new Map<string, Reply>();
+  const replies = new Map<string, Reply>();
   let refusal: Reply | null = null;
   recipients.forEach((rcpt, index) => {
     const reply = replyOf(index);
     if (!reply) throw new BackendError('backend sent fewer replies than commands');
     if (isOk(reply, 2)) return;
+    replies.set(rcpt, reply);
     // Anything but 2xx and 5xx (4xx, or a reply of no class) is tried again: never counted as delivered.
     if (!isOk(reply, 5)) pending.push(rcpt);
     else {
       refused.push(rcpt);
-      refusals.set(rcpt, reply);
       refusal ??= reply;
     }
   });
-  return { pending, refused, refusal, refusals };
+  return { pending, refused, refusal, replies };
 }
 
 function merge(a: Omit<Attempt, 'reply'>, b: Omit<Attempt, 'reply'>): Omit<Attempt, 'reply'> {
-  return { pending: [...a.pending, ...b.pending], refused: [...a.refused, ...b.refused], refusal: a.refusal ?? b.refusal, refusals: new Map([...a.refusals, ...b.refusals]) };
+  return { pending: [...a.pending, ...b.pending], refused: [...a.refused, ...b.refused], refusal: a.refusal ?? b.refusal, replies: new Map([...a.replies, ...b.replies]) };
 }

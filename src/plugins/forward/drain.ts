@@ -167,7 +167,7 @@ async function drainOne(current: Drain, id: string): Promise<void> {
       why: 'backend_refused',
       ...(outcome.refusal ? { code: outcome.refusal.code } : {}),
       // Each recipient with the reply it got (the backend may refuse one as unknown, another as over quota).
-      recipients: outcome.refused.map((address) => ({ address, reply: replyText(outcome.refusals.get(address) ?? outcome.refusal) })),
+      recipients: outcome.refused.map((address) => ({ address, reply: replyText(outcome.replies.get(address) ?? outcome.refusal) })),
     };
     if (outcome.pending.length === 0) {
       if (outcome.refused.length !== meta.envelope.rcptTo.length) await backup.spool.recordAttempt(id, failure.reason, null, outcome.refused);
@@ -185,9 +185,9 @@ async function drainOne(current: Drain, id: string): Promise<void> {
       ...(meta.replay ? { replay: meta.replay } : {}),
     });
     await returnOrHold(plugin, backup, copy, failure);
-    return retry(current, meta, replyText(outcome.reply), outcome.pending);
+    return retry(current, meta, pendingReplies(outcome), outcome.pending);
   }
-  if (outcome.pending.length > 0) return retry(current, meta, replyText(outcome.reply), outcome.pending);
+  if (outcome.pending.length > 0) return retry(current, meta, pendingReplies(outcome), outcome.pending);
   await backup.spool.remove(id);
   schedule.delete(id);
   logDecision(plugin, plugin, {
@@ -200,8 +200,18 @@ async function drainOne(current: Drain, id: string): Promise<void> {
   });
 }
 
-/** A temporary failure for `pending`: tried again after the backoff, or held once past max_age_days. */
-async function retry(current: Drain, meta: StoredMeta, reply: string, pending: string[]): Promise<void> {
+/** The reply each pending recipient got, and the reply that ended the transaction for any without one of its
+ * own (the 250 at the end of data is never one of them: a recipient accepted at RCPT was delivered). */
+function pendingReplies(outcome: Attempt): (address: string) => string {
+  return (address) => replyText(outcome.replies.get(address) ?? outcome.reply);
+}
+
+/** A temporary failure for `pending`: tried again after the backoff, or held once past max_age_days. `reply`
+ * is one text for all (a failed session) or each recipient's own. */
+async function retry(current: Drain, meta: StoredMeta, replies: string | ((address: string) => string), pending: string[]): Promise<void> {
+  const replyOf = typeof replies === 'string' ? () => replies : replies;
+  // The log line and the spool's last error: the first pending recipient's reply.
+  const reply = replyOf(pending[0] ?? '');
   const { plugin, backup, schedule } = current;
   const now = Date.now();
   // Past max_age only after an earlier temporary failure too (attempts counts them): the first answer of a
@@ -213,7 +223,7 @@ async function retry(current: Drain, meta: StoredMeta, reply: string, pending: s
       kind: 'expired',
       reason: `not delivered within ${backup.settings.maxAgeMs / 86_400_000} days: ${reply}`,
       why: 'max_age',
-      recipients: pending.map((address) => ({ address, reply })),
+      recipients: pending.map((address) => ({ address, reply: replyOf(address) })),
     });
   }
   const next = nextAttemptAt(meta, now, planSettings(backup));
