@@ -169,6 +169,11 @@ if [ -z "$root" ]; then
   else
     mailproxy check --config "$config"
     systemctl enable --now mailproxy-haraka-in.service mailproxy-haraka-out.service mailproxy-health.timer mailproxy-cert-renew.timer
+    if [ "$tls_rpt_enabled" = true ]; then
+      # The DKIM key of the report emails (made as the owner of haraka-out's state directory), before the
+      # restart below, so that the Haraka units start with it out of their reach; the notes print its record.
+      mailproxy tls-report key --config "$config" >/dev/null
+    fi
     if [ "$changed" = yes ]; then systemctl try-restart mailproxy-haraka-in.service mailproxy-haraka-out.service; fi
     if [ "$sts_enabled" = true ]; then
       # A new or changed unit (another listen address, memory cap) takes a (re)start; a new policy in the
@@ -181,11 +186,13 @@ if [ -z "$root" ]; then
       systemctl disable "$sts_unit" >/dev/null 2>&1 || true
     fi
     if [ "$tls_rpt_enabled" = true ]; then
-      # The DKIM key of the report emails, so that the notes below print its record to publish.
-      mailproxy tls-report key --config "$config" >/dev/null
       systemctl enable --now mailproxy-tls-report.timer
     else
-      systemctl disable --now mailproxy-tls-report.timer >/dev/null 2>&1 || true
+      # Render removed both units: stop what is still loaded of them (disable alone finds no file to act on),
+      # and clear the timer that, left without the service it starts, would show as failed.
+      systemctl stop mailproxy-tls-report.timer mailproxy-tls-report.service >/dev/null 2>&1 || true
+      systemctl disable mailproxy-tls-report.timer >/dev/null 2>&1 || true
+      systemctl reset-failed mailproxy-tls-report.timer mailproxy-tls-report.service >/dev/null 2>&1 || true
     fi
     say "running; check with: mailproxy health"
   fi

@@ -75,10 +75,19 @@ export function isPrivateIp(ip: string): boolean {
 /** A global unicast address: not private, loopback, link-local, shared (CGNAT), reserved, documentation,
  * multicast or unspecified; an IPv4-mapped IPv6 address is judged by its IPv4 address. */
 export function isPublicIp(ip: string): boolean {
-  let addr = parseIp(ip);
-  if (addr?.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) addr = (addr as ipaddr.IPv6).toIPv4Address();
-  return addr !== null && addr.range() === 'unicast';
+  const addr = parseIp(ip);
+  if (addr === null) return false;
+  if (addr.kind() === 'ipv4') return addr.range() === 'unicast';
+  const v6 = addr as ipaddr.IPv6;
+  if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().range() === 'unicast';
+  // NAT64 (64:ff9b::/96): the IPv4 address it carries decides.
+  if (v6.range() === 'rfc6052') return ipaddr.fromByteArray(v6.toByteArray().slice(12)).range() === 'unicast';
+  // Global unicast is 2000::/3 (RFC 4291 §2.4); ipaddr.js calls anything it has no name for "unicast",
+  // the deprecated IPv4-compatible ::a.b.c.d included.
+  return v6.range() === 'unicast' && v6.match(GLOBAL_UNICAST_V6);
 }
+
+const GLOBAL_UNICAST_V6: [ipaddr.IPv6, number] = [ipaddr.IPv6.parse('2000::'), 3];
 
 export function isUnspecifiedIp(ip: string): boolean {
   const addr = parseIp(ip);

@@ -266,7 +266,7 @@ const tlsRpt = z
     from: z
       .string()
       .max(254)
-      .refine((text) => text === '' || /^[^\s@<>]+@[^\s@<>]+$/.test(text), { message: 'expected an email address like tlsrpt@example.org' })
+      .refine((text) => text === '' || (/^[!-~]+@[!-~]+$/.test(text) && /^[^@<>]+@[^@<>]+$/.test(text)), { message: 'expected an ASCII email address like tlsrpt@example.org' })
       .default('')
       .describe('The From address of emailed reports (they go with the null envelope sender, so that none bounces back). Empty: postmaster@ the first of domains.'),
     dkim_selector: z

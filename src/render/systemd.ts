@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { Config } from '../config/schema';
 import { HARAKA_NODE_ARGS } from '../haraka/node-args';
-import { pickupDir, stateDirFor, tlsRptDir, type RoleName } from '../config/paths';
+import { pickupDir, stateDirFor, tlsRptDir, tlsRptDkimKeyFile, type RoleName } from '../config/paths';
 
 /** The config file the units and the installer use on the VPS. */
 export const INSTALLED_CONFIG = '/etc/mailproxy/mailproxy.yaml';
@@ -142,6 +142,8 @@ function harakaUnit(config: Config, role: RoleName, source: string): string {
     ['LimitNOFILE', 16384],
     ['SyslogIdentifier', `mailproxy-${role}`],
     ...stateEntries(config, role),
+    // The TLS reports' DKIM key signs for the domains: neither Haraka reads it, so a compromised one cannot.
+    ...(config.outbound.tls_rpt.enabled ? ([['InaccessiblePaths', `-${tlsRptDkimKeyFile(config)}`]] as [string, string][]) : []),
     ...(inbound
       ? ([
           // Port 25 without root: the capability for this process only, never setcap on the node binary.

@@ -1,13 +1,17 @@
 // The key that DKIM-signs emailed TLS reports, made on first use: RSA 2048 (what every receiver verifies;
-// Ed25519 alone is not), PKCS#8 PEM, readable only by its owner. It is written under a temporary name and
-// linked into place, so that two runs at once never leave half a key or replace one already published.
-// Made by root (the installer, `mailproxy tls-report key` by hand), it and any directory made for it go to
-// the owner of the directory above: the service user that signs with it.
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+// Ed25519 alone is not), PKCS#8 PEM, readable only by its owner. It is written and fsynced under a temporary
+// name (O_EXCL|O_NOFOLLOW) and linked into place, so that two runs at once never leave half a key or replace
+// one already published, and a crash never leaves an empty one. Run by root (the installer, `mailproxy
+// tls-report key` by hand), the work is done as the owner of the nearest existing directory above the key
+// (the service user's state directory): the files are that user's from the start, and root never writes,
+// links or changes the owner of anything in a directory another user controls.
+import { createPrivateKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { tlsRptDkimKeyFile } from '../config/paths';
 import type { Config } from '../config/schema';
+import { writeNew } from '../plugins/store-forward/spool-files';
+import { fsyncDir } from '../render/write';
 import { addressDomain, dkimRecordText, dkimZoneLine, type DkimKey } from '../tlsrpt/dkim';
 
 export interface DkimKeyFile {
@@ -16,52 +20,76 @@ export interface DkimKeyFile {
   created: boolean;
 }
 
+/** The key in `file`, null when there is none; a file that holds no private key is an error that says what to do. */
 async function readKey(file: string): Promise<string | null> {
+  let text: string;
   try {
-    return await fs.readFile(file, 'utf8');
+    text = await fs.readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
+  try {
+    createPrivateKey(text);
+  } catch {
+    throw new Error(`${file} holds no private key: remove it, run \`mailproxy tls-report key\` and publish the new record it prints`);
+  }
+  return text;
 }
 
-/** Makes `dir` where missing; as root, what it made goes to the owner of the directory it was made in (the
- * service user's state directory), so that haraka-out can still write its counts there. */
-async function makeDirectory(dir: string): Promise<void> {
-  const first = await fs.mkdir(dir, { recursive: true, mode: 0o750 });
-  if (first === undefined || process.getuid?.() !== 0) return;
-  const owner = await fs.stat(path.dirname(first));
-  for (let made = dir; ; made = path.dirname(made)) {
-    await fs.chown(made, owner.uid, owner.gid);
-    if (made === first) break;
+/** The nearest directory at or above `dir` that exists. */
+async function nearestExisting(dir: string): Promise<string> {
+  for (let at = dir; ; at = path.dirname(at)) {
+    try {
+      if ((await fs.stat(at)).isDirectory()) return at;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || at === path.dirname(at)) throw err;
+    }
+  }
+}
+
+/** Runs `work` as the owner of `dir`'s nearest existing directory when this process is root (effective ids
+ * only, given back after); as anyone else, as itself. */
+async function asOwnerOf<T>(dir: string, work: () => Promise<T>): Promise<T> {
+  if (process.geteuid?.() !== 0 || !process.seteuid || !process.setegid) return work();
+  const owner = await fs.stat(await nearestExisting(dir));
+  if (owner.uid === 0) return work();
+  process.setegid(owner.gid);
+  process.seteuid(owner.uid);
+  try {
+    return await work();
+  } finally {
+    process.seteuid(0);
+    process.setegid(0);
   }
 }
 
 /** The key in `file`, made first when there is none. */
 export async function ensureDkimKey(file: string): Promise<DkimKeyFile> {
-  const existing = await readKey(file);
-  if (existing !== null) return { privateKey: existing, created: false };
   const dir = path.dirname(file);
-  await makeDirectory(dir);
-  const { privateKey } = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  return asOwnerOf(dir, async () => {
+    const existing = await readKey(file);
+    if (existing !== null) return { privateKey: existing, created: false };
+    await fs.mkdir(dir, { recursive: true, mode: 0o750 });
+    const { privateKey } = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+    });
+    const temporary = `${file}.${randomUUID()}.tmp`;
+    await writeNew(temporary, privateKey);
+    try {
+      await fs.link(temporary, file);
+    } catch (err) {
+      // Another run made it meanwhile: that one is the key.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      return { privateKey: (await readKey(file)) as string, created: false };
+    } finally {
+      await fs.rm(temporary, { force: true });
+    }
+    await fsyncDir(dir);
+    return { privateKey, created: true };
   });
-  const temporary = `${file}.${randomUUID()}.tmp`;
-  await fs.writeFile(temporary, privateKey, { mode: 0o600, flag: 'wx' });
-  try {
-    const owner = await fs.stat(dir);
-    if (process.getuid?.() === 0) await fs.chown(temporary, owner.uid, owner.gid);
-    await fs.link(temporary, file);
-  } catch (err) {
-    // Another run made it meanwhile: that one is the key.
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return { privateKey: await fs.readFile(file, 'utf8'), created: false };
-  } finally {
-    await fs.rm(temporary, { force: true });
-  }
-  return { privateKey, created: true };
 }
 
 /** The From address of emailed reports: outbound.tls_rpt.from, or postmaster@ the first domain. */

@@ -910,6 +910,13 @@ describe.runIf(runnable)('the units under a real systemd (systemd-nspawn)', () =
     // Made by root, owned by the service user that signs with it; its directory still haraka-out's to write.
     expect((await c().ok(['stat', '-c', '%U:%G %a', `${store}/dkim-tlsrpt.pem`])).trim()).toBe('mailproxy:mailproxy 600');
     expect((await c().ok(['stat', '-c', '%U:%G', store])).trim()).toBe('mailproxy:mailproxy');
+    // Made before the Haraka units restarted: neither sees it.
+    for (const unit of ['mailproxy-haraka-in.service', 'mailproxy-haraka-out.service']) {
+      const { MainPID } = await c().show(unit, ['MainPID']);
+      // In its mount namespace the path is systemd's inaccessible node: empty, and mode 0000 (nsenter's root reads it anyway).
+      const read = await c().run(['nsenter', '-t', String(MainPID), '-m', '--', 'cat', `${store}/dkim-tlsrpt.pem`]);
+      expect(read.stdout, `${unit}: ${said(read)}`).not.toContain('PRIVATE KEY');
+    }
     // The installer's notes (and `mailproxy notes`) print the record to publish.
     expect(on.stdout).toMatch(new RegExp(`^ {2}tlsrpt\\._domainkey\\.${escapeRegex(DOMAIN)}\\. {2}TXT {2}"v=DKIM1; k=rsa; p=`, 'm'));
     // The service user reads the key the installer made (it does not make another).

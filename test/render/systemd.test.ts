@@ -109,6 +109,11 @@ describe('rendered systemd units', () => {
     expect(service.get('ExecStart')?.[0]).toMatch(/bin\/mailproxy\.js tls-report send --config \/etc\/mailproxy\/mailproxy\.yaml$/);
     expect(service.get('ReadWritePaths')).toEqual(['-/var/lib/mailproxy/haraka-out/tls-rpt -/var/lib/mailproxy/haraka-out/pickup']);
     expect(entries(reporting.get(`${UNIT_NAMES.tlsReport}.timer`)!).get('OnCalendar')).toEqual(['hourly']);
+    // The DKIM key that signs the reports is out of both Haraka processes' reach.
+    for (const role of ['haraka-in', 'haraka-out'] as const) {
+      expect(entries(reporting.get(UNIT_NAMES[role])!).get('InaccessiblePaths'), role).toEqual(['-/var/lib/mailproxy/haraka-out/tls-rpt/dkim-tlsrpt.pem']);
+      expect(entries(units.get(UNIT_NAMES[role])!).get('InaccessiblePaths'), role).toBeUndefined();
+    }
   });
 
   it('let the renewal unit write the webroot’s challenge directory in webroot mode, and nothing else outside its paths', () => {

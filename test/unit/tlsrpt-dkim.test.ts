@@ -1,7 +1,7 @@
 // DKIM for emailed TLS reports: a report message signed with a key made by ensureDkimKey verifies with
 // mailauth against the record dkimRecordText publishes, and no longer passes once its body changes; the key is made
 // once, readable only by its owner, and two runs at once end with the same key.
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { dkimVerify } from 'mailauth/lib/dkim/verify';
@@ -72,6 +72,22 @@ describe('DKIM-signed TLS report emails', () => {
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const again = await ensureDkimKey(file);
     expect(again).toEqual({ privateKey: first.privateKey, created: false });
+  });
+
+  it.runIf(process.geteuid?.() === 0)('as root, makes the key as the owner of the directory above it, never as root in a directory another user controls', async () => {
+    // The service user can reach its state directory, as under /var/lib.
+    chmodSync(dir, 0o755);
+    const state = path.join(dir, 'haraka-out');
+    mkdirSync(state);
+    chownSync(state, 65534, 65534);
+    const file = path.join(state, 'tls-rpt', 'dkim-tlsrpt.pem');
+    const { created } = await ensureDkimKey(file);
+    expect(created).toBe(true);
+    for (const made of [path.dirname(file), file]) expect([statSync(made).uid, statSync(made).gid], made).toEqual([65534, 65534]);
+    expect(process.geteuid?.()).toBe(0);
+    // An empty key (a crash of an older version) is an error that says what to do, never a key.
+    writeFileSync(file, '');
+    await expect(ensureDkimKey(file)).rejects.toThrow(/holds no private key: remove it, run `mailproxy tls-report key`/);
   });
 
   it('writes the record as a zone-file line of quoted strings no longer than 255 characters', async () => {

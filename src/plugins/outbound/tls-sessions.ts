@@ -102,6 +102,8 @@ let openDir: string | null = null;
 /** Opens the recorder of `settings.dir` (or, with TLS reports off, closes the one open). */
 export function configureTlsRpt(settings: OutboundIni['tls_rpt'], log: { info(message: string): void; error(message: string): void }): void {
   const wanted = settings.enabled && settings.dir ? path.resolve(settings.dir) : null;
+  // A new public_ipv4 or public_ipv6 counts from now on, whether or not the store stays the same.
+  publicAddresses = { sending_ip: settings.sending_ip, sending_ipv6: settings.sending_ipv6 };
   if (wanted === openDir) return;
   openDir = wanted;
   void useTlsRptRecorder(null, settings)?.close();
