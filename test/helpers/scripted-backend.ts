@@ -4,7 +4,9 @@
 // records the verbs of each connection, every delivered message with its recipients, and how many
 // connections are open.
 import net from 'node:net';
+import { LOOPBACK, type Topology } from '../../src/demo/topology';
 import { takeLines } from './smtp-lines';
+import { withTopology } from './topology';
 
 export interface Delivery {
   rcpts: string[];
@@ -188,4 +190,21 @@ export async function startScriptedBackend(host: string, port: number, options: 
         server.close(() => resolve());
       }),
   };
+}
+
+/** haraka-in alone (its config changed by `tweak`), forwarding to a scripted backend on the backend's address
+ * and port, which is closed after `body` whatever happened. */
+export async function withScriptedBackend(
+  options: ScriptedBackendOptions,
+  tweak: Parameters<typeof withTopology>[0]['tweak'],
+  body: (t: Topology, backend: ScriptedBackend) => Promise<void>,
+): Promise<void> {
+  await withTopology({ instances: ['haraka-in'], backend: false, ...(tweak ? { tweak } : {}) }, async (t) => {
+    const backend = await startScriptedBackend(LOOPBACK.backend, t.config.backend.port, options);
+    try {
+      await body(t, backend);
+    } finally {
+      await backend.close();
+    }
+  });
 }

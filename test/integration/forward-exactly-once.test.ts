@@ -2,29 +2,17 @@
 // mailproxy-forward in a real haraka-in against a scripted backend that misbehaves on cue. Each test
 // counts what the client was told and what the backend received.
 import { describe, expect, it } from 'vitest';
-import { LOOPBACK, type Topology } from '../../src/demo/topology';
 import { dataPayload, message, openSession, type SmtpScript } from '../../src/smtp/script';
-import { startScriptedBackend, type ScriptedBackend, type ScriptedBackendOptions } from '../helpers/scripted-backend';
+import { withScriptedBackend } from '../helpers/scripted-backend';
 import { sendVia } from '../helpers/send';
 import { sendMessage } from '../../src/smtp/send';
-import { withTopology } from '../helpers/topology';
+import type { withTopology } from '../helpers/topology';
 import { eventually } from '../helpers/poll';
 
 type Tweak = Parameters<typeof withTopology>[0]['tweak'];
 
 function backendSettings(settings: Record<string, unknown>): Tweak {
   return (config) => void (config.backend = { ...config.backend, ...settings });
-}
-
-async function withScriptedBackend(options: ScriptedBackendOptions, tweak: Tweak, body: (t: Topology, backend: ScriptedBackend) => Promise<void>): Promise<void> {
-  await withTopology({ instances: ['haraka-in'], backend: false, ...(tweak ? { tweak } : {}) }, async (t) => {
-    const backend = await startScriptedBackend(LOOPBACK.backend, t.config.backend.port, options);
-    try {
-      await body(t, backend);
-    } finally {
-      await backend.close();
-    }
-  });
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -8,8 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { LOOPBACK, type Topology } from '../../src/demo/topology';
 import { dataPayload, message, openSession } from '../../src/smtp/script';
 import { freePort } from '../helpers/ports';
-import { startScriptedBackend, type ScriptedBackend, type ScriptedBackendOptions } from '../helpers/scripted-backend';
-import { withTopology } from '../helpers/topology';
+import { startScriptedBackend, withScriptedBackend } from '../helpers/scripted-backend';
+import type { withTopology } from '../helpers/topology';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -34,21 +34,12 @@ async function deliverAs(t: Topology, address: string, helo: string, subject: st
   }
 }
 
-async function withReuse(options: ScriptedBackendOptions, body: (t: Topology, backend: ScriptedBackend) => Promise<void>): Promise<void> {
-  await withTopology({ instances: ['haraka-in'], backend: false, tweak: (config) => void (config.backend = { ...config.backend, reuse_sessions: true }) }, async (t) => {
-    const backend = await startScriptedBackend(LOOPBACK.backend, t.config.backend.port, options);
-    try {
-      await body(t, backend);
-    } finally {
-      await backend.close();
-    }
-  });
-}
+const reuse: NonNullable<Parameters<typeof withTopology>[0]['tweak']> = (config) => void (config.backend = { ...config.backend, reuse_sessions: true });
 
 describe('reused backend sessions when things go wrong', () => {
   it('a kept session that went quiet without closing costs the next client seconds, then a fresh connection delivers', async () => {
     // The second XCLIENT of the run is the kept session's: never answered.
-    await withReuse({ xclientReply: (n) => (n === 1 ? 'silent' : null) }, async (t, backend) => {
+    await withScriptedBackend({ xclientReply: (n) => (n === 1 ? 'silent' : null) }, reuse, async (t, backend) => {
       expect((await deliverAs(t, '127.0.0.9', 'a.example.net', 'a')).code).toBe(250);
       const b = await deliverAs(t, '127.0.0.10', 'b.example.net', 'b');
       expect(b.code).toBe(250);
@@ -59,7 +50,7 @@ describe('reused backend sessions when things go wrong', () => {
   }, 120_000);
 
   it('a session a client held across a reload that moved the backend is not kept: the next client reaches the new backend', async () => {
-    await withReuse({}, async (t, oldBackend) => {
+    await withScriptedBackend({}, reuse, async (t, oldBackend) => {
       const newPort = await freePort(LOOPBACK.backend);
       const newBackend = await startScriptedBackend(LOOPBACK.backend, newPort, {});
       try {

@@ -5,10 +5,10 @@
 // XCLIENT, is replaced without the client seeing a difference; a kept session never blocks a client at
 // the backend-session cap.
 import { describe, expect, it } from 'vitest';
-import { LOOPBACK, type Topology } from '../../src/demo/topology';
+import type { Topology } from '../../src/demo/topology';
 import { openSession } from '../../src/smtp/script';
 import type { SinkOptions } from '../../src/testpeers/smtp-sink';
-import { startScriptedBackend, type ScriptedBackend, type ScriptedBackendOptions } from '../helpers/scripted-backend';
+import { withScriptedBackend } from '../helpers/scripted-backend';
 import { sendVia } from '../helpers/send';
 import { withTopology } from '../helpers/topology';
 
@@ -146,20 +146,9 @@ describe('backend sessions reused across client sessions (backend.reuse_sessions
   }, 60_000);
 });
 
-async function withScriptedBackend(options: ScriptedBackendOptions, body: (t: Topology, backend: ScriptedBackend) => Promise<void>): Promise<void> {
-  await withTopology({ instances: ['haraka-in'], backend: false, tweak: reuse(true) }, async (t) => {
-    const backend = await startScriptedBackend(LOOPBACK.backend, t.config.backend.port, options);
-    try {
-      await body(t, backend);
-    } finally {
-      await backend.close();
-    }
-  });
-}
-
 describe('a kept backend session that went stale is replaced without the client seeing it', () => {
   it('the backend closed the idle kept session (its smtpd_timeout): the next client gets a new connection and 250', async () => {
-    await withScriptedBackend({ idleTimeoutMs: 1000 }, async (t, backend) => {
+    await withScriptedBackend({ idleTimeoutMs: 1000 }, reuse(true), async (t, backend) => {
       expect(await deliverAs(t, CLIENTS[0]!)).toBe(250);
       // Kept for the next client...
       expect(backend.open()).toBe(1);
@@ -173,7 +162,7 @@ describe('a kept backend session that went stale is replaced without the client 
   }, 60_000);
 
   it('the kept session refuses the new XCLIENT (550, as Postfix with only the VPS authorized): a new connection, 250', async () => {
-    await withScriptedBackend({ xclientReply: (n) => (n === 1 ? '550 5.7.0 Error: insufficient authorization' : null) }, async (t, backend) => {
+    await withScriptedBackend({ xclientReply: (n) => (n === 1 ? '550 5.7.0 Error: insufficient authorization' : null) }, reuse(true), async (t, backend) => {
       expect(await deliverAs(t, CLIENTS[0]!)).toBe(250);
       expect(await deliverAs(t, CLIENTS[1]!)).toBe(250);
       expect(backend.delivered()).toBe(2);
@@ -185,7 +174,7 @@ describe('a kept backend session that went stale is replaced without the client 
   }, 60_000);
 
   it('the kept session answers the new XCLIENT with 421 and closes: a new connection, 250', async () => {
-    await withScriptedBackend({ xclientReply: (n) => (n === 1 ? '421 4.4.2 scripted.test Error: timeout exceeded' : null) }, async (t, backend) => {
+    await withScriptedBackend({ xclientReply: (n) => (n === 1 ? '421 4.4.2 scripted.test Error: timeout exceeded' : null) }, reuse(true), async (t, backend) => {
       expect(await deliverAs(t, CLIENTS[0]!)).toBe(250);
       expect(await deliverAs(t, CLIENTS[1]!)).toBe(250);
       expect(backend.delivered()).toBe(2);
@@ -194,7 +183,7 @@ describe('a kept backend session that went stale is replaced without the client 
   }, 60_000);
 
   it('a third client after a successful reuse shares the same connection (the scripted backend takes every XCLIENT)', async () => {
-    await withScriptedBackend({}, async (t, backend) => {
+    await withScriptedBackend({}, reuse(true), async (t, backend) => {
       for (const client of [CLIENTS[0]!, CLIENTS[1]!, CLIENTS[3]!]) expect(await deliverAs(t, client)).toBe(250);
       expect(backend.accepted()).toBe(1);
       expect(backend.delivered()).toBe(3);
