@@ -9,7 +9,7 @@ import type { Command, CommandIo } from '../command/io';
 import { UsageError } from '../command/usage';
 import { pickupDir, tlsRptDir, tlsRptDkimKeyFile } from '../config/paths';
 import type { Config } from '../config/schema';
-import { dkimRecordText, dkimZoneLine, signReportMessage } from '../tlsrpt/dkim';
+import { dkimZoneLine, signReportMessage } from '../tlsrpt/dkim';
 import { lookupThrough, postReport } from '../tlsrpt/https';
 import { reportDkimKey, reportFrom } from './dkim-key';
 import { sendReports, type ReportLine, type ReportSettings } from './run';
@@ -40,7 +40,7 @@ function reportSigner(config: Config): (message: Buffer) => Promise<Buffer> {
 async function printDkimRecord(config: Config, io: CommandIo): Promise<number> {
   const key = await reportDkimKey(config);
   io.stdout.write(`${key.created ? 'made a new DKIM key for TLS reports' : 'the DKIM key of TLS reports'} (${tlsRptDkimKeyFile(config)}); publish:\n`);
-  io.stdout.write(`  ${dkimZoneLine(key.selector, key.domain, dkimRecordText(key.privateKey))}\n`);
+  io.stdout.write(`  ${dkimZoneLine(key)}\n`);
   return 0;
 }
 

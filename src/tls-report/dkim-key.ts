@@ -12,7 +12,7 @@ import { tlsRptDkimKeyFile } from '../config/paths';
 import type { Config } from '../config/schema';
 import { writeNew } from '../plugins/store-forward/spool-files';
 import { fsyncDir } from '../render/write';
-import { addressDomain, dkimRecordText, dkimZoneLine, type DkimKey } from '../tlsrpt/dkim';
+import { addressDomain, dkimZoneLine, type DkimKey } from '../tlsrpt/dkim';
 
 export interface DkimKeyFile {
   privateKey: string;
@@ -97,16 +97,20 @@ export function reportFrom(config: Config): string {
   return config.outbound.tls_rpt.from || `postmaster@${config.domains[0]}`;
 }
 
+/** The config's signing domain and selector with `privateKey`. */
+function reportKey(config: Config, privateKey: string): DkimKey {
+  return { domain: addressDomain(reportFrom(config)), selector: config.outbound.tls_rpt.dkim_selector, privateKey };
+}
+
 /** The signing key of the config's reports, made when there is none. */
 export async function reportDkimKey(config: Config): Promise<DkimKey & { created: boolean }> {
   const { privateKey, created } = await ensureDkimKey(tlsRptDkimKeyFile(config));
-  return { domain: addressDomain(reportFrom(config)), selector: config.outbound.tls_rpt.dkim_selector, privateKey, created };
+  return { ...reportKey(config, privateKey), created };
 }
 
 /** The zone-file line of the reports' DKIM key; null when TLS reports are off or no key is made yet. */
 export async function tlsReportDkimRecord(config: Config): Promise<string | null> {
   if (!config.outbound.tls_rpt.enabled) return null;
   const privateKey = await readKey(tlsRptDkimKeyFile(config)).catch(() => null);
-  if (!privateKey) return null;
-  return dkimZoneLine(config.outbound.tls_rpt.dkim_selector, addressDomain(reportFrom(config)), dkimRecordText(privateKey));
+  return privateKey ? dkimZoneLine(reportKey(config, privateKey)) : null;
 }

@@ -28,9 +28,9 @@ export function dkimRecordText(privateKeyPem: string): string {
 
 /** The record as a zone-file line: the text in quoted strings of at most 255 characters (RFC 1035 §3.3.14),
  * which a 2048-bit key needs. */
-export function dkimZoneLine(selector: string, domain: string, text: string): string {
-  const strings = text.match(/.{1,255}/g) ?? [];
-  return `${dkimRecordName(selector, domain)}.  TXT  ${strings.map((part) => `"${part}"`).join(' ')}`;
+export function dkimZoneLine(key: DkimKey): string {
+  const strings = dkimRecordText(key.privateKey).match(/.{1,255}/g) ?? [];
+  return `${dkimRecordName(key.selector, key.domain)}.  TXT  ${strings.map((part) => `"${part}"`).join(' ')}`;
 }
 
 /** The domain of an address (the text after its last @). */

@@ -94,7 +94,7 @@ describe('DKIM-signed TLS report emails', () => {
     const { privateKey } = await ensureDkimKey(path.join(dir, 'dkim-tlsrpt.pem'));
     const text = dkimRecordText(privateKey);
     expect(text).toMatch(/^v=DKIM1; k=rsa; p=[A-Za-z0-9+/=]{300,}$/);
-    const line = dkimZoneLine('tlsrpt', 'example.org', text);
+    const line = dkimZoneLine({ selector: 'tlsrpt', domain: 'example.org', privateKey });
     expect(line.startsWith('tlsrpt._domainkey.example.org.  TXT  "')).toBe(true);
     const strings = [...line.matchAll(/"([^"]*)"/g)].map((match) => match[1]!);
     expect(strings.length).toBeGreaterThan(1);

@@ -157,7 +157,7 @@ async function drainOne(current: Drain, id: string): Promise<void> {
     }
     if (!(err instanceof BackendError)) throw err;
     // The backend answered but the session failed (a non-2xx banner, a timeout, a dropped connection).
-    return retry(current, meta, (err as Error).message, meta.envelope.rcptTo);
+    return retry(current, meta, () => (err as Error).message, meta.envelope.rcptTo);
   }
   if (outcome.refused.length > 0) {
     const reply = replyText(outcome.refusal);
@@ -167,7 +167,7 @@ async function drainOne(current: Drain, id: string): Promise<void> {
       why: 'backend_refused',
       ...(outcome.refusal ? { code: outcome.refusal.code } : {}),
       // Each recipient with the reply it got (the backend may refuse one as unknown, another as over quota).
-      recipients: outcome.refused.map((address) => ({ address, reply: replyText(outcome.replies.get(address) ?? outcome.refusal) })),
+      recipients: outcome.refused.map((address) => ({ address, reply: ownReply(outcome)(address) })),
     };
     if (outcome.pending.length === 0) {
       if (outcome.refused.length !== meta.envelope.rcptTo.length) await backup.spool.recordAttempt(id, failure.reason, null, outcome.refused);
@@ -185,9 +185,9 @@ async function drainOne(current: Drain, id: string): Promise<void> {
       ...(meta.replay ? { replay: meta.replay } : {}),
     });
     await returnOrHold(plugin, backup, copy, failure);
-    return retry(current, meta, pendingReplies(outcome), outcome.pending);
+    return retry(current, meta, ownReply(outcome), outcome.pending);
   }
-  if (outcome.pending.length > 0) return retry(current, meta, pendingReplies(outcome), outcome.pending);
+  if (outcome.pending.length > 0) return retry(current, meta, ownReply(outcome), outcome.pending);
   await backup.spool.remove(id);
   schedule.delete(id);
   logDecision(plugin, plugin, {
@@ -200,16 +200,14 @@ async function drainOne(current: Drain, id: string): Promise<void> {
   });
 }
 
-/** The reply each pending recipient got, and the reply that ended the transaction for any without one of its
- * own (the 250 at the end of data is never one of them: a recipient accepted at RCPT was delivered). */
-function pendingReplies(outcome: Attempt): (address: string) => string {
+/** The reply each recipient that was not delivered got (refused or pending: split records every one), as text. */
+function ownReply(outcome: Attempt): (address: string) => string {
   return (address) => replyText(outcome.replies.get(address) ?? outcome.reply);
 }
 
-/** A temporary failure for `pending`: tried again after the backoff, or held once past max_age_days. `reply`
- * is one text for all (a failed session) or each recipient's own. */
-async function retry(current: Drain, meta: StoredMeta, replies: string | ((address: string) => string), pending: string[]): Promise<void> {
-  const replyOf = typeof replies === 'string' ? () => replies : replies;
+/** A temporary failure for `pending`: tried again after the backoff, or held once past max_age_days.
+ * `replyOf` gives each recipient's reply (one text for all when the session failed). */
+async function retry(current: Drain, meta: StoredMeta, replyOf: (address: string) => string, pending: string[]): Promise<void> {
   // The log line and the spool's last error: the first pending recipient's reply.
   const reply = replyOf(pending[0] ?? '');
   const { plugin, backup, schedule } = current;

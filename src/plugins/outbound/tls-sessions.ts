@@ -18,10 +18,9 @@ let recorder: TlsRptRecorder | null = null;
 /** Our public addresses (public_ipv4, public_ipv6), for sessions that never had a socket to ask. */
 let publicAddresses: Pick<OutboundIni['tls_rpt'], 'sending_ip' | 'sending_ipv6'> = { sending_ip: '', sending_ipv6: '' };
 
-function useTlsRptRecorder(next: TlsRptRecorder | null, addresses: typeof publicAddresses): TlsRptRecorder | null {
+function useTlsRptRecorder(next: TlsRptRecorder | null): TlsRptRecorder | null {
   const previous = recorder;
   recorder = next;
-  publicAddresses = { sending_ip: addresses.sending_ip, sending_ipv6: addresses.sending_ipv6 };
   return previous;
 }
 
@@ -106,11 +105,11 @@ export function configureTlsRpt(settings: OutboundIni['tls_rpt'], log: { info(me
   publicAddresses = { sending_ip: settings.sending_ip, sending_ipv6: settings.sending_ipv6 };
   if (wanted === openDir) return;
   openDir = wanted;
-  void useTlsRptRecorder(null, settings)?.close();
+  void useTlsRptRecorder(null)?.close();
   if (!wanted) return;
   TlsRptRecorder.open({ dir: wanted, saveIntervalMs: 5_000, log: log.info })
     .then((opened) => {
-      if (openDir === wanted) useTlsRptRecorder(opened, settings);
+      if (openDir === wanted) useTlsRptRecorder(opened);
       else void opened.close();
     })
     .catch((err: Error) => log.error(`TLS reports: cannot open ${wanted} (${err.message}): no sessions are counted`));
@@ -119,7 +118,7 @@ export function configureTlsRpt(settings: OutboundIni['tls_rpt'], log: { info(me
 /** At shutdown: the sessions counted last are written. */
 export function closeTlsRpt(): void {
   openDir = null;
-  void useTlsRptRecorder(null, publicAddresses)?.close();
+  void useTlsRptRecorder(null)?.close();
 }
 
 /** The MTA-STS policy this attempt is held to (for TLS reports), and what went wrong getting it. */
