@@ -12,7 +12,7 @@ import { dataPayload, SmtpScript } from '../src/smtp/script';
 import { freePort } from '../src/testpeers/ports';
 import { startSmtpSink, type SmtpSink } from '../src/testpeers/smtp-sink';
 import { startPostfix } from '../test/fixtures/postfix';
-import { expectCode, type LoadOptions, messageOfSize, oneMessage, peakRssMb, portsFrom, randomBasePort } from './bench-setup';
+import { cpuBusySeconds, expectCode, type LoadOptions, messageOfSize, oneMessage, peakRssMb, portsFrom, randomBasePort } from './bench-setup';
 
 export interface Relay {
   label: string;
@@ -25,12 +25,16 @@ export interface Relay {
   stop(): Promise<void>;
 }
 
+/** Each relay gets CPU 0 to itself (Postfix: every one of its processes); the load and the MX stand-ins run on CPU 1. */
+const RELAY_CPU = 0;
+
 /** haraka-out as rendered (log level warn) and its loopback MX. */
 async function harakaOut(root: string, name: string): Promise<Relay> {
   const topology = await startTopology({
     stateDir: path.join(root, name),
     ports: portsFrom(randomBasePort()),
     instances: ['haraka-out'],
+    harakaPrefix: ['taskset', '-c', String(RELAY_CPU)],
     tweak: (config) => void (config.log_level = 'warn'),
   });
   const pid = topology.haraka['haraka-out']?.child.pid;
@@ -57,6 +61,7 @@ async function postfixRelay(): Promise<Relay> {
     xclientHosts: [],
     advertiseXclient: false,
     mynetworks: ['127.0.0.0/8'],
+    cpu: RELAY_CPU,
     extraMainCf: {
       relayhost: `[${POSTFIX_MX}]:${mx.port}`,
       default_transport: 'smtp',
@@ -90,6 +95,7 @@ async function relayRate(relay: Relay, load: LoadOptions): Promise<number> {
   const payload = dataPayload(messageOfSize(load.size));
   const before = relay.mx.messages.length;
   let next = 0;
+  const busyBefore = cpuBusySeconds(RELAY_CPU);
   const started = process.hrtime.bigint();
   const worker = async () => {
     while (next < load.messages) {
@@ -102,8 +108,11 @@ async function relayRate(relay: Relay, load: LoadOptions): Promise<number> {
   await Promise.all(Array.from({ length: load.concurrency }, worker));
   await relay.mx.waitForMessages(before + load.messages, 300_000);
   const rate = load.messages / (Number(process.hrtime.bigint() - started) / 1e9);
+  const cpuMs = ((cpuBusySeconds(RELAY_CPU) - busyBefore) * 1000) / load.messages;
   const rss = relay.pid === undefined ? '' : `, peak RSS ${peakRssMb(relay.pid).toFixed(0)} MB`;
-  console.log(`${relay.label.padEnd(38)} ${rate.toFixed(0).padStart(6)} msg/s relayed and delivered (${load.messages} messages, ${load.concurrency} at a time${rss})`);
+  console.log(
+    `${relay.label.padEnd(38)} ${rate.toFixed(0).padStart(6)} msg/s relayed and delivered (${load.messages} messages, ${load.concurrency} at a time${rss}); CPU ${RELAY_CPU} busy ${cpuMs.toFixed(2)} ms/msg`,
+  );
   return rate;
 }
 

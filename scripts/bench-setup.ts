@@ -1,5 +1,6 @@
 // What the benchmark scripts share: their load options, the message they send, the loopback ports of a
 // topology, and haraka-in started alone and pinned to CPU 0.
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { startTopology, type Topology, type TopologyOptions, type TopologyPorts } from '../src/demo/topology';
 import type { SmtpScript } from '../src/smtp/script';
@@ -58,4 +59,23 @@ export function peakRssMb(pid: number | undefined): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const match = /VmHWM:\s+(\d+) kB/.exec(status);
   return match ? Number(match[1]) / 1024 : NaN;
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU seconds (user + system) a process has used so far: less at the mercy of a busy machine than a rate. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return NaN;
+  // Fields after "pid (comm) ": state is the first, utime the 12th, stime the 13th (proc(5) fields 14 and 15).
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Busy seconds of one CPU so far (/proc/stat: user nice system idle iowait irq softirq steal, in clock ticks). */
+export function cpuBusySeconds(cpu: number): number {
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((entry) => entry.startsWith(`cpu${cpu} `));
+  const [user, nice, system, , , irq, softirq] = (line ?? '').split(/\s+/).slice(1).map(Number);
+  return ((user ?? NaN) + (nice ?? NaN) + (system ?? NaN) + (irq ?? NaN) + (softirq ?? NaN)) / CLOCK_TICKS;
 }

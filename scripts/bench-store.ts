@@ -31,7 +31,6 @@
 // STORE_DEADLINE_MS (default 900000), and the script exits 1 when a count is off.
 import { percentile } from './percentile';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { LOOPBACK, type Topology } from '../src/demo/topology';
@@ -39,7 +38,7 @@ import { HARAKA_NODE_ARGS } from '../src/haraka/process';
 import { storePathsFor } from '../src/plugins/store-forward/store-dir';
 import { dataPayload, SmtpScript, type Reply } from '../src/smtp/script';
 import { startSmtpSink, type SmtpSink } from '../src/testpeers/smtp-sink';
-import { loadOptions, messageOfSize as plainMessage, portsFrom, randomBasePort, startPinnedHarakaIn } from './bench-setup';
+import { cpuSeconds, loadOptions, messageOfSize as plainMessage, portsFrom, randomBasePort, startPinnedHarakaIn } from './bench-setup';
 
 const { messages: MESSAGES, concurrency: CONCURRENCY, size: SIZE } = loadOptions('STORE', { messages: 5000, concurrency: 50, size: 4096 });
 const LIVE_CLIENTS = Number(process.env.STORE_LIVE_CLIENTS ?? 4);
@@ -68,13 +67,6 @@ interface Memory {
 function memoryOf(pid: number): Memory {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return { rssKb: Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]), hwmKb: Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]) };
-}
-
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-/** CPU seconds (user + system) the process has used so far. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
 /** Follows one round's memory: the highest VmRSS sampled, and VmHWM from a reset at the round's start. */

@@ -5,7 +5,6 @@
 //   mailproxy   load generator -> haraka-in (mailproxy-forward, XCLIENT every session) -> the sink
 //   rendered    the same haraka-in as installed: edge checks, limits, log level info
 //   reuse       rendered, with backend.reuse_sessions (the sink takes every XCLIENT, as Postfix with static:all)
-//   reuse       rendered, with backend.reuse_sessions (the sink takes every XCLIENT, as Postfix with static:all)
 //   stock       load generator -> haraka-in (queue/smtp_forward) -> the sink
 //   discard     load generator -> haraka-in (queue/discard): our haraka-in without forwarding
 //   bare        load generator -> Haraka with only mailproxy-dns, rcpt_to.in_host_list and queue/discard: its floor
@@ -14,7 +13,8 @@
 // Every haraka-in is pinned to CPU 0 with taskset (one is under load at a time); the load generator and
 // the sink share the other CPU. All of them run at once and the rounds alternate between them, so a
 // slow spell of this shared machine hits every variant alike; each variant is warmed up first (a
-// long-running MX is warm) and the median round is reported.
+// long-running MX is warm) and the median round is reported. The rate is measured twice: one message per
+// connection (as MTAs mostly send), and with connection reuse (smtp-source -d, message after message).
 // Options (env): BENCH_MESSAGES (default 2000), BENCH_CONCURRENCY (50), BENCH_SIZE (4096 bytes),
 // BENCH_SERIAL (100 messages over one connection per round), BENCH_ROUNDS (3), BENCH_SERIAL_ROUNDS (9).
 // Last, haraka-out relays BENCH_MESSAGES messages from the backend's address to a loopback MX (rate and
@@ -24,12 +24,12 @@
 // BENCH_OUTBOUND_ONLY=1 runs only the two haraka-out measurements (a minute).
 import { percentile } from './percentile';
 import { EDGE_VARIANTS, freshAddress, LABELS, startHarakaIn, type Variant } from './bench-variants';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LOOPBACK, type Topology } from '../src/demo/topology';
-import { expectCode, loadOptions, messageOfSize, oneMessage, peakRssMb, randomBasePort } from './bench-setup';
+import { cpuSeconds, expectCode, loadOptions, messageOfSize, oneMessage, peakRssMb, randomBasePort } from './bench-setup';
 import { compareRelays } from './bench-relays';
 import { waitForBanner } from '../src/haraka/process';
 import { dataPayload, SmtpScript } from '../src/smtp/script';
@@ -57,8 +57,11 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)] ?? NaN;
 }
 
-/** Postfix's smtp-source: N messages, one per connection, C sessions at a time; returns messages/s. */
-function smtpSourceRate(port: number, host: string, messages = MESSAGES): Promise<number> {
+/**
+ * Postfix's smtp-source: N messages, C sessions at a time, one message per connection or (`keepConnection`,
+ * its -d) each session sending message after message until all N are sent; returns messages/s.
+ */
+function smtpSourceRate(port: number, host: string, messages = MESSAGES, keepConnection = false): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(
@@ -67,6 +70,7 @@ function smtpSourceRate(port: number, host: string, messages = MESSAGES): Promis
         '-c',
         '1',
         '/usr/sbin/smtp-source',
+        ...(keepConnection ? ['-d'] : []),
         '-s',
         String(CONCURRENCY),
         '-m',
@@ -136,15 +140,6 @@ async function serial(port: number, host: string): Promise<number> {
   return ms;
 }
 
-/** CPU seconds (user + system) a process has used so far: less at the mercy of a busy machine than a rate. */
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return NaN;
-  // Fields after "pid (comm) ": state is the first, utime the 12th, stime the 13th (proc(5) fields 14 and 15).
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
 /** The backend stand-in (xclient-sink.ts) on CPU 1, beside the load generator. */
 function startSink(port: number): ChildProcess {
   return spawn('taskset', ['-c', '1', process.execPath, path.join(__dirname, 'xclient-sink.js'), LOOPBACK.backend, String(port)], { stdio: 'ignore' });
@@ -198,6 +193,10 @@ async function main(): Promise<void> {
       for (const [name, host, port] of targets) rates.get(name)!.push(await smtpSourceRate(port, host));
     }
     const cpuPerMessageMs = new Map(targets.map(([name]) => [name, ((cpuSeconds(pidOf(name)) - (cpuBefore.get(name) ?? NaN)) * 1000) / (ROUNDS * MESSAGES)]));
+    const keptRates = new Map<string, number[]>(targets.map(([name]) => [name, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, host, port] of targets) keptRates.get(name)!.push(await smtpSourceRate(port, host, MESSAGES, true));
+    }
     for (let round = 0; round < SERIAL_ROUNDS; round++) {
       for (const [name, host, port] of targets) serialMs.get(name)!.push(await serial(port, host));
     }
@@ -206,6 +205,8 @@ async function main(): Promise<void> {
       const pid = name === 'direct' ? undefined : running.get(name)?.haraka['haraka-in']?.child.pid;
       console.log(rateRow(LABELS[name], rates.get(name)!, pid === undefined ? undefined : peakRssMb(pid)));
     }
+    console.log(`\nrate with connection reuse (smtp-source -d: each of the ${CONCURRENCY} sessions sends message after message), median of the rounds:`);
+    for (const [name] of targets) console.log(rateRow(LABELS[name], keptRates.get(name)!));
     console.log('\nharaka-in CPU time per message during those rounds (user + system, from /proc):');
     for (const [name] of targets) if (name !== 'direct') console.log(`${LABELS[name].padEnd(38)} ${(cpuPerMessageMs.get(name) ?? NaN).toFixed(2).padStart(6)} ms`);
     // This client greets with EHLO, as MTAs do (smtp-source says HELO, after which no backend session is kept).
@@ -239,6 +240,10 @@ async function main(): Promise<void> {
       console.log(
         `ratio ${LABELS[variant]} / stock: ${(rate(variant) / rate('stock')).toFixed(2)}x (target >= 1.5; CPU per message ${(cpuOf(variant) / cpuOf('stock')).toFixed(2)}x, target <= 0.67)`,
       );
+    }
+    const keptRate = (name: string) => median(keptRates.get(name) ?? []);
+    for (const variant of ['mailproxy', 'rendered', 'reuse'] as const) {
+      console.log(`ratio ${LABELS[variant]} / stock, with connection reuse: ${(keptRate(variant) / keptRate('stock')).toFixed(2)}x (target >= 2.5)`);
     }
     console.log(`ratio mailproxy / direct to sink:      ${(ours / rate('direct')).toFixed(2)}    (target >= 0.5)`);
     console.log(`ratio mailproxy / haraka-in discard:   ${(ours / rate('discard')).toFixed(2)}    (the same haraka-in, no forwarding at all)`);
