@@ -246,6 +246,7 @@ export function installDaneTls(): boolean {
     const emit = socket.emit.bind(socket) as (event: string | symbol, ...eventArgs: unknown[]) => boolean;
     socket.emit = function emitJudged(event: string | symbol, ...eventArgs: unknown[]): boolean {
       if (event === 'error') countSession(socket, session, handshakeFailure(eventArgs[0]));
+      if (event === 'close') countSession(socket, session, HANDSHAKE_NOT_COMPLETED);
       if (event === 'secure' || event === 'secureConnect') {
         verdict ??= judge(socket, upgrade, session);
         if (!verdict) return false;
@@ -259,6 +260,14 @@ export function installDaneTls(): boolean {
   module[DANE_PATCHED] = true;
   return true;
 }
+
+/**
+ * A connection closed before its handshake ended, with no TLS error: Haraka's socket timeout (outbound
+ * connect_timeout, 30 s, runs through the handshake too) destroys it without one, and so does any other end
+ * Haraka puts to a delivery meanwhile. RFC 8460 §4.3.1 names no type for it: validation-failure is its
+ * "general failure for a reason not matching a category above".
+ */
+const HANDSHAKE_NOT_COMPLETED = { ok: false, type: 'validation-failure', reasonCode: 'TLS handshake not completed (timed out or closed)' } as const;
 
 /** A TLS error before the handshake passed: a certificate Node refused (with TLS required), or any other. */
 function handshakeFailure(error: unknown): Parameters<typeof recordSession>[2] {
@@ -274,4 +283,6 @@ function observeSession(socket: tls.TLSSocket, session: ReportedSession): void {
     countSession(socket, session, { ok: false, type: certificateResult(code), reasonCode: code });
   });
   socket.once('error', (error) => countSession(socket, session, handshakeFailure(error)));
+  // After 'secureConnect' or 'error' the session is counted, and this counts nothing.
+  socket.once('close', () => countSession(socket, session, HANDSHAKE_NOT_COMPLETED));
 }
