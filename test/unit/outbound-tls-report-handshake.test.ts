@@ -1,6 +1,6 @@
 // A TLS report counts every session held to a policy, including one whose handshake never ends: an MX that
-// takes STARTTLS and then says nothing until Haraka's socket timeout destroys the connection (no TLS error
-// is emitted then). Through Haraka's own STARTTLS upgrade (tls_socket.js), once for a DANE host and once
+// takes STARTTLS and then says nothing until Haraka's socket timeout ends the delivery (the TLS socket is
+// destroyed without an error of its own). Through Haraka's own STARTTLS upgrade (tls_socket.js), once for a DANE host and once
 // for an MTA-STS one (the two paths of ../../src/plugins/haraka/patches/outbound-tls.ts), into a real
 // recorder's day file.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,6 +23,7 @@ const tlsSocket = require('haraka/tls_socket') as {
 
 interface HarakaSocket extends NodeJS.EventEmitter {
   upgrade(options: object, cb: (authorized: boolean) => void): void;
+  setTimeout(ms: number): void;
   destroy(): void;
 }
 
@@ -50,9 +51,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A delivery of a message to `domain` whose STARTTLS handshake to `mx` gets no answer, ended as Haraka's
- * socket timeout ends it (the pluggable socket destroyed, no error). */
-async function stalledHandshake(domain: string, mx: string, prepare: (state: DeliveryState) => void): Promise<{ upgraded: boolean; errors: number }> {
+/** A delivery of a message to `domain` whose STARTTLS handshake to `mx` gets no answer, ended as Haraka ends
+ * it: the socket timeout client_pool.js sets (connect_timeout; 300 ms here) becomes an 'error' on which
+ * hmail.js releases the socket (listeners removed, destroyed without an error). */
+async function stalledHandshake(domain: string, mx: string, prepare: (state: DeliveryState) => void): Promise<{ upgraded: boolean; errors: string[] }> {
   const noop = () => undefined;
   const hmail: HMail = { num_failures: 0, todo: { domain }, loginfo: noop, lognotice: noop, logwarn: noop, logerror: noop };
   const state = stateOf(hmail);
@@ -62,14 +64,22 @@ async function stalledHandshake(domain: string, mx: string, prepare: (state: Del
   const harakaMx = { exchange: '127.0.0.1', from_dns: mx, port };
   rememberMx(harakaMx, state);
   const socket = tlsSocket.connect({ host: '127.0.0.1', port });
-  let upgraded = false;
-  let errors = 0;
-  socket.on('error', () => void (errors += 1));
+  socket.setTimeout(300);
   await new Promise<void>((resolve) => socket.once('connect', resolve));
+  let upgraded = false;
+  const errors: string[] = [];
+  const released = new Promise<void>((resolve) => {
+    socket.once('timeout', () => socket.emit('error', 'socket timeout waiting on starttls'));
+    socket.on('error', (error) => {
+      errors.push(String(error));
+      socket.removeAllListeners();
+      socket.destroy();
+      resolve();
+    });
+  });
   const options = (harakaOutboundTls() as unknown as { get_tls_options(mx: object): Record<string, unknown> }).get_tls_options(harakaMx);
   socket.upgrade(options, () => void (upgraded = true));
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  socket.destroy();
+  await released;
   return { upgraded, errors };
 }
 
@@ -94,7 +104,7 @@ describe('a TLS handshake that never ends, in the TLS report', () => {
     const outcome = await stalledHandshake('dane-stall.test', mx, (state) => {
       state.attempt.daneHosts = new Map([[mx, { level: 'dane', records: [{ usage: 3, selector: 1, matchingType: 1, data: Buffer.alloc(32, 1) }] }]]);
     });
-    expect(outcome).toEqual({ upgraded: false, errors: 0 });
+    expect(outcome).toEqual({ upgraded: false, errors: ['socket timeout waiting on starttls'] });
     await eventually('the session is saved', async () => (await daysOf('dane-stall.test')).length === 1, { timeoutMs: 15_000 });
     const [day] = await daysOf('dane-stall.test');
     expect(day).toMatchObject({ successes: 0, failures: 1, rows: [{ ...NOT_COMPLETED, receivingMxHostname: mx }] });
@@ -106,7 +116,7 @@ describe('a TLS handshake that never ends, in the TLS report', () => {
     const outcome = await stalledHandshake('sts-stall.test', mx, (state) => {
       state.attempt.stsPolicy = stsApplied('sts-stall.test', { version: 'STSv1', mode: 'enforce', mx: [mx], maxAge: 86400 });
     });
-    expect(outcome).toEqual({ upgraded: false, errors: 0 });
+    expect(outcome).toEqual({ upgraded: false, errors: ['socket timeout waiting on starttls'] });
     await eventually('the session is saved', async () => (await daysOf('sts-stall.test')).length === 1, { timeoutMs: 15_000 });
     const [day] = await daysOf('sts-stall.test');
     expect(day).toMatchObject({ successes: 0, failures: 1, rows: [{ ...NOT_COMPLETED, receivingMxHostname: mx }] });

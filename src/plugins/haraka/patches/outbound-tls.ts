@@ -177,10 +177,15 @@ function reject(socket: tls.TLSSocket, state: DeliveryState, mx: string, why: st
 function countSession(socket: tls.TLSSocket, session: ReportedSession | undefined, result: Parameters<typeof recordSession>[2]): void {
   if (!session || session.counted) return;
   session.counted = true;
-  recordSession(session.state, session.mx, result, {
-    localAddress: session.ends?.localAddress ?? socket.localAddress,
-    remoteAddress: session.ends?.remoteAddress ?? socket.remoteAddress,
-  });
+  // This runs inside the socket's own events: a report must never break a delivery.
+  try {
+    recordSession(session.state, session.mx, result, {
+      localAddress: session.ends?.localAddress ?? socket.localAddress,
+      remoteAddress: session.ends?.remoteAddress ?? socket.remoteAddress,
+    });
+  } catch (err) {
+    session.state.hmail.logerror(`TLS report: the session with ${session.mx.name} was not counted: ${String(err)}`);
+  }
 }
 
 /** True when the connection may go on (authorized); false when it was failed. */
@@ -214,6 +219,14 @@ function markDaneUpgrades(): boolean {
   obtls[DANE_PATCHED] = true;
   return true;
 }
+
+/**
+ * A connection closed before its handshake ended, with no TLS error: Haraka's socket timeout (outbound
+ * connect_timeout, 30 s, runs through the handshake too) destroys it without one, and so does any other end
+ * Haraka puts to a delivery meanwhile. RFC 8460 §4.3.1 names no type for it: validation-failure is its
+ * "general failure for a reason not matching a category above".
+ */
+const HANDSHAKE_NOT_COMPLETED = { ok: false, type: 'validation-failure', reasonCode: 'TLS handshake not completed (timed out or closed)' } as const;
 
 type Connect = typeof tls.connect;
 
@@ -260,14 +273,6 @@ export function installDaneTls(): boolean {
   module[DANE_PATCHED] = true;
   return true;
 }
-
-/**
- * A connection closed before its handshake ended, with no TLS error: Haraka's socket timeout (outbound
- * connect_timeout, 30 s, runs through the handshake too) destroys it without one, and so does any other end
- * Haraka puts to a delivery meanwhile. RFC 8460 §4.3.1 names no type for it: validation-failure is its
- * "general failure for a reason not matching a category above".
- */
-const HANDSHAKE_NOT_COMPLETED = { ok: false, type: 'validation-failure', reasonCode: 'TLS handshake not completed (timed out or closed)' } as const;
 
 /** A TLS error before the handshake passed: a certificate Node refused (with TLS required), or any other. */
 function handshakeFailure(error: unknown): Parameters<typeof recordSession>[2] {
